@@ -1,0 +1,60 @@
+"""The FastAPI app factory. Nothing happens at import: the coordinator is opened in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from aitbc.api.errors import install_error_handlers
+from aitbc.api.limits import BodyLimit
+from aitbc.api.routes import admin, jobs, miners
+from aitbc.api.websocket import router as websocket_router
+from aitbc.domain.clock import Clock
+from aitbc.settings import Settings
+from aitbc.version import VERSION as __version__
+from aitbc.wiring import Coordinator, open_coordinator
+
+JSON_BODY_SLACK = 64 * 1024
+
+
+def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        coordinator = await open_coordinator(settings, clock)
+        app.state.coordinator = coordinator
+        reaper = asyncio.create_task(coordinator.reaper.run_forever()) if settings.run_reaper else None
+        try:
+            yield
+        finally:
+            if reaper is not None:
+                reaper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reaper
+            await coordinator.close()
+
+    app = FastAPI(
+        title="AITBC coordinator",
+        version=__version__,
+        description="Submit AI jobs, let miners run them, follow them live, fetch verified results.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_inline_input_bytes + JSON_BODY_SLACK)
+    app.include_router(jobs.router)
+    app.include_router(miners.router)
+    app.include_router(admin.router)
+    app.include_router(websocket_router)
+
+    @app.get("/v1/health", tags=["meta"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app
+
+
+def coordinator_of(app: FastAPI) -> Coordinator:
+    found: Coordinator = app.state.coordinator
+    return found

@@ -1,0 +1,40 @@
+"""Request-scoped dependencies: the coordinator and the authenticated caller with the right role."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
+
+from aitbc.domain.accounts import Principal
+from aitbc.domain.plans import Role
+from aitbc.services.accounts import require_role
+from aitbc.wiring import Coordinator
+
+api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False)
+
+
+def coordinator(request: Request) -> Coordinator:
+    found: Coordinator = request.app.state.coordinator
+    return found
+
+
+CoordinatorDep = Annotated[Coordinator, Depends(coordinator)]
+
+
+async def caller(request: Request, api_key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
+    return await coordinator(request).accounts.authenticate(api_key)
+
+
+def _with_role(*roles: Role):  # type: ignore[no-untyped-def]
+    async def dependency(principal: Annotated[Principal, Depends(caller)]) -> Principal:
+        require_role(principal, *roles)
+        return principal
+
+    return dependency
+
+
+ClientDep = Annotated[Principal, Depends(_with_role(Role.CLIENT, Role.ADMIN))]
+MinerDep = Annotated[Principal, Depends(_with_role(Role.MINER, Role.ADMIN))]
+AdminDep = Annotated[Principal, Depends(_with_role(Role.ADMIN))]

@@ -1,0 +1,107 @@
+"""Miner routes: register, heartbeat, claim, and the lease-guarded calls on a claimed job."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+
+from aitbc.api.dependencies import CoordinatorDep, MinerDep
+from aitbc.protocol.miners import (
+    ClaimRequest,
+    ClaimResponse,
+    FailRequest,
+    FinishRequest,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    JobDirective,
+    LeaseRequest,
+    LogsRequest,
+    ProgressRequest,
+    RegisterRequest,
+    RegisterResponse,
+    UploadedFile,
+)
+
+router = APIRouter(prefix="/v1/miners", tags=["miners"])
+
+
+@router.post("/register", response_model=RegisterResponse)
+async def register(body: RegisterRequest, principal: MinerDep, coordinator: CoordinatorDep) -> RegisterResponse:
+    return await coordinator.dispatch.register(principal, body)
+
+
+@router.post("/{miner_id}/heartbeat", response_model=HeartbeatResponse)
+async def heartbeat(
+    miner_id: str, body: HeartbeatRequest, principal: MinerDep, coordinator: CoordinatorDep
+) -> HeartbeatResponse:
+    leases = await coordinator.dispatch.heartbeat(principal, miner_id, body.lease_ids, body.wait_seconds)
+    return HeartbeatResponse(leases=leases)
+
+
+@router.post("/{miner_id}/claim", response_model=ClaimResponse)
+async def claim(miner_id: str, body: ClaimRequest, principal: MinerDep, coordinator: CoordinatorDep) -> ClaimResponse:
+    jobs = await coordinator.dispatch.claim(principal, miner_id, body.max_jobs, body.wait_seconds)
+    return ClaimResponse(jobs=jobs)
+
+
+@router.post("/{miner_id}/jobs/{job_id}/start", response_model=JobDirective)
+async def start(
+    miner_id: str, job_id: str, body: LeaseRequest, principal: MinerDep, coordinator: CoordinatorDep
+) -> JobDirective:
+    return await coordinator.dispatch.start(principal, miner_id, job_id, body.lease_id)
+
+
+@router.post("/{miner_id}/jobs/{job_id}/progress", response_model=JobDirective)
+async def progress(
+    miner_id: str, job_id: str, body: ProgressRequest, principal: MinerDep, coordinator: CoordinatorDep
+) -> JobDirective:
+    return await coordinator.dispatch.progress(principal, miner_id, job_id, body)
+
+
+@router.post("/{miner_id}/jobs/{job_id}/logs", response_model=JobDirective)
+async def logs(
+    miner_id: str, job_id: str, body: LogsRequest, principal: MinerDep, coordinator: CoordinatorDep
+) -> JobDirective:
+    return await coordinator.dispatch.logs(principal, miner_id, job_id, body)
+
+
+@router.get("/{miner_id}/jobs/{job_id}/input")
+async def input_file(
+    miner_id: str, job_id: str, lease_id: str, principal: MinerDep, coordinator: CoordinatorDep
+) -> StreamingResponse:
+    stored = await coordinator.dispatch.input_file(principal, miner_id, job_id, lease_id)
+    return StreamingResponse(
+        coordinator.blobs.read(stored.blob_key),
+        media_type="application/octet-stream",
+        headers={"Content-Length": str(stored.size), "X-Sha256": stored.sha256},
+    )
+
+
+@router.put("/{miner_id}/jobs/{job_id}/files/{path:path}", response_model=UploadedFile)
+async def upload_result_file(
+    miner_id: str,
+    job_id: str,
+    path: str,
+    request: Request,
+    principal: MinerDep,
+    coordinator: CoordinatorDep,
+    lease_id: Annotated[str, Header(alias="X-Lease-Id")],
+) -> UploadedFile:
+    """One file of the result package, streamed into blob storage; the manifest at `complete` must agree."""
+    return await coordinator.dispatch.upload(principal, miner_id, job_id, lease_id, path, request.stream())
+
+
+@router.post("/{miner_id}/jobs/{job_id}/complete", response_model=JobDirective)
+async def complete(
+    miner_id: str, job_id: str, body: FinishRequest, principal: MinerDep, coordinator: CoordinatorDep
+) -> JobDirective:
+    return await coordinator.dispatch.complete(principal, miner_id, job_id, body)
+
+
+@router.post("/{miner_id}/jobs/{job_id}/fail", response_model=JobDirective)
+async def fail(
+    miner_id: str, job_id: str, body: FailRequest, principal: MinerDep, coordinator: CoordinatorDep
+) -> JobDirective:
+    return await coordinator.dispatch.fail(principal, miner_id, job_id, body)

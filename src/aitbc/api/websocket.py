@@ -1,0 +1,47 @@
+"""`WS /v1/jobs/ws`: the caller's job events, live, resumable with `since=<seq>`."""
+
+from __future__ import annotations
+
+import contextlib
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from aitbc.domain.errors import AitbcError, NotFound
+from aitbc.services.views import event_message
+from aitbc.wiring import Coordinator
+
+router = APIRouter()
+
+POLICY_VIOLATION = 1008
+
+
+@router.websocket("/v1/jobs/ws")
+async def job_events(websocket: WebSocket) -> None:
+    coordinator: Coordinator = websocket.app.state.coordinator
+    params = websocket.query_params
+    key = websocket.headers.get("x-api-key") or params.get("api_key")
+    job_id = params.get("job_id") or None
+    try:
+        principal = await coordinator.accounts.authenticate(key)
+        since = int(params["since"]) if params.get("since") else None
+        if since is not None and since < 0:
+            raise ValueError
+        if job_id is not None:
+            await coordinator.jobs.get(principal, job_id)
+    except (AitbcError, ValueError) as error:
+        reason = error.message if isinstance(error, AitbcError) else "'since' must be a sequence number"
+        code = 4404 if isinstance(error, NotFound) else 4401 if getattr(error, "status_code", 0) == 401 else 4400
+        await websocket.accept()
+        await websocket.send_json({"error": reason, "code": code})
+        await websocket.close(code=code if code != 4400 else POLICY_VIOLATION, reason=reason[:120])
+        return
+    await websocket.accept()
+    stream = coordinator.events.stream(principal.account.id, since, job_id)
+    try:
+        async for event in stream:
+            await websocket.send_text(event_message(event).model_dump_json())
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()  # type: ignore[attr-defined]

@@ -1,0 +1,29 @@
+"""The BlobStore interface: bytes in and out as streams, never whole in memory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    size: int
+    sha256: str
+
+
+class BlobStore(Protocol):
+    async def write(self, key: str, chunks: AsyncIterable[bytes], max_bytes: int | None = None) -> BlobInfo:
+        """Store a stream under `key` (replacing what was there only once it is complete); raise
+        PayloadTooLarge, storing nothing, if it grows past `max_bytes`."""
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Stream bytes [start, end) of the blob; NotFound if there is none."""
+
+    async def size(self, key: str) -> int | None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every blob under `prefix/`; return how many."""

@@ -1,0 +1,238 @@
+"""`aitbc admin …`: API keys and accounts, on the database directly (no server needed) or through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from aitbc.cli.common import JsonOption, KeyOption, UrlOption, client, console, handles_errors, print_json
+from aitbc.domain.plans import Plan, Role
+from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
+from aitbc.sdk.config import read_profile
+from aitbc.settings import Settings, default_data_dir
+from aitbc.wiring import Coordinator, open_coordinator
+
+app = typer.Typer(help="Administer accounts and API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+accounts_app = typer.Typer(help="List accounts and change their plans.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(accounts_app, name="accounts")
+
+T = TypeVar("T")
+
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="Work on this data folder's database directly (no server).")
+]
+DatabaseOption = Annotated[
+    str | None, typer.Option("--database-url", help="Work on this database directly (postgresql://…).")
+]
+
+
+def _direct(data_dir: Path | None, database_url: str | None, url: str | None, api_key: str | None) -> bool:
+    """Direct on the database when a data folder or database is named; through the API when a URL or key
+    is; otherwise through the API if the profile holds an admin key, else on the default data folder."""
+    if data_dir is not None or database_url is not None:
+        return True
+    if url or api_key or os.environ.get("AITBC_URL") or os.environ.get("AITBC_ADMIN_API_KEY"):
+        return False
+    return not read_profile().get("admin_api_key")
+
+
+def _admin_key(api_key: str | None) -> str | None:
+    return api_key or os.environ.get("AITBC_ADMIN_API_KEY") or read_profile().get("admin_api_key") or None
+
+
+def _on_database(data_dir: Path | None, database_url: str | None, work: Callable[[Coordinator], Awaitable[T]]) -> T:
+    settings = Settings(data_dir=data_dir or default_data_dir(), database_url=database_url, run_reaper=False)
+
+    async def run() -> T:
+        coordinator = await open_coordinator(settings)
+        try:
+            return await work(coordinator)
+        finally:
+            await coordinator.close()
+
+    return asyncio.run(run())
+
+
+@keys_app.command("create")
+@handles_errors
+def create_key(
+    name: Annotated[str, typer.Option("--name", help="The account's name: created if new, reused if it exists.")],
+    role: Annotated[Role, typer.Option("--role", help="client, miner or admin.")],
+    plan: Annotated[Plan | None, typer.Option("--plan", help="free, pro or enterprise.")] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key and print it (once: only its hash is kept)."""
+    if _direct(data_dir, database_url, url, api_key):
+
+        async def work(coordinator: Coordinator) -> CreatedKeyView:
+            made = await coordinator.accounts.create_key(name, role, plan)
+            return CreatedKeyView(
+                api_key=made.secret,
+                key_id=made.key.id,
+                account=made.account.name,
+                account_id=made.account.id,
+                role=made.key.role,
+                plan=made.account.plan,
+                created_at=made.key.created_at,
+            )
+
+        created = _on_database(data_dir, database_url, work)
+    else:
+        with client(url, _admin_key(api_key)) as api:
+            created = api.create_key(name, role.value, plan.value if plan else None)
+    if as_json:
+        print_json(created)
+        return
+    console.print(
+        f"Created a [bold]{created.role.value}[/] key for account [bold]{created.account}[/] "
+        f"({created.plan.value} plan). It is shown only once:"
+    )
+    typer.echo(created.api_key)
+
+
+@keys_app.command("list")
+@handles_errors
+def list_keys(
+    account: Annotated[str | None, typer.Option("--account", help="Only this account's keys.")] = None,
+    data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List API keys (their prefixes, never the secrets)."""
+    if _direct(data_dir, database_url, url, api_key):
+
+        async def work(coordinator: Coordinator) -> list[KeyView]:
+            return [
+                KeyView(
+                    key_id=k.id,
+                    account_id=k.account_id,
+                    name=k.name,
+                    role=k.role,
+                    prefix=k.prefix,
+                    created_at=k.created_at,
+                    revoked_at=k.revoked_at,
+                )
+                for k in await coordinator.accounts.list_keys(account)
+            ]
+
+        keys = _on_database(data_dir, database_url, work)
+    else:
+        with client(url, _admin_key(api_key)) as api:
+            keys = api.list_keys(account)
+    if as_json:
+        print_json(keys)
+        return
+    table = Table(title="API keys")
+    for column in ("Key id", "Name", "Role", "Prefix", "Created", "Revoked"):
+        table.add_column(column)
+    for key in keys:
+        table.add_row(
+            key.key_id,
+            key.name,
+            key.role.value,
+            key.prefix + "…",
+            key.created_at.isoformat(),
+            key.revoked_at.isoformat() if key.revoked_at else "-",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+@handles_errors
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_…), from `aitbc admin keys list`.")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Revoke an API key: it stops working at once."""
+    if _direct(data_dir, database_url, url, api_key):
+
+        async def work(coordinator: Coordinator) -> str:
+            return (await coordinator.accounts.revoke_key(key_id)).id
+
+        _on_database(data_dir, database_url, work)
+    else:
+        with client(url, _admin_key(api_key)) as api:
+            api.revoke_key(key_id)
+    if as_json:
+        print_json({"key_id": key_id, "revoked": True})
+    else:
+        console.print(f"Revoked {key_id}.")
+
+
+@accounts_app.command("list")
+@handles_errors
+def list_accounts(
+    data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List accounts and their plans."""
+    if _direct(data_dir, database_url, url, api_key):
+
+        async def work(coordinator: Coordinator) -> list[AccountView]:
+            return [
+                AccountView(account_id=a.id, name=a.name, plan=a.plan, created_at=a.created_at)
+                for a in await coordinator.accounts.list_accounts()
+            ]
+
+        accounts = _on_database(data_dir, database_url, work)
+    else:
+        with client(url, _admin_key(api_key)) as api:
+            accounts = api.list_accounts()
+    if as_json:
+        print_json(accounts)
+        return
+    table = Table(title="Accounts")
+    for column in ("Account id", "Name", "Plan", "Created"):
+        table.add_column(column)
+    for account in accounts:
+        table.add_row(account.account_id, account.name, account.plan.value, account.created_at.isoformat())
+    console.print(table)
+
+
+@accounts_app.command("set-plan")
+@handles_errors
+def set_plan(
+    account: Annotated[str, typer.Option("--account", help="The account's name.")],
+    plan: Annotated[Plan, typer.Option("--plan", help="free, pro or enterprise.")],
+    data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Move an account to another plan."""
+    if _direct(data_dir, database_url, url, api_key):
+
+        async def work(coordinator: Coordinator) -> AccountView:
+            a = await coordinator.accounts.set_plan(account, plan)
+            return AccountView(account_id=a.id, name=a.name, plan=a.plan, created_at=a.created_at)
+
+        updated = _on_database(data_dir, database_url, work)
+    else:
+        with client(url, _admin_key(api_key)) as api:
+            updated = api.set_plan(account, plan.value)
+    if as_json:
+        print_json(updated)
+    else:
+        console.print(f"Account {updated.name} is now on the {updated.plan.value} plan.")

@@ -1,0 +1,272 @@
+"""`aitbc client …`: submit, status, get, watch, cancel, list."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aitbc.cli.common import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    client,
+    console,
+    fail,
+    handles_errors,
+    print_json,
+    short_time,
+    styled_status,
+)
+from aitbc.protocol.jobs import JobView
+
+app = typer.Typer(help="Submit jobs and follow, cancel and list them.", no_args_is_help=True)
+
+JobIdOption = Annotated[str, typer.Option("--job-id", help="The job's id (job_…).")]
+EXIT_FAILED = 1
+EXIT_CANCELED = 2
+
+
+def parse_input(value: str) -> tuple[Any, Path | None]:
+    """A path that exists is uploaded as a file; text that parses as a JSON object or list is JSON; anything
+    else is plain text."""
+    candidate = Path(value).expanduser()
+    if len(value) < 4096 and "\n" not in value and candidate.is_file():
+        return None, candidate
+    stripped = value.strip()
+    if stripped[:1] in ("{", "["):
+        try:
+            return json.loads(stripped), None
+        except ValueError:
+            pass
+    return value, None
+
+
+@app.command()
+@handles_errors
+def submit(
+    input: Annotated[str | None, typer.Option("--input", help="A file path, text, or JSON.")] = None,
+    type: Annotated[
+        str | None,
+        typer.Option("--type", help="Job type (runtime): command, embedding, text-generation, reencode."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Model to run (e.g. gpt2, all-MiniLM-L6-v2).")] = None,
+    gpu: Annotated[str | None, typer.Option("--gpu", help="GPU model required (v100, a100, rtx3090, …).")] = None,
+    gpu_count: Annotated[int, typer.Option("--gpu-count", min=1, help="Number of GPUs.")] = 1,
+    min_vram: Annotated[float | None, typer.Option("--min-vram", help="Minimum VRAM per GPU, in GB.")] = None,
+    timeout: Annotated[int, typer.Option("--timeout", min=1, help="Job timeout in seconds.")] = 3600,
+    priority: Annotated[str, typer.Option("--priority", help="low, normal, high or urgent.")] = "normal",
+    workflow_config: Annotated[
+        str | None, typer.Option("--workflow-config", help="JSON parameters for the runtime.")
+    ] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Retry-safe submit.")] = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Submit a job and print its id."""
+    params: dict[str, Any] = {}
+    if workflow_config:
+        try:
+            params = json.loads(workflow_config)
+        except ValueError as error:
+            fail(f"--workflow-config is not valid JSON: {error}")
+        if not isinstance(params, dict):
+            fail("--workflow-config must be a JSON object, like '{\"temperature\": 0.8}'")
+    inline, file_path = parse_input(input) if input is not None else (None, None)
+    with client(url, api_key) as api:
+        file_id = api.upload_file(file_path).file_id if file_path else None
+        job = api.submit(
+            type=type,
+            model_name=model,
+            input=inline,
+            input_file_id=file_id,
+            params=params,
+            gpu_type=gpu,
+            gpu_count=gpu_count,
+            min_vram_gb=min_vram,
+            priority=priority,
+            timeout_seconds=timeout,
+            idempotency_key=idempotency_key,
+        )
+    if as_json:
+        print_json(job)
+    else:
+        typer.echo(job.job_id)
+
+
+def status_table(job: JobView) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows = [
+        ("Job", job.job_id),
+        ("Status", styled_status(job.status.value)),
+        ("Progress", f"{job.progress}%" + (f" — {job.progress_message}" if job.progress_message else "")),
+        ("Type / model", f"{job.type} / {job.model or '-'}"),
+        ("Priority", job.priority.value),
+        ("Miner", job.miner_id or "-"),
+        ("Created", short_time(_iso(job.created_at))),
+        ("Started", short_time(_iso(job.started_at))),
+        ("ETA", short_time(_iso(job.estimated_completion))),
+        ("Completed", short_time(_iso(job.completed_at))),
+    ]
+    if job.waiting_for:
+        rows.append(("Waiting for", f"[yellow]{job.waiting_for}[/]"))
+    if job.error or job.failure_reason:
+        rows.append(("Error", f"[red]{job.failure_reason.value if job.failure_reason else ''}[/] {job.error or ''}"))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+@app.command()
+@handles_errors
+def status(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Show a job's status and progress."""
+    with client(url, api_key) as api:
+        job = api.get(job_id)
+    if as_json:
+        print_json(job)
+    else:
+        console.print(status_table(job))
+
+
+@app.command()
+@handles_errors
+def get(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Show a job's full record."""
+    with client(url, api_key) as api:
+        job = api.get(job_id)
+    if as_json:
+        print_json(job)
+        return
+    console.print(status_table(job))
+    details = Table(show_header=False, box=None, pad_edge=False)
+    details.add_column(style="bold")
+    details.add_column()
+    details.add_row("Requirements", json.dumps(job.requirements.model_dump(exclude_none=True)))
+    details.add_row("Timeout", f"{job.timeout_seconds} s")
+    details.add_row("Attempts", f"{job.attempt} of {job.max_attempts}")
+    details.add_row("Params", json.dumps(job.params) if job.params else "-")
+    details.add_row("Results", job.results)
+    if job.exit_code is not None:
+        details.add_row("Exit code", str(job.exit_code))
+    console.print(details)
+
+
+def _exit_for(job_status: str) -> int:
+    return {"completed": 0, "failed": EXIT_FAILED, "canceled": EXIT_CANCELED}.get(job_status, 0)
+
+
+@app.command()
+@handles_errors
+def watch(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
+    """Follow a job live until it ends; exit 0 when it completes, 1 when it fails, 2 when canceled."""
+    with client(url, api_key) as api:
+        job = api.get(job_id)
+        if job.status.is_terminal:
+            _finish(job, as_json)
+        progress = Progress(
+            TextColumn("[bold]{task.fields[status]}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[message]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=as_json,
+        )
+        with progress:
+            task = progress.add_task(job_id, total=100, completed=job.progress, status=job.status.value, message="")
+            for event in api.events(job_id=job_id, since=0):
+                if as_json:
+                    print_json(event)
+                message = str(event.data.get("message") or "") if event.kind == "progress" else ""
+                progress.update(task, completed=event.progress, status=event.status.value, message=message)
+                if event.kind == "log" and not as_json:
+                    for line in event.data.get("lines", []):
+                        progress.console.print(f"[dim]{line.get('line', '')}[/]", highlight=False)
+                if event.status.is_terminal:
+                    break
+        job = api.get(job_id)
+    _finish(job, as_json)
+
+
+def _finish(job: JobView, as_json: bool) -> None:
+    if as_json:
+        print_json(job)
+    else:
+        console.print(
+            f"{job.job_id}: {styled_status(job.status.value)}"
+            + (f" — {job.failure_reason.value}: {job.error}" if job.failure_reason else "")
+        )
+    raise typer.Exit(_exit_for(job.status.value))
+
+
+@app.command()
+@handles_errors
+def cancel(
+    job_id: JobIdOption,
+    force: Annotated[bool, typer.Option("--force", help="Do not ask for confirmation.")] = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Cancel a job: at once if queued; a running job is stopped by its miner (partial results are kept)."""
+    if not force:
+        if not sys.stdin.isatty():
+            fail("refusing to cancel without confirmation: no terminal to ask on. Pass --force to cancel.", 2)
+        if not typer.confirm(f"Cancel job {job_id}?"):
+            fail("not canceled", 1)
+    with client(url, api_key) as api:
+        result = api.cancel(job_id)
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"{job_id}: {styled_status(result.outcome)} — {result.message}")
+    if result.outcome == "failed":
+        raise typer.Exit(1)
+
+
+@app.command("list")
+@handles_errors
+def list_jobs(
+    status: Annotated[str | None, typer.Option("--status", help="Only jobs in this status (comma-separated).")] = None,
+    days: Annotated[int | None, typer.Option("--days", min=1, help="Only jobs of the last N days.")] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="From this date (2026-01-01).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Up to this date, inclusive (2026-01-31).")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most N jobs.")] = 20,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List your jobs, newest first."""
+    with client(url, api_key) as api:
+        page = api.list(status=[status] if status else None, days=days, from_=from_, to=to, limit=limit)
+    if as_json:
+        print_json(page)
+        return
+    table = Table(title=f"{len(page.jobs)} of {page.total} jobs")
+    table.add_column("Job", no_wrap=True)
+    for column in ("Status", "Progress", "Type", "Model", "Created", "Miner"):
+        table.add_column(column)
+    for job in page.jobs:
+        table.add_row(
+            job.job_id,
+            styled_status(job.status.value),
+            f"{job.progress}%",
+            job.type,
+            job.model or "-",
+            short_time(_iso(job.created_at)),
+            job.miner_id or "-",
+        )
+    console.print(table)

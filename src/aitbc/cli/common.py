@@ -1,0 +1,83 @@
+"""What every command shares: the Rich consoles, JSON output, error handling, connection options."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+from aitbc.domain.errors import AitbcError
+from aitbc.sdk.client import Client
+
+console = Console()
+errors = Console(stderr=True)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+UrlOption = Annotated[str | None, typer.Option("--url", help="Coordinator URL (else AITBC_URL, else the profile).")]
+KeyOption = Annotated[str | None, typer.Option("--api-key", help="API key (else AITBC_API_KEY, else the profile).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    errors.print(f"[bold red]Error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn AITBC errors into a one-line message and a non-zero exit, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except AitbcError as error:
+            fail(error.message)
+        except ValueError as error:
+            fail(str(error))
+
+    return wrapper
+
+
+def print_json(value: Any) -> None:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    elif isinstance(value, list):
+        value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def client(url: str | None, api_key: str | None) -> Client:
+    made = Client(url, api_key)
+    if not made.api_key:
+        made.close()
+        fail(
+            "no API key: pass --api-key, set AITBC_API_KEY, or run `aitbc serve` once on this machine "
+            "(it writes a profile), or create one with `aitbc admin keys create`"
+        )
+    return made
+
+
+STATUS_STYLE = {
+    "pending": "yellow",
+    "assigned": "cyan",
+    "running": "blue",
+    "completed": "green",
+    "failed": "red",
+    "canceling": "magenta",
+    "canceled": "dim",
+}
+
+
+def styled_status(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def short_time(value: str | None) -> str:
+    return value.replace("T", " ").split(".")[0].rstrip("Z") + "Z" if value else "-"

@@ -1,0 +1,36 @@
+"""The `aitbc` entry point: `serve`, `client …`, `admin …`."""
+
+from __future__ import annotations
+
+import typer
+
+from aitbc.cli import admin_commands, client_commands
+from aitbc.cli.serve_command import serve
+from aitbc.version import VERSION
+
+app = typer.Typer(
+    name="aitbc",
+    help="AITBC: submit AI jobs to GPU miners, follow them, and fetch verified results.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve)
+app.add_typer(client_commands.app, name="client")
+app.add_typer(admin_commands.app, name="admin")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aitbc {VERSION}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """AITBC command line."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,58 @@
+"""`aitbc serve`: run the coordinator; on an empty data folder, create the first keys and a CLI profile."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from aitbc.api.app import create_app
+from aitbc.cli.common import console, handles_errors
+from aitbc.sdk.config import profile_path, write_profile
+from aitbc.services.accounts import CreatedKey
+from aitbc.settings import Settings, default_data_dir
+from aitbc.wiring import open_coordinator
+
+
+async def _bootstrap(settings: Settings) -> list[CreatedKey]:
+    coordinator = await open_coordinator(settings)
+    try:
+        return await coordinator.accounts.bootstrap()
+    finally:
+        await coordinator.close()
+
+
+@handles_errors
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Database and results folder.")] = None,
+    database_url: Annotated[
+        str | None, typer.Option("--database-url", help="postgresql://… to use PostgreSQL instead of SQLite.")
+    ] = None,
+    public_url: Annotated[str | None, typer.Option("--public-url", help="URL clients reach this server at.")] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
+) -> None:
+    """Run the coordinator (HTTP + WebSocket API, queue, leases, reaper)."""
+    settings = Settings(
+        data_dir=(data_dir or default_data_dir()).expanduser(),
+        database_url=database_url,
+        host=host,
+        port=port,
+        public_url=public_url,
+    )
+    created = asyncio.run(_bootstrap(settings))
+    if created:
+        admin, user = created
+        path = write_profile({"url": settings.base_url, "api_key": user.secret, "admin_api_key": admin.secret})
+        console.print("[bold green]First start:[/] created two API keys (shown only this once):")
+        console.print(f"  admin  key: [bold]{admin.secret}[/]")
+        console.print(f"  client key: [bold]{user.secret}[/]")
+        console.print(f"Saved them to the CLI profile {path}; `aitbc client …` works here with no set-up.")
+    else:
+        console.print(f"Using the data in {settings.data_dir} (CLI profile: {profile_path()}).")
+    console.print(f"Coordinator on [bold]{settings.base_url}[/] — API docs at {settings.base_url}/docs")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, ws_ping_interval=20)

@@ -1,0 +1,121 @@
+"""What a job is: its spec, its statuses, its priorities and the reasons a job fails."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELING = "canceling"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED})
+LEASED_STATUSES = frozenset({JobStatus.ASSIGNED, JobStatus.RUNNING})
+
+
+class Priority(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+    @property
+    def rank(self) -> int:
+        """Higher runs first."""
+        return {"low": 0, "normal": 1, "high": 2, "urgent": 3}[self.value]
+
+
+class FailureReason(enum.StrEnum):
+    RUNTIME_ERROR = "runtime_error"
+    TIMEOUT = "timeout"
+    EXPIRED = "expired"
+    MINER_LOST = "miner_lost"
+    NO_MINER = "no_miner"
+    MINER_ERROR = "miner_error"
+    INVALID_INPUT = "invalid_input"
+    CANCEL_TOO_LATE = "already_finished"
+
+
+# Reasons where the miner or the system is at fault, not the job: the client pays nothing for these.
+SYSTEM_FAULT_REASONS = frozenset(
+    {FailureReason.EXPIRED, FailureReason.MINER_LOST, FailureReason.NO_MINER, FailureReason.MINER_ERROR}
+)
+
+DEFAULT_TIMEOUT_SECONDS = 3600
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """What hardware a job needs; `None` means any."""
+
+    gpu_type: str | None = None
+    gpu_count: int = 1
+    min_vram_gb: float | None = None
+
+    @property
+    def needs_gpu(self) -> bool:
+        return self.gpu_type is not None or self.min_vram_gb is not None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a client decides about a job at submit time."""
+
+    type: str
+    model: str | None
+    input: Any
+    input_file_id: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    requirements: Requirements = field(default_factory=Requirements)
+    priority: Priority = Priority.NORMAL
+    timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as stored: its spec plus where it is in its lifecycle."""
+
+    id: str
+    account_id: str
+    spec: JobSpec
+    status: JobStatus
+    progress: int
+    progress_message: str | None
+    miner_id: str | None
+    lease_id: str | None
+    lease_expires_at: datetime | None
+    attempt: int
+    max_attempts: int
+    created_at: datetime
+    updated_at: datetime
+    assigned_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    estimated_completion: datetime | None
+    queue_expires_at: datetime
+    cancel_requested_at: datetime | None
+    failure_reason: FailureReason | None
+    error: str | None
+    exit_code: int | None
+    results_state: str
+    result_lease_id: str | None
+    retry_of: str | None
+    unmet: str | None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal

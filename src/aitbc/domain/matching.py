@@ -1,0 +1,61 @@
+"""Which miner can run which job: job type (runtime), model, GPU model, GPU count and VRAM."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aitbc.domain.job import JobSpec
+
+
+@dataclass(frozen=True)
+class Gpu:
+    model: str
+    vram_gb: float
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a miner declared at registration."""
+
+    runtimes: frozenset[str]
+    models: frozenset[str] = frozenset()
+    gpus: tuple[Gpu, ...] = field(default_factory=tuple)
+
+
+def normalize_gpu_model(name: str) -> str:
+    """`NVIDIA A100-SXM4-80GB`, `a100` and `A100` all compare as `a100`; `RTX 3090` as `rtx3090`."""
+    cleaned = name.lower().replace("nvidia", "").replace("geforce", "").replace("tesla", "")
+    cleaned = cleaned.replace(" ", "").replace("_", "")
+    return cleaned.split("-")[0]
+
+
+def gpu_matches(wanted: str, offered: str) -> bool:
+    want, have = normalize_gpu_model(wanted), normalize_gpu_model(offered)
+    return have == want or have.startswith(want)
+
+
+def unmet_requirements(spec: JobSpec, capabilities: Capabilities) -> list[str]:
+    """Why this miner cannot run this job; an empty list means it can."""
+    reasons: list[str] = []
+    if spec.type not in capabilities.runtimes:
+        reasons.append(f"runtime '{spec.type}' not offered")
+    elif spec.model and capabilities.models and spec.model not in capabilities.models and spec.type != "command":
+        reasons.append(f"model '{spec.model}' not served")
+    wanted = spec.requirements
+    if wanted.needs_gpu or wanted.gpu_count > 1:
+        fitting = [
+            gpu
+            for gpu in capabilities.gpus
+            if (wanted.gpu_type is None or gpu_matches(wanted.gpu_type, gpu.model))
+            and (wanted.min_vram_gb is None or gpu.vram_gb >= wanted.min_vram_gb)
+        ]
+        if len(fitting) < wanted.gpu_count:
+            reasons.append(describe_gpu_need(spec))
+    return reasons
+
+
+def describe_gpu_need(spec: JobSpec) -> str:
+    wanted = spec.requirements
+    what = wanted.gpu_type or "GPU"
+    vram = f" with ≥{wanted.min_vram_gb:g} GB VRAM" if wanted.min_vram_gb else ""
+    return f"needs {wanted.gpu_count}x {what}{vram}"

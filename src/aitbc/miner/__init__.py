@@ -1,0 +1,1 @@
+"""The miner agent: registers, claims jobs, runs them with its runtimes, uploads signed results."""

@@ -1,0 +1,115 @@
+"""Client-facing job models: submit, status, list, cancel, events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from aitbc.domain.clock import isoformat_z
+from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
+
+JsonInput = str | dict[str, Any] | list[Any] | None
+
+
+class Strict(BaseModel):
+    """Unknown fields are an error: a typo in a request should not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class JobRequirements(Strict):
+    gpu_type: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9 _\-]+$")
+    gpu_count: int = Field(default=1, ge=1, le=64)
+    min_vram_gb: float | None = Field(default=None, ge=0, le=4096)
+
+
+class OutputConfig(Strict):
+    destination: str | None = Field(default=None, max_length=1000)
+    format: str | None = Field(default=None, max_length=32)
+
+
+class SubmitJobRequest(Strict):
+    type: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    input: JsonInput = None
+    input_file_id: str | None = Field(default=None, max_length=40)
+    params: dict[str, Any] = Field(default_factory=dict)
+    requirements: JobRequirements = Field(default_factory=JobRequirements)
+    priority: Priority = Priority.NORMAL
+    timeout_seconds: int = Field(default=3600, ge=1, le=MAX_TIMEOUT_SECONDS)
+    output_config: OutputConfig | None = None
+
+
+class Timestamped(BaseModel):
+    @field_serializer("*", when_used="json")
+    def _times(self, value: Any) -> Any:
+        return isoformat_z(value) if isinstance(value, datetime) else value
+
+
+class JobView(Timestamped):
+    """The status object: the seed's fields and the rest of what a client needs to follow a job."""
+
+    job_id: str
+    status: JobStatus
+    progress: int
+    progress_message: str | None = None
+    miner_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    estimated_completion: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+    type: str
+    model: str | None
+    priority: Priority
+    timeout_seconds: int
+    requirements: JobRequirements
+    params: dict[str, Any] = Field(default_factory=dict)
+    attempt: int
+    max_attempts: int
+    error: str | None
+    failure_reason: FailureReason | None
+    exit_code: int | None = None
+    results: str
+    result: Any = None
+    waiting_for: str | None = None
+    retry_of: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobView]
+    total: int
+    has_more: bool
+    next_cursor: str | None
+
+
+class CancelResult(BaseModel):
+    """The outcome of a cancel: `canceling` (the miner is stopping it), `canceled`, or `failed` (the job had
+    already finished; nothing changed)."""
+
+    job_id: str
+    outcome: Literal["canceling", "canceled", "failed"]
+    status: JobStatus
+    reason: str | None = None
+    message: str
+    job: JobView
+
+
+class FileView(Timestamped):
+    file_id: str
+    name: str
+    size: int
+    sha256: str
+    created_at: datetime
+
+
+class EventMessage(Timestamped):
+    seq: int
+    job_id: str
+    kind: str
+    status: JobStatus
+    progress: int
+    at: datetime
+    data: dict[str, Any] = Field(default_factory=dict)

@@ -1,0 +1,141 @@
+"""Miner-facing models: register, heartbeat, claim, start, progress, logs, complete, fail."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from aitbc.domain.job import FailureReason, JobStatus, Priority
+from aitbc.protocol.jobs import JobRequirements, JsonInput, Strict, Timestamped
+
+
+class GpuSpec(Strict):
+    model: str = Field(min_length=1, max_length=64)
+    vram_gb: float = Field(ge=0, le=4096)
+
+
+class RegisterRequest(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    gpus: list[GpuSpec] = Field(default_factory=list, max_length=64)
+    runtimes: list[str] = Field(min_length=1, max_length=32)
+    models: list[str] = Field(default_factory=list, max_length=1000)
+    max_concurrency: int = Field(default=1, ge=1, le=256)
+    public_key: str = Field(min_length=40, max_length=100, description="Ed25519 public key, base64 (raw 32 bytes)")
+
+
+class RegisterResponse(BaseModel):
+    miner_id: str
+    lease_seconds: int
+    heartbeat_seconds: int
+
+
+class HeartbeatRequest(Strict):
+    lease_ids: list[str] = Field(default_factory=list, max_length=1024)
+    wait_seconds: float = Field(default=0, ge=0, le=300, description="hold the answer until a job is canceled")
+
+
+class LeaseState(Timestamped):
+    job_id: str
+    lease_id: str
+    status: JobStatus
+    active: bool
+    cancel: bool
+    lease_expires_at: datetime | None
+
+
+class HeartbeatResponse(BaseModel):
+    leases: list[LeaseState]
+
+
+class ClaimRequest(Strict):
+    max_jobs: int = Field(default=1, ge=1, le=64)
+    wait_seconds: float = Field(default=30, ge=0, le=300)
+
+
+class InputFileRef(BaseModel):
+    file_id: str
+    name: str
+    size: int
+    sha256: str
+
+
+class Assignment(Timestamped):
+    job_id: str
+    lease_id: str
+    lease_expires_at: datetime
+    type: str
+    model: str | None
+    input: JsonInput
+    input_file: InputFileRef | None
+    params: dict[str, Any]
+    requirements: JobRequirements
+    priority: Priority
+    timeout_seconds: int
+    attempt: int
+
+
+class ClaimResponse(BaseModel):
+    jobs: list[Assignment]
+
+
+class LeaseRequest(Strict):
+    lease_id: str = Field(min_length=1, max_length=40)
+
+
+class ProgressRequest(LeaseRequest):
+    progress: int | None = Field(default=None, ge=0, le=100)
+    message: str | None = Field(default=None, max_length=2000)
+    estimated_completion: datetime | None = None
+
+
+class JobDirective(Timestamped):
+    """The coordinator's answer to a miner about one job: carry on, or stop because it is being cancelled."""
+
+    job_id: str
+    status: JobStatus
+    cancel: bool
+    lease_expires_at: datetime | None
+
+
+class LogLine(Strict):
+    stream: Literal["stdout", "stderr"] = "stdout"
+    line: str = Field(max_length=16384)
+
+
+class LogsRequest(LeaseRequest):
+    lines: list[LogLine] = Field(max_length=5000)
+
+
+class ManifestFile(Strict):
+    path: str = Field(min_length=1, max_length=500)
+    size: int = Field(ge=0)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Manifest(Strict):
+    job_id: str
+    miner_id: str
+    files: list[ManifestFile] = Field(max_length=10000)
+
+
+class UploadedFile(BaseModel):
+    path: str
+    size: int
+    sha256: str
+
+
+class FinishRequest(LeaseRequest):
+    """Sent by `complete` and `fail`: the signed manifest of what was uploaded (possibly partial)."""
+
+    manifest: Manifest | None = None
+    signature: str | None = Field(default=None, max_length=200)
+    exit_code: int | None = None
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+
+class FailRequest(FinishRequest):
+    reason: FailureReason = FailureReason.RUNTIME_ERROR
+    message: str = Field(default="", max_length=10000)
+    retryable: bool = False

@@ -1,0 +1,1 @@
+"""The Python SDK: `Client` and `AsyncClient` over httpx, typed with the wire models."""

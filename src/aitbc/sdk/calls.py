@@ -1,0 +1,130 @@
+"""Each API call described once (method, path, body, how to read the answer), run by both clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
+from aitbc.protocol.jobs import CancelResult, JobList, JobView
+from aitbc.sdk.errors import raise_for_status
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    method: str
+    path: str
+    parse: Callable[[httpx.Response], T]
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def model(cls: type[M]) -> Callable[[httpx.Response], M]:
+    def parse(response: httpx.Response) -> M:
+        raise_for_status(response)
+        return cls.model_validate_json(response.content)
+
+    return parse
+
+
+def models(item: type[M]) -> Callable[[httpx.Response], list[M]]:
+    adapter = TypeAdapter(list[item])  # type: ignore[valid-type]
+
+    def parse(response: httpx.Response) -> list[M]:
+        raise_for_status(response)
+        parsed: list[M] = adapter.validate_json(response.content)
+        return parsed
+
+    return parse
+
+
+def cancel_result(response: httpx.Response) -> CancelResult:
+    """A cancel of a finished job is a 409 whose body still says what happened; that is an answer, not an
+    error."""
+    if response.status_code == 409:
+        try:
+            return CancelResult.model_validate_json(response.content)
+        except ValueError:
+            pass
+    raise_for_status(response)
+    return CancelResult.model_validate_json(response.content)
+
+
+def submit(
+    *,
+    type: str | None = None,
+    model_name: str | None = None,
+    input: Any = None,
+    input_file_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    gpu_type: str | None = None,
+    gpu_count: int = 1,
+    min_vram_gb: float | None = None,
+    priority: str = "normal",
+    timeout_seconds: int = 3600,
+    idempotency_key: str | None = None,
+) -> Call[JobView]:
+    body: dict[str, Any] = {
+        "type": type,
+        "model": model_name,
+        "input": input,
+        "input_file_id": input_file_id,
+        "params": params or {},
+        "requirements": {"gpu_type": gpu_type, "gpu_count": gpu_count, "min_vram_gb": min_vram_gb},
+        "priority": priority,
+        "timeout_seconds": timeout_seconds,
+    }
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return Call("POST", "/v1/jobs", model(JobView), json=body, headers=headers)
+
+
+def get(job_id: str) -> Call[JobView]:
+    return Call("GET", f"/v1/jobs/{job_id}", model(JobView))
+
+
+def list_jobs(
+    *,
+    status: list[str] | None = None,
+    days: int | None = None,
+    from_: str | None = None,
+    to: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Call[JobList]:
+    params: dict[str, Any] = {"limit": limit}
+    for name, value in (("status", status), ("days", days), ("from", from_), ("to", to), ("cursor", cursor)):
+        if value:
+            params[name] = value
+    return Call("GET", "/v1/jobs", model(JobList), params=params)
+
+
+def cancel(job_id: str) -> Call[CancelResult]:
+    return Call("POST", f"/v1/jobs/{job_id}/cancel", cancel_result)
+
+
+def create_key(name: str, role: str, plan: str | None = None) -> Call[CreatedKeyView]:
+    return Call("POST", "/v1/admin/keys", model(CreatedKeyView), json={"name": name, "role": role, "plan": plan})
+
+
+def list_keys(account: str | None = None) -> Call[list[KeyView]]:
+    return Call("GET", "/v1/admin/keys", models(KeyView), params={"account": account} if account else {})
+
+
+def revoke_key(key_id: str) -> Call[KeyView]:
+    return Call("DELETE", f"/v1/admin/keys/{key_id}", model(KeyView))
+
+
+def list_accounts() -> Call[list[AccountView]]:
+    return Call("GET", "/v1/admin/accounts", models(AccountView))
+
+
+def set_plan(name: str, plan: str) -> Call[AccountView]:
+    return Call("POST", f"/v1/admin/accounts/{name}/plan", model(AccountView), json={"plan": plan})

@@ -1,0 +1,63 @@
+"""SDK errors: an HTTP error answer becomes the matching AITBC error class, with the server's message."""
+
+from __future__ import annotations
+
+import httpx
+
+from aitbc.domain.errors import (
+    AitbcError,
+    Conflict,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    PaymentRequired,
+    RateLimited,
+    Unauthorized,
+)
+
+
+class ApiError(AitbcError):
+    """An error answer the SDK could not map to a more precise class."""
+
+    def __init__(self, message: str, status_code: int) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+class ConnectionFailed(AitbcError):
+    code = "connection_failed"
+
+
+_BY_STATUS: dict[int, type[AitbcError]] = {
+    400: InvalidInput,
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    410: Gone,
+    413: PayloadTooLarge,
+    402: PaymentRequired,
+    422: InvalidInput,
+}
+
+
+def error_from_response(response: httpx.Response) -> AitbcError:
+    try:
+        body = response.json()
+        message = str(body.get("message") or body.get("detail") or response.text)
+    except ValueError:
+        message = response.text or response.reason_phrase
+    if response.status_code == 429:
+        return RateLimited(message, int(response.headers.get("Retry-After", "1")))
+    cls = _BY_STATUS.get(response.status_code)
+    if cls is None:
+        return ApiError(f"HTTP {response.status_code}: {message}", response.status_code)
+    return cls(message)
+
+
+def raise_for_status(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    raise error_from_response(response)

@@ -1,0 +1,235 @@
+"""Client use cases: submit a job, read it, list history, cancel it, upload input files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aitbc.blobs.interface import BlobStore
+from aitbc.domain.accounts import Principal
+from aitbc.domain.clock import Clock
+from aitbc.domain.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from aitbc.domain.identifiers import looks_like_id, new_file_id, new_job_id
+from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.matching import unmet_requirements
+from aitbc.domain.plans import Role
+from aitbc.domain.transitions import Move
+from aitbc.protocol.jobs import CancelResult, SubmitJobRequest
+from aitbc.services.views import job_view
+from aitbc.settings import Settings
+from aitbc.storage.interfaces import JobFilter, JobPage, JobStore, MinerStore, StoredFile
+from aitbc.streaming.hub import EventHub
+
+
+@dataclass(frozen=True)
+class Submitted:
+    job: Job
+    created: bool
+
+
+def _request_hash(request: SubmitJobRequest) -> str:
+    return hashlib.sha256(json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+class JobService:
+    def __init__(
+        self,
+        jobs: JobStore,
+        miners: MinerStore,
+        blobs: BlobStore,
+        hub: EventHub,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self._jobs = jobs
+        self._miners = miners
+        self._blobs = blobs
+        self._hub = hub
+        self._clock = clock
+        self._settings = settings
+
+    async def submit(
+        self, principal: Principal, request: SubmitJobRequest, idempotency_key: str | None = None
+    ) -> Submitted:
+        if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
+            raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
+        job_type = request.type or ("text-generation" if request.model else None)
+        if job_type is None:
+            raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
+        inline_size = len(json.dumps(request.input).encode()) if request.input is not None else 0
+        if inline_size > self._settings.max_inline_input_bytes:
+            raise PayloadTooLarge(
+                f"inline input is {inline_size} bytes, over the limit of {self._settings.max_inline_input_bytes}: "
+                "upload it as a file (POST /v1/files) and pass input_file_id"
+            )
+        input_value = request.input
+        file_id = request.input_file_id
+        if file_id is None and isinstance(input_value, str) and looks_like_id(input_value, "file"):
+            file_id, input_value = input_value, None
+        if file_id is not None:
+            stored = await self._jobs.get_input_file(file_id)
+            if stored is None or stored.account_id != principal.account.id:
+                raise NotFound(f"input file {file_id} not found")
+        now = self._clock.now()
+        params = dict(request.params)
+        if request.output_config is not None:
+            params.setdefault("output_config", request.output_config.model_dump(exclude_none=True))
+        digest = _request_hash(request)
+        row: dict[str, Any] = {
+            "id": new_job_id(),
+            "account_id": principal.account.id,
+            "type": job_type,
+            "model": request.model,
+            "input": input_value,
+            "input_file_id": file_id,
+            "params": params,
+            "gpu_type": request.requirements.gpu_type,
+            "gpu_count": request.requirements.gpu_count,
+            "min_vram_gb": request.requirements.min_vram_gb,
+            "priority": request.priority.value,
+            "priority_rank": request.priority.rank,
+            "timeout_seconds": request.timeout_seconds,
+            "status": JobStatus.PENDING.value,
+            "progress": 0,
+            "attempt": 0,
+            "max_attempts": self._settings.max_attempts,
+            "created_at": now,
+            "updated_at": now,
+            "queue_expires_at": now + timedelta(seconds=self._settings.queue_ttl_seconds),
+            "results_state": "none",
+            "idempotency_key": idempotency_key,
+            "request_hash": digest,
+        }
+        job, event = await self._jobs.insert_job(row, now)
+        if event is None:
+            if await self._jobs.request_hash(job.id) != digest:
+                raise Conflict(
+                    f"Idempotency-Key {idempotency_key!r} was already used for a different request (job {job.id})"
+                )
+            return Submitted(job=job, created=False)
+        self._hub.publish(event)
+        await self._hub.work_available()
+        return Submitted(job=job, created=True)
+
+    async def get(self, principal: Principal, job_id: str) -> Job:
+        job = await self._jobs.get_job(job_id) if looks_like_id(job_id, "job") else None
+        if job is None or (principal.role is not Role.ADMIN and job.account_id != principal.account.id):
+            raise NotFound(f"job {job_id} not found")
+        return job
+
+    async def waiting_for(self, job: Job) -> str | None:
+        """Why a pending job has not been taken: no miner at all, or none that meets its requirements."""
+        if job.status is not JobStatus.PENDING:
+            return None
+        since = self._clock.now() - timedelta(seconds=self._settings.miner_active_seconds)
+        miners = await self._miners.seen_since(since)
+        if not miners:
+            return "no miner is connected"
+        reasons: list[str] = []
+        for miner in miners:
+            unmet = unmet_requirements(job.spec, miner.capabilities)
+            if not unmet:
+                return "waiting for a free miner"
+            reasons.extend(r for r in unmet if r not in reasons)
+        return "no connected miner meets the requirements: " + "; ".join(reasons)
+
+    async def list(
+        self,
+        principal: Principal,
+        statuses: list[JobStatus],
+        created_from: datetime | None,
+        created_to: datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> JobPage:
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000")
+        if created_from and created_to and created_from >= created_to:
+            raise InvalidInput("'from' must be before 'to'")
+        where = JobFilter(
+            account_id=principal.account.id,
+            statuses=statuses,
+            created_from=created_from,
+            created_to=created_to,
+        )
+        return await self._jobs.list_jobs(where, limit, cursor)
+
+    async def cancel(self, principal: Principal, job_id: str) -> CancelResult:
+        for _ in range(5):
+            job = await self.get(principal, job_id)
+            now = self._clock.now()
+            if job.status is JobStatus.PENDING:
+                changed = await self._jobs.transition(
+                    job.id,
+                    Move.CANCEL_PENDING,
+                    now,
+                    changes={"completed_at": now, "cancel_requested_at": now},
+                )
+                if changed:
+                    self._hub.publish(changed.event)
+                    return self._outcome("canceled", changed.job, "canceled before any miner took it")
+            elif job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
+                deadline = now + timedelta(seconds=self._settings.cancel_grace_seconds)
+                changed = await self._jobs.transition(
+                    job.id,
+                    Move.REQUEST_CANCEL,
+                    now,
+                    changes={"cancel_requested_at": now, "lease_expires_at": deadline},
+                )
+                if changed:
+                    self._hub.publish(changed.event)
+                    if job.miner_id:
+                        self._hub.notify_miner(job.miner_id)
+                    return self._outcome("canceling", changed.job, "the miner has been told to stop the job")
+            elif job.status is JobStatus.CANCELING:
+                return self._outcome("canceling", job, "cancellation already requested; the miner is stopping it")
+            else:
+                return self._outcome(
+                    "failed",
+                    job,
+                    f"job already {job.status.value}; nothing was changed",
+                    reason=f"already_{job.status.value}",
+                )
+        raise Conflict(f"job {job_id} kept changing while it was being canceled; try again")
+
+    @staticmethod
+    def _outcome(outcome: str, job: Job, message: str, reason: str | None = None) -> CancelResult:
+        return CancelResult.model_validate(
+            {
+                "job_id": job.id,
+                "outcome": outcome,
+                "status": job.status,
+                "reason": reason,
+                "message": message,
+                "job": job_view(job),
+            }
+        )
+
+    async def upload_input(self, principal: Principal, name: str, chunks: AsyncIterable[bytes]) -> StoredFile:
+        clean = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+        if not clean or clean in (".", "..") or len(clean) > 255 or any(ord(c) < 32 for c in clean):
+            raise InvalidInput("give the file a plain name (no folders, no control characters)")
+        file_id = new_file_id()
+        key = f"inputs/{principal.account.id}/{file_id}"
+        info = await self._blobs.write(key, chunks, self._settings.max_input_file_bytes)
+        stored = StoredFile(
+            id=file_id,
+            account_id=principal.account.id,
+            name=clean,
+            size=info.size,
+            sha256=info.sha256,
+            blob_key=key,
+            created_at=self._clock.now(),
+        )
+        await self._jobs.add_input_file(stored)
+        return stored
+
+    async def input_file(self, principal: Principal, file_id: str) -> StoredFile:
+        stored = await self._jobs.get_input_file(file_id) if looks_like_id(file_id, "file") else None
+        if stored is None or (principal.role is not Role.ADMIN and stored.account_id != principal.account.id):
+            raise NotFound(f"file {file_id} not found")
+        return stored

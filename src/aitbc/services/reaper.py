@@ -1,0 +1,122 @@
+"""The reaper: lost leases go back to the queue (or fail as `miner_lost`), unanswered cancels are forced,
+and jobs nobody takes before their queue TTL fail as `expired`. Time comes from the injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from aitbc.domain.clock import Clock
+from aitbc.domain.job import FailureReason, Job, JobStatus
+from aitbc.domain.transitions import Move
+from aitbc.services.dispatch import DispatchService
+from aitbc.services.jobs import JobService
+from aitbc.settings import Settings
+from aitbc.storage.interfaces import JobStore
+from aitbc.streaming.hub import EventHub
+
+log = logging.getLogger(__name__)
+BATCH = 500
+
+
+@dataclass
+class ReaperReport:
+    requeued: int = 0
+    lost: int = 0
+    force_canceled: int = 0
+    expired: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.requeued + self.lost + self.force_canceled + self.expired
+
+
+class Reaper:
+    def __init__(
+        self, jobs: JobStore, job_service: JobService, hub: EventHub, clock: Clock, settings: Settings
+    ) -> None:
+        self._jobs = jobs
+        self._job_service = job_service
+        self._hub = hub
+        self._clock = clock
+        self._settings = settings
+
+    async def run_once(self) -> ReaperReport:
+        report = ReaperReport()
+        now = self._clock.now()
+        for status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
+            for job in await self._jobs.expired(status, now, BATCH):
+                await self._lost(job, report)
+        for job in await self._jobs.expired(JobStatus.CANCELING, now, BATCH):
+            changed = await self._jobs.transition(
+                job.id,
+                Move.FORCE_CANCEL,
+                now,
+                lease_expired_by=now,
+                changes={
+                    "completed_at": now,
+                    "lease_id": None,
+                    "lease_expires_at": None,
+                    "error": "the miner did not confirm the cancellation in time; the lease was revoked",
+                },
+            )
+            if changed:
+                report.force_canceled += 1
+                self._hub.publish(changed.event)
+        for job in await self._jobs.expired(JobStatus.PENDING, now, BATCH):
+            why = await self._job_service.waiting_for(job)
+            changed = await self._jobs.transition(
+                job.id,
+                Move.EXPIRE,
+                now,
+                changes={
+                    "completed_at": now,
+                    "failure_reason": FailureReason.EXPIRED.value,
+                    "error": f"no miner took the job within {self._settings.queue_ttl_seconds} s"
+                    + (f" ({why})" if why else ""),
+                },
+            )
+            if changed:
+                report.expired += 1
+                self._hub.publish(changed.event)
+        if report.requeued:
+            await self._hub.work_available()
+        return report
+
+    async def _lost(self, job: Job, report: ReaperReport) -> None:
+        now = self._clock.now()
+        if job.attempt < job.max_attempts:
+            changes = DispatchService._requeue_changes(f"miner {job.miner_id} was lost (lease expired)")
+            changed = await self._jobs.transition(
+                job.id, Move.REQUEUE, now, lease_id=job.lease_id, lease_expired_by=now, changes=changes
+            )
+            if changed:
+                report.requeued += 1
+        else:
+            changed = await self._jobs.transition(
+                job.id,
+                Move.FAIL,
+                now,
+                lease_id=job.lease_id,
+                lease_expired_by=now,
+                changes={
+                    "completed_at": now,
+                    "failure_reason": FailureReason.MINER_LOST.value,
+                    "error": f"the miner was lost on each of {job.attempt} attempts",
+                },
+            )
+            if changed:
+                report.lost += 1
+        if changed:
+            self._hub.publish(changed.event)
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reaper pass failed; retrying")
+            await asyncio.sleep(self._settings.reaper_interval_seconds)

@@ -1,0 +1,1 @@
+"""Storage interfaces (what services depend on) and their SQL backends (``storage.sql``)."""

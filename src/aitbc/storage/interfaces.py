@@ -1,0 +1,189 @@
+"""The store interfaces services program against; ``storage.sql`` implements them for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from aitbc.domain.accounts import Account, ApiKey, Miner
+from aitbc.domain.events import JobEvent
+from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.matching import Capabilities
+from aitbc.domain.plans import Plan, Role
+from aitbc.domain.transitions import Move
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    total: int
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    account_id: str | None = None
+    statuses: Sequence[JobStatus] = ()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    id: str
+    account_id: str
+    name: str
+    size: int
+    sha256: str
+    blob_key: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    job_id: str
+    lease_id: str
+    path: str
+    size: int
+    sha256: str
+    blob_key: str
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    job_id: str
+    lease_id: str
+    miner_id: str
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    miner_signature: str
+    partial: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A job after a successful guarded update, with the event that records it."""
+
+    job: Job
+    event: JobEvent
+
+
+class JobStore(Protocol):
+    """Jobs, their events, their input files and their result files."""
+
+    async def insert_job(self, row: Mapping[str, Any], now: datetime) -> tuple[Job, JobEvent | None]:
+        """Insert a job and its first event; if its idempotency key was used already, return that job and
+        no event."""
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def request_hash(self, job_id: str) -> str | None:
+        """The hash of the submit request that created the job (to spot a reused idempotency key)."""
+
+    async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None) -> JobPage: ...
+
+    async def transition(
+        self,
+        job_id: str,
+        move: Move,
+        now: datetime,
+        *,
+        lease_id: str | None = None,
+        changes: Mapping[str, Any] | None = None,
+        increment_attempt: bool = False,
+        event_data: Mapping[str, Any] | None = None,
+        result: StoredResult | None = None,
+        lease_expired_by: datetime | None = None,
+    ) -> Changed | None:
+        """Apply one move of the transition table as a compare-and-set, with its event (and the job's result
+        record, when given) in the same transaction; None if the job was not in a source status (or, for
+        moves that need it, not under `lease_id`, or, with `lease_expired_by`, its lease was extended)."""
+
+    async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
+        """Pending jobs of these types, highest priority first, then oldest."""
+
+    async def record_progress(
+        self,
+        job_id: str,
+        lease_id: str,
+        now: datetime,
+        progress: int | None,
+        message: str | None,
+        estimated_completion: datetime | None,
+        lease_expires_at: datetime,
+    ) -> tuple[Job, JobEvent | None] | None:
+        """Update progress under a live lease and extend it; a canceling job is returned unchanged."""
+
+    async def extend_leases(self, miner_id: str, lease_ids: Sequence[str], expires_at: datetime) -> list[Job]:
+        """Extend the given leases of this miner; return every job those leases still hold."""
+
+    async def expired(self, status: JobStatus, now: datetime, limit: int) -> list[Job]:
+        """Jobs in `status` whose deadline passed: lease expiry for leased/canceling, queue TTL for pending."""
+
+    async def append_event(self, job: Job, kind: str, now: datetime, data: Mapping[str, Any]) -> JobEvent: ...
+
+    async def events_since(self, account_id: str, after_seq: int, job_id: str | None, limit: int) -> list[JobEvent]: ...
+
+    async def job_events(self, job_id: str, kinds: Sequence[str]) -> list[JobEvent]: ...
+
+    async def add_input_file(self, stored: StoredFile) -> None: ...
+
+    async def get_input_file(self, file_id: str) -> StoredFile | None: ...
+
+    async def add_result_file(self, item: ResultFile, now: datetime) -> None: ...
+
+    async def result_files(self, job_id: str, lease_id: str) -> list[ResultFile]: ...
+
+    async def get_result(self, job_id: str) -> StoredResult | None: ...
+
+
+class AccountStore(Protocol):
+    """Accounts and their API keys."""
+
+    async def ensure_account(self, name: str, plan: Plan | None, now: datetime) -> Account:
+        """The account with this name, created (with `plan`, default free) if it does not exist."""
+
+    async def get_account(self, account_id: str) -> Account | None: ...
+
+    async def get_account_by_name(self, name: str) -> Account | None: ...
+
+    async def list_accounts(self) -> list[Account]: ...
+
+    async def set_plan(self, account_id: str, plan: Plan) -> Account | None: ...
+
+    async def create_key(
+        self, key_id: str, account_id: str, name: str, role: Role, key_hash: str, prefix: str, now: datetime
+    ) -> ApiKey: ...
+
+    async def find_key(self, key_hash: str) -> tuple[ApiKey, Account] | None: ...
+
+    async def list_keys(self, account_id: str | None) -> list[ApiKey]: ...
+
+    async def revoke_key(self, key_id: str, now: datetime) -> ApiKey | None: ...
+
+    async def count_keys(self) -> int: ...
+
+
+class MinerStore(Protocol):
+    """Registered miners and what they offer."""
+
+    async def register(
+        self,
+        miner_id: str,
+        account_id: str,
+        name: str,
+        capabilities: Capabilities,
+        max_concurrency: int,
+        public_key: str,
+        now: datetime,
+    ) -> Miner:
+        """Register, or re-register (same account and name) keeping the miner's id."""
+
+    async def get_miner(self, miner_id: str) -> Miner | None: ...
+
+    async def touch(self, miner_id: str, now: datetime) -> None: ...
+
+    async def seen_since(self, moment: datetime) -> list[Miner]: ...

@@ -1,0 +1,130 @@
+"""The SQL account store: accounts and their hashed API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from aitbc.domain.accounts import Account, ApiKey
+from aitbc.domain.identifiers import new_account_id
+from aitbc.domain.plans import Plan, Role
+from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.rows import account_from_row, key_from_row
+from aitbc.storage.sql.tables import accounts, api_keys
+
+
+class SqlAccountStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def ensure_account(self, name: str, plan: Plan | None, now: datetime) -> Account:
+        existing = await self.get_account_by_name(name)
+        if existing is not None:
+            return existing
+        row: dict[str, Any] = {
+            "id": new_account_id(),
+            "name": name,
+            "plan": (plan or Plan.FREE).value,
+            "created_at": now,
+            "event_seq": 0,
+        }
+        try:
+            async with self._db.write() as connection:
+                await connection.execute(insert(accounts).values(**row))
+        except IntegrityError:
+            raced = await self.get_account_by_name(name)
+            if raced is None:
+                raise
+            return raced
+        return Account(id=row["id"], name=name, plan=plan or Plan.FREE, created_at=now)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        async with self._db.read() as connection:
+            row = (await connection.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        return account_from_row(row) if row else None
+
+    async def get_account_by_name(self, name: str) -> Account | None:
+        async with self._db.read() as connection:
+            row = (await connection.execute(select(accounts).where(accounts.c.name == name))).first()
+        return account_from_row(row) if row else None
+
+    async def list_accounts(self) -> list[Account]:
+        async with self._db.read() as connection:
+            rows = (await connection.execute(select(accounts).order_by(accounts.c.name))).all()
+        return [account_from_row(row) for row in rows]
+
+    async def set_plan(self, account_id: str, plan: Plan) -> Account | None:
+        async with self._db.write() as connection:
+            row = (
+                await connection.execute(
+                    update(accounts).where(accounts.c.id == account_id).values(plan=plan.value).returning(*accounts.c)
+                )
+            ).first()
+        return account_from_row(row) if row else None
+
+    async def create_key(
+        self, key_id: str, account_id: str, name: str, role: Role, key_hash: str, prefix: str, now: datetime
+    ) -> ApiKey:
+        row = {
+            "id": key_id,
+            "account_id": account_id,
+            "name": name,
+            "role": role.value,
+            "key_hash": key_hash,
+            "prefix": prefix,
+            "created_at": now,
+        }
+        async with self._db.write() as connection:
+            created = (await connection.execute(insert(api_keys).values(**row).returning(*api_keys.c))).one()
+        return key_from_row(created)
+
+    async def find_key(self, key_hash: str) -> tuple[ApiKey, Account] | None:
+        query = (
+            select(
+                api_keys,
+                accounts.c.name.label("account_name"),
+                accounts.c.plan,
+                accounts.c.created_at.label("account_created_at"),
+            )
+            .join(accounts, accounts.c.id == api_keys.c.account_id)
+            .where(api_keys.c.key_hash == key_hash)
+        )
+        async with self._db.read() as connection:
+            row = (await connection.execute(query)).first()
+        if row is None:
+            return None
+        m = row._mapping
+        account = Account(
+            id=m["account_id"],
+            name=m["account_name"],
+            plan=Plan(m["plan"]),
+            created_at=m["account_created_at"],
+        )
+        return key_from_row(row), account
+
+    async def list_keys(self, account_id: str | None) -> list[ApiKey]:
+        query = select(api_keys).order_by(api_keys.c.created_at)
+        if account_id is not None:
+            query = query.where(api_keys.c.account_id == account_id)
+        async with self._db.read() as connection:
+            return [key_from_row(row) for row in (await connection.execute(query)).all()]
+
+    async def revoke_key(self, key_id: str, now: datetime) -> ApiKey | None:
+        revoke = (
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(*api_keys.c)
+        )
+        async with self._db.write() as connection:
+            row = (await connection.execute(revoke)).first()
+            if row is None:
+                row = (await connection.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        return key_from_row(row) if row else None
+
+    async def count_keys(self) -> int:
+        async with self._db.read() as connection:
+            return int((await connection.execute(select(func.count()).select_from(api_keys))).scalar_one())

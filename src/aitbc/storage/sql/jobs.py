@@ -1,0 +1,298 @@
+"""The SQL job store: every query on jobs, their events and their files, and every guarded transition."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from aitbc.domain.errors import InvalidInput
+from aitbc.domain.events import JobEvent
+from aitbc.domain.job import LEASED_STATUSES, Job, JobStatus
+from aitbc.domain.transitions import Move, transition
+from aitbc.storage.interfaces import Changed, JobFilter, JobPage, ResultFile, StoredFile, StoredResult
+from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.rows import event_from_row, job_from_row
+from aitbc.storage.sql.tables import accounts, input_files, job_events, job_results, jobs, result_files
+
+_JOB_COLUMNS = frozenset(jobs.c.keys())
+_LEASED = [s.value for s in LEASED_STATUSES]
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+        return datetime.fromisoformat(created), job_id
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidInput("invalid cursor: pass back the next_cursor of a previous page") from error
+
+
+async def _next_seq(connection: AsyncConnection, account_id: str) -> int:
+    bumped = update(accounts).where(accounts.c.id == account_id)
+    bumped = bumped.values(event_seq=accounts.c.event_seq + 1).returning(accounts.c.event_seq)
+    return int((await connection.execute(bumped)).scalar_one())
+
+
+async def _write_event(
+    connection: AsyncConnection, job: Job, kind: str, now: datetime, data: Mapping[str, Any]
+) -> JobEvent:
+    seq = await _next_seq(connection, job.account_id)
+    row: dict[str, Any] = {
+        "account_id": job.account_id,
+        "seq": seq,
+        "job_id": job.id,
+        "kind": kind,
+        "status": job.status.value,
+        "progress": job.progress,
+        "at": now,
+        "data": dict(data),
+    }
+    await connection.execute(insert(job_events).values(**row))
+    return JobEvent(**row)
+
+
+class SqlJobStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def insert_job(self, row: Mapping[str, Any], now: datetime) -> tuple[Job, JobEvent | None]:
+        key = row.get("idempotency_key")
+        if key is not None:
+            existing = await self._by_idempotency_key(row["account_id"], key)
+            if existing is not None:
+                return existing, None
+        try:
+            async with self._db.write() as connection:
+                inserted = await connection.execute(insert(jobs).values(**row).returning(*jobs.c))
+                job = job_from_row(inserted.one())
+                event = await _write_event(connection, job, "status", now, {})
+                return job, event
+        except IntegrityError:
+            if key is None:
+                raise
+            existing = await self._by_idempotency_key(row["account_id"], key)
+            if existing is None:
+                raise
+            return existing, None
+
+    async def _by_idempotency_key(self, account_id: str, key: str) -> Job | None:
+        query = select(jobs).where(jobs.c.account_id == account_id, jobs.c.idempotency_key == key)
+        async with self._db.read() as connection:
+            row = (await connection.execute(query)).first()
+        return job_from_row(row) if row else None
+
+    async def request_hash(self, job_id: str) -> str | None:
+        async with self._db.read() as connection:
+            value = (await connection.execute(select(jobs.c.request_hash).where(jobs.c.id == job_id))).scalar()
+        return str(value) if value is not None else None
+
+    async def get_job(self, job_id: str) -> Job | None:
+        async with self._db.read() as connection:
+            row = (await connection.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        return job_from_row(row) if row else None
+
+    async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None) -> JobPage:
+        conditions: list[Any] = []
+        if where.account_id is not None:
+            conditions.append(jobs.c.account_id == where.account_id)
+        if where.statuses:
+            conditions.append(jobs.c.status.in_([s.value for s in where.statuses]))
+        if where.created_from is not None:
+            conditions.append(jobs.c.created_at >= where.created_from)
+        if where.created_to is not None:
+            conditions.append(jobs.c.created_at < where.created_to)
+        page = select(jobs).where(*conditions)
+        if cursor:
+            created_at, job_id = decode_cursor(cursor)
+            page = page.where(
+                or_(jobs.c.created_at < created_at, and_(jobs.c.created_at == created_at, jobs.c.id < job_id))
+            )
+        page = page.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
+        count = select(func.count()).select_from(jobs).where(*conditions)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(page)).all()
+            total = int((await connection.execute(count)).scalar_one())
+        found = [job_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        next_cursor = encode_cursor(found[-1].created_at, found[-1].id) if more and found else None
+        return JobPage(jobs=found, total=total, next_cursor=next_cursor)
+
+    async def transition(
+        self,
+        job_id: str,
+        move: Move,
+        now: datetime,
+        *,
+        lease_id: str | None = None,
+        changes: Mapping[str, Any] | None = None,
+        increment_attempt: bool = False,
+        event_data: Mapping[str, Any] | None = None,
+        result: StoredResult | None = None,
+        lease_expired_by: datetime | None = None,
+    ) -> Changed | None:
+        rule = transition(move)
+        values: dict[str, Any] = dict(changes or {})
+        unknown = set(values) - _JOB_COLUMNS
+        if unknown:
+            raise ValueError(f"unknown job columns {sorted(unknown)}")
+        values.update(status=rule.target.value, updated_at=now)
+        if increment_attempt:
+            values["attempt"] = jobs.c.attempt + 1
+        guarded = update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in rule.sources]))
+        if rule.needs_lease:
+            if lease_id is None:
+                return None
+            guarded = guarded.where(jobs.c.lease_id == lease_id)
+        if lease_expired_by is not None:
+            guarded = guarded.where(jobs.c.lease_expires_at < lease_expired_by)
+        async with self._db.write() as connection:
+            row = (await connection.execute(guarded.values(**values).returning(*jobs.c))).first()
+            if row is None:
+                return None
+            job = job_from_row(row)
+            if result is not None:
+                await connection.execute(job_results.delete().where(job_results.c.job_id == job_id))
+                await connection.execute(insert(job_results).values(**result.__dict__))
+            event = await _write_event(connection, job, "status", now, {"move": move.value, **(event_data or {})})
+        return Changed(job=job, event=event)
+
+    async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
+        query = (
+            select(jobs)
+            .where(jobs.c.status == JobStatus.PENDING.value, jobs.c.type.in_(list(types)))
+            .order_by(jobs.c.priority_rank.desc(), jobs.c.created_at, jobs.c.id)
+            .limit(limit)
+        )
+        async with self._db.read() as connection:
+            return [job_from_row(row) for row in (await connection.execute(query)).all()]
+
+    async def record_progress(
+        self,
+        job_id: str,
+        lease_id: str,
+        now: datetime,
+        progress: int | None,
+        message: str | None,
+        estimated_completion: datetime | None,
+        lease_expires_at: datetime,
+    ) -> tuple[Job, JobEvent | None] | None:
+        values: dict[str, Any] = {"lease_expires_at": lease_expires_at, "updated_at": now}
+        if progress is not None:
+            values["progress"] = progress
+        if message is not None:
+            values["progress_message"] = message
+        if estimated_completion is not None:
+            values["estimated_completion"] = estimated_completion
+        guarded = update(jobs).where(jobs.c.id == job_id, jobs.c.lease_id == lease_id, jobs.c.status.in_(_LEASED))
+        async with self._db.write() as connection:
+            row = (await connection.execute(guarded.values(**values).returning(*jobs.c))).first()
+            if row is not None:
+                job = job_from_row(row)
+                event = None
+                if progress is not None or message is not None:
+                    data = {
+                        "message": message,
+                        "estimated_completion": estimated_completion and estimated_completion.isoformat(),
+                    }
+                    event = await _write_event(connection, job, "progress", now, data)
+                return job, event
+            current = (
+                await connection.execute(
+                    select(jobs).where(
+                        jobs.c.id == job_id,
+                        jobs.c.lease_id == lease_id,
+                        jobs.c.status == JobStatus.CANCELING.value,
+                    )
+                )
+            ).first()
+        return (job_from_row(current), None) if current is not None else None
+
+    async def extend_leases(self, miner_id: str, lease_ids: Sequence[str], expires_at: datetime) -> list[Job]:
+        if not lease_ids:
+            return []
+        extend = (
+            update(jobs)
+            .where(jobs.c.miner_id == miner_id, jobs.c.lease_id.in_(list(lease_ids)), jobs.c.status.in_(_LEASED))
+            .values(lease_expires_at=expires_at)
+        )
+        held = select(jobs).where(jobs.c.miner_id == miner_id, jobs.c.lease_id.in_(list(lease_ids)))
+        async with self._db.write() as connection:
+            await connection.execute(extend)
+            rows = (await connection.execute(held)).all()
+        return [job_from_row(row) for row in rows]
+
+    async def expired(self, status: JobStatus, now: datetime, limit: int) -> list[Job]:
+        deadline = jobs.c.queue_expires_at if status is JobStatus.PENDING else jobs.c.lease_expires_at
+        query = select(jobs).where(jobs.c.status == status.value, deadline < now).order_by(deadline).limit(limit)
+        async with self._db.read() as connection:
+            return [job_from_row(row) for row in (await connection.execute(query)).all()]
+
+    async def append_event(self, job: Job, kind: str, now: datetime, data: Mapping[str, Any]) -> JobEvent:
+        async with self._db.write() as connection:
+            return await _write_event(connection, job, kind, now, data)
+
+    async def events_since(self, account_id: str, after_seq: int, job_id: str | None, limit: int) -> list[JobEvent]:
+        query = select(job_events).where(job_events.c.account_id == account_id, job_events.c.seq > after_seq)
+        if job_id is not None:
+            query = query.where(job_events.c.job_id == job_id)
+        query = query.order_by(job_events.c.seq).limit(limit)
+        async with self._db.read() as connection:
+            return [event_from_row(row) for row in (await connection.execute(query)).all()]
+
+    async def job_events(self, job_id: str, kinds: Sequence[str]) -> list[JobEvent]:
+        query = select(job_events).where(job_events.c.job_id == job_id, job_events.c.kind.in_(list(kinds)))
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query.order_by(job_events.c.seq))).all()
+        return [event_from_row(row) for row in rows]
+
+    async def add_input_file(self, stored: StoredFile) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(insert(input_files).values(**stored.__dict__))
+
+    async def get_input_file(self, file_id: str) -> StoredFile | None:
+        async with self._db.read() as connection:
+            row = (await connection.execute(select(input_files).where(input_files.c.id == file_id))).first()
+        return StoredFile(**row._mapping) if row else None
+
+    async def add_result_file(self, item: ResultFile, now: datetime) -> None:
+        key = (
+            result_files.c.job_id == item.job_id,
+            result_files.c.lease_id == item.lease_id,
+            result_files.c.path == item.path,
+        )
+        async with self._db.write() as connection:
+            replaced = await connection.execute(
+                update(result_files).where(*key).values(size=item.size, sha256=item.sha256, blob_key=item.blob_key)
+            )
+            if replaced.rowcount == 0:
+                await connection.execute(insert(result_files).values(**item.__dict__, created_at=now))
+
+    async def result_files(self, job_id: str, lease_id: str) -> list[ResultFile]:
+        query = select(result_files).where(result_files.c.job_id == job_id, result_files.c.lease_id == lease_id)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query.order_by(result_files.c.path))).all()
+        return [
+            ResultFile(
+                job_id=r.job_id,
+                lease_id=r.lease_id,
+                path=r.path,
+                size=r.size,
+                sha256=r.sha256,
+                blob_key=r.blob_key,
+            )
+            for r in rows
+        ]
+
+    async def get_result(self, job_id: str) -> StoredResult | None:
+        async with self._db.read() as connection:
+            row = (await connection.execute(select(job_results).where(job_results.c.job_id == job_id))).first()
+        return StoredResult(**row._mapping) if row else None

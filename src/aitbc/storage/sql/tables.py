@@ -1,0 +1,195 @@
+"""The schema, in one place; Alembic migrations under ``storage/migrations`` create and evolve it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timestamps go in as UTC and come back timezone-aware, on SQLite as on PostgreSQL."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+naming = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=naming)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("plan", String(20), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("event_seq", BigInteger, nullable=False, default=0),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(20), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),
+    Column("last_used_at", UtcDateTime()),
+)
+
+miners = Table(
+    "miners",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("runtimes", JSON, nullable=False),
+    Column("models", JSON, nullable=False),
+    Column("gpus", JSON, nullable=False),
+    Column("max_concurrency", Integer, nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("registered_at", UtcDateTime(), nullable=False),
+    Column("last_seen_at", UtcDateTime(), nullable=False, index=True),
+    UniqueConstraint("account_id", "name", name="uq_miners_account_name"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("model", String(200)),
+    Column("input", JSON),
+    Column("input_file_id", String(40)),
+    Column("params", JSON, nullable=False),
+    Column("gpu_type", String(64)),
+    Column("gpu_count", Integer, nullable=False),
+    Column("min_vram_gb", Float),
+    Column("priority", String(10), nullable=False),
+    Column("priority_rank", Integer, nullable=False),
+    Column("timeout_seconds", Integer, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("progress", Integer, nullable=False, default=0),
+    Column("progress_message", Text),
+    Column("miner_id", String(40)),
+    Column("lease_id", String(40)),
+    Column("lease_expires_at", UtcDateTime()),
+    Column("attempt", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Column("assigned_at", UtcDateTime()),
+    Column("started_at", UtcDateTime()),
+    Column("completed_at", UtcDateTime()),
+    Column("estimated_completion", UtcDateTime()),
+    Column("queue_expires_at", UtcDateTime(), nullable=False),
+    Column("cancel_requested_at", UtcDateTime()),
+    Column("failure_reason", String(32)),
+    Column("error", Text),
+    Column("exit_code", Integer),
+    Column("results_state", String(12), nullable=False, default="none"),
+    Column("result_lease_id", String(40)),
+    Column("retry_of", String(40)),
+    Column("idempotency_key", String(200)),
+    Column("request_hash", String(64)),
+    UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
+    Index("ix_jobs_account_created", "account_id", "created_at", "id"),
+    Index("ix_jobs_account_status_created", "account_id", "status", "created_at"),
+    Index("ix_jobs_queue", "status", "type", "priority_rank", "created_at"),
+    Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+    Index("ix_jobs_status_queue_ttl", "status", "queue_expires_at"),
+    Index("ix_jobs_miner_status", "miner_id", "status"),
+)
+
+job_events = Table(
+    "job_events",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("job_id", String(40), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("progress", Integer, nullable=False),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("data", JSON, nullable=False),
+    Index("ix_job_events_job", "job_id", "seq"),
+)
+
+input_files = Table(
+    "input_files",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("blob_key", String(300), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+result_files = Table(
+    "result_files",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("lease_id", String(40), primary_key=True),
+    Column("path", String(500), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("blob_key", String(700), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+job_results = Table(
+    "job_results",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("lease_id", String(40), nullable=False),
+    Column("miner_id", String(40), nullable=False),
+    Column("manifest", JSON, nullable=False),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("miner_signature", Text, nullable=False),
+    Column("partial", Boolean, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)

@@ -1,0 +1,88 @@
+"""An in-process event hub with bounded per-subscriber queues.
+
+Publishers never block: a subscriber that falls more than its queue behind is dropped with `overflowed`
+set, and resumes from the store with `since=<last seq>`. Claimers waiting on a long poll sleep on a
+condition that submits and requeues notify; no one polls the database in a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from aitbc.domain.events import JobEvent
+
+DEFAULT_QUEUE_SIZE = 1000
+
+
+@dataclass(eq=False)
+class Subscription:
+    account_id: str | None
+    job_id: str | None
+    queue: asyncio.Queue[JobEvent] = field(default_factory=lambda: asyncio.Queue(DEFAULT_QUEUE_SIZE))
+    overflowed: bool = False
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wants(self, event: JobEvent) -> bool:
+        if self.account_id is not None and event.account_id != self.account_id:
+            return False
+        return self.job_id is None or event.job_id == self.job_id
+
+
+class EventHub:
+    def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self._queue_size = queue_size
+        self._by_account: dict[str | None, set[Subscription]] = defaultdict(set)
+        self._work = asyncio.Condition()
+        self._work_version = 0
+        self._miner_wakeups: dict[str, asyncio.Event] = {}
+
+    def subscribe(self, account_id: str | None, job_id: str | None = None) -> Subscription:
+        subscription = Subscription(account_id, job_id, asyncio.Queue(self._queue_size))
+        self._by_account[account_id].add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._by_account[subscription.account_id].discard(subscription)
+        subscription.closed.set()
+
+    def publish(self, event: JobEvent) -> None:
+        for key in (event.account_id, None):
+            for subscription in list(self._by_account.get(key, ())):
+                if not subscription.wants(event):
+                    continue
+                try:
+                    subscription.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    subscription.overflowed = True
+                    self.unsubscribe(subscription)
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._by_account.values())
+
+    async def work_available(self) -> None:
+        """Wake every claimer waiting for work (a job was submitted or requeued)."""
+        async with self._work:
+            self._work_version += 1
+            self._work.notify_all()
+
+    def work_version(self) -> int:
+        return self._work_version
+
+    async def wait_for_work(self, seen_version: int, timeout: float) -> bool:
+        """Sleep until work newer than `seen_version` is announced, or `timeout`; True if woken by work."""
+        async with self._work:
+            try:
+                await asyncio.wait_for(self._work.wait_for(lambda: self._work_version != seen_version), timeout=timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    def miner_wakeup(self, miner_id: str) -> asyncio.Event:
+        """An event set when something concerns this miner (a cancel); its long polls wait on it."""
+        return self._miner_wakeups.setdefault(miner_id, asyncio.Event())
+
+    def notify_miner(self, miner_id: str) -> None:
+        self.miner_wakeup(miner_id).set()
