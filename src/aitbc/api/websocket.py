@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -36,12 +37,34 @@ async def job_events(websocket: WebSocket) -> None:
         await websocket.close(code=code if code != 4400 else POLICY_VIOLATION, reason=reason[:120])
         return
     await websocket.accept()
-    stream = coordinator.events.stream(principal.account.id, since, job_id)
+    sender = asyncio.create_task(_send_events(websocket, coordinator, principal.account.id, since, job_id))
+    listener = asyncio.create_task(_until_disconnect(websocket))
+    try:
+        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (sender, listener):
+            task.cancel()
+        await asyncio.gather(sender, listener, return_exceptions=True)
+
+
+async def _send_events(
+    websocket: WebSocket, coordinator: Coordinator, account_id: str, since: int | None, job_id: str | None
+) -> None:
+    stream = coordinator.events.stream(account_id, since, job_id)
     try:
         async for event in stream:
             await websocket.send_text(event_message(event).model_dump_json())
     except (WebSocketDisconnect, RuntimeError):
-        pass
+        return
     finally:
         with contextlib.suppress(Exception):
             await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def _until_disconnect(websocket: WebSocket) -> None:
+    """The client sends nothing we need, but reading is how a closed connection is noticed at once, so its
+    subscription is dropped without waiting for the next event."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
