@@ -15,7 +15,8 @@ $(VENV)/.run-installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml
-	$(PIP) -e '.[test]'
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test,ai]'
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed

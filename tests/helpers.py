@@ -11,14 +11,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aitbc.domain.accounts import Principal
 from aitbc.domain.manifest import public_key_text, sign
-from aitbc.domain.plans import Role
+from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.protocol.miners import RegisterRequest
 from aitbc.wiring import Coordinator
 
 
-async def principal(coordinator: Coordinator, account: str, role: Role) -> Principal:
-    created = await coordinator.accounts.create_key(account, role)
+async def principal(coordinator: Coordinator, account: str, role: Role, plan: Plan | None = None) -> Principal:
+    created = await coordinator.accounts.create_key(account, role, plan)
     return await coordinator.accounts.authenticate(created.secret)
 
 

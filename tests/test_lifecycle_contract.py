@@ -10,7 +10,7 @@ import pytest
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.errors import Conflict, NotFound
 from aitbc.domain.job import FailureReason, JobStatus
-from aitbc.domain.plans import Role
+from aitbc.domain.plans import Plan, Role
 from aitbc.domain.transitions import TRANSITIONS, Move
 from aitbc.protocol.miners import FailRequest, FinishRequest, ProgressRequest
 from aitbc.storage.interfaces import JobFilter
@@ -294,7 +294,7 @@ async def test_retryable_failure_requeues_until_the_last_attempt(coordinator: Co
 
 
 async def test_list_pages_return_each_job_once(coordinator: Coordinator, clock: ManualClock) -> None:
-    client = await principal(coordinator, "alice", Role.CLIENT)
+    client = await principal(coordinator, "alice", Role.CLIENT, Plan.PRO)
     other = await principal(coordinator, "bob", Role.CLIENT)
     ids = set()
     for i in range(57):
@@ -370,3 +370,53 @@ def test_transition_table_matches_the_design() -> None:
         ("canceling", "canceled"),
     }
     assert TRANSITIONS[Move.COMPLETE].needs_lease and not TRANSITIONS[Move.CANCEL_PENDING].needs_lease
+
+
+async def test_ten_thousand_jobs_page_by_page_each_exactly_once(coordinator: Coordinator, clock: ManualClock) -> None:
+    """Bulk-inserted (the listing is under test, not submission): many share a timestamp, so the keyset
+    cursor's tie-break on the id is what keeps every page exact."""
+    from sqlalchemy import insert
+
+    from aitbc.domain.identifiers import new_job_id
+    from aitbc.storage.sql.tables import jobs
+
+    client = await principal(coordinator, "alice", Role.CLIENT)
+    rows = []
+    for index in range(10_000):
+        moment = clock.now()
+        rows.append(
+            {
+                "id": new_job_id(),
+                "account_id": client.account.id,
+                "type": "command",
+                "params": {},
+                "gpu_count": 1,
+                "priority": "normal",
+                "priority_rank": 1,
+                "timeout_seconds": 60,
+                "status": "completed" if index % 2 else "failed",
+                "progress": 100,
+                "attempt": 1,
+                "max_attempts": 3,
+                "created_at": moment,
+                "updated_at": moment,
+                "queue_expires_at": moment,
+                "results_state": "none",
+            }
+        )
+        if index % 7 == 0:
+            clock.advance(1)
+    async with coordinator.database.write() as connection:
+        await connection.execute(insert(jobs), rows)
+    seen: list[str] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = await coordinator.jobs.list(client, [], None, None, 1000, cursor)
+        pages += 1
+        seen.extend(job.id for job in page.jobs)
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert pages == 10 and len(seen) == 10_000
+    assert set(seen) == {row["id"] for row in rows}

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from aitbc.domain.plans import DEFAULT_PLAN_LIMITS, Plan, PlanLimits
+from aitbc.domain.pricing import PriceTable
 
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("AITBC_DATA_DIR", Path.home() / ".local" / "share" / "aitbc"))
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value).expanduser() if value else None
 
 
 @dataclass(frozen=True)
@@ -33,12 +40,25 @@ class Settings:
     reaper_interval_seconds: float = 1.0
     run_reaper: bool = True
     plan_limits: dict[Plan, PlanLimits] = field(default_factory=lambda: dict(DEFAULT_PLAN_LIMITS))
+    # Billing: the price table and the credit a new account starts with (about 10 A100-hours, the free tier).
+    prices: PriceTable = field(default_factory=PriceTable)
+    welcome_credit: Decimal = Decimal("1.0")
+    # Results: the coordinator's Ed25519 receipt key (replicas share one file), the retention sweeper, shares.
+    coordinator_key_file: Path | None = field(default_factory=lambda: _env_path("AITBC_COORDINATOR_KEY_FILE"))
+    run_results_sweeper: bool = True
+    results_sweep_interval_seconds: float = 60.0
+    purge_retry_seconds: int = 300
+    share_default_seconds: int = 7 * 86400
 
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'aitbc.db').resolve()}"
+
+    @property
+    def resolved_coordinator_key_file(self) -> Path:
+        return self.coordinator_key_file or self.data_dir / "coordinator_ed25519.key"
 
     @property
     def blob_dir(self) -> Path:

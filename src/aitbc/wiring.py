@@ -9,15 +9,27 @@ import anyio
 from aitbc.blobs.local import LocalBlobStore
 from aitbc.domain.clock import Clock, SystemClock
 from aitbc.services.accounts import AccountService
+from aitbc.services.billing import BillingService
+from aitbc.services.coordinator_key import load_or_create_key
 from aitbc.services.dispatch import DispatchService
 from aitbc.services.events import EventService
+from aitbc.services.history import HistoryService
 from aitbc.services.jobs import JobService
+from aitbc.services.lifecycle import Lifecycle
+from aitbc.services.logs import LogService
+from aitbc.services.rate_limits import RateLimiter
 from aitbc.services.reaper import Reaper
+from aitbc.services.receipting import ReceiptIssuer
+from aitbc.services.results import ResultService
+from aitbc.services.retention import RetentionSweeper
+from aitbc.services.sharing import ShareService
 from aitbc.settings import Settings
 from aitbc.storage.sql.accounts import SqlAccountStore
 from aitbc.storage.sql.database import Database, migrate, open_database
 from aitbc.storage.sql.jobs import SqlJobStore
+from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
+from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
 from aitbc.streaming.hub import EventHub
 
 
@@ -33,7 +45,16 @@ class Coordinator:
     dispatch: DispatchService
     events: EventService
     reaper: Reaper
+    billing: BillingService
+    ledger: SqlLedgerStore
+    history: HistoryService
+    rate_limiter: RateLimiter
     blobs: LocalBlobStore
+    results: ResultService
+    shares: ShareService
+    logs: LogService
+    retention: RetentionSweeper
+    receipts: ReceiptIssuer
 
     async def close(self) -> None:
         await self.database.dispose()
@@ -50,17 +71,33 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     miner_store = SqlMinerStore(database)
     blobs = LocalBlobStore(settings.blob_dir)
     hub = EventHub()
-    jobs = JobService(job_store, miner_store, blobs, hub, clock, settings)
+    account_store = SqlAccountStore(database)
+    ledger = SqlLedgerStore(database)
+    billing = BillingService(ledger, account_store, miner_store, clock, settings.prices)
+    lifecycle = Lifecycle(job_store, billing, hub)
+    jobs = JobService(job_store, miner_store, blobs, hub, clock, settings, lifecycle, billing)
+    result_store = SqlResultStore(database)
+    key = await anyio.to_thread.run_sync(load_or_create_key, settings.resolved_coordinator_key_file)
+    results = ResultService(job_store, result_store, account_store, miner_store, jobs, blobs, key, hub, clock, settings)
     return Coordinator(
         settings=settings,
         clock=clock,
         database=database,
         job_store=job_store,
         hub=hub,
-        accounts=AccountService(SqlAccountStore(database), clock),
+        accounts=AccountService(account_store, billing, clock, settings.welcome_credit),
+        billing=billing,
+        ledger=ledger,
+        history=HistoryService(job_store, jobs, clock),
+        rate_limiter=RateLimiter(settings.plan_limits, clock),
         jobs=jobs,
-        dispatch=DispatchService(job_store, miner_store, blobs, hub, clock, settings),
+        dispatch=DispatchService(job_store, miner_store, blobs, hub, clock, settings, lifecycle),
         events=EventService(job_store, hub),
-        reaper=Reaper(job_store, jobs, hub, clock, settings),
+        reaper=Reaper(job_store, jobs, lifecycle, clock, settings),
         blobs=blobs,
+        results=results,
+        shares=ShareService(SqlShareStore(database), job_store, results, jobs, clock, settings),
+        logs=LogService(job_store, jobs),
+        retention=RetentionSweeper(result_store, results, clock, settings),
+        receipts=ReceiptIssuer(job_store, results, hub),
     )

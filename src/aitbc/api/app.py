@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
-from aitbc.api.routes import admin, jobs, miners
+from aitbc.api.routes import admin, billing, history, jobs, miners, results, shared
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
 from aitbc.settings import Settings
@@ -25,14 +25,20 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         coordinator = await open_coordinator(settings, clock)
         app.state.coordinator = coordinator
-        reaper = asyncio.create_task(coordinator.reaper.run_forever()) if settings.run_reaper else None
+        tasks = []
+        if settings.run_reaper:
+            tasks.append(asyncio.create_task(coordinator.reaper.run_forever()))
+        if settings.run_results_sweeper:
+            tasks.append(asyncio.create_task(coordinator.retention.run_forever()))
+            tasks.append(asyncio.create_task(coordinator.receipts.run_forever()))
         try:
-            yield
+            with shared.redacted_access_log():
+                yield
         finally:
-            if reaper is not None:
-                reaper.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await reaper
+                    await task
             await coordinator.close()
 
     app = FastAPI(
@@ -43,9 +49,13 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_inline_input_bytes + JSON_BODY_SLACK)
+    app.include_router(history.router)
+    app.include_router(billing.router)
     app.include_router(jobs.router)
     app.include_router(miners.router)
     app.include_router(admin.router)
+    app.include_router(results.router)
+    app.include_router(shared.router)
     app.include_router(websocket_router)
 
     @app.get("/v1/health", tags=["meta"])

@@ -24,7 +24,11 @@ CoordinatorDep = Annotated[Coordinator, Depends(coordinator)]
 
 
 async def caller(request: Request, api_key: Annotated[str | None, Depends(api_key_header)]) -> Principal:
-    return await coordinator(request).accounts.authenticate(api_key)
+    """The authenticated caller, counted against its plan's rate limit before anything else happens."""
+    found = coordinator(request)
+    principal = await found.accounts.authenticate(api_key)
+    found.rate_limiter.check(principal)
+    return principal
 
 
 def _with_role(*roles: Role):  # type: ignore[no-untyped-def]
@@ -36,5 +40,6 @@ def _with_role(*roles: Role):  # type: ignore[no-untyped-def]
 
 
 ClientDep = Annotated[Principal, Depends(_with_role(Role.CLIENT, Role.ADMIN))]
+MemberDep = Annotated[Principal, Depends(_with_role(Role.CLIENT, Role.MINER, Role.ADMIN))]
 MinerDep = Annotated[Principal, Depends(_with_role(Role.MINER, Role.ADMIN))]
 AdminDep = Annotated[Principal, Depends(_with_role(Role.ADMIN))]

@@ -12,9 +12,12 @@ import typer
 from rich.table import Table
 
 from aitbc.cli.common import JsonOption, KeyOption, UrlOption, client, console, handles_errors, print_json
+from aitbc.domain.money import parse_amount
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
+from aitbc.protocol.billing import BalanceView
 from aitbc.sdk.config import read_profile
+from aitbc.services.billing import Balance
 from aitbc.settings import Settings, default_data_dir
 from aitbc.wiring import Coordinator, open_coordinator
 
@@ -236,3 +239,46 @@ def set_plan(
         print_json(updated)
     else:
         console.print(f"Account {updated.name} is now on the {updated.plan.value} plan.")
+
+
+def balance_view(balance: Balance) -> BalanceView:
+    return BalanceView(
+        account=balance.account.name,
+        plan=balance.account.plan.value,
+        available=balance.available,
+        held=balance.held,
+        total=balance.total,
+    )
+
+
+credits_app = typer.Typer(help="Grant credits to accounts.", no_args_is_help=True)
+app.add_typer(credits_app, name="credits")
+
+
+@credits_app.command("grant")
+@handles_errors
+def grant_credits(
+    account: Annotated[str, typer.Option("--account", help="The account's name.")],
+    amount: Annotated[str, typer.Option("--amount", help="AITBC to add, e.g. 25 or 0.5.")],
+    memo: Annotated[str, typer.Option("--memo", help="Why, for the ledger.")] = "",
+    data_dir: DataDirOption = None,
+    database_url: DatabaseOption = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add credits to an account's balance (a `grant` row in its ledger)."""
+    value = parse_amount(amount)
+    if _direct(data_dir, database_url, url, api_key):
+
+        async def work(coordinator: Coordinator) -> BalanceView:
+            return balance_view(await coordinator.billing.grant(account, value, memo))
+
+        found = _on_database(data_dir, database_url, work)
+    else:
+        with client(url, _admin_key(api_key)) as api:
+            found = api.grant_credits(account, str(value), memo)
+    if as_json:
+        print_json(found)
+    else:
+        console.print(f"Granted {value} AITBC to {found.account}: available balance {found.available} AITBC.")

@@ -144,11 +144,12 @@ def status(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None
 @app.command()
 @handles_errors
 def get(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
-    """Show a job's full record."""
+    """Show a job's full record: spec, every transition, miner, attempts, cost, results."""
     with client(url, api_key) as api:
         job = api.get(job_id)
+        events = api.timeline(job_id)
     if as_json:
-        print_json(job)
+        print_json({**job.model_dump(mode="json"), "timeline": [e.model_dump(mode="json") for e in events]})
         return
     console.print(status_table(job))
     details = Table(show_header=False, box=None, pad_edge=False)
@@ -161,7 +162,25 @@ def get(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, a
     details.add_row("Results", job.results)
     if job.exit_code is not None:
         details.add_row("Exit code", str(job.exit_code))
+    details.add_row(
+        "Estimated", f"{job.estimated_cost} AITBC for ~{job.estimated_time_seconds} s (held {job.max_cost} AITBC)"
+    )
+    if job.cost is not None:
+        details.add_row("Charged", f"{job.cost} AITBC for {job.billed_seconds} s")
+    if job.retry_of:
+        details.add_row("Retry of", job.retry_of)
     console.print(details)
+    timeline = Table(title="Timeline")
+    for column in ("When", "Status", "Move", "Miner"):
+        timeline.add_column(column)
+    for event in events:
+        timeline.add_row(
+            short_time(_iso(event.at)),
+            styled_status(event.status.value),
+            str(event.data.get("move", "submit")),
+            str(event.data.get("miner_id", "")),
+        )
+    console.print(timeline)
 
 
 def _exit_for(job_status: str) -> int:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from aitbc.cli import admin_commands, client_commands
+from aitbc.cli import (
+    admin_commands,
+    billing_commands,
+    client_commands,
+    miner_command,
+    results_commands,  # noqa: F401 - registers download, logs, verify, share, delete on `client`
+)
 from aitbc.cli.serve_command import serve
 from aitbc.version import VERSION
 
@@ -17,6 +23,8 @@ app = typer.Typer(
 app.command("serve")(serve)
 app.add_typer(client_commands.app, name="client")
 app.add_typer(admin_commands.app, name="admin")
+app.add_typer(billing_commands.billing_app, name="billing")
+app.add_typer(miner_command.app, name="miner")
 
 
 def _version(value: bool) -> None:

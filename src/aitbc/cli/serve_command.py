@@ -11,6 +11,7 @@ import uvicorn
 
 from aitbc.api.app import create_app
 from aitbc.cli.common import console, handles_errors
+from aitbc.cli.miner_command import serve_with_local_miners
 from aitbc.sdk.config import profile_path, write_profile
 from aitbc.services.accounts import CreatedKey
 from aitbc.settings import Settings, default_data_dir
@@ -35,6 +36,8 @@ def serve(
     ] = None,
     public_url: Annotated[str | None, typer.Option("--public-url", help="URL clients reach this server at.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
+    miners: Annotated[int, typer.Option("--miners", min=0, help="Also run N local miners (command allowed).")] = 0,
+    lease_seconds: Annotated[int, typer.Option("--lease-seconds", min=2, help="Miner lease length.")] = 60,
 ) -> None:
     """Run the coordinator (HTTP + WebSocket API, queue, leases, reaper)."""
     settings = Settings(
@@ -43,6 +46,7 @@ def serve(
         host=host,
         port=port,
         public_url=public_url,
+        lease_seconds=lease_seconds,
     )
     created = asyncio.run(_bootstrap(settings))
     if created:
@@ -55,4 +59,11 @@ def serve(
     else:
         console.print(f"Using the data in {settings.data_dir} (CLI profile: {profile_path()}).")
     console.print(f"Coordinator on [bold]{settings.base_url}[/] — API docs at {settings.base_url}/docs")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, ws_ping_interval=20)
+
+    def run_server() -> None:
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, ws_ping_interval=20)
+
+    if miners:
+        serve_with_local_miners(miners, settings, run_server)
+    else:
+        run_server()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 
@@ -114,7 +115,11 @@ class Job:
     results_state: str
     result_lease_id: str | None
     retry_of: str | None
-    unmet: str | None
+    max_cost: Decimal = Decimal(0)
+    estimated_cost: Decimal = Decimal(0)
+    estimated_time_seconds: int = 0
+    cost: Decimal | None = None
+    billed_seconds: int | None = None
 
     @property
     def is_terminal(self) -> bool:

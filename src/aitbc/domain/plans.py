@@ -27,9 +27,9 @@ class PlanLimits:
 
 
 DEFAULT_PLAN_LIMITS: dict[Plan, PlanLimits] = {
-    Plan.FREE: PlanLimits(retention_days=7, requests_per_minute=60, requests_per_hour=1000, max_concurrent_jobs=10),
-    Plan.PRO: PlanLimits(retention_days=30, requests_per_minute=600, requests_per_hour=20000, max_concurrent_jobs=100),
+    Plan.FREE: PlanLimits(retention_days=7, requests_per_minute=60, requests_per_hour=1000, max_concurrent_jobs=50),
+    Plan.PRO: PlanLimits(retention_days=30, requests_per_minute=600, requests_per_hour=20000, max_concurrent_jobs=500),
     Plan.ENTERPRISE: PlanLimits(
-        retention_days=90, requests_per_minute=6000, requests_per_hour=200000, max_concurrent_jobs=1000
+        retention_days=90, requests_per_minute=6000, requests_per_hour=200000, max_concurrent_jobs=5000
     ),
 }

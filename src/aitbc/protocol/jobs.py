@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
@@ -73,9 +74,15 @@ class JobView(Timestamped):
     failure_reason: FailureReason | None
     exit_code: int | None = None
     results: str
+    results_expire_at: datetime | None = None
     result: Any = None
     waiting_for: str | None = None
     retry_of: str | None = None
+    estimated_cost: Decimal = Field(description="AITBC: the estimated run time at the job's rate")
+    estimated_time_seconds: int
+    max_cost: Decimal = Field(description="AITBC held at submit: the timeout at the job's rate")
+    cost: Decimal | None = Field(default=None, description="AITBC charged, once the job has ended")
+    billed_seconds: int | None = None
 
 
 class JobList(BaseModel):

@@ -11,6 +11,17 @@ from pydantic import BaseModel, TypeAdapter
 
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.jobs import CancelResult, JobList, JobView
+from aitbc.protocol.results import (
+    CoordinatorKeyView,
+    CreatedShareView,
+    LogsView,
+    ReceiptView,
+    ResultPackageView,
+    ResultsDeleted,
+    RevokedShares,
+    ShareList,
+    ShareView,
+)
 from aitbc.sdk.errors import raise_for_status
 
 T = TypeVar("T")
@@ -128,3 +139,43 @@ def list_accounts() -> Call[list[AccountView]]:
 
 def set_plan(name: str, plan: str) -> Call[AccountView]:
     return Call("POST", f"/v1/admin/accounts/{name}/plan", model(AccountView), json={"plan": plan})
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+
+def result_package(job_id: str) -> Call[ResultPackageView]:
+    return Call("GET", f"/v1/jobs/{job_id}/results", model(ResultPackageView))
+
+
+def receipt(job_id: str) -> Call[ReceiptView]:
+    return Call("GET", f"/v1/jobs/{job_id}/receipt", model(ReceiptView))
+
+
+def coordinator_key() -> Call[CoordinatorKeyView]:
+    return Call("GET", "/v1/coordinator/key", model(CoordinatorKeyView))
+
+
+def delete_results(job_id: str) -> Call[ResultsDeleted]:
+    return Call("DELETE", f"/v1/jobs/{job_id}/results", model(ResultsDeleted))
+
+
+def logs(job_id: str, after: int = 0) -> Call[LogsView]:
+    return Call("GET", f"/v1/jobs/{job_id}/logs", model(LogsView), params={"after": after})
+
+
+def create_share(job_id: str, expires_in_seconds: int | None = None) -> Call[CreatedShareView]:
+    body = {"expires_in_seconds": expires_in_seconds} if expires_in_seconds is not None else {}
+    return Call("POST", f"/v1/jobs/{job_id}/shares", model(CreatedShareView), json=body)
+
+
+def list_shares(job_id: str) -> Call[ShareList]:
+    return Call("GET", f"/v1/jobs/{job_id}/shares", model(ShareList))
+
+
+def revoke_share(job_id: str, share_id: str) -> Call[ShareView]:
+    return Call("DELETE", f"/v1/jobs/{job_id}/shares/{share_id}", model(ShareView))
+
+
+def revoke_shares(job_id: str) -> Call[RevokedShares]:
+    return Call("DELETE", f"/v1/jobs/{job_id}/shares", model(RevokedShares))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from aitbc.domain.accounts import Account, ApiKey, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from aitbc.domain.identifiers import hash_secret, new_api_key, new_key_id
 from aitbc.domain.plans import Plan, Role
+from aitbc.services.billing import BillingService
 from aitbc.storage.interfaces import AccountStore
 
 
@@ -22,9 +24,13 @@ class CreatedKey:
 
 
 class AccountService:
-    def __init__(self, accounts: AccountStore, clock: Clock) -> None:
+    def __init__(
+        self, accounts: AccountStore, billing: BillingService, clock: Clock, welcome_credit: Decimal = Decimal(0)
+    ) -> None:
         self._accounts = accounts
+        self._billing = billing
         self._clock = clock
+        self._welcome_credit = welcome_credit
 
     async def authenticate(self, secret: str | None) -> Principal:
         if not secret:
@@ -44,7 +50,9 @@ class AccountService:
         if not name or len(name) > 200:
             raise InvalidInput("account name must be 1 to 200 characters")
         now = self._clock.now()
-        account = await self._accounts.ensure_account(name, plan, now)
+        account, created = await self._accounts.ensure_account(name, plan, now)
+        if created:
+            await self._billing.welcome(account, self._welcome_credit)
         if plan is not None and account.plan is not plan:
             account = await self._accounts.set_plan(account.id, plan) or account
         secret = new_api_key()

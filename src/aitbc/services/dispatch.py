@@ -36,6 +36,7 @@ from aitbc.protocol.miners import (
     RegisterResponse,
     UploadedFile,
 )
+from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.views import job_view
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore, MinerStore, ResultFile, StoredFile, StoredResult
@@ -63,7 +64,9 @@ class DispatchService:
         hub: EventHub,
         clock: Clock,
         settings: Settings,
+        lifecycle: Lifecycle,
     ) -> None:
+        self._lifecycle = lifecycle
         self._jobs = jobs
         self._miners = miners
         self._blobs = blobs
@@ -178,8 +181,8 @@ class DispatchService:
                 continue
             now = self._clock.now()
             lease_id = new_lease_id()
-            changed = await self._jobs.transition(
-                job.id,
+            changed = await self._lifecycle.move(
+                job,
                 Move.CLAIM,
                 now,
                 changes={
@@ -195,7 +198,6 @@ class DispatchService:
             )
             if changed is None:
                 continue  # another miner won this one
-            self._hub.publish(changed.event)
             assignments.append(await self._assignment(changed.job))
         return assignments
 
@@ -242,8 +244,8 @@ class DispatchService:
         if job.status is not JobStatus.ASSIGNED:
             return _directive(job)
         now = self._clock.now()
-        changed = await self._jobs.transition(
-            job_id,
+        changed = await self._lifecycle.move(
+            job,
             Move.START,
             now,
             lease_id=lease_id,
@@ -254,7 +256,6 @@ class DispatchService:
         )
         if changed is None:
             return _directive(await self._held_job(principal, miner_id, job_id, lease_id))
-        self._hub.publish(changed.event)
         return _directive(changed.job)
 
     async def progress(
@@ -359,11 +360,26 @@ class DispatchService:
             return _directive(job)
         return None
 
-    async def complete(self, principal: Principal, miner_id: str, job_id: str, request: FinishRequest) -> JobDirective:
-        if (done := await self._already_finished(job_id, request.lease_id)) is not None:
+    async def _finishing(
+        self, principal: Principal, miner_id: str, job_id: str, lease_id: str
+    ) -> tuple[Miner, Job] | JobDirective:
+        """The miner and the job it is finishing, or the answer already given if this finish is a retry
+        (checked again after the lease check, since a concurrent copy of this call may have just won)."""
+        if (done := await self._already_finished(job_id, lease_id)) is not None:
             return done
         miner = await self.miner(principal, miner_id)
-        job = await self._held_job(principal, miner_id, job_id, request.lease_id)
+        try:
+            return miner, await self._held_job(principal, miner_id, job_id, lease_id)
+        except Conflict:
+            if (done := await self._already_finished(job_id, lease_id)) is not None:
+                return done
+            raise
+
+    async def complete(self, principal: Principal, miner_id: str, job_id: str, request: FinishRequest) -> JobDirective:
+        found = await self._finishing(principal, miner_id, job_id, request.lease_id)
+        if isinstance(found, JobDirective):
+            return found
+        miner, job = found
         canceling = job.status is JobStatus.CANCELING
         result = await self._checked_result(miner, job, request, partial=canceling)
         now = self._clock.now()
@@ -379,10 +395,10 @@ class DispatchService:
         return await self._finish(job, move, request.lease_id, changes, result)
 
     async def fail(self, principal: Principal, miner_id: str, job_id: str, request: FailRequest) -> JobDirective:
-        if (done := await self._already_finished(job_id, request.lease_id)) is not None:
-            return done
-        miner = await self.miner(principal, miner_id)
-        job = await self._held_job(principal, miner_id, job_id, request.lease_id)
+        found = await self._finishing(principal, miner_id, job_id, request.lease_id)
+        if isinstance(found, JobDirective):
+            return found
+        miner, job = found
         canceling = job.status is JobStatus.CANCELING
         now = self._clock.now()
         if not canceling and request.retryable and job.attempt < job.max_attempts:
@@ -390,7 +406,7 @@ class DispatchService:
                 job,
                 Move.REQUEUE,
                 request.lease_id,
-                self._requeue_changes(f"attempt {job.attempt} failed on {miner.id}: {request.message}"),
+                self.requeue_changes(f"attempt {job.attempt} failed on {miner.id}: {request.message}"),
                 None,
             )
         result = await self._checked_result(miner, job, request, partial=True)
@@ -406,7 +422,7 @@ class DispatchService:
         return await self._finish(job, Move.FAIL, request.lease_id, changes, result)
 
     @staticmethod
-    def _requeue_changes(error: str) -> dict[str, Any]:
+    def requeue_changes(error: str) -> dict[str, Any]:
         return {
             "miner_id": None,
             "lease_id": None,
@@ -422,14 +438,11 @@ class DispatchService:
     async def _finish(
         self, job: Job, move: Move, lease_id: str, changes: dict[str, Any], result: StoredResult | None
     ) -> JobDirective:
-        changed = await self._jobs.transition(
-            job.id, move, self._clock.now(), lease_id=lease_id, changes=changes, result=result
+        changed = await self._lifecycle.move(
+            job, move, self._clock.now(), lease_id=lease_id, changes=changes, result=result
         )
         if changed is None:
             if (done := await self._already_finished(job.id, lease_id)) is not None:
                 return done
             raise Conflict(f"lease {lease_id} is no longer current for job {job.id}")
-        self._hub.publish(changed.event)
-        if move is Move.REQUEUE:
-            await self._hub.work_available()
         return _directive(changed.job)

@@ -14,15 +14,20 @@ from aitbc.domain.accounts import Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
 from aitbc.domain.identifiers import looks_like_id, new_file_id, new_job_id
-from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements
 from aitbc.domain.matching import unmet_requirements
+from aitbc.domain.money import from_units, to_units
 from aitbc.domain.plans import Role
 from aitbc.domain.transitions import Move
 from aitbc.protocol.jobs import CancelResult, SubmitJobRequest
+from aitbc.services.billing import BillingService
+from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.views import job_view
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobFilter, JobPage, JobStore, MinerStore, StoredFile
 from aitbc.streaming.hub import EventHub
+
+ESTIMATE_SAMPLE = 100
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,11 @@ class JobService:
         hub: EventHub,
         clock: Clock,
         settings: Settings,
+        lifecycle: Lifecycle,
+        billing: BillingService,
     ) -> None:
+        self._lifecycle = lifecycle
+        self._billing = billing
         self._jobs = jobs
         self._miners = miners
         self._blobs = blobs
@@ -53,7 +62,11 @@ class JobService:
         self._settings = settings
 
     async def submit(
-        self, principal: Principal, request: SubmitJobRequest, idempotency_key: str | None = None
+        self,
+        principal: Principal,
+        request: SubmitJobRequest,
+        idempotency_key: str | None = None,
+        retry_of: str | None = None,
     ) -> Submitted:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
@@ -79,6 +92,20 @@ class JobService:
         if request.output_config is not None:
             params.setdefault("output_config", request.output_config.model_dump(exclude_none=True))
         digest = _request_hash(request)
+        spec = JobSpec(
+            type=job_type,
+            model=request.model,
+            input=None,
+            requirements=Requirements(
+                request.requirements.gpu_type, request.requirements.gpu_count, request.requirements.min_vram_gb
+            ),
+            priority=request.priority,
+            timeout_seconds=request.timeout_seconds,
+        )
+        quote = self._billing.quote(spec)
+        typical = await self._jobs.average_billed_seconds(job_type, request.model, ESTIMATE_SAMPLE)
+        estimated_seconds = min(request.timeout_seconds, max(1, round(typical))) if typical else request.timeout_seconds
+        estimated_cost = min(quote.max_cost, from_units(to_units(quote.rate_per_second * estimated_seconds)))
         row: dict[str, Any] = {
             "id": new_job_id(),
             "account_id": principal.account.id,
@@ -103,8 +130,13 @@ class JobService:
             "results_state": "none",
             "idempotency_key": idempotency_key,
             "request_hash": digest,
+            "retry_of": retry_of,
+            "max_cost_units": to_units(quote.max_cost),
+            "estimated_cost_units": to_units(estimated_cost),
+            "estimated_time_seconds": estimated_seconds,
         }
-        job, event = await self._jobs.insert_job(row, now)
+        limits = self._settings.plan_limits[principal.account.plan]
+        job, event = await self._jobs.insert_job(row, now, to_units(quote.max_cost), limits.max_concurrent_jobs)
         if event is None:
             if await self._jobs.request_hash(job.id) != digest:
                 raise Conflict(
@@ -163,25 +195,15 @@ class JobService:
             job = await self.get(principal, job_id)
             now = self._clock.now()
             if job.status is JobStatus.PENDING:
-                changed = await self._jobs.transition(
-                    job.id,
-                    Move.CANCEL_PENDING,
-                    now,
-                    changes={"completed_at": now, "cancel_requested_at": now},
-                )
+                changes = {"completed_at": now, "cancel_requested_at": now}
+                changed = await self._lifecycle.move(job, Move.CANCEL_PENDING, now, changes=changes)
                 if changed:
-                    self._hub.publish(changed.event)
                     return self._outcome("canceled", changed.job, "canceled before any miner took it")
             elif job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
                 deadline = now + timedelta(seconds=self._settings.cancel_grace_seconds)
-                changed = await self._jobs.transition(
-                    job.id,
-                    Move.REQUEST_CANCEL,
-                    now,
-                    changes={"cancel_requested_at": now, "lease_expires_at": deadline},
-                )
+                changes = {"cancel_requested_at": now, "lease_expires_at": deadline}
+                changed = await self._lifecycle.move(job, Move.REQUEST_CANCEL, now, changes=changes)
                 if changed:
-                    self._hub.publish(changed.event)
                     if job.miner_id:
                         self._hub.notify_miner(job.miner_id)
                     return self._outcome("canceling", changed.job, "the miner has been told to stop the job")

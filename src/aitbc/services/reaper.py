@@ -12,9 +12,9 @@ from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.transitions import Move
 from aitbc.services.dispatch import DispatchService
 from aitbc.services.jobs import JobService
+from aitbc.services.lifecycle import Lifecycle
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore
-from aitbc.streaming.hub import EventHub
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -34,11 +34,11 @@ class ReaperReport:
 
 class Reaper:
     def __init__(
-        self, jobs: JobStore, job_service: JobService, hub: EventHub, clock: Clock, settings: Settings
+        self, jobs: JobStore, job_service: JobService, lifecycle: Lifecycle, clock: Clock, settings: Settings
     ) -> None:
         self._jobs = jobs
         self._job_service = job_service
-        self._hub = hub
+        self._lifecycle = lifecycle
         self._clock = clock
         self._settings = settings
 
@@ -49,67 +49,41 @@ class Reaper:
             for job in await self._jobs.expired(status, now, BATCH):
                 await self._lost(job, report)
         for job in await self._jobs.expired(JobStatus.CANCELING, now, BATCH):
-            changed = await self._jobs.transition(
-                job.id,
-                Move.FORCE_CANCEL,
-                now,
-                lease_expired_by=now,
-                changes={
-                    "completed_at": now,
-                    "lease_id": None,
-                    "lease_expires_at": None,
-                    "error": "the miner did not confirm the cancellation in time; the lease was revoked",
-                },
-            )
-            if changed:
+            changes = {
+                "completed_at": now,
+                "lease_id": None,
+                "lease_expires_at": None,
+                "error": "the miner did not confirm the cancellation in time; the lease was revoked",
+            }
+            if await self._lifecycle.move(job, Move.FORCE_CANCEL, now, lease_expired_by=now, changes=changes):
                 report.force_canceled += 1
-                self._hub.publish(changed.event)
         for job in await self._jobs.expired(JobStatus.PENDING, now, BATCH):
             why = await self._job_service.waiting_for(job)
-            changed = await self._jobs.transition(
-                job.id,
-                Move.EXPIRE,
-                now,
-                changes={
-                    "completed_at": now,
-                    "failure_reason": FailureReason.EXPIRED.value,
-                    "error": f"no miner took the job within {self._settings.queue_ttl_seconds} s"
-                    + (f" ({why})" if why else ""),
-                },
-            )
-            if changed:
+            error = f"no miner took the job within {self._settings.queue_ttl_seconds} s" + (f" ({why})" if why else "")
+            changes = {"completed_at": now, "failure_reason": FailureReason.EXPIRED.value, "error": error}
+            if await self._lifecycle.move(job, Move.EXPIRE, now, changes=changes):
                 report.expired += 1
-                self._hub.publish(changed.event)
-        if report.requeued:
-            await self._hub.work_available()
         return report
 
     async def _lost(self, job: Job, report: ReaperReport) -> None:
         now = self._clock.now()
         if job.attempt < job.max_attempts:
-            changes = DispatchService._requeue_changes(f"miner {job.miner_id} was lost (lease expired)")
-            changed = await self._jobs.transition(
-                job.id, Move.REQUEUE, now, lease_id=job.lease_id, lease_expired_by=now, changes=changes
-            )
-            if changed:
-                report.requeued += 1
+            changes = DispatchService.requeue_changes(f"miner {job.miner_id} was lost (lease expired)")
+            move = Move.REQUEUE
         else:
-            changed = await self._jobs.transition(
-                job.id,
-                Move.FAIL,
-                now,
-                lease_id=job.lease_id,
-                lease_expired_by=now,
-                changes={
-                    "completed_at": now,
-                    "failure_reason": FailureReason.MINER_LOST.value,
-                    "error": f"the miner was lost on each of {job.attempt} attempts",
-                },
-            )
-            if changed:
-                report.lost += 1
-        if changed:
-            self._hub.publish(changed.event)
+            changes = {
+                "completed_at": now,
+                "failure_reason": FailureReason.MINER_LOST.value,
+                "error": f"the miner was lost on each of {job.attempt} attempts",
+            }
+            move = Move.FAIL
+        changed = await self._lifecycle.move(
+            job, move, now, lease_id=job.lease_id, lease_expired_by=now, changes=changes
+        )
+        if changed and move is Move.REQUEUE:
+            report.requeued += 1
+        elif changed:
+            report.lost += 1
 
     async def run_forever(self) -> None:
         while True:

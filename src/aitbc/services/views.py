@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import Job, JobStatus
 from aitbc.protocol.jobs import EventMessage, JobRequirements, JobView
 
 
-def job_view(job: Job, waiting_for: str | None = None) -> JobView:
+def job_view(job: Job, waiting_for: str | None = None, results_expire_at: datetime | None = None) -> JobView:
+    """`results_expire_at` depends on the account's plan, which the job does not carry: the results service
+    computes it (`ResultService.expire_at`)."""
     spec = job.spec
     return JobView(
         job_id=job.id,
@@ -36,8 +40,14 @@ def job_view(job: Job, waiting_for: str | None = None) -> JobView:
         failure_reason=job.failure_reason,
         exit_code=job.exit_code,
         results=job.results_state,
+        results_expire_at=results_expire_at,
         waiting_for=waiting_for,
         retry_of=job.retry_of,
+        estimated_cost=job.estimated_cost,
+        estimated_time_seconds=job.estimated_time_seconds,
+        max_cost=job.max_cost,
+        cost=job.cost,
+        billed_seconds=job.billed_seconds,
     )
 
 

@@ -31,6 +31,13 @@ class JobFilter:
 
 
 @dataclass(frozen=True)
+class JobStats:
+    by_status: dict[str, int]
+    average_run_seconds: float | None
+    spent_units: int
+
+
+@dataclass(frozen=True)
 class StoredFile:
     id: str
     account_id: str
@@ -64,6 +71,28 @@ class StoredResult:
 
 
 @dataclass(frozen=True)
+class LedgerEntry:
+    """One movement of money; amounts in whole nano-AITBC, positive into the account, negative out."""
+
+    account_id: str
+    kind: str  # grant, hold, release, payout, fee
+    amount_units: int
+    job_id: str | None = None
+    memo: str = ""
+
+
+@dataclass(frozen=True)
+class StoredLedgerEntry:
+    id: int
+    account_id: str
+    kind: str
+    amount_units: int
+    job_id: str | None
+    memo: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
 class Changed:
     """A job after a successful guarded update, with the event that records it."""
 
@@ -74,16 +103,26 @@ class Changed:
 class JobStore(Protocol):
     """Jobs, their events, their input files and their result files."""
 
-    async def insert_job(self, row: Mapping[str, Any], now: datetime) -> tuple[Job, JobEvent | None]:
-        """Insert a job and its first event; if its idempotency key was used already, return that job and
-        no event."""
+    async def insert_job(
+        self, row: Mapping[str, Any], now: datetime, hold_units: int = 0, max_active: int | None = None
+    ) -> tuple[Job, JobEvent | None]:
+        """Insert a job, its first event and its hold on the account's balance, in one transaction; if its
+        idempotency key was used already, return that job and no event. Raise PaymentRequired if the balance
+        cannot cover the hold and RateLimited if the account already has `max_active` unfinished jobs —
+        storing nothing."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
+        """How long the last `sample` completed jobs of this type and model ran (for estimates)."""
 
     async def request_hash(self, job_id: str) -> str | None:
         """The hash of the submit request that created the job (to spot a reused idempotency key)."""
 
-    async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None) -> JobPage: ...
+    async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
+        """Newest first, by keyset (created_at, id): stable under inserts, each job once."""
+
+    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats: ...
 
     async def transition(
         self,
@@ -97,6 +136,7 @@ class JobStore(Protocol):
         event_data: Mapping[str, Any] | None = None,
         result: StoredResult | None = None,
         lease_expired_by: datetime | None = None,
+        ledger: Sequence[LedgerEntry] = (),
     ) -> Changed | None:
         """Apply one move of the transition table as a compare-and-set, with its event (and the job's result
         record, when given) in the same transaction; None if the job was not in a source status (or, for
@@ -140,11 +180,30 @@ class JobStore(Protocol):
     async def get_result(self, job_id: str) -> StoredResult | None: ...
 
 
+class LedgerStore(Protocol):
+    """The append-only ledger: grants, holds, releases, payouts, fees."""
+
+    async def append(self, entries: Sequence[LedgerEntry], now: datetime) -> None: ...
+
+    async def balance_units(self, account_id: str) -> int: ...
+
+    async def held_units(self, account_id: str) -> int:
+        """What the account's unfinished jobs hold right now."""
+
+    async def entries(
+        self, account_id: str | None, since: datetime | None, until: datetime | None, limit: int, after_id: int
+    ) -> list[StoredLedgerEntry]: ...
+
+    async def totals_by_kind(self) -> dict[str, int]:
+        """Sum of every entry by kind, over all accounts (for audits and tests)."""
+
+
 class AccountStore(Protocol):
     """Accounts and their API keys."""
 
-    async def ensure_account(self, name: str, plan: Plan | None, now: datetime) -> Account:
-        """The account with this name, created (with `plan`, default free) if it does not exist."""
+    async def ensure_account(self, name: str, plan: Plan | None, now: datetime) -> tuple[Account, bool]:
+        """The account with this name, created (with `plan`, default free) if it does not exist; and whether
+        this call created it."""
 
     async def get_account(self, account_id: str) -> Account | None: ...
 

@@ -20,10 +20,10 @@ class SqlAccountStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def ensure_account(self, name: str, plan: Plan | None, now: datetime) -> Account:
+    async def ensure_account(self, name: str, plan: Plan | None, now: datetime) -> tuple[Account, bool]:
         existing = await self.get_account_by_name(name)
         if existing is not None:
-            return existing
+            return existing, False
         row: dict[str, Any] = {
             "id": new_account_id(),
             "name": name,
@@ -38,8 +38,8 @@ class SqlAccountStore:
             raced = await self.get_account_by_name(name)
             if raced is None:
                 raise
-            return raced
-        return Account(id=row["id"], name=name, plan=plan or Plan.FREE, created_at=now)
+            return raced, False
+        return Account(id=row["id"], name=name, plan=plan or Plan.FREE, created_at=now), True
 
     async def get_account(self, account_id: str) -> Account | None:
         async with self._db.read() as connection:

@@ -11,17 +11,36 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from aitbc.domain.errors import InvalidInput
+from aitbc.domain.errors import InvalidInput, PaymentRequired, RateLimited
 from aitbc.domain.events import JobEvent
-from aitbc.domain.job import LEASED_STATUSES, Job, JobStatus
+from aitbc.domain.job import LEASED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
+from aitbc.domain.money import display, from_units
 from aitbc.domain.transitions import Move, transition
-from aitbc.storage.interfaces import Changed, JobFilter, JobPage, ResultFile, StoredFile, StoredResult
+from aitbc.storage.interfaces import (
+    Changed,
+    JobFilter,
+    JobPage,
+    JobStats,
+    LedgerEntry,
+    ResultFile,
+    StoredFile,
+    StoredResult,
+)
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.rows import event_from_row, job_from_row
-from aitbc.storage.sql.tables import accounts, input_files, job_events, job_results, jobs, result_files
+from aitbc.storage.sql.tables import (
+    accounts,
+    input_files,
+    job_events,
+    job_results,
+    jobs,
+    ledger_entries,
+    result_files,
+)
 
 _JOB_COLUMNS = frozenset(jobs.c.keys())
 _LEASED = [s.value for s in LEASED_STATUSES]
+_UNFINISHED = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
 
 
 def encode_cursor(created_at: datetime, job_id: str) -> str:
@@ -60,11 +79,57 @@ async def _write_event(
     return JobEvent(**row)
 
 
+async def _check_account_can_submit(
+    connection: AsyncConnection, account_id: str, hold_units: int, max_active: int | None
+) -> None:
+    """Under the account's row lock (PostgreSQL; SQLite writes are serial anyway), so two submits racing for
+    the last credit cannot both pass."""
+    await connection.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+    if max_active is not None:
+        active = select(func.count()).select_from(jobs)
+        active = active.where(jobs.c.account_id == account_id, jobs.c.status.in_(_UNFINISHED))
+        count = int((await connection.execute(active)).scalar_one())
+        if count >= max_active:
+            raise RateLimited(
+                f"your plan allows {max_active} unfinished jobs at once and you have {count}: wait for some to "
+                "finish or cancel them",
+                retry_after=30,
+            )
+    if hold_units:
+        total = select(func.coalesce(func.sum(ledger_entries.c.amount_units), 0))
+        balance = int((await connection.execute(total.where(ledger_entries.c.account_id == account_id))).scalar_one())
+        if balance < hold_units:
+            raise PaymentRequired(
+                f"this job can cost up to {display(from_units(hold_units))} AITBC (its timeout at its rate) but the "
+                f"available balance is {display(from_units(balance))} AITBC: lower --timeout, or ask an admin for "
+                "credits (aitbc admin credits grant)"
+            )
+
+
+async def _write_ledger(connection: AsyncConnection, entries: Sequence[LedgerEntry], now: datetime) -> None:
+    await connection.execute(
+        insert(ledger_entries),
+        [
+            {
+                "account_id": e.account_id,
+                "job_id": e.job_id,
+                "kind": e.kind,
+                "amount_units": e.amount_units,
+                "memo": e.memo,
+                "created_at": now,
+            }
+            for e in entries
+        ],
+    )
+
+
 class SqlJobStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def insert_job(self, row: Mapping[str, Any], now: datetime) -> tuple[Job, JobEvent | None]:
+    async def insert_job(
+        self, row: Mapping[str, Any], now: datetime, hold_units: int = 0, max_active: int | None = None
+    ) -> tuple[Job, JobEvent | None]:
         key = row.get("idempotency_key")
         if key is not None:
             existing = await self._by_idempotency_key(row["account_id"], key)
@@ -72,6 +137,13 @@ class SqlJobStore:
                 return existing, None
         try:
             async with self._db.write() as connection:
+                await _check_account_can_submit(connection, row["account_id"], hold_units, max_active)
+                if hold_units:
+                    await _write_ledger(
+                        connection,
+                        [LedgerEntry(row["account_id"], "hold", -hold_units, row["id"], "held until the job ends")],
+                        now,
+                    )
                 inserted = await connection.execute(insert(jobs).values(**row).returning(*jobs.c))
                 job = job_from_row(inserted.one())
                 event = await _write_event(connection, job, "status", now, {})
@@ -90,6 +162,46 @@ class SqlJobStore:
             row = (await connection.execute(query)).first()
         return job_from_row(row) if row else None
 
+    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats:
+        conditions: list[Any] = [jobs.c.account_id == account_id]
+        if since is not None:
+            conditions.append(jobs.c.created_at >= since)
+        if self._db.dialect == "postgresql":
+            run_seconds: Any = func.extract("epoch", jobs.c.completed_at - jobs.c.started_at)
+        else:
+            run_seconds = (func.julianday(jobs.c.completed_at) - func.julianday(jobs.c.started_at)) * 86400.0
+        by_status = select(jobs.c.status, func.count()).where(*conditions).group_by(jobs.c.status)
+        averages = select(func.avg(run_seconds)).where(
+            *conditions, jobs.c.status == JobStatus.COMPLETED.value, jobs.c.started_at.is_not(None)
+        )
+        spent = select(func.coalesce(func.sum(jobs.c.cost_units), 0)).where(*conditions)
+        async with self._db.read() as connection:
+            counts = {status: int(n) for status, n in (await connection.execute(by_status)).all()}
+            average = (await connection.execute(averages)).scalar()
+            spent_units = int((await connection.execute(spent)).scalar_one())
+        return JobStats(
+            by_status=counts,
+            average_run_seconds=round(float(average), 3) if average is not None else None,
+            spent_units=spent_units,
+        )
+
+    async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
+        recent = (
+            select(jobs.c.billed_seconds)
+            .where(
+                jobs.c.type == job_type,
+                jobs.c.model.is_(None) if model is None else jobs.c.model == model,
+                jobs.c.status == JobStatus.COMPLETED.value,
+                jobs.c.billed_seconds.is_not(None),
+            )
+            .order_by(jobs.c.completed_at.desc())
+            .limit(sample)
+            .subquery()
+        )
+        async with self._db.read() as connection:
+            value = (await connection.execute(select(func.avg(recent.c.billed_seconds)))).scalar()
+        return float(value) if value is not None else None
+
     async def request_hash(self, job_id: str) -> str | None:
         async with self._db.read() as connection:
             value = (await connection.execute(select(jobs.c.request_hash).where(jobs.c.id == job_id))).scalar()
@@ -100,7 +212,7 @@ class SqlJobStore:
             row = (await connection.execute(select(jobs).where(jobs.c.id == job_id))).first()
         return job_from_row(row) if row else None
 
-    async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None) -> JobPage:
+    async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
         conditions: list[Any] = []
         if where.account_id is not None:
             conditions.append(jobs.c.account_id == where.account_id)
@@ -120,7 +232,7 @@ class SqlJobStore:
         count = select(func.count()).select_from(jobs).where(*conditions)
         async with self._db.read() as connection:
             rows = (await connection.execute(page)).all()
-            total = int((await connection.execute(count)).scalar_one())
+            total = int((await connection.execute(count)).scalar_one()) if with_total else -1
         found = [job_from_row(row) for row in rows[:limit]]
         more = len(rows) > limit
         next_cursor = encode_cursor(found[-1].created_at, found[-1].id) if more and found else None
@@ -138,6 +250,7 @@ class SqlJobStore:
         event_data: Mapping[str, Any] | None = None,
         result: StoredResult | None = None,
         lease_expired_by: datetime | None = None,
+        ledger: Sequence[LedgerEntry] = (),
     ) -> Changed | None:
         rule = transition(move)
         values: dict[str, Any] = dict(changes or {})
@@ -159,6 +272,8 @@ class SqlJobStore:
             if row is None:
                 return None
             job = job_from_row(row)
+            if ledger:
+                await _write_ledger(connection, ledger, now)
             if result is not None:
                 await connection.execute(job_results.delete().where(job_results.c.job_id == job_id))
                 await connection.execute(insert(job_results).values(**result.__dict__))

@@ -8,6 +8,7 @@ from aitbc.domain.accounts import Account, ApiKey, Miner
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import FailureReason, Job, JobSpec, JobStatus, Priority, Requirements
 from aitbc.domain.matching import Capabilities, Gpu
+from aitbc.domain.money import from_units
 from aitbc.domain.plans import Plan, Role
 
 
@@ -49,7 +50,11 @@ def job_from_row(row: Any) -> Job:
         results_state=m["results_state"],
         result_lease_id=m["result_lease_id"],
         retry_of=m["retry_of"],
-        unmet=None,
+        max_cost=from_units(m["max_cost_units"]),
+        estimated_cost=from_units(m["estimated_cost_units"]),
+        estimated_time_seconds=m["estimated_time_seconds"],
+        cost=from_units(m["cost_units"]) if m["cost_units"] is not None else None,
+        billed_seconds=m["billed_seconds"],
     )
 
 

@@ -134,6 +134,12 @@ jobs = Table(
     Column("retry_of", String(40)),
     Column("idempotency_key", String(200)),
     Column("request_hash", String(64)),
+    # Money, in whole nano-AITBC (see aitbc.domain.money): the hold taken at submit, the estimate, the charge.
+    Column("max_cost_units", BigInteger, nullable=False, server_default="0"),
+    Column("estimated_cost_units", BigInteger, nullable=False, server_default="0"),
+    Column("estimated_time_seconds", Integer, nullable=False, server_default="0"),
+    Column("cost_units", BigInteger),
+    Column("billed_seconds", Integer),
     UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     Index("ix_jobs_account_status_created", "account_id", "status", "created_at"),
@@ -192,4 +198,66 @@ job_results = Table(
     Column("miner_signature", Text, nullable=False),
     Column("partial", Boolean, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# -- results: downloads, receipts, share links, retention ------------------------------------------------
+
+# The sweeper finds available results by completion time.
+Index("ix_jobs_results_state_completed", jobs.c.results_state, jobs.c.completed_at)
+
+result_file_crc32 = Table(
+    "result_file_crc32",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("lease_id", String(40), primary_key=True),
+    Column("path", String(500), primary_key=True),
+    Column("crc32", BigInteger, nullable=False),
+)
+
+receipts = Table(
+    "receipts",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("document", Text, nullable=False),
+    Column("signature", Text, nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("issued_at", UtcDateTime(), nullable=False),
+)
+
+result_shares = Table(
+    "result_shares",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("job_id", String(40), nullable=False, index=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+    Column("revoked_at", UtcDateTime()),
+    Column("download_count", Integer, nullable=False, default=0),
+    Column("last_download_at", UtcDateTime()),
+)
+
+result_purges = Table(
+    "result_purges",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("queued_at", UtcDateTime(), nullable=False, index=True),
+)
+
+# -- billing: an append-only ledger; balances are sums over it ---------------------------------------------
+
+ledger_entries = Table(
+    "ledger_entries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("account_id", String(40), ForeignKey("accounts.id"), nullable=False),
+    Column("job_id", String(40)),
+    Column("kind", String(12), nullable=False),
+    Column("amount_units", BigInteger, nullable=False),
+    Column("memo", Text, nullable=False, server_default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+    # A job is held, released, paid out and feed at most once: settlement is exactly-once by construction.
+    UniqueConstraint("job_id", "kind", name="uq_ledger_entries_job_kind"),
+    Index("ix_ledger_entries_account_created", "account_id", "created_at", "id"),
 )

@@ -1,0 +1,71 @@
+"""Billing routes: the caller's balance and ledger; admins grant credits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from aitbc.api.dependencies import AdminDep, CoordinatorDep, MemberDep
+from aitbc.api.routes.jobs import parse_moment
+from aitbc.domain.errors import InvalidInput
+from aitbc.domain.money import parse_amount
+from aitbc.protocol.billing import BalanceView, GrantRequest, LedgerEntryView, LedgerPage
+from aitbc.services.billing import Balance
+
+router = APIRouter(prefix="/v1", tags=["billing"])
+
+
+def balance_view(balance: Balance) -> BalanceView:
+    return BalanceView(
+        account=balance.account.name,
+        plan=balance.account.plan.value,
+        available=balance.available,
+        held=balance.held,
+        total=balance.total,
+    )
+
+
+@router.get("/billing/balance", response_model=BalanceView)
+async def balance(principal: MemberDep, coordinator: CoordinatorDep) -> BalanceView:
+    return balance_view(await coordinator.billing.balance(principal))
+
+
+@router.get("/billing/ledger", response_model=LedgerPage)
+async def ledger(
+    principal: MemberDep,
+    coordinator: CoordinatorDep,
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
+    after: Annotated[int, Query(ge=0)] = 0,
+) -> LedgerPage:
+    """The caller's ledger, oldest first; pass `after=<next_after>` for the next page."""
+    entries = await coordinator.billing.entries(
+        principal, parse_moment(from_, "from"), parse_moment(to, "to", end_of_day=True), limit + 1, after
+    )
+    page = entries[:limit]
+    return LedgerPage(
+        entries=[
+            LedgerEntryView(
+                entry_id=e.id,
+                kind=e.kind,
+                amount=coordinator.billing.amount(e.amount_units),
+                job_id=e.job_id,
+                memo=e.memo,
+                created_at=e.created_at,
+            )
+            for e in page
+        ],
+        has_more=len(entries) > limit,
+        next_after=page[-1].id if len(entries) > limit else None,
+    )
+
+
+@router.post("/admin/credits", response_model=BalanceView)
+async def grant(body: GrantRequest, _admin: AdminDep, coordinator: CoordinatorDep) -> BalanceView:
+    try:
+        amount = parse_amount(body.amount)
+    except ValueError as error:
+        raise InvalidInput(str(error)) from error
+    return balance_view(await coordinator.billing.grant(body.account, amount, body.memo))

@@ -1,0 +1,65 @@
+"""History routes: stats, streamed exports, a job's timeline, retries. Included before the jobs router so
+`/v1/jobs/export` is not taken for a job id."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+
+from aitbc.api.dependencies import ClientDep, CoordinatorDep
+from aitbc.api.routes.jobs import parse_moment, parse_statuses
+from aitbc.domain.errors import InvalidInput
+from aitbc.protocol.billing import StatsView
+from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.services.views import event_message, job_view
+
+router = APIRouter(prefix="/v1", tags=["history"])
+
+
+@router.get("/stats", response_model=StatsView)
+async def stats(principal: ClientDep, coordinator: CoordinatorDep, days: int | None = None) -> StatsView:
+    return await coordinator.history.stats(principal, days)
+
+
+@router.get("/jobs/export")
+async def export(
+    principal: ClientDep,
+    coordinator: CoordinatorDep,
+    format: Literal["json", "csv"] = "json",
+    status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    from_: Annotated[str | None, Query(alias="from")] = None,
+    to: str | None = None,
+    days: int | None = None,
+) -> StreamingResponse:
+    """Every matching job, streamed as a JSON array or CSV (header row, one row per job)."""
+    since = parse_moment(from_, "from")
+    if days is not None:
+        if days < 1:
+            raise InvalidInput("'days' must be at least 1")
+        recent = coordinator.clock.now() - timedelta(days=days)
+        since = max(since, recent) if since else recent
+    views = coordinator.history.views(principal, parse_statuses(status), since, parse_moment(to, "to", True))
+    if format == "csv":
+        body = coordinator.history.export_csv(views)
+        return StreamingResponse(
+            body, media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="jobs.csv"'}
+        )
+    return StreamingResponse(
+        coordinator.history.export_json(views),
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="jobs.json"'},
+    )
+
+
+@router.get("/jobs/{job_id}/timeline", response_model=list[EventMessage])
+async def timeline(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> list[EventMessage]:
+    return [event_message(event) for event in await coordinator.history.timeline(principal, job_id)]
+
+
+@router.post("/jobs/{job_id}/retry", status_code=201, response_model=JobView)
+async def retry(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> JobView:
+    submitted = await coordinator.history.retry(principal, job_id)
+    return job_view(submitted.job)

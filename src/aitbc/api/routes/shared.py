@@ -1,0 +1,70 @@
+"""Routes anyone may call without a key: a share link's download, and the coordinator's public key that
+receipts are signed with."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import StreamingResponse
+
+from aitbc.api.dependencies import CoordinatorDep
+from aitbc.api.routes.results import RangeNotSatisfiable, download_response, parse_range
+from aitbc.protocol.results import CoordinatorKeyView
+
+router = APIRouter(tags=["public"])
+SHARED_PATH = re.compile(r"(/v1/shared/)[^/?\s]+")
+
+
+class RedactShareTokens(logging.Filter):
+    """A share token is a secret: keep it out of the access log (uvicorn logs the request path)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                SHARED_PATH.sub(r"\1<token>", value) if isinstance(value, str) else value for value in record.args
+            )
+        return True
+
+
+@contextlib.contextmanager
+def redacted_access_log(logger_name: str = "uvicorn.access") -> Iterator[None]:
+    logger = logging.getLogger(logger_name)
+    redaction = RedactShareTokens()
+    logger.addFilter(redaction)
+    try:
+        yield
+    finally:
+        logger.removeFilter(redaction)
+
+
+@router.get("/v1/shared/{token}", response_class=StreamingResponse, operation_id="download_shared")
+@router.head("/v1/shared/{token}", response_class=StreamingResponse, operation_id="head_shared")
+async def shared_download(token: str, request: Request, coordinator: CoordinatorDep) -> Response:
+    """The shared package as a zip; 410 once the link is revoked or expired, 404 for a token never issued."""
+    share, package = await coordinator.shares.open(token)
+    download = coordinator.results.zip_download(package)
+    response = download_response(request, download)
+    try:
+        wanted = parse_range(request.headers.get("range"), download.size)
+    except RangeNotSatisfiable:
+        wanted = None
+    if request.method == "GET" and response.status_code in (200, 206) and (wanted is None or wanted[0] == 0):
+        await coordinator.shares.count_download(share)  # a resumed download is the same download
+    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@router.get("/v1/coordinator/key", response_model=CoordinatorKeyView)
+async def coordinator_key(coordinator: CoordinatorDep) -> CoordinatorKeyView:
+    """The Ed25519 key receipts are signed with; `aitbc client verify` pins it on first use."""
+    return coordinator.results.coordinator_key()
+
+
+@router.get("/.well-known/aitbc-coordinator.json", response_model=CoordinatorKeyView)
+async def well_known(coordinator: CoordinatorDep) -> CoordinatorKeyView:
+    return coordinator.results.coordinator_key()

@@ -1,0 +1,26 @@
+"""Durations as people type them: `90m`, `12h`, `7d`."""
+
+from __future__ import annotations
+
+import re
+
+from aitbc.domain.errors import InvalidInput
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
+_PATTERN = re.compile(r"^\s*(\d{1,6})\s*([mhd])\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in `text`, which is a whole number and a unit: m (minutes), h (hours) or d (days)."""
+    matched = _PATTERN.match(text.lower())
+    if matched is None or int(matched.group(1)) == 0:
+        raise InvalidInput(f"invalid duration {text!r}: use a positive whole number and m, h or d, like 30m, 12h, 7d")
+    return int(matched.group(1)) * _UNITS[matched.group(2)]
+
+
+def describe_duration(seconds: int) -> str:
+    """The largest whole unit that fits: 604800 → `7d`, 5400 → `90m`."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

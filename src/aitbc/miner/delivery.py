@@ -1,0 +1,108 @@
+"""Getting a finished job's package accepted: upload every file as a stream, then `complete` or `fail` with
+the signed manifest. What to send is saved next to the package (`finish.json`) before the first try, so a
+result survives a coordinator outage and a miner restart, and is retried until the coordinator answers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from aitbc.domain.errors import AitbcError, Conflict, NotFound
+from aitbc.domain.job import FailureReason
+from aitbc.miner.coordinator_client import CoordinatorClient
+from aitbc.miner.package import PackageLayout, build_manifest, sign_manifest
+from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective
+
+log = logging.getLogger(__name__)
+FINISH_FILE = "finish.json"
+PACKAGE_FOLDER = "package"
+REJECTED_FOLDER = "rejected"
+
+
+@dataclass
+class Finish:
+    """The last word on a job: `complete`, or `fail` with a reason (a cancel is confirmed with `fail`)."""
+
+    job_id: str
+    lease_id: str
+    verb: Literal["complete", "fail"]
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str = ""
+    retryable: bool = False
+    with_package: bool = True
+    usage: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, job_dir: Path) -> None:
+        temporary = job_dir / (FINISH_FILE + ".tmp")
+        temporary.write_text(json.dumps(asdict(self), indent=2))
+        temporary.replace(job_dir / FINISH_FILE)
+
+    @classmethod
+    def load(cls, job_dir: Path) -> Finish | None:
+        try:
+            return cls(**json.loads((job_dir / FINISH_FILE).read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+
+async def deliver(
+    client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path, finish: Finish
+) -> JobDirective | None:
+    """Upload and finish; retried while the coordinator is unreachable. Returns its answer, or None when the
+    coordinator refused the result (stale lease: the job moved on without us). Clears `job_dir` either way."""
+    try:
+        directive = await _send(client, key, job_dir, finish)
+    except (Conflict, NotFound) as error:
+        log.warning("result of %s refused: %s", finish.job_id, error.message)
+        shutil.rmtree(job_dir, ignore_errors=True)
+        return None
+    except AitbcError as error:
+        rejected = job_dir.parent.parent / REJECTED_FOLDER / job_dir.name
+        log.error("result of %s rejected (%s); kept in %s", finish.job_id, error.message, rejected)
+        rejected.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(rejected, ignore_errors=True)
+        shutil.move(job_dir, rejected)
+        return None
+    shutil.rmtree(job_dir, ignore_errors=True)
+    return directive
+
+
+async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path, finish: Finish) -> JobDirective:
+    manifest = None
+    signature = None
+    if finish.with_package:
+        layout = PackageLayout(job_dir / PACKAGE_FOLDER)
+        manifest = build_manifest(layout, finish.job_id, client.miner_id)
+        for entry in manifest.files:
+            uploaded = await client.upload(finish.job_id, finish.lease_id, entry.path, layout.root / entry.path)
+            if uploaded.sha256 != entry.sha256:
+                raise AitbcError(f"{entry.path} changed while it was uploaded")
+        signature = sign_manifest(key, manifest)
+    if finish.verb == "complete":
+        request = FinishRequest(
+            lease_id=finish.lease_id,
+            manifest=manifest,
+            signature=signature,
+            exit_code=finish.exit_code,
+            usage=finish.usage,
+        )
+        return await client.complete(finish.job_id, request)
+    failure = FailRequest(
+        lease_id=finish.lease_id,
+        manifest=manifest,
+        signature=signature,
+        exit_code=finish.exit_code,
+        usage=finish.usage,
+        reason=FailureReason(finish.reason or FailureReason.RUNTIME_ERROR.value),
+        message=finish.message[:10000],
+        retryable=finish.retryable,
+    )
+    return await client.fail(finish.job_id, failure)

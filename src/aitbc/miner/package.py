@@ -1,0 +1,109 @@
+"""The result package of one job on disk (DESIGN.md "Results"), and its signed manifest.
+
+    package/
+    ├── output.json      job metadata and status
+    ├── result.txt       main output
+    ├── logs/stdout.log
+    ├── logs/stderr.log
+    └── artifacts/       anything else the job wrote
+
+Only regular files are packaged: a symlink a job left in artifacts/ is skipped, never followed, so a job
+cannot make the miner upload files from outside its package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from aitbc.domain.errors import InvalidInput
+from aitbc.domain.manifest import check_package_path, sign
+from aitbc.protocol.miners import Manifest, ManifestFile
+
+log = logging.getLogger(__name__)
+HASH_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PackageLayout:
+    root: Path
+
+    @property
+    def output_json(self) -> Path:
+        return self.root / "output.json"
+
+    @property
+    def result_file(self) -> Path:
+        return self.root / "result.txt"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def stdout_log(self) -> Path:
+        return self.logs_dir / "stdout.log"
+
+    @property
+    def stderr_log(self) -> Path:
+        return self.logs_dir / "stderr.log"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.root / "artifacts"
+
+    def create(self) -> None:
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        for path in (self.stdout_log, self.stderr_log):
+            path.touch()
+
+    def write_output(self, document: dict[str, Any]) -> None:
+        self.output_json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def files(self) -> list[tuple[str, Path]]:
+        """(package path, file) for every regular file, sorted; symlinks and unsafe names are left out."""
+        found: list[tuple[str, Path]] = []
+        for folder, subfolders, names in os.walk(self.root, followlinks=False):
+            subfolders.sort()
+            for name in names:
+                path = Path(folder) / name
+                relative = path.relative_to(self.root).as_posix()
+                if not stat.S_ISREG(path.lstat().st_mode):
+                    log.warning("leaving %s out of the package: not a regular file", relative)
+                    continue
+                try:
+                    check_package_path(relative)
+                except InvalidInput as error:
+                    log.warning("leaving %s out of the package: %s", relative, error.message)
+                    continue
+                found.append((relative, path))
+        return sorted(found)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_manifest(layout: PackageLayout, job_id: str, miner_id: str) -> Manifest:
+    files = [
+        ManifestFile(path=relative, size=path.stat().st_size, sha256=file_sha256(path))
+        for relative, path in layout.files()
+    ]
+    return Manifest(job_id=job_id, miner_id=miner_id, files=files)
+
+
+def sign_manifest(key: Ed25519PrivateKey, manifest: Manifest) -> str:
+    return sign(key, manifest.model_dump(mode="json"))

@@ -1,0 +1,81 @@
+"""The runtime plugin interface: what a runtime declares (its job type and models) and what it gets to run
+one job (a fresh working folder, the package to fill, a reporter, a stop signal).
+
+A runtime writes its main output to `package.result_file`, extra files under `package.artifacts_dir`, and
+log lines through `reporter`; it returns a `RuntimeResult`, or raises `JobFailed` for a job it cannot run.
+It must stop promptly once `stop` is requested (kill its processes, or leave its loop between steps).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from aitbc.domain.job import FailureReason
+from aitbc.miner.package import PackageLayout
+from aitbc.miner.reporter import JobReporter
+from aitbc.miner.stop import StopSignal
+from aitbc.protocol.miners import Assignment
+
+
+class JobFailed(Exception):
+    """The job cannot be run as given (bad input or params, unknown model): it fails, it is not retried."""
+
+    def __init__(self, message: str, reason: FailureReason = FailureReason.INVALID_INPUT) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+
+
+class RuntimeUnavailable(Exception):
+    """The runtime cannot run on this machine (a package, a binary or a model is missing)."""
+
+
+@dataclass
+class JobContext:
+    assignment: Assignment
+    work_dir: Path
+    package: PackageLayout
+    reporter: JobReporter
+    stop: StopSignal
+    deadline: float  # time.monotonic() by which the job must end (its timeout)
+    input_path: Path | None = None
+    device: str = "cpu"
+
+    @property
+    def remaining_seconds(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def input_text(self) -> str:
+        """The job's input as text: the inline input, else the content of its input file."""
+        value = self.assignment.input
+        if isinstance(value, str):
+            return value
+        if value is None and self.input_path is not None:
+            return self.input_path.read_text(encoding="utf-8", errors="replace")
+        if value is None:
+            raise JobFailed("this job needs an input")
+        raise JobFailed("this job's input must be text")
+
+
+@dataclass
+class RuntimeResult:
+    exit_code: int | None = 0
+    failure: FailureReason | None = None
+    message: str = ""
+    output: dict[str, Any] = field(default_factory=dict)  # merged into output.json (e.g. token counts)
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class Runtime(Protocol):
+    name: str  # the job type it runs
+
+    def models(self) -> list[str]:
+        """The models it serves (empty: it runs any job of its type)."""
+        ...
+
+    async def run(self, context: JobContext) -> RuntimeResult: ...
+
+    async def close(self) -> None: ...

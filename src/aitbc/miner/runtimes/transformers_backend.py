@@ -1,0 +1,77 @@
+"""Text generation with Hugging Face transformers from a local model folder (CPU, or the GPU when there).
+
+Generation runs in a worker thread; a stopping criterion reports progress token by token and ends the
+generation at the next token once the job must stop."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+
+from aitbc.miner.runtimes.generation_params import Generated, GenerationParams
+from aitbc.miner.runtimes.interface import JobContext
+
+
+class _Watch(StoppingCriteria):
+    """Called after every generated token: report progress, and stop when the job must stop."""
+
+    def __init__(self, context: JobContext, prompt_length: int, max_tokens: int) -> None:
+        self._context = context
+        self._prompt_length = prompt_length
+        self._max_tokens = max_tokens
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        produced = int(input_ids.shape[-1]) - self._prompt_length
+        self._context.reporter.progress(100 * produced / self._max_tokens, f"{produced} tokens")
+        stop = self._context.stop.requested
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+
+class TransformersBackend:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._loaded: dict[str, tuple[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    def _load(self, device: str) -> tuple[Any, Any]:
+        with self._lock:
+            if device not in self._loaded:
+                tokenizer: Any = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
+                model: Any = AutoModelForCausalLM.from_pretrained(str(self.folder), local_files_only=True)
+                model.to(device)
+                model.eval()
+                self._loaded[device] = (tokenizer, model)
+            return self._loaded[device]
+
+    def generate(self, context: JobContext, prompt: str, params: GenerationParams, device: str) -> Generated:
+        tokenizer, model = self._load(device)
+        encoded = tokenizer(prompt, return_tensors="pt").to(device)
+        prompt_length = int(encoded["input_ids"].shape[-1])
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        options: dict[str, Any] = {
+            "max_new_tokens": params.max_tokens,
+            "do_sample": not params.greedy,
+            "stopping_criteria": StoppingCriteriaList([_Watch(context, prompt_length, params.max_tokens)]),
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        }
+        if not params.greedy:
+            options.update(temperature=params.temperature, top_p=params.top_p)
+        with torch.inference_mode():
+            output = model.generate(**encoded, **options)
+        new_ids = output[0][prompt_length:]
+        completion = int(new_ids.shape[-1])
+        eos = model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        if context.stop.requested:
+            reason = "canceled"
+        elif completion and int(new_ids[-1]) in eos_ids:
+            reason = "stop"
+        else:
+            reason = "length"
+        text = tokenizer.decode(new_ids, skip_special_tokens=True)
+        return Generated(text=text, prompt_tokens=prompt_length, completion_tokens=completion, finish_reason=reason)

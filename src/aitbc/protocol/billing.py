@@ -1,0 +1,49 @@
+"""Billing and history models: balances, the ledger, credits, stats, retries."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+from aitbc.protocol.jobs import Strict, Timestamped
+
+
+class BalanceView(BaseModel):
+    account: str
+    plan: str
+    available: Decimal = Field(description="what new jobs can hold")
+    held: Decimal = Field(description="held by unfinished jobs")
+    total: Decimal
+
+
+class LedgerEntryView(Timestamped):
+    entry_id: int
+    kind: str
+    amount: Decimal
+    job_id: str | None
+    memo: str
+    created_at: datetime
+
+
+class LedgerPage(BaseModel):
+    entries: list[LedgerEntryView]
+    has_more: bool
+    next_after: int | None
+
+
+class GrantRequest(Strict):
+    account: str = Field(min_length=1, max_length=200)
+    amount: str = Field(min_length=1, max_length=40, description='a decimal string, e.g. "12.5"')
+    memo: str = Field(default="", max_length=500)
+
+
+class StatsView(BaseModel):
+    total_jobs: int
+    by_status: dict[str, int]
+    finished: int
+    success_rate: float | None = Field(description="completed / finished (completed, failed, canceled)")
+    average_completion_seconds: float | None = Field(description="mean run time of completed jobs")
+    total_spent: Decimal
+    days: int | None

@@ -1,0 +1,188 @@
+"""The SQL stores of results: CRC-32 cache, receipts, retiring results (delete / expire) with their purge
+queue, and share links."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from aitbc.domain.job import Job
+from aitbc.domain.package import ResultsState
+from aitbc.storage.results import Purge, Share, StoredReceipt
+from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.rows import job_from_row
+from aitbc.storage.sql.tables import (
+    accounts,
+    job_results,
+    jobs,
+    receipts,
+    result_file_crc32,
+    result_purges,
+    result_shares,
+)
+
+_AVAILABLE = ResultsState.AVAILABLE.value
+
+
+def _past_retention(expired_before: Mapping[str, datetime]) -> Any:
+    """Completed before the cutoff of the job's account's plan (plans not listed never expire)."""
+    return or_(
+        *[
+            and_(
+                jobs.c.account_id.in_(select(accounts.c.id).where(accounts.c.plan == plan)),
+                jobs.c.completed_at < cutoff,
+            )
+            for plan, cutoff in expired_before.items()
+        ]
+    )
+
+
+class SqlResultStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def crc32s(self, job_id: str, lease_id: str) -> dict[str, int]:
+        query = select(result_file_crc32.c.path, result_file_crc32.c.crc32).where(
+            result_file_crc32.c.job_id == job_id, result_file_crc32.c.lease_id == lease_id
+        )
+        async with self._db.read() as connection:
+            return {row.path: int(row.crc32) for row in (await connection.execute(query)).all()}
+
+    async def save_crc32(self, job_id: str, lease_id: str, path: str, crc32: int) -> None:
+        row = {"job_id": job_id, "lease_id": lease_id, "path": path, "crc32": crc32}
+        try:
+            async with self._db.write() as connection:
+                await connection.execute(insert(result_file_crc32).values(**row))
+        except IntegrityError:
+            pass  # a concurrent download computed the same value first
+
+    async def get_receipt(self, job_id: str) -> StoredReceipt | None:
+        async with self._db.read() as connection:
+            row = (await connection.execute(select(receipts).where(receipts.c.job_id == job_id))).first()
+        return StoredReceipt(**row._mapping) if row else None
+
+    async def add_receipt(self, receipt: StoredReceipt) -> StoredReceipt:
+        try:
+            async with self._db.write() as connection:
+                await connection.execute(insert(receipts).values(**receipt.__dict__))
+        except IntegrityError:
+            existing = await self.get_receipt(receipt.job_id)
+            if existing is None:
+                raise
+            return existing
+        return receipt
+
+    async def unreceipted(self, since: datetime, limit: int) -> list[str]:
+        query = (
+            select(job_results.c.job_id)
+            .outerjoin(receipts, receipts.c.job_id == job_results.c.job_id)
+            .where(receipts.c.job_id.is_(None), job_results.c.created_at >= since)
+            .order_by(job_results.c.created_at)
+            .limit(limit)
+        )
+        async with self._db.read() as connection:
+            return [str(row.job_id) for row in (await connection.execute(query)).all()]
+
+    async def retire_results(
+        self, job_id: str, state: ResultsState, now: datetime, expired_before: Mapping[str, datetime] | None = None
+    ) -> Job | None:
+        guarded = update(jobs).where(jobs.c.id == job_id, jobs.c.results_state == _AVAILABLE)
+        if expired_before is not None:
+            guarded = guarded.where(_past_retention(expired_before))
+        async with self._db.write() as connection:
+            row = (
+                await connection.execute(guarded.values(results_state=state.value, updated_at=now).returning(*jobs.c))
+            ).first()
+            if row is None:
+                return None
+            await connection.execute(
+                update(result_shares)
+                .where(result_shares.c.job_id == job_id, result_shares.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            await connection.execute(insert(result_purges).values(job_id=job_id, queued_at=now))
+        return job_from_row(row)
+
+    async def expired_results(self, expired_before: Mapping[str, datetime], limit: int) -> list[Job]:
+        if not expired_before:
+            return []
+        query = (
+            select(jobs)
+            .where(jobs.c.results_state == _AVAILABLE, _past_retention(expired_before))
+            .order_by(jobs.c.completed_at)
+            .limit(limit)
+        )
+        async with self._db.read() as connection:
+            return [job_from_row(row) for row in (await connection.execute(query)).all()]
+
+    async def queued_purges(self, queued_before: datetime, limit: int) -> list[Purge]:
+        query = (
+            select(result_purges)
+            .where(result_purges.c.queued_at < queued_before)
+            .order_by(result_purges.c.queued_at)
+            .limit(limit)
+        )
+        async with self._db.read() as connection:
+            return [Purge(**row._mapping) for row in (await connection.execute(query)).all()]
+
+    async def finish_purge(self, job_id: str) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(delete(result_purges).where(result_purges.c.job_id == job_id))
+
+
+class SqlShareStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def add_share(self, share: Share) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(insert(result_shares).values(**share.__dict__))
+
+    async def share_by_token_hash(self, token_hash: str) -> Share | None:
+        query = select(result_shares).where(result_shares.c.token_hash == token_hash)
+        async with self._db.read() as connection:
+            row = (await connection.execute(query)).first()
+        return Share(**row._mapping) if row else None
+
+    async def shares(self, job_id: str) -> list[Share]:
+        query = (
+            select(result_shares)
+            .where(result_shares.c.job_id == job_id)
+            .order_by(result_shares.c.created_at, result_shares.c.id)
+        )
+        async with self._db.read() as connection:
+            return [Share(**row._mapping) for row in (await connection.execute(query)).all()]
+
+    async def revoke_share(self, job_id: str, share_id: str, now: datetime) -> Share | None:
+        where = (result_shares.c.job_id == job_id, result_shares.c.id == share_id)
+        async with self._db.write() as connection:
+            await connection.execute(
+                update(result_shares).where(*where, result_shares.c.revoked_at.is_(None)).values(revoked_at=now)
+            )
+            row = (await connection.execute(select(result_shares).where(*where))).first()
+        return Share(**row._mapping) if row else None
+
+    async def revoke_shares(self, job_id: str, now: datetime) -> int:
+        async with self._db.write() as connection:
+            revoked = await connection.execute(
+                update(result_shares)
+                .where(
+                    result_shares.c.job_id == job_id,
+                    result_shares.c.revoked_at.is_(None),
+                    result_shares.c.expires_at > now,
+                )
+                .values(revoked_at=now)
+            )
+        return int(revoked.rowcount or 0)
+
+    async def count_download(self, share_id: str, now: datetime) -> None:
+        async with self._db.write() as connection:
+            await connection.execute(
+                update(result_shares)
+                .where(result_shares.c.id == share_id)
+                .values(download_count=result_shares.c.download_count + 1, last_download_at=now)
+            )

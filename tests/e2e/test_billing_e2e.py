@@ -1,0 +1,93 @@
+"""Billing end to end, with `aitbc serve` and `aitbc miner run` as real processes: a job is charged for the
+seconds it ran at its GPU's rate and priority; a canceled job for the seconds until the stop; a job whose
+miner was killed pays nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.miner.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+A100_HIGH_PER_SECOND = Decimal("0.10") * Decimal("1.5") / 3600
+
+
+def parse(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def charge(seconds: int) -> Decimal:
+    return (A100_HIGH_PER_SECOND * seconds).quantize(Decimal("0.000000001"))
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    stack = Stack(tmp_path, lease_seconds=3)
+    try:
+        stack.start_server()
+        yield stack
+    finally:
+        stack.close()
+
+
+def test_charges_follow_the_seconds_used(stack: Stack) -> None:
+    miner = stack.start_miner(
+        "a100-box", "--gpus", "a100:80x1", "--allow-command", "--runtimes", "command", "--claim-wait", "2"
+    )
+    before = Decimal(json.loads(stack.cli("client", "balance", "--json").stdout)["available"])
+
+    ran = stack.submit(
+        "--type", "command", "--input", "sleep 2", "--gpu", "a100", "--priority", "high", "--timeout", "60"
+    )
+    done = stack.wait_status(ran, {"completed"}, timeout=60)
+    assert done["billed_seconds"] in (2, 3)  # every started second counts
+    assert Decimal(done["cost"]) == charge(done["billed_seconds"])
+
+    canceled = stack.submit(
+        "--type", "command", "--input", "sleep 60", "--gpu", "a100", "--priority", "high", "--timeout", "120"
+    )
+    running = stack.wait_status(canceled, {"running"}, timeout=30)
+    assert running["started_at"]
+    time.sleep(1.0)  # about a second of work, then the cancel (over HTTP: no CLI start-up in the measurement)
+    answer = httpx.post(f"{stack.url}/v1/jobs/{canceled}/cancel", headers={"X-Api-Key": stack.client_key})
+    assert answer.json()["outcome"] == "canceling"
+    stopped = stack.wait_status(canceled, {"canceled"}, timeout=30)
+    ran_for = (parse(stopped["completed_at"]) - parse(stopped["started_at"])).total_seconds()
+    assert stopped["billed_seconds"] == math.ceil(ran_for - 1e-6) and 1 <= stopped["billed_seconds"] <= 3
+    assert Decimal(stopped["cost"]) == charge(stopped["billed_seconds"])
+
+    lost = stack.submit(
+        "--type", "command", "--input", "sleep 60", "--gpu", "a100", "--priority", "high", "--timeout", "120"
+    )
+    stack.wait_status(lost, {"running"}, timeout=30)
+    os.kill(miner.pid, signal.SIGKILL)
+    miner.wait(timeout=10)
+    requeued = stack.wait_status(lost, {"pending"}, timeout=30)
+    assert requeued["attempt"] == 1
+    stack.cli("client", "cancel", "--job-id", lost, "--force")
+    abandoned = stack.wait_status(lost, {"canceled"}, timeout=10)
+    assert Decimal(abandoned["cost"]) == 0 and abandoned["billed_seconds"] == 0
+
+    after = json.loads(stack.cli("client", "balance", "--json").stdout)
+    spent = Decimal(done["cost"]) + Decimal(stopped["cost"])
+    assert Decimal(after["available"]) == before - spent and Decimal(after["held"]) == 0
+    ledger = json.loads(stack.cli("billing", "list", "--json").stdout)
+    assert sum(Decimal(e["amount"]) for e in ledger) == Decimal(after["available"])
+    stats = json.loads(stack.cli("client", "stats", "--json").stdout)
+    assert Decimal(stats["total_spent"]) == spent
+    exported = stack.root / "jobs.json"
+    stack.cli("client", "export", "--format", "json", "--output", str(exported))
+    jobs = json.loads(exported.read_text())
+    assert stats["total_jobs"] == len(jobs) == 3
+    assert sum(Decimal(j["cost"] or 0) for j in jobs) == spent

@@ -1,0 +1,157 @@
+"""The `command` runtime through the real agent and app: limits, a scrubbed environment, input files,
+timeouts, and progress and logs sent in batches rather than line by line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from aitbc.miner.config import CommandLimits, MinerConfig
+from aitbc.miner.runtimes.command import CommandRuntime
+from aitbc.miner.runtimes.registry import build_runtimes
+from tests.miner.inprocess import InProcess, in_process
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[InProcess]:
+    async with in_process(tmp_path) as made:
+        yield made
+
+
+def command(**limits: int) -> dict[str, CommandRuntime]:
+    return {"command": CommandRuntime(CommandLimits(**limits), kill_grace_seconds=0.5)}
+
+
+async def run_one(stack: InProcess, script: object, runtimes: dict[str, CommandRuntime] | None = None, **job: object):  # type: ignore[no-untyped-def]
+    job_id = await stack.submit(type="command", input=script, **job)
+    await stack.drain(runtimes or command())
+    found = await stack.job(job_id)
+    _, files = await stack.package(job_id)
+    return found, files
+
+
+async def test_the_environment_is_scrubbed(stack: InProcess, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AITBC_PROBE_SECRET", "must-not-leak")
+    job, files = await run_one(stack, 'env; echo "cwd=$(pwd)"', params={"env": {"GREETING": "hi"}})
+    assert job["status"] == "completed"
+    seen = dict(line.split("=", 1) for line in files["result.txt"].decode().splitlines() if "=" in line)
+    assert "AITBC_PROBE_SECRET" not in seen
+    assert stack.miner_key not in files["result.txt"].decode()
+    assert seen["PATH"] == "/usr/local/bin:/usr/bin:/bin"
+    assert seen["GREETING"] == "hi"
+    assert seen["AITBC_JOB_ID"] == job["job_id"]
+    assert seen["HOME"] == seen["cwd"] == seen["AITBC_WORK_DIR"]
+    assert seen["AITBC_RESULT_FILE"].endswith("package/result.txt")
+    assert seen["AITBC_ARTIFACTS_DIR"].endswith("package/artifacts")
+    assert set(seen) - {"GREETING", "cwd", "PWD", "SHLVL", "_", "OLDPWD"} <= {
+        "PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "AITBC_JOB_ID", "AITBC_ATTEMPT", "AITBC_WORK_DIR",
+        "AITBC_RESULT_FILE", "AITBC_ARTIFACTS_DIR", "AITBC_PARAMS",
+    }  # fmt: skip
+
+
+async def test_limits_are_set_and_enforced(stack: InProcess) -> None:
+    limits = command(memory_mb=64, file_size_mb=1, open_files=64, cpu_seconds=7)
+    job, files = await run_one(stack, "ulimit -n; ulimit -f; ulimit -v; ulimit -t", limits)
+    assert job["status"] == "completed"
+    assert files["result.txt"].decode().split() == ["64", "1024", "65536", "7"]
+
+    job, files = await run_one(stack, 'head -c 5000000 /dev/zero > "$AITBC_ARTIFACTS_DIR/big"', limits)
+    assert job["status"] == "failed" and job["failure_reason"] == "runtime_error"
+    assert len(files["artifacts/big"]) == 1024 * 1024  # cut at the file-size limit
+
+    job, files = await run_one(stack, "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}", limits)
+    assert job["status"] == "failed" and job["failure_reason"] == "runtime_error"
+    assert b"cannot allocate" in files["logs/stderr.log"]
+
+
+async def test_a_job_past_its_timeout_is_killed_and_fails_as_timeout(stack: InProcess) -> None:
+    job, files = await run_one(stack, "echo started; sleep 60", timeout_seconds=1)
+    assert job["status"] == "failed"
+    assert job["failure_reason"] == "timeout"
+    assert files["logs/stdout.log"] == b"started\n"
+    assert json.loads(files["output.json"])["failure_reason"] == "timeout"
+
+
+async def test_input_files_land_in_the_working_folder(stack: InProcess, tmp_path: Path) -> None:
+    script = {"script": "cat data.txt; wc -l < rows.csv", "files": {"data.txt": "hello", "rows.csv": "a\nb\n"}}
+    job, files = await run_one(stack, script)
+    assert job["status"] == "completed"
+    assert files["result.txt"] == b"hello2\n"
+
+    uploaded = tmp_path / "job.sh"
+    uploaded.write_text('echo "I am $(basename "$AITBC_INPUT_FILE")"\n')
+    job_id = await stack.submit(type="command", input_file_id=await stack.upload(uploaded))
+    await stack.drain(command())
+    assert (await stack.job(job_id))["status"] == "completed"
+    assert (await stack.package(job_id))[1]["result.txt"] == b"I am job.sh\n"
+
+    job, _ = await run_one(stack, {"script": "true", "files": {"../escape": "x"}})
+    assert (job["status"], job["failure_reason"]) == ("failed", "invalid_input")
+
+
+async def test_logs_and_progress_go_out_in_batches(stack: InProcess) -> None:
+    script = "for i in $(seq 1 3000); do echo line $i; done; echo AITBC_PROGRESS=50; sleep 1.5; echo last"
+    job, files = await run_one(stack, script)
+    assert job["status"] == "completed"
+    assert len(files["logs/stdout.log"].decode().splitlines()) == 3002
+    events = await stack.coordinator.job_store.job_events(job["job_id"], ["log"])
+    streamed = [line["line"] for event in events for line in event.data["lines"]]
+    assert streamed[0] == "line 1" and streamed[-1] == "last" and len(streamed) == 3002
+    # 3002 lines in a couple of seconds: a handful of batches of up to 1000 lines, not one call per line.
+    assert stack.miner_transport.count("/logs") <= 8
+    assert stack.miner_transport.count("/progress") <= 3
+
+
+def test_the_command_runtime_is_refused_without_allow_command(tmp_path: Path) -> None:
+    config = MinerConfig(url="http://unused", api_key="k", name="t", work_dir=tmp_path, runtimes=("command",))
+    built, missing = build_runtimes(config)
+    assert built == {}
+    assert "--allow-command" in missing["command"]
+    answer = subprocess.run(
+        [sys.executable, "-c", "from aitbc.cli.main import main; main()", "miner", "run", "--runtimes", "command"],
+        env={**os.environ, "AITBC_API_KEY": "aitbc_x", "AITBC_URL": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert answer.returncode == 1
+    assert "--allow-command" in answer.stderr
+
+
+async def wait_running(stack: InProcess, job_id: str) -> None:
+    deadline = time.monotonic() + 20
+    while (await stack.job(job_id))["status"] != "running":
+        assert time.monotonic() < deadline, "the job never started"
+        await asyncio.sleep(0.05)
+
+
+async def test_on_stop_a_job_that_ends_within_the_grace_still_completes(stack: InProcess) -> None:
+    job_id = await stack.submit(type="command", input="sleep 1; echo finished")
+    agent = stack.agent(command(), drain=False, shutdown_grace_seconds=10)
+    running = asyncio.create_task(agent.run())
+    await wait_running(stack, job_id)
+    agent.request_stop()
+    await asyncio.wait_for(running, timeout=20)
+    assert (await stack.job(job_id))["status"] == "completed"
+    assert (await stack.package(job_id))[1]["result.txt"] == b"finished\n"
+
+
+async def test_on_stop_a_job_still_running_after_the_grace_is_handed_back(stack: InProcess) -> None:
+    job_id = await stack.submit(type="command", input="sleep 600")
+    agent = stack.agent(command(), drain=False, shutdown_grace_seconds=0.2)
+    running = asyncio.create_task(agent.run())
+    await wait_running(stack, job_id)
+    started = time.monotonic()
+    agent.request_stop()
+    await asyncio.wait_for(running, timeout=20)
+    assert time.monotonic() - started < 5
+    job = await stack.job(job_id)
+    assert (job["status"], job["attempt"]) == ("pending", 1)

@@ -1,0 +1,58 @@
+"""`aitbc serve --miners N` gives a working system in one command; a miner outlives an absent coordinator."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.miner.conftest import Stack, stored_package, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def processes_with(argument: str) -> list[int]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if argument in cmdline.read_bytes().decode(errors="replace").split("\0"):
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> None:
+    stack = Stack(tmp_path)
+    try:
+        stack.start_server("--miners", "1")
+        work_dir = str(stack.data_dir / "miners" / "local-1")
+        command_job = stack.submit("--type", "command", "--input", "echo hello from a local miner")
+        embedding_job = stack.post_job(type="embedding", input=["a cat", "a dog"])
+        assert stack.wait_status(command_job, {"completed", "failed"}, timeout=60)["status"] == "completed"
+        assert stored_package(stack, command_job)[1]["result.txt"] == b"hello from a local miner\n"
+        done = stack.wait_status(embedding_job, {"completed", "failed"}, timeout=90)
+        assert done["status"] == "completed", done
+        assert json.loads(stored_package(stack, embedding_job)[1]["result.txt"])["dimensions"] == 384
+        assert processes_with(work_dir)
+
+        # Killed outright (no chance to clean up), serve's miners still notice their parent is gone and exit.
+        stack.stop_server(signal.SIGKILL)
+        wait_until(lambda: not processes_with(work_dir), timeout=15, what="the local miner to exit with serve")
+    finally:
+        stack.close()
+
+
+def test_a_miner_started_before_its_coordinator_waits_and_then_works(tmp_path: Path) -> None:
+    stack = Stack(tmp_path)
+    try:
+        stack.make_miner_key()
+        stack.start_miner("early", "--allow-command")
+        wait_until(lambda: "retrying" in stack.miner_log("early"), timeout=20, what="the miner to retry")
+        stack.start_server()
+        job_id = stack.post_job(type="command", input="echo late coordinator")
+        assert stack.wait_status(job_id, {"completed", "failed"}, timeout=30)["status"] == "completed"
+    finally:
+        stack.close()

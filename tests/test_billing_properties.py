@@ -1,0 +1,160 @@
+"""Property test: random sequences of submits, claims, progress, completions, failures, cancels and lost
+miners never create or lose money, never overdraw an account and never settle a job twice."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Coroutine
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from aitbc.domain.clock import ManualClock
+from aitbc.domain.errors import AitbcError
+from aitbc.domain.job import JobStatus
+from aitbc.domain.plans import Role
+from aitbc.protocol.miners import FailRequest, FinishRequest, ProgressRequest
+from aitbc.settings import Settings
+from aitbc.storage.interfaces import JobFilter
+from aitbc.wiring import Coordinator, open_coordinator
+from tests.helpers import job_request, principal, register_miner
+
+T = TypeVar("T")
+GPU = [None, "a100", "v100", "rtx3090"]
+
+
+class Marketplace(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.folder = tempfile.TemporaryDirectory()
+        self.loop = asyncio.new_event_loop()
+        self.clock = ManualClock()
+        self.coordinator: Coordinator = self.run(
+            open_coordinator(Settings(data_dir=Path(self.folder.name), run_reaper=False), self.clock)
+        )
+        self.clients = [self.run(principal(self.coordinator, name, Role.CLIENT)) for name in ("alice", "bob")]
+        self.owner = self.run(principal(self.coordinator, "farm", Role.MINER))
+        gpus = [
+            {"model": "A100", "vram_gb": 80},
+            {"model": "V100", "vram_gb": 32},
+            {"model": "RTX 3090", "vram_gb": 24},
+        ]
+        self.miners = [
+            self.run(register_miner(self.coordinator, self.owner, f"m{i}", gpus=[g])) for i, g in enumerate(gpus)
+        ]
+        self.leases: dict[str, tuple[str, str]] = {}  # job id → (miner, lease) as the miner believes
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(work)
+
+    def teardown(self) -> None:
+        self.run(self.coordinator.close())
+        self.loop.close()
+        self.folder.cleanup()
+
+    @rule(
+        client=st.integers(0, 1),
+        gpu=st.sampled_from(GPU),
+        priority=st.sampled_from(["low", "normal", "high", "urgent"]),
+        timeout=st.integers(1, 7200),
+    )
+    def submit(self, client: int, gpu: str | None, priority: str, timeout: int) -> None:
+        request = job_request(requirements={"gpu_type": gpu}, priority=priority, timeout_seconds=timeout)
+        try:
+            self.run(self.coordinator.jobs.submit(self.clients[client], request))
+        except AitbcError as error:
+            assert error.status_code in (402, 429)
+
+    @rule(client=st.integers(0, 1), amount=st.integers(1, 3))
+    def grant(self, client: int, amount: int) -> None:
+        self.run(self.coordinator.billing.grant(self.clients[client].account.name, Decimal(amount) / 10))
+
+    @rule(miner=st.integers(0, 2), start=st.booleans(), run_for=st.floats(0, 100))
+    def claim(self, miner: int, start: bool, run_for: float) -> None:
+        for assignment in self.run(self.coordinator.dispatch.claim(self.owner, self.miners[miner], 2, 0)):
+            self.leases[assignment.job_id] = (self.miners[miner], assignment.lease_id)
+            if start:
+                self.run(
+                    self.coordinator.dispatch.start(
+                        self.owner, self.miners[miner], assignment.job_id, assignment.lease_id
+                    )
+                )
+        self.clock.advance(run_for)
+
+    @precondition(lambda self: self.leases)
+    @rule(
+        data=st.data(),
+        action=st.sampled_from(["start", "progress", "complete", "fail", "retryable", "cancel"]),
+        seconds=st.floats(0, 50),
+    )
+    def act(self, data: st.DataObject, action: str, seconds: float) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.leases)))
+        miner, lease = self.leases[job_id]
+        self.clock.advance(seconds)
+        dispatch = self.coordinator.dispatch
+        try:
+            if action == "start":
+                self.run(dispatch.start(self.owner, miner, job_id, lease))
+            elif action == "progress":
+                self.run(dispatch.progress(self.owner, miner, job_id, ProgressRequest(lease_id=lease, progress=50)))
+            elif action == "complete":
+                self.run(dispatch.complete(self.owner, miner, job_id, FinishRequest(lease_id=lease)))
+            elif action in ("fail", "retryable"):
+                request = FailRequest(lease_id=lease, reason="runtime_error", retryable=action == "retryable")
+                self.run(dispatch.fail(self.owner, miner, job_id, request))
+            else:
+                job = self.run(self.coordinator.job_store.get_job(job_id))
+                assert job is not None
+                client = next(c for c in self.clients if c.account.id == job.account_id)
+                self.run(self.coordinator.jobs.cancel(client, job_id))
+        except AitbcError as error:
+            assert error.status_code == 409  # the lease moved on: refused, nothing changed
+
+    @rule(client=st.integers(0, 1))
+    def cancel_something(self, client: int) -> None:
+        page = self.run(self.coordinator.jobs.list(self.clients[client], [JobStatus.PENDING], None, None, 1, None))
+        for job in page.jobs:
+            self.run(self.coordinator.jobs.cancel(self.clients[client], job.id))
+
+    @rule(seconds=st.sampled_from([5, 61, 3600, 90000]))
+    def time_passes(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+        self.run(self.coordinator.reaper.run_once())
+
+    @invariant()
+    def money_is_conserved_and_settled_once(self) -> None:
+        coordinator = self.coordinator
+        totals = self.run(coordinator.ledger.totals_by_kind())
+        jobs = self.run(coordinator.job_store.list_jobs(JobFilter(), 1000, None)).jobs
+        held_now = sum(j.max_cost for j in jobs if not j.is_terminal)
+        settled = [j for j in jobs if j.is_terminal]
+        hold = -Decimal(totals.get("hold", 0))
+        release = Decimal(totals.get("release", 0))
+        payout = Decimal(totals.get("payout", 0))
+        fee = Decimal(totals.get("fee", 0))
+        unit = Decimal("1e-9")
+        # Client debits = miner credits + fees + released holds (+ what unfinished jobs still hold).
+        assert hold * unit == (payout + fee + release) * unit + held_now
+        assert sum(j.cost or 0 for j in settled) * 10**9 == payout + fee
+        for job in settled:
+            assert job.cost is not None and 0 <= job.cost <= job.max_cost
+        for client in self.clients:
+            balance = self.run(coordinator.billing.balance(client))
+            assert balance.available >= 0
+        entries = self.run(coordinator.ledger.entries(None, None, None, 100000, 0))
+        releases = [e.job_id for e in entries if e.kind == "release"]
+        assert len(releases) == len(set(releases)) == len(settled)
+
+
+def test_the_ledger_always_balances() -> None:
+    run_state_machine_as_test(
+        Marketplace,
+        settings=settings(
+            max_examples=25, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+        ),
+    )
