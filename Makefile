@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 DATA_DIR ?= .aitbc
+MINERS ?= 2
 
 .PHONY: run test lint typecheck imports pytest clean
 
@@ -20,7 +21,7 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/aitbc serve --host 127.0.0.1 --port 8000 --data-dir $(DATA_DIR)
+	$(BIN)/aitbc serve --host 127.0.0.1 --port 8000 --data-dir $(DATA_DIR) --miners $(MINERS)
 
 test: $(VENV)/.test-installed lint typecheck imports pytest
 

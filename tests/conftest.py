@@ -20,7 +20,7 @@ from aitbc.storage.sql.database import migrate
 from aitbc.wiring import Coordinator, open_coordinator
 
 POSTGRES_ADMIN_URL = os.environ.get("AITBC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-TEMPLATE = "aitbc_test_template"
+TEMPLATE = f"aitbc_test_template_{os.getpid()}"
 
 
 @pytest.fixture(scope="session")

@@ -175,11 +175,12 @@ def test_a_job_runs_end_to_end_and_watch_follows_it(server: Server) -> None:
     assert (status["status"], status["progress"], status["miner_id"]) == ("running", 45, miner.id)
     assert status["started_at"].endswith("Z")
 
+    errors = (server.data_dir / "watch.err").open("w")
     watcher = subprocess.Popen(
         [AITBC, "client", "watch", "--job-id", job_id, "--json"],
         env=server.env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=errors,
         text=True,
     )
     assert watcher.stdout is not None
@@ -187,8 +188,8 @@ def test_a_job_runs_end_to_end_and_watch_follows_it(server: Server) -> None:
     assert first.strip() == "{" and watcher.poll() is None
     miner.post(f"jobs/{job_id}/progress", {"lease_id": lease, "progress": 90})
     miner.complete(job_id, lease, b"hi\n")
-    out, err = watcher.communicate(timeout=30)
-    assert watcher.returncode == 0, err
+    out = first + watcher.stdout.read()  # through the same buffered reader: nothing it read ahead is lost
+    assert watcher.wait(timeout=30) == 0, (server.data_dir / "watch.err").read_text()
     assert '"progress": 45' in out and '"progress": 90' in out and '"status": "completed"' in out
 
     cancel = server.cli("client", "cancel", "--job-id", job_id, "--force", check=False)
@@ -240,3 +241,46 @@ def test_admin_keys_create_on_a_fresh_data_folder_without_a_server(tmp_path: Pat
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["api_key"].startswith("aitbc_")
     assert (tmp_path / "fresh" / "aitbc.db").exists()
+
+
+def test_credits_balance_and_ledger_from_the_cli(server: Server) -> None:
+    start = server.json("client", "balance")
+    assert (start["account"], start["held"], start["available"]) == ("default", "0.000000000", "1.000000000")
+    granted = server.json("admin", "keys", "create", "--name", "dora", "--role", "client")
+    server.cli("admin", "credits", "grant", "--account", "dora", "--amount", "2.5")
+    direct = server.json(
+        "admin", "credits", "grant", "--account", "dora", "--amount", "0.5", "--data-dir", str(server.data_dir)
+    )
+    assert direct["available"] == "4.000000000"  # 1 welcome + 2.5 + 0.5
+    bad = server.cli("admin", "credits", "grant", "--account", "dora", "--amount", "1e3", check=False)
+    assert bad.returncode == 1 and "not an amount" in bad.stderr
+    env = {"AITBC_API_KEY": granted["api_key"]}
+    job_id = server.cli(
+        "client", "submit", "--type", "command", "--input", "x", "--gpu", "a100", "--timeout", "3600", env=env
+    ).stdout.strip()
+    balance = json.loads(server.cli("client", "balance", "--json", env=env).stdout)
+    assert (balance["held"], balance["available"]) == ("0.100000000", "3.900000000")
+    ledger = json.loads(server.cli("billing", "list", "--json", env=env).stdout)
+    assert [e["kind"] for e in ledger] == ["grant", "grant", "grant", "hold"]
+    assert ledger[-1]["job_id"] == job_id and ledger[-1]["amount"] == "-0.100000000"
+    human = server.cli("billing", "list", env=env).stdout
+    assert "hold" in human and "-0.1" in human
+    too_big = server.cli(
+        "client",
+        "submit",
+        "--type",
+        "command",
+        "--input",
+        "x",
+        "--gpu",
+        "a100",
+        "--gpu-count",
+        "8",
+        "--priority",
+        "urgent",
+        "--timeout",
+        "86400",
+        env=env,
+        check=False,
+    )
+    assert too_big.returncode == 1 and "available balance" in too_big.stderr

@@ -75,10 +75,8 @@ class InProcess:
         return found
 
     def agent(self, runtimes: dict[str, Runtime], name: str = "in-process", **options: Any) -> Agent:
-        options = {"drain": True, "claim_wait_seconds": 2, **options}
-        config = MinerConfig(
-            url=BASE_URL, api_key=self.miner_key, name=name, work_dir=self.root / "miners" / name, **options
-        )
+        options = {"drain": True, "claim_wait_seconds": 2, "work_dir": self.root / "miners" / name, **options}
+        config = MinerConfig(url=BASE_URL, api_key=self.miner_key, name=name, **options)
         client = CoordinatorClient(BASE_URL, self.miner_key, transport=self.miner_transport)
         return Agent(config, runtimes, client)
 
@@ -99,8 +97,8 @@ class InProcess:
 
 
 @asynccontextmanager
-async def in_process(root: Path) -> AsyncIterator[InProcess]:
-    settings = Settings(data_dir=root / "data", run_reaper=False)
+async def in_process(root: Path, **settings_options: Any) -> AsyncIterator[InProcess]:
+    settings = Settings(data_dir=root / "data", run_reaper=False, **settings_options)
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

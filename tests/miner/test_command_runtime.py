@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,6 +18,7 @@ import pytest
 
 from aitbc.miner.config import CommandLimits, MinerConfig
 from aitbc.miner.runtimes.command import CommandRuntime
+from aitbc.miner.runtimes.job_user import JobUser
 from aitbc.miner.runtimes.registry import build_runtimes
 from tests.miner.inprocess import InProcess, in_process
 
@@ -155,3 +158,49 @@ async def test_on_stop_a_job_still_running_after_the_grace_is_handed_back(stack:
     assert time.monotonic() - started < 5
     job = await stack.job(job_id)
     assert (job["status"], job["attempt"]) == ("pending", 1)
+
+
+async def test_a_package_the_coordinator_refuses_fails_the_job_and_stays_on_disk(tmp_path: Path) -> None:
+    async with in_process(tmp_path, max_result_file_bytes=1024 * 1024) as small:
+        job_id = await small.submit(type="command", input='head -c 2000000 /dev/zero > "$AITBC_ARTIFACTS_DIR/big"')
+        await small.drain(command())
+        job = await small.job(job_id)
+        assert (job["status"], job["failure_reason"]) == ("failed", "runtime_error")
+        assert "refused the job's result package" in job["error"]
+        kept = tmp_path / "miners" / "in-process" / "rejected" / job_id / "package" / "artifacts" / "big"
+        assert kept.stat().st_size == 2_000_000
+
+
+async def test_symlinks_a_script_leaves_are_never_followed(stack: InProcess, tmp_path: Path) -> None:
+    secret = tmp_path / "host-secret"
+    secret.write_text("do not upload me")
+    script = f'ln -s {secret} "$AITBC_RESULT_FILE"; ln -s {secret} "$AITBC_ARTIFACTS_DIR/copy"; echo out'
+    job, files = await run_one(stack, script)
+    assert job["status"] == "completed"
+    assert files["result.txt"] == b"out\n"
+    assert "artifacts/copy" not in files
+    assert all(b"do not upload me" not in data for data in files.values())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs a miner running as root")
+async def test_run_as_keeps_the_job_away_from_the_miners_secrets(stack: InProcess) -> None:
+    reachable = Path(tempfile.mkdtemp(prefix="aitbc-run-as-", dir="/tmp"))
+    reachable.chmod(0o755)
+    try:
+        key_file = reachable / "miner" / "state" / "miner_ed25519.pem"
+        script = (
+            'id -u; cat "$KEY_FILE" > /dev/null 2>&1 || echo "key: no access"; echo mine > "$AITBC_RESULT_FILE"\n'
+            'echo art > "$AITBC_ARTIFACTS_DIR/a.txt"; ln -s "$KEY_FILE" "$AITBC_ARTIFACTS_DIR/key.pem"'
+        )
+        job_id = await stack.submit(type="command", input=script, params={"env": {"KEY_FILE": str(key_file)}})
+        runtimes = {"command": CommandRuntime(CommandLimits(), 0.5, JobUser.resolve("nobody"))}
+        await stack.drain(runtimes, work_dir=reachable / "miner")
+        job = await stack.job(job_id)
+        assert job["status"] == "completed", job
+        _, files = await stack.package(job_id)
+        assert files["logs/stdout.log"].decode().splitlines() == [str(JobUser.resolve("nobody").uid), "key: no access"]
+        assert files["result.txt"] == b"mine\n"
+        assert files["artifacts/a.txt"] == b"art\n"
+        assert "artifacts/key.pem" not in files
+    finally:
+        shutil.rmtree(reachable, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from decimal import Decimal
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -43,7 +44,9 @@ async def test_receipt_is_signed_and_names_everything(world: World, clock: Manua
     assert receipt["completed_at"] == job["completed_at"] and receipt["started_at"] == job["started_at"]
     assert receipt["resources"]["attempts"] == 1 and receipt["resources"]["wall_seconds"] == 0.0
     assert job["cost"] is not None, "billing settles the charge when the job ends"
-    assert receipt["charge"] == {"amount": job["cost"], "currency": "AITBC", "billed_seconds": job["billed_seconds"]}
+    charge = receipt["charge"]
+    assert Decimal(charge["amount"]) == Decimal(job["cost"]) and "E" not in charge["amount"]
+    assert (charge["currency"], charge["billed_seconds"]) == ("AITBC", job["billed_seconds"])
     assert receipt["coordinator_key_id"] == key["key_id"] == body["key_id"]
     # The miner's own signature over the manifest is kept with it.
     assert verify(receipt["miner_public_key"], manifest, receipt["miner_signature"])

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 
-from aitbc.storage.sql.database import migrate, sync_engine
+from aitbc.storage.sql.database import MIGRATIONS, migrate, sync_engine
 from aitbc.storage.sql.tables import metadata
 
 RESULTS_TABLES = {"result_file_crc32", "receipts", "result_shares", "result_purges"}
@@ -41,3 +43,25 @@ def test_the_migrated_schema_matches_the_tables(database_url: str) -> None:
     assert "ix_jobs_results_state_completed" in indexes
     ours = [d for d in differences if _names(d) & (RESULTS_TABLES | {"ix_jobs_results_state_completed"})]
     assert ours == []
+
+
+def test_migration_0002_upgrades_and_downgrades(database_url: str) -> None:
+    engine = sync_engine(database_url)
+
+    def to(revision: str, down: bool = False) -> set[str]:
+        with engine.begin() as connection:
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS))
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
+        with engine.connect() as connection:
+            return set(connection.dialect.get_table_names(connection))
+
+    migrate(database_url)  # from the newest schema down (a PostgreSQL test database starts there anyway)
+    try:
+        assert not RESULTS_TABLES & to("0001", down=True)
+        assert to("0002") >= RESULTS_TABLES
+        assert not RESULTS_TABLES & to("0001", down=True)
+        assert to("head") >= RESULTS_TABLES
+    finally:
+        engine.dispose()

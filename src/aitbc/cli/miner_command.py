@@ -11,20 +11,17 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from aitbc.cli.common import KeyOption, UrlOption, console, errors, fail, handles_errors
-from aitbc.domain.plans import Role
-from aitbc.miner.agent import Agent
-from aitbc.miner.config import CommandLimits, MinerConfig
-from aitbc.miner.gpus import resolve_gpus
-from aitbc.miner.runtimes.registry import build_runtimes
 from aitbc.sdk.config import read_profile, resolve_connection
-from aitbc.settings import Settings
-from aitbc.wiring import open_coordinator
+
+if TYPE_CHECKING:  # imported where used: `aitbc client …` should not pay for the miner's or the server's modules
+    from aitbc.miner.agent import Agent
+    from aitbc.settings import Settings
 
 app = typer.Typer(help="Run a miner: claim jobs from a coordinator and run them.", no_args_is_help=True)
 
@@ -98,10 +95,19 @@ def run(
         int, typer.Option("--file-size-mb", min=1, help="Largest file a command job writes.")
     ] = 1024,
     open_files: Annotated[int, typer.Option("--open-files", min=16, help="Open files of a command job.")] = 1024,
+    run_as: Annotated[
+        str | None,
+        typer.Option("--run-as", help="Run command jobs as this unprivileged user (the miner must run as root)."),
+    ] = None,
     parent_pid: Annotated[int | None, typer.Option("--parent-pid", hidden=True)] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Register with the coordinator and run jobs until stopped (SIGTERM: finish or hand back, then exit)."""
+    from aitbc.miner.agent import Agent
+    from aitbc.miner.config import CommandLimits, MinerConfig
+    from aitbc.miner.gpus import resolve_gpus
+    from aitbc.miner.runtimes.registry import build_runtimes
+
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -129,6 +135,7 @@ def run(
         kill_grace_seconds=kill_grace,
         shutdown_grace_seconds=shutdown_grace,
         command_limits=CommandLimits(memory_mb=memory_mb, file_size_mb=file_size_mb, open_files=open_files),
+        command_user=run_as,
         parent_pid=parent_pid,
     )
     built, missing = build_runtimes(config)
@@ -158,6 +165,9 @@ async def _run_agent(agent: Agent) -> None:
 
 async def local_miner_key(settings: Settings) -> str:
     """The miner key local miners use: made once, kept in the data folder (owner-only)."""
+    from aitbc.domain.plans import Role
+    from aitbc.wiring import open_coordinator
+
     path = settings.data_dir / LOCAL_MINER_KEY_FILE
     if path.exists():
         return path.read_text().strip()

@@ -39,6 +39,7 @@ class MinerConfig:
     kill_grace_seconds: float = 1.0
     shutdown_grace_seconds: float = 10.0
     command_limits: CommandLimits = field(default_factory=CommandLimits)
+    command_user: str | None = None  # run command jobs as this unprivileged user (the miner runs as root)
     parent_pid: int | None = None  # stop when this process is gone (miners started by `aitbc serve`)
 
     @property

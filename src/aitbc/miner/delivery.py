@@ -19,6 +19,7 @@ from aitbc.domain.job import FailureReason
 from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.package import PackageLayout, build_manifest, sign_manifest
 from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective
+from aitbc.sdk.errors import ConnectionFailed
 
 log = logging.getLogger(__name__)
 FINISH_FILE = "finish.json"
@@ -56,23 +57,50 @@ class Finish:
 async def deliver(
     client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path, finish: Finish
 ) -> JobDirective | None:
-    """Upload and finish; retried while the coordinator is unreachable. Returns its answer, or None when the
-    coordinator refused the result (stale lease: the job moved on without us). Clears `job_dir` either way."""
+    """Upload and finish; retried while the coordinator is unreachable (an exception leaves it on disk for
+    the next start). Returns the coordinator's answer, or None when it refused the result because the job
+    moved on without us (stale lease). A package it will not take (too large, say) is reported as a failure
+    without it, and kept under `rejected/` for the operator. Clears `job_dir` once the coordinator answered."""
+    directive: JobDirective | None
     try:
         directive = await _send(client, key, job_dir, finish)
     except (Conflict, NotFound) as error:
         log.warning("result of %s refused: %s", finish.job_id, error.message)
         shutil.rmtree(job_dir, ignore_errors=True)
         return None
+    except ConnectionFailed:
+        raise
     except AitbcError as error:
-        rejected = job_dir.parent.parent / REJECTED_FOLDER / job_dir.name
-        log.error("result of %s rejected (%s); kept in %s", finish.job_id, error.message, rejected)
-        rejected.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(rejected, ignore_errors=True)
-        shutil.move(job_dir, rejected)
-        return None
+        directive = await _report_refused(client, key, job_dir, finish, error)
     shutil.rmtree(job_dir, ignore_errors=True)
     return directive
+
+
+async def _report_refused(
+    client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path, finish: Finish, error: AitbcError
+) -> JobDirective | None:
+    rejected = job_dir.parent.parent / REJECTED_FOLDER / job_dir.name
+    log.error("result of %s refused (%s); kept in %s", finish.job_id, error.message, rejected)
+    rejected.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(rejected, ignore_errors=True)
+    shutil.copytree(job_dir, rejected, symlinks=True)
+    if not finish.with_package:
+        return None
+    bare = Finish(
+        job_id=finish.job_id,
+        lease_id=finish.lease_id,
+        verb="fail",
+        exit_code=finish.exit_code,
+        reason=FailureReason.RUNTIME_ERROR.value,
+        message=f"the coordinator refused the job's result package: {error.message}",
+        with_package=False,
+        usage=finish.usage,
+    )
+    try:
+        return await _send(client, key, job_dir, bare)
+    except AitbcError as again:
+        log.error("could not report the refused result of %s either: %s", finish.job_id, again.message)
+        return None
 
 
 async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path, finish: Finish) -> JobDirective:

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from aitbc.protocol.jobs import Strict, Timestamped
+from aitbc.protocol.jobs import Money, Strict, Timestamped
 
 
 class BalanceView(BaseModel):
     account: str
     plan: str
-    available: Decimal = Field(description="what new jobs can hold")
-    held: Decimal = Field(description="held by unfinished jobs")
-    total: Decimal
+    available: Money = Field(description="what new jobs can hold")
+    held: Money = Field(description="held by unfinished jobs")
+    total: Money
 
 
 class LedgerEntryView(Timestamped):
     entry_id: int
     kind: str
-    amount: Decimal
+    amount: Money
     job_id: str | None
     memo: str
     created_at: datetime
@@ -45,5 +44,5 @@ class StatsView(BaseModel):
     finished: int
     success_rate: float | None = Field(description="completed / finished (completed, failed, canceled)")
     average_completion_seconds: float | None = Field(description="mean run time of completed jobs")
-    total_spent: Decimal
+    total_spent: Money
     days: int | None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 
 from aitbc.domain.clock import isoformat_z
 from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
 
 JsonInput = str | dict[str, Any] | list[Any] | None
+# AITBC amounts: exact decimals, written as fixed-point strings ("0.000083333"), never floats or exponents.
+Money = Annotated[Decimal, PlainSerializer(lambda amount: format(amount, "f"), return_type=str, when_used="json")]
 
 
 class Strict(BaseModel):
@@ -78,10 +80,10 @@ class JobView(Timestamped):
     result: Any = None
     waiting_for: str | None = None
     retry_of: str | None = None
-    estimated_cost: Decimal = Field(description="AITBC: the estimated run time at the job's rate")
+    estimated_cost: Money = Field(description="AITBC: the estimated run time at the job's rate")
     estimated_time_seconds: int
-    max_cost: Decimal = Field(description="AITBC held at submit: the timeout at the job's rate")
-    cost: Decimal | None = Field(default=None, description="AITBC charged, once the job has ended")
+    max_cost: Money = Field(description="AITBC held at submit: the timeout at the job's rate")
+    cost: Money | None = Field(default=None, description="AITBC charged, once the job has ended")
     billed_seconds: int | None = None
 
 

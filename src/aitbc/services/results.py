@@ -78,7 +78,7 @@ def _charge(job: Job) -> dict[str, Any] | None:
     """What billing settled when the job ended (in the same transaction as its last move)."""
     if job.cost is None:
         return None
-    return {"amount": str(job.cost), "currency": "AITBC", "billed_seconds": job.billed_seconds}
+    return {"amount": format(job.cost, "f"), "currency": "AITBC", "billed_seconds": job.billed_seconds}
 
 
 class ResultService:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import re
-import stat
+import shutil
 from pathlib import Path
 
 from aitbc.domain.job import FailureReason
 from aitbc.miner.config import CommandLimits
 from aitbc.miner.process import run_process
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult
+from aitbc.miner.runtimes.job_user import JobUser, copy_regular_file, copy_tree
 from aitbc.miner.stop import StopReason
 
 PROGRESS_LINE = re.compile(r"^\s*AITBC_PROGRESS=(\d+(?:\.\d+)?)\s*(.*)$")
@@ -34,9 +35,10 @@ LIMITS_WRAPPER = (
 class CommandRuntime:
     name = "command"
 
-    def __init__(self, limits: CommandLimits, kill_grace_seconds: float = 1.0) -> None:
+    def __init__(self, limits: CommandLimits, kill_grace_seconds: float = 1.0, user: JobUser | None = None) -> None:
         self._limits = limits
         self._kill_grace = kill_grace_seconds
+        self._user = user
 
     def models(self) -> list[str]:
         return []
@@ -64,7 +66,7 @@ class CommandRuntime:
             return context.input_path
         raise JobFailed("a command job's input is the script to run: give it inline or as an uploaded file")
 
-    def _environment(self, context: JobContext) -> dict[str, str]:
+    def _environment(self, context: JobContext, result_file: Path, artifacts_dir: Path) -> dict[str, str]:
         assignment = context.assignment
         environment = {
             "PATH": SAFE_PATH,
@@ -75,8 +77,8 @@ class CommandRuntime:
             "AITBC_JOB_ID": assignment.job_id,
             "AITBC_ATTEMPT": str(assignment.attempt),
             "AITBC_WORK_DIR": str(context.work_dir),
-            "AITBC_RESULT_FILE": str(context.package.result_file),
-            "AITBC_ARTIFACTS_DIR": str(context.package.artifacts_dir),
+            "AITBC_RESULT_FILE": str(result_file),
+            "AITBC_ARTIFACTS_DIR": str(artifacts_dir),
             "AITBC_PARAMS": json.dumps(assignment.params),
         }
         if context.input_path is not None:
@@ -107,36 +109,48 @@ class CommandRuntime:
 
     async def run(self, context: JobContext) -> RuntimeResult:
         script = self._script(context)
-        environment = self._environment(context)
         (context.work_dir / "tmp").mkdir(exist_ok=True)
-        result_lines: list[str] = []
+        result_file, artifacts_dir = context.package.result_file, context.package.artifacts_dir
+        argv = self._limits_argv(context, script)
+        if self._user is not None:  # the job writes into folders of its own; the miner copies from them after
+            output = context.work_dir.parent / "output"
+            result_file, artifacts_dir = output / "result.txt", output / "artifacts"
+            artifacts_dir.mkdir(parents=True)
+            self._user.hand_over(context.work_dir, output)
+            argv = self._user.wrap(argv)
+        environment = self._environment(context, result_file, artifacts_dir)
+        # stdout less the progress lines: result.txt when the script writes no $AITBC_RESULT_FILE (on disk, not
+        # in memory, however much the script prints).
+        stdout_result = (context.work_dir.parent / "stdout-result.txt").open("w", encoding="utf-8")
 
         def on_stdout(line: str) -> None:
             context.reporter.line("stdout", line)
             match = PROGRESS_LINE.match(line)
             if match:
                 context.reporter.progress(float(match[1]), match[2].strip() or None)
-            else:
-                result_lines.append(line)
+            elif not stdout_result.closed:
+                stdout_result.write(line + "\n")
 
         def on_stderr(line: str) -> None:
             context.reporter.line("stderr", line)
 
-        outcome = await run_process(
-            self._limits_argv(context, script),
-            cwd=context.work_dir,
-            env=environment,
-            stop=context.stop,
-            deadline=context.deadline,
-            on_stdout=on_stdout,
-            on_stderr=on_stderr,
-            kill_grace_seconds=self._kill_grace,
-        )
-        result = context.package.result_file
-        if result.is_symlink() or (result.exists() and not stat.S_ISREG(result.lstat().st_mode)):
-            result.unlink()
-        if not result.exists():
-            result.write_text("".join(line + "\n" for line in result_lines))
+        try:
+            outcome = await run_process(
+                argv,
+                cwd=context.work_dir,
+                env=environment,
+                stop=context.stop,
+                deadline=context.deadline,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
+                kill_grace_seconds=self._kill_grace,
+            )
+        finally:
+            stdout_result.close()
+        if self._user is not None:
+            copy_regular_file(result_file, context.package.result_file)
+            copy_tree(artifacts_dir, context.package.artifacts_dir)
+        _settle_result(context.package.result_file, Path(stdout_result.name))
         usage = {"wall_seconds": round(outcome.wall_seconds, 3)}
         if outcome.stopped is StopReason.TIMEOUT:
             return RuntimeResult(
@@ -153,6 +167,20 @@ class CommandRuntime:
                 usage=usage,
             )
         return RuntimeResult(exit_code=outcome.exit_code, usage=usage)
+
+
+def _settle_result(result: Path, stdout_copy: Path) -> None:
+    """result.txt is the regular file the script wrote to $AITBC_RESULT_FILE, else its stdout; anything else
+    it left at that path (a symlink, a folder) is removed, never followed."""
+    if result.is_symlink() or (result.exists() and not result.is_file()):
+        if result.is_dir() and not result.is_symlink():
+            shutil.rmtree(result)
+        else:
+            result.unlink()
+    if result.exists():
+        stdout_copy.unlink()
+    else:
+        stdout_copy.replace(result)
 
 
 def _exit_message(exit_code: int) -> str:
