@@ -7,7 +7,7 @@ import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from aitbc.domain.errors import AitbcError, NotFound
+from aitbc.domain.errors import AitbcError
 from aitbc.services.views import event_message
 from aitbc.wiring import Coordinator
 
@@ -24,6 +24,7 @@ async def job_events(websocket: WebSocket) -> None:
     job_id = params.get("job_id") or None
     try:
         principal = await coordinator.accounts.authenticate(key)
+        coordinator.rate_limiter.check(principal)
         since = int(params["since"]) if params.get("since") else None
         if since is not None and since < 0:
             raise ValueError
@@ -31,7 +32,7 @@ async def job_events(websocket: WebSocket) -> None:
             await coordinator.jobs.get(principal, job_id)
     except (AitbcError, ValueError) as error:
         reason = error.message if isinstance(error, AitbcError) else "'since' must be a sequence number"
-        code = 4404 if isinstance(error, NotFound) else 4401 if getattr(error, "status_code", 0) == 401 else 4400
+        code = 4000 + getattr(error, "status_code", 400)
         await websocket.accept()
         await websocket.send_json({"error": reason, "code": code})
         await websocket.close(code=code if code != 4400 else POLICY_VIOLATION, reason=reason[:120])

@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -17,9 +17,10 @@ from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView
 from aitbc.sdk.config import read_profile
-from aitbc.services.billing import Balance
-from aitbc.settings import Settings, default_data_dir
-from aitbc.wiring import Coordinator, open_coordinator
+
+if TYPE_CHECKING:  # the server side loads only when a command works on the database directly
+    from aitbc.services.billing import Balance
+    from aitbc.wiring import Coordinator
 
 app = typer.Typer(help="Administer accounts and API keys.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -52,6 +53,9 @@ def _admin_key(api_key: str | None) -> str | None:
 
 
 def _on_database(data_dir: Path | None, database_url: str | None, work: Callable[[Coordinator], Awaitable[T]]) -> T:
+    from aitbc.settings import Settings, default_data_dir
+    from aitbc.wiring import open_coordinator
+
     settings = Settings(data_dir=data_dir or default_data_dir(), database_url=database_url, run_reaper=False)
 
     async def run() -> T:

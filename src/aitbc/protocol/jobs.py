@@ -48,7 +48,12 @@ class SubmitJobRequest(Strict):
 class Timestamped(BaseModel):
     @field_serializer("*", when_used="json")
     def _times(self, value: Any) -> Any:
-        return isoformat_z(value) if isinstance(value, datetime) else value
+        """Times as ISO 8601 UTC with `Z`; amounts (this serializer takes every field) as fixed-point text."""
+        if isinstance(value, datetime):
+            return isoformat_z(value)
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        return value
 
 
 class JobView(Timestamped):

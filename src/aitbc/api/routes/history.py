@@ -14,7 +14,7 @@ from aitbc.api.routes.jobs import parse_moment, parse_statuses
 from aitbc.domain.errors import InvalidInput
 from aitbc.protocol.billing import StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
-from aitbc.services.views import event_message, job_view
+from aitbc.services.views import event_message
 
 router = APIRouter(prefix="/v1", tags=["history"])
 
@@ -62,4 +62,4 @@ async def timeline(job_id: str, principal: ClientDep, coordinator: CoordinatorDe
 @router.post("/jobs/{job_id}/retry", status_code=201, response_model=JobView)
 async def retry(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> JobView:
     submitted = await coordinator.history.retry(principal, job_id)
-    return job_view(submitted.job)
+    return await coordinator.results.job_view(submitted.job)

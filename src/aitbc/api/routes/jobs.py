@@ -12,7 +12,6 @@ from aitbc.api.dependencies import ClientDep, CoordinatorDep
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.job import JobStatus
 from aitbc.protocol.jobs import CancelResult, FileView, JobList, JobView, SubmitJobRequest
-from aitbc.services.views import job_view
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -58,7 +57,7 @@ async def submit_job(
     if not submitted.created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return job_view(submitted.job, await coordinator.jobs.waiting_for(submitted.job))
+    return await coordinator.results.job_view(submitted.job, await coordinator.jobs.waiting_for(submitted.job))
 
 
 async def _list(
@@ -86,7 +85,7 @@ async def _list(
         cursor,
     )
     return JobList(
-        jobs=[job_view(job) for job in page.jobs],
+        jobs=await coordinator.results.job_views(page.jobs),
         total=page.total,
         has_more=page.next_cursor is not None,
         next_cursor=page.next_cursor,
@@ -123,7 +122,7 @@ async def job_history(
 @router.get("/jobs/{job_id}", response_model=JobView)
 async def get_job(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> JobView:
     job = await coordinator.jobs.get(principal, job_id)
-    return job_view(job, await coordinator.jobs.waiting_for(job))
+    return await coordinator.results.job_view(job, await coordinator.jobs.waiting_for(job))
 
 
 _CANCEL_STATUS = {"canceled": 200, "canceling": 202, "failed": 409}
