@@ -208,3 +208,18 @@ async def test_reencode_refuses_option_injection(stack: InProcess, tmp_path: Pat
     job = await stack.job(job_id)
     assert job["status"] == "failed"
     assert job["failure_reason"] == "invalid_input"
+
+
+def test_more_embedding_models_can_be_named_and_the_cpu_is_used_without_a_gpu(tmp_path: Path) -> None:
+    import shutil
+
+    from aitbc.miner.runtimes.models import packaged_embedding_models, pick_device
+
+    copy = tmp_path / "my-minilm"
+    shutil.copytree(packaged_embedding_models()["all-MiniLM-L6-v2"], copy)
+    runtime = EmbeddingRuntime.create(config(tmp_path, models={"my-minilm": copy}))
+    assert runtime.models() == ["all-MiniLM-L6-v2", "my-minilm"]
+    assert pick_device("cpu") == "cpu"
+    import torch
+
+    assert pick_device("cuda") == ("cuda" if torch.cuda.is_available() else "cpu")

@@ -204,3 +204,12 @@ async def test_run_as_keeps_the_job_away_from_the_miners_secrets(stack: InProces
         assert "artifacts/key.pem" not in files
     finally:
         shutil.rmtree(reachable, ignore_errors=True)
+
+
+async def test_max_jobs_runs_that_many_at_once(stack: InProcess) -> None:
+    jobs = [await stack.submit(type="command", input="sleep 1; echo done") for _ in range(2)]
+    await stack.drain(command(), max_jobs=2)
+    views = [await stack.job(job_id) for job_id in jobs]
+    assert [view["status"] for view in views] == ["completed", "completed"]
+    # Both had started before either finished: they ran side by side.
+    assert max(view["started_at"] for view in views) < min(view["completed_at"] for view in views)

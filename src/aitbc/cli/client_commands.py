@@ -118,6 +118,13 @@ def status_table(job: JobView) -> Table:
     ]
     if job.waiting_for:
         rows.append(("Waiting for", f"[yellow]{job.waiting_for}[/]"))
+    if job.cost is not None:
+        rows.append(("Cost", f"{job.cost} AITBC ({job.billed_seconds} s)"))
+    else:
+        rows.append(("Estimate", f"{job.estimated_cost} AITBC (at most {job.max_cost})"))
+    if job.results != "none":
+        expiry = f", until {short_time(_iso(job.results_expire_at))}" if job.results_expire_at else ""
+        rows.append(("Results", job.results + expiry))
     if job.error or job.failure_reason:
         rows.append(("Error", f"[red]{job.failure_reason.value if job.failure_reason else ''}[/] {job.error or ''}"))
     for name, value in rows:

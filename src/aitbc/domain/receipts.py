@@ -59,6 +59,7 @@ class ReceiptFacts:
     gpu_count: int
     attempts: int
     charge: Mapping[str, Any] | None
+    usage: Mapping[str, Any] | None = None
 
 
 def receipt_document(facts: ReceiptFacts, issued_at: datetime, coordinator_key_id: str) -> dict[str, Any]:
@@ -89,6 +90,7 @@ def receipt_document(facts: ReceiptFacts, issued_at: datetime, coordinator_key_i
             "gpu_type": facts.gpu_type,
             "gpu_count": facts.gpu_count,
             "attempts": facts.attempts,
+            "reported_by_miner": dict(facts.usage) if facts.usage else None,
         },
         # Settled by billing; None until the job's charge is known.
         "charge": dict(facts.charge) if facts.charge is not None else None,

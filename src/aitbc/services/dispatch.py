@@ -350,6 +350,8 @@ class DispatchService:
             manifest_sha256=digest(document),
             miner_signature=request.signature,
             partial=partial,
+            miner_public_key=miner.public_key,
+            usage=dict(request.usage),
             created_at=self._clock.now(),
         )
 

@@ -312,7 +312,7 @@ class ResultService:
             job_id=job.id,
             account_id=job.account_id,
             miner_id=result.miner_id,
-            miner_public_key=miner.public_key,
+            miner_public_key=result.miner_public_key or miner.public_key,
             status=job.status.value,
             partial=result.partial,
             failure_reason=job.failure_reason.value if job.failure_reason else None,
@@ -328,6 +328,7 @@ class ResultService:
             gpu_count=job.spec.requirements.gpu_count,
             attempts=job.attempt,
             charge=_charge(job),
+            usage=result.usage,
         )
         document = receipt_document(facts, self._clock.now(), self._key.key_id)
         signature = self._key.sign(document)

@@ -68,6 +68,8 @@ class StoredResult:
     miner_signature: str
     partial: bool
     created_at: datetime
+    miner_public_key: str = ""
+    usage: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

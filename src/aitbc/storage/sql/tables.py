@@ -198,6 +198,9 @@ job_results = Table(
     Column("miner_signature", Text, nullable=False),
     Column("partial", Boolean, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # The key that signed the manifest and what the miner reports it used (CPU time, memory, tokens, …).
+    Column("miner_public_key", Text, nullable=False, server_default=""),
+    Column("usage", JSON),
 )
 
 # -- results: downloads, receipts, share links, retention ------------------------------------------------
