@@ -40,6 +40,11 @@ def downgrade() -> None:
     op.drop_index("ix_ledger_entries_account_created", table_name="ledger_entries")
     op.drop_table("ledger_entries")
     with op.batch_alter_table("jobs") as batch:
-        for column in ("billed_seconds", "cost_units", "estimated_time_seconds", "estimated_cost_units",
-                       "max_cost_units"):
+        for column in (
+            "billed_seconds",
+            "cost_units",
+            "estimated_time_seconds",
+            "estimated_cost_units",
+            "max_cost_units",
+        ):
             batch.drop_column(column)
