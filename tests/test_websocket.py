@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -11,28 +12,31 @@ import httpx
 import pytest
 import websocket
 
+from aitbc.domain.plans import Role
 from aitbc.sdk.client import Client
 from aitbc.settings import Settings
+from aitbc.wiring import open_coordinator
 from tests.live_server import live_server
+
+
+async def _make_keys(settings: Settings) -> dict[str, str]:
+    """Keys made on the data folder before the server starts, by a coordinator of their own (the server's
+    lives on its own event loop, in its own thread)."""
+    coordinator = await open_coordinator(settings)
+    try:
+        return {
+            name: (await coordinator.accounts.create_key(name, role)).secret
+            for name, role in (("alice", Role.CLIENT), ("bob", Role.CLIENT), ("farm", Role.MINER))
+        }
+    finally:
+        await coordinator.close()
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     settings = Settings(data_dir=tmp_path / "data")
-    with live_server(settings) as (url, app):
-        import asyncio
-
-        from aitbc.domain.plans import Role
-
-        coordinator = app.state.coordinator  # type: ignore[attr-defined]
-        loop = asyncio.new_event_loop()
-        try:
-            made = {
-                name: loop.run_until_complete(coordinator.accounts.create_key(name, role)).secret
-                for name, role in (("alice", Role.CLIENT), ("bob", Role.CLIENT), ("farm", Role.MINER))
-            }
-        finally:
-            loop.close()
+    made = asyncio.run(_make_keys(settings))
+    with live_server(settings) as (url, _app):
         yield url, made
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,28 @@ def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> Non
         assert json.loads(stored_package(stack, embedding_job)[1]["result.txt"])["dimensions"] == 384
         assert processes_with(work_dir)
 
+        # SIGTERM (or Ctrl-C): the miners stop first, while the coordinator still answers, and hand back what
+        # they were running; then the coordinator stops.
+        running = stack.post_job(type="command", input="sleep 600")
+        stack.wait_status(running, {"running"}, timeout=20)
+        assert stack.server is not None
+        stack.server.send_signal(signal.SIGTERM)
+        assert stack.server.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it stopped on
+        stack.server = None
+        assert not processes_with(work_dir)
+        with sqlite3.connect(stack.data_dir / "aitbc.db") as database:
+            status, error = database.execute("SELECT status, error FROM jobs WHERE id = ?", (running,)).fetchone()
+        assert status == "pending" and "shut down" in error
+    finally:
+        stack.close()
+
+
+def test_local_miners_exit_when_serve_is_killed(tmp_path: Path) -> None:
+    stack = Stack(tmp_path)
+    try:
+        stack.start_server("--miners", "1")
+        work_dir = str(stack.data_dir / "miners" / "local-1")
+        wait_until(lambda: processes_with(work_dir), timeout=10, what="the local miner")
         # Killed outright (no chance to clean up), serve's miners still notice their parent is gone and exit.
         stack.stop_server(signal.SIGKILL)
         wait_until(lambda: not processes_with(work_dir), timeout=15, what="the local miner to exit with serve")

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -20,6 +19,10 @@ from aitbc.cli.common import KeyOption, UrlOption, console, errors, fail, handle
 from aitbc.sdk.config import read_profile, resolve_connection
 
 if TYPE_CHECKING:  # imported where used: `aitbc client …` should not pay for the miner's or the server's modules
+    from types import FrameType
+
+    import uvicorn
+
     from aitbc.miner.agent import Agent
     from aitbc.settings import Settings
 
@@ -28,6 +31,7 @@ app = typer.Typer(help="Run a miner: claim jobs from a coordinator and run them.
 LOCAL_MINER_KEY_FILE = "local-miner.key"
 LOCAL_MINER_ACCOUNT = "local-miners"
 LOCAL_MINER_STOP_SECONDS = 15.0
+LOCAL_MINER_SHUTDOWN_GRACE_SECONDS = 3.0
 
 
 def default_work_dir(name: str) -> Path:
@@ -203,6 +207,8 @@ def start_local_miners(count: int, settings: Settings, api_key: str) -> list[sub
             "auto",
             "--work-dir",
             str(settings.data_dir / "miners" / name),
+            "--shutdown-grace",
+            str(LOCAL_MINER_SHUTDOWN_GRACE_SECONDS),  # the coordinator is going down too: hand back soon
             "--parent-pid",
             str(os.getpid()),
             "--log-level",
@@ -212,19 +218,30 @@ def start_local_miners(count: int, settings: Settings, api_key: str) -> list[sub
     return processes
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(0)
+def serve_with_local_miners(count: int, settings: Settings, server_config: uvicorn.Config) -> None:
+    """Run the coordinator with N local miners beside it. On SIGTERM or Ctrl-C the miners are stopped first,
+    while the coordinator still answers, so they can hand their running jobs back; then the server stops."""
+    import threading
 
+    import uvicorn
 
-def serve_with_local_miners(count: int, settings: Settings, serve: Callable[[], None]) -> None:
-    """Run `serve` with N local miners beside it, and stop them when it ends (their running jobs are handed
-    back). uvicorn re-raises the SIGTERM it shut down on: turned into SystemExit, it lets the cleanup run."""
     processes = start_local_miners(count, settings, asyncio.run(local_miner_key(settings)))
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+    class ServerWithMiners(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self.should_exit or any(t.name == "stop-local-miners" for t in threading.enumerate()):
+                super().handle_exit(sig, frame)  # a second signal: stop now
+                return
+
+            def stop_then_exit() -> None:
+                stop_local_miners(processes)
+                super(ServerWithMiners, self).handle_exit(sig, frame)
+
+            threading.Thread(target=stop_then_exit, name="stop-local-miners", daemon=True).start()
+
     try:
-        serve()
+        ServerWithMiners(server_config).run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
         stop_local_miners(processes)
 
 

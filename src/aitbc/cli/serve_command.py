@@ -59,11 +59,8 @@ def serve(
     else:
         console.print(f"Using the data in {settings.data_dir} (CLI profile: {profile_path()}).")
     console.print(f"Coordinator on [bold]{settings.base_url}[/] — API docs at {settings.base_url}/docs")
-
-    def run_server() -> None:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, ws_ping_interval=20)
-
     if miners:
-        serve_with_local_miners(miners, settings, run_server)
+        server = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, ws_ping_interval=20)
+        serve_with_local_miners(miners, settings, server)
     else:
-        run_server()
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, ws_ping_interval=20)

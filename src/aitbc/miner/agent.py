@@ -62,7 +62,6 @@ class Agent:
         self.registration: RegisterResponse | None = None
         self.jobs: dict[str, JobRun] = {}
         self.deliveries: dict[str, str] = {}  # job id → lease id, for results recovered from disk
-        self.completed = 0
         self._key: Ed25519PrivateKey | None = None
         self._stopping = asyncio.Event()
         self._leases_changed = asyncio.Event()
@@ -90,12 +89,12 @@ class Agent:
         control: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
         try:
+            if self.config.parent_pid is not None:
+                watchdog = asyncio.create_task(self._watch_parent(self.config.parent_pid), name="parent")
             if await self._until_stopped(self._register()) is None:
                 return
             await self._recover()
             control = asyncio.create_task(self._control_loop(), name="control")
-            if self.config.parent_pid is not None:
-                watchdog = asyncio.create_task(self._watch_parent(self.config.parent_pid), name="parent")
             await self._claim_loop()
             await self._shut_down()
         finally:
@@ -250,7 +249,6 @@ class Agent:
     def _on_phase(self, run: JobRun) -> None:
         if run.phase is Phase.DONE:
             self.jobs.pop(run.job_id, None)
-            self.completed += 1
             self._leases_changed.set()
         if run.phase is not Phase.RUNNING:
             self._slot_freed.set()
