@@ -146,6 +146,8 @@ class Marketplace(RuleBasedStateMachine):
         for client in self.clients:
             balance = self.run(coordinator.billing.balance(client))
             assert balance.available >= 0
+            running = self.run(coordinator.ledger.balance_units(client.account.id))
+            assert running == self.run(coordinator.ledger.summed_balance_units(client.account.id))
         entries = self.run(coordinator.ledger.entries(None, None, None, 100000, 0))
         releases = [e.job_id for e in entries if e.kind == "release"]
         assert len(releases) == len(set(releases)) == len(settled)

@@ -27,6 +27,7 @@ from aitbc.storage.interfaces import (
     StoredResult,
 )
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.ledger import balance_units, write_ledger
 from aitbc.storage.sql.rows import event_from_row, job_from_row
 from aitbc.storage.sql.tables import (
     accounts,
@@ -34,7 +35,6 @@ from aitbc.storage.sql.tables import (
     job_events,
     job_results,
     jobs,
-    ledger_entries,
     result_files,
 )
 
@@ -96,31 +96,13 @@ async def _check_account_can_submit(
                 retry_after=30,
             )
     if hold_units:
-        total = select(func.coalesce(func.sum(ledger_entries.c.amount_units), 0))
-        balance = int((await connection.execute(total.where(ledger_entries.c.account_id == account_id))).scalar_one())
+        balance = await balance_units(connection, account_id)
         if balance < hold_units:
             raise PaymentRequired(
                 f"this job can cost up to {display(from_units(hold_units))} AITBC (its timeout at its rate) but the "
                 f"available balance is {display(from_units(balance))} AITBC: lower --timeout, or ask an admin for "
                 "credits (aitbc admin credits grant)"
             )
-
-
-async def _write_ledger(connection: AsyncConnection, entries: Sequence[LedgerEntry], now: datetime) -> None:
-    await connection.execute(
-        insert(ledger_entries),
-        [
-            {
-                "account_id": e.account_id,
-                "job_id": e.job_id,
-                "kind": e.kind,
-                "amount_units": e.amount_units,
-                "memo": e.memo,
-                "created_at": now,
-            }
-            for e in entries
-        ],
-    )
 
 
 class SqlJobStore:
@@ -139,7 +121,7 @@ class SqlJobStore:
             async with self._db.write() as connection:
                 await _check_account_can_submit(connection, row["account_id"], hold_units, max_active)
                 if hold_units:
-                    await _write_ledger(
+                    await write_ledger(
                         connection,
                         [LedgerEntry(row["account_id"], "hold", -hold_units, row["id"], "held until the job ends")],
                         now,
@@ -273,7 +255,7 @@ class SqlJobStore:
                 return None
             job = job_from_row(row)
             if ledger:
-                await _write_ledger(connection, ledger, now)
+                await write_ledger(connection, ledger, now)
             if result is not None:
                 await connection.execute(job_results.delete().where(job_results.c.job_id == job_id))
                 await connection.execute(insert(job_results).values(**result.__dict__))

@@ -1,15 +1,44 @@
-"""The SQL ledger store: append-only money movements; every balance is a sum over them."""
+"""The SQL ledger store: append-only money movements, and each account's running sum of them."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aitbc.storage.interfaces import LedgerEntry, StoredLedgerEntry
 from aitbc.storage.sql.database import Database
-from aitbc.storage.sql.tables import ledger_entries
+from aitbc.storage.sql.tables import accounts, ledger_entries
+
+
+async def write_ledger(connection: AsyncConnection, entries: Sequence[LedgerEntry], now: datetime) -> None:
+    """Append entries and move each account's running balance with them, in the caller's transaction: the
+    ledger is the record, the running balance a sum kept with it so checks need not add up all history."""
+    rows = [
+        {
+            "account_id": e.account_id,
+            "job_id": e.job_id,
+            "kind": e.kind,
+            "amount_units": e.amount_units,
+            "memo": e.memo,
+            "created_at": now,
+        }
+        for e in entries
+    ]
+    await connection.execute(insert(ledger_entries), rows)
+    moved: dict[str, int] = {}
+    for entry in entries:
+        moved[entry.account_id] = moved.get(entry.account_id, 0) + entry.amount_units
+    for account_id, amount in sorted(moved.items()):
+        running = accounts.c.balance_units + amount
+        await connection.execute(update(accounts).where(accounts.c.id == account_id).values(balance_units=running))
+
+
+async def balance_units(connection: AsyncConnection, account_id: str) -> int:
+    query = select(accounts.c.balance_units).where(accounts.c.id == account_id)
+    return int((await connection.execute(query)).scalar() or 0)
 
 
 class SqlLedgerStore:
@@ -17,24 +46,19 @@ class SqlLedgerStore:
         self._db = database
 
     async def append(self, entries: Sequence[LedgerEntry], now: datetime) -> None:
-        rows = [
-            {
-                "account_id": e.account_id,
-                "job_id": e.job_id,
-                "kind": e.kind,
-                "amount_units": e.amount_units,
-                "memo": e.memo,
-                "created_at": now,
-            }
-            for e in entries
-        ]
         async with self._db.write() as connection:
-            await connection.execute(insert(ledger_entries), rows)
+            await write_ledger(connection, entries, now)
 
     async def balance_units(self, account_id: str) -> int:
+        async with self._db.read() as connection:
+            return await balance_units(connection, account_id)
+
+    async def summed_balance_units(self, account_id: str) -> int:
+        """The balance added up from the ledger itself (for audits: it must equal the running balance)."""
         total = select(func.coalesce(func.sum(ledger_entries.c.amount_units), 0))
         async with self._db.read() as connection:
-            return int((await connection.execute(total.where(ledger_entries.c.account_id == account_id))).scalar_one())
+            query = total.where(ledger_entries.c.account_id == account_id)
+            return int((await connection.execute(query)).scalar_one())
 
     async def held_units(self, account_id: str) -> int:
         """Holds not yet answered by a release (a release is written when the job ends)."""

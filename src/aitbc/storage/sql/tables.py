@@ -62,6 +62,8 @@ accounts = Table(
     Column("plan", String(20), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("event_seq", BigInteger, nullable=False, default=0),
+    # The sum of the account's ledger entries, moved in the same transaction as each entry (nano-AITBC).
+    Column("balance_units", BigInteger, nullable=False, server_default="0"),
 )
 
 api_keys = Table(
