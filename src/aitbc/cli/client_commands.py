@@ -17,6 +17,7 @@ from aitbc.cli.common import (
     UrlOption,
     client,
     console,
+    errors,
     fail,
     handles_errors,
     print_json,
@@ -24,6 +25,7 @@ from aitbc.cli.common import (
     styled_status,
 )
 from aitbc.protocol.jobs import JobView
+from aitbc.sdk.client import Client
 
 app = typer.Typer(help="Submit jobs and follow, cancel and list them.", no_args_is_help=True)
 
@@ -65,6 +67,10 @@ def submit(
         str | None, typer.Option("--workflow-config", help="JSON parameters for the runtime.")
     ] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Retry-safe submit.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", help="Wait for the job, showing its progress, then download its results here."),
+    ] = None,
     url: UrlOption = None,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
@@ -98,6 +104,24 @@ def submit(
         print_json(job)
     else:
         typer.echo(job.job_id)
+    if output is not None:
+        _wait_and_download(job.job_id, output, url, api_key, as_json)
+
+
+def _wait_and_download(job_id: str, output: Path, url: str | None, api_key: str | None, as_json: bool) -> None:
+    """`submit --output DIR`, as in the submission guide: follow the job, then fetch its package (partial
+    results of a failed or canceled job too) into DIR/<job_id>/; exit as `watch` does."""
+    from aitbc.cli.results_commands import download
+
+    with client(url, api_key) as api:
+        job = _follow(api, job_id, as_json)
+    if job.results == "available":
+        download(
+            job_id=job_id, output=output, checksum=True, format="folder", url=url, api_key=api_key, as_json=as_json
+        )
+    else:
+        errors.print(f"[yellow]{job_id} has no results to download[/] ({job.results})")
+    _finish(job, as_json)
 
 
 def status_table(job: JobView) -> Table:
@@ -199,9 +223,14 @@ def _exit_for(job_status: str) -> int:
 def watch(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
     """Follow a job live until it ends; exit 0 when it completes, 1 when it fails, 2 when canceled."""
     with client(url, api_key) as api:
-        job = api.get(job_id)
-        if job.status.is_terminal:
-            _finish(job, as_json)
+        job = _follow(api, job_id, as_json)
+    _finish(job, as_json)
+
+
+def _follow(api: Client, job_id: str, as_json: bool) -> JobView:
+    """Show the job's progress (a bar, or JSON events) until it ends; return it as it ended."""
+    job = api.get(job_id)
+    if not job.status.is_terminal:
         progress = Progress(
             TextColumn("[bold]{task.fields[status]}"),
             BarColumn(),
@@ -224,7 +253,7 @@ def watch(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None,
                 if event.status.is_terminal:
                     break
         job = api.get(job_id)
-    _finish(job, as_json)
+    return job
 
 
 def _finish(job: JobView, as_json: bool) -> None:
