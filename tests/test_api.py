@@ -264,6 +264,10 @@ async def test_list_filters_and_history(api: Api, clock: ManualClock) -> None:
     assert [j["job_id"] for j in history["jobs"]] == [ids[0]]
     recent = (await http.get("/v1/jobs", params={"days": 2}, headers=h(k["alice"]))).json()
     assert {j["job_id"] for j in recent["jobs"]} == {ids[1], ids[2]}
+    submitted = (await http.get("/v1/jobs", params={"status": "submitted"}, headers=h(k["alice"]))).json()
+    assert {j["job_id"] for j in submitted["jobs"]} == {ids[1], ids[2]}
+    finished = (await http.get("/v1/jobs", params={"status": "finished"}, headers=h(k["alice"]))).json()
+    assert [j["job_id"] for j in finished["jobs"]] == [ids[0]]
     bad = await http.get("/v1/jobs", params={"status": "sleeping"}, headers=h(k["alice"]))
     assert bad.status_code == 422 and "sleeping" in bad.json()["message"]
     bad = await http.get("/v1/jobs", params={"from": "yesterday"}, headers=h(k["alice"]))

@@ -134,6 +134,8 @@ def test_first_start_makes_keys_and_a_profile_that_the_client_uses(server: Serve
     assert job_id.startswith("job_")
     status = server.json("client", "status", "--job-id", job_id)
     assert status["status"] == "pending" and status["waiting_for"] == "no miner is connected"
+    verbose = server.cli("client", "status", "--job-id", job_id, "--verbose").stdout
+    assert "Timeline" in verbose and "Requirements" in verbose
     human = server.cli("client", "status", "--job-id", job_id).stdout
     assert job_id in human and "pending" in human and "no miner is connected" in human
     listed = server.json("client", "list")

@@ -162,8 +162,17 @@ def _iso(value: Any) -> str | None:
 
 @app.command()
 @handles_errors
-def status(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
+def status(
+    job_id: JobIdOption,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="The full record, as `get` shows it.")] = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Show a job's status and progress."""
+    if verbose:
+        get(job_id, url, api_key, as_json)
+        return
     with client(url, api_key) as api:
         job = api.get(job_id)
     if as_json:

@@ -31,16 +31,27 @@ def parse_moment(value: str | None, name: str, end_of_day: bool = False) -> date
         raise InvalidInput(f"'{name}' must be a date (2026-01-31) or an ISO 8601 time, not {value!r}") from error
 
 
+# Words the guides use for groups of statuses.
+STATUS_ALIASES = {
+    "submitted": [JobStatus.PENDING],
+    "active": [JobStatus.PENDING, JobStatus.ASSIGNED, JobStatus.RUNNING, JobStatus.CANCELING],
+    "finished": [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED],
+}
+
+
 def parse_statuses(values: list[str]) -> list[JobStatus]:
     statuses: list[JobStatus] = []
     for value in values:
         for part in value.split(","):
             if not part.strip():
                 continue
+            if part.strip() in STATUS_ALIASES:
+                statuses.extend(STATUS_ALIASES[part.strip()])
+                continue
             try:
                 statuses.append(JobStatus(part.strip()))
             except ValueError as error:
-                choices = ", ".join(s.value for s in JobStatus)
+                choices = ", ".join([s.value for s in JobStatus] + list(STATUS_ALIASES))
                 raise InvalidInput(f"unknown status {part!r}; choose from {choices}") from error
     return statuses
 
