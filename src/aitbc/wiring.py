@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import anyio
+from sqlalchemy.engine import make_url
 
 from aitbc.blobs.local import LocalBlobStore
 from aitbc.domain.clock import Clock, SystemClock
+from aitbc.domain.events import JobEvent
 from aitbc.services.accounts import AccountService
 from aitbc.services.billing import BillingService
 from aitbc.services.coordinator_key import load_or_create_key
@@ -31,6 +33,7 @@ from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
 from aitbc.streaming.hub import EventHub
+from aitbc.streaming.postgres_relay import PostgresRelay
 
 
 @dataclass
@@ -56,7 +59,26 @@ class Coordinator:
     retention: RetentionSweeper
     receipts: ReceiptIssuer
 
+    relay: PostgresRelay | None = None
+
+    async def start_relay(self) -> None:
+        """On PostgreSQL, share events, claim wake-ups and cancels with the other replicas."""
+        if self.database.dialect != "postgresql" or self.relay is not None:
+            return
+        conninfo = make_url(self.settings.resolved_database_url).set(drivername="postgresql")
+        store = self.job_store
+
+        async def fetch_event(account_id: str, seq: int) -> JobEvent | None:
+            found = await store.events_since(account_id, seq - 1, None, 1)
+            return found[0] if found and found[0].seq == seq else None
+
+        self.relay = PostgresRelay(conninfo.render_as_string(hide_password=False), self.hub, fetch_event)
+        await self.relay.start()
+
     async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
         await self.database.dispose()
 
 

@@ -24,6 +24,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         coordinator = await open_coordinator(settings, clock)
+        await coordinator.start_relay()
         app.state.coordinator = coordinator
         tasks = []
         if settings.run_reaper:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aitbc.domain.events import JobEvent
 
@@ -30,8 +31,19 @@ class Subscription:
         return self.job_id is None or event.job_id == self.job_id
 
 
+class Relay(Protocol):
+    """Carries what happens on this replica to the others (see `streaming.postgres_relay`)."""
+
+    def send_event(self, event: JobEvent) -> None: ...
+
+    def send_work(self) -> None: ...
+
+    def send_miner(self, miner_id: str) -> None: ...
+
+
 class EventHub:
     def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self.relay: Relay | None = None
         self._queue_size = queue_size
         self._by_account: dict[str | None, set[Subscription]] = defaultdict(set)
         self._work = asyncio.Condition()
@@ -48,6 +60,13 @@ class EventHub:
         subscription.closed.set()
 
     def publish(self, event: JobEvent) -> None:
+        """Deliver to this replica's subscribers and tell the other replicas."""
+        self.deliver(event)
+        if self.relay is not None:
+            self.relay.send_event(event)
+
+    def deliver(self, event: JobEvent) -> None:
+        """Deliver to this replica's subscribers only (an event that came from another replica)."""
         for key in (event.account_id, None):
             for subscription in list(self._by_account.get(key, ())):
                 if not subscription.wants(event):
@@ -63,7 +82,12 @@ class EventHub:
         return sum(len(s) for s in self._by_account.values())
 
     async def work_available(self) -> None:
-        """Wake every claimer waiting for work (a job was submitted or requeued)."""
+        """Wake every claimer waiting for work (a job was submitted or requeued), here and on other replicas."""
+        if self.relay is not None:
+            self.relay.send_work()
+        await self.wake_claimers()
+
+    async def wake_claimers(self) -> None:
         async with self._work:
             self._work_version += 1
             self._work.notify_all()
@@ -85,4 +109,9 @@ class EventHub:
         return self._miner_wakeups.setdefault(miner_id, asyncio.Event())
 
     def notify_miner(self, miner_id: str) -> None:
+        self.miner_wakeup(miner_id).set()
+        if self.relay is not None:
+            self.relay.send_miner(miner_id)
+
+    def wake_miner(self, miner_id: str) -> None:
         self.miner_wakeup(miner_id).set()
