@@ -65,6 +65,7 @@ class Marketplace(RuleBasedStateMachine):
     )
     def submit(self, client: int, gpu: str | None, priority: str, timeout: int) -> None:
         request = job_request(requirements={"gpu_type": gpu}, priority=priority, timeout_seconds=timeout)
+        self.clock.advance(0.001)  # no two jobs share a timestamp, so the claim order does not hang on random ids
         try:
             self.run(self.coordinator.jobs.submit(self.clients[client], request))
         except AitbcError as error:
@@ -93,7 +94,7 @@ class Marketplace(RuleBasedStateMachine):
         seconds=st.floats(0, 50),
     )
     def act(self, data: st.DataObject, action: str, seconds: float) -> None:
-        job_id = data.draw(st.sampled_from(sorted(self.leases)))
+        job_id = data.draw(st.sampled_from(list(self.leases)))  # in claim order: the same draw, the same job
         miner, lease = self.leases[job_id]
         self.clock.advance(seconds)
         dispatch = self.coordinator.dispatch

@@ -420,3 +420,27 @@ async def test_ten_thousand_jobs_page_by_page_each_exactly_once(coordinator: Coo
         cursor = page.next_cursor
     assert pages == 10 and len(seen) == 10_000
     assert set(seen) == {row["id"] for row in rows}
+
+
+async def test_a_restarted_coordinator_gives_miners_a_lease_to_reconnect(
+    coordinator: Coordinator, clock: ManualClock
+) -> None:
+    job_id, _miner, _lease = await _running_job(coordinator)
+    clock.advance(coordinator.settings.lease_seconds * 5)  # the coordinator was down for a while
+    assert await coordinator.reaper.grace_after_start() == 1
+    assert (await coordinator.reaper.run_once()).total == 0
+    clock.advance(coordinator.settings.lease_seconds + 1)  # the miner never came back
+    assert (await coordinator.reaper.run_once()).requeued == 1
+    client = await principal(coordinator, "alice", Role.CLIENT)
+    assert (await coordinator.jobs.get(client, job_id)).status is JobStatus.PENDING
+
+
+async def test_a_second_miner_with_the_same_name_and_another_key_is_refused(
+    coordinator: Coordinator, clock: ManualClock
+) -> None:
+    owner = await principal(coordinator, "farm", Role.MINER)
+    first = await register_miner(coordinator, owner, "rig")
+    with pytest.raises(Conflict, match="already running with another key"):
+        await register_miner(coordinator, owner, "rig")
+    clock.advance(coordinator.settings.miner_active_seconds + 1)  # the first one is gone: the name is free again
+    assert await register_miner(coordinator, owner, "rig") == first

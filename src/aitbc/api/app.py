@@ -28,6 +28,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         app.state.coordinator = coordinator
         tasks = []
         if settings.run_reaper:
+            await coordinator.reaper.grace_after_start()
             tasks.append(asyncio.create_task(coordinator.reaper.run_forever()))
         if settings.run_results_sweeper:
             tasks.append(asyncio.create_task(coordinator.retention.run_forever()))

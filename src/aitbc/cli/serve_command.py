@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from aitbc.api.app import create_app
 from aitbc.cli.common import console, handles_errors
-from aitbc.cli.miner_command import serve_with_local_miners
 from aitbc.sdk.config import profile_path, write_profile
-from aitbc.services.accounts import CreatedKey
 from aitbc.settings import Settings, default_data_dir
-from aitbc.wiring import open_coordinator
+
+if TYPE_CHECKING:  # the server stack loads when `serve` runs, not for every `aitbc client …` command
+    from aitbc.services.accounts import CreatedKey
+
+# Held requests (long polls, WebSockets) get this long to finish when the coordinator stops.
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 async def _bootstrap(settings: Settings) -> list[CreatedKey]:
+    from aitbc.wiring import open_coordinator
+
     coordinator = await open_coordinator(settings)
     try:
         return await coordinator.accounts.bootstrap()
@@ -40,6 +43,11 @@ def serve(
     lease_seconds: Annotated[int, typer.Option("--lease-seconds", min=2, help="Miner lease length.")] = 60,
 ) -> None:
     """Run the coordinator (HTTP + WebSocket API, queue, leases, reaper)."""
+    import uvicorn
+
+    from aitbc.api.app import create_app
+    from aitbc.cli.miner_command import serve_with_local_miners
+
     settings = Settings(
         data_dir=(data_dir or default_data_dir()).expanduser(),
         database_url=database_url,
@@ -60,7 +68,21 @@ def serve(
         console.print(f"Using the data in {settings.data_dir} (CLI profile: {profile_path()}).")
     console.print(f"Coordinator on [bold]{settings.base_url}[/] — API docs at {settings.base_url}/docs")
     if miners:
-        server = uvicorn.Config(create_app(settings), host=host, port=port, log_level=log_level, ws_ping_interval=20)
+        server = uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            ws_ping_interval=20,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
         serve_with_local_miners(miners, settings, server)
     else:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, ws_ping_interval=20)
+        uvicorn.run(
+            create_app(settings),
+            host=host,
+            port=port,
+            log_level=log_level,
+            ws_ping_interval=20,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )

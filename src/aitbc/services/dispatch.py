@@ -77,7 +77,19 @@ class DispatchService:
     # -- miners -------------------------------------------------------------------------------------
 
     async def register(self, principal: Principal, request: RegisterRequest) -> RegisterResponse:
+        """Register, or re-register under the same name (same id). A name is one miner: while a miner of that
+        name is active with another key, a second one is refused, or its signatures would not verify."""
         load_public_key(request.public_key)
+        now = self._clock.now()
+        existing = await self._miners.get_miner_by_name(principal.account.id, request.name)
+        if existing is not None and existing.public_key != request.public_key:
+            idle = (now - existing.last_seen_at).total_seconds()
+            if idle < self._settings.miner_active_seconds:
+                raise Conflict(
+                    f"a miner named {request.name!r} is already running with another key (heard from {idle:.0f} s "
+                    "ago): give this one another --name, or stop the other and retry in "
+                    f"{self._settings.miner_active_seconds - idle:.0f} s"
+                )
         capabilities = Capabilities(
             runtimes=frozenset(request.runtimes),
             models=frozenset(request.models),
@@ -90,7 +102,7 @@ class DispatchService:
             capabilities,
             request.max_concurrency,
             request.public_key,
-            self._clock.now(),
+            now,
         )
         await self._hub.work_available()
         return RegisterResponse(

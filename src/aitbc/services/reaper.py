@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aitbc.domain.clock import Clock
 from aitbc.domain.job import FailureReason, Job, JobStatus
@@ -41,6 +42,13 @@ class Reaper:
         self._lifecycle = lifecycle
         self._clock = clock
         self._settings = settings
+
+    async def grace_after_start(self) -> int:
+        """A coordinator that was down longer than a lease must not count its own outage against the miners:
+        before the first pass, every running lease gets one full lease period for its miner to reconnect and
+        deliver what it finished meanwhile."""
+        until = self._clock.now() + timedelta(seconds=self._settings.lease_seconds)
+        return await self._jobs.renew_running_leases(until)
 
     async def run_once(self) -> ReaperReport:
         report = ReaperReport()

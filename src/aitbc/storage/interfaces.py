@@ -162,6 +162,9 @@ class JobStore(Protocol):
     async def extend_leases(self, miner_id: str, lease_ids: Sequence[str], expires_at: datetime) -> list[Job]:
         """Extend the given leases of this miner; return every job those leases still hold."""
 
+    async def renew_running_leases(self, until: datetime) -> int:
+        """Give every assigned or running job's lease until `until` at least; return how many moved."""
+
     async def expired(self, status: JobStatus, now: datetime, limit: int) -> list[Job]:
         """Jobs in `status` whose deadline passed: lease expiry for leased/canceling, queue TTL for pending."""
 
@@ -244,6 +247,8 @@ class MinerStore(Protocol):
         """Register, or re-register (same account and name) keeping the miner's id."""
 
     async def get_miner(self, miner_id: str) -> Miner | None: ...
+
+    async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None: ...
 
     async def touch(self, miner_id: str, now: datetime) -> None: ...
 

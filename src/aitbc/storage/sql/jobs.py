@@ -327,6 +327,15 @@ class SqlJobStore:
             rows = (await connection.execute(held)).all()
         return [job_from_row(row) for row in rows]
 
+    async def renew_running_leases(self, until: datetime) -> int:
+        renew = (
+            update(jobs)
+            .where(jobs.c.status.in_(_LEASED), jobs.c.lease_expires_at < until)
+            .values(lease_expires_at=until)
+        )
+        async with self._db.write() as connection:
+            return int((await connection.execute(renew)).rowcount)
+
     async def expired(self, status: JobStatus, now: datetime, limit: int) -> list[Job]:
         deadline = jobs.c.queue_expires_at if status is JobStatus.PENDING else jobs.c.lease_expires_at
         query = select(jobs).where(jobs.c.status == status.value, deadline < now).order_by(deadline).limit(limit)

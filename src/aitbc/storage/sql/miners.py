@@ -48,6 +48,12 @@ class SqlMinerStore:
             row = (await connection.execute(select(miners).where(miners.c.id == miner_id))).first()
         return miner_from_row(row) if row else None
 
+    async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None:
+        query = select(miners).where(miners.c.account_id == account_id, miners.c.name == name)
+        async with self._db.read() as connection:
+            row = (await connection.execute(query)).first()
+        return miner_from_row(row) if row else None
+
     async def touch(self, miner_id: str, now: datetime) -> None:
         async with self._db.write() as connection:
             await connection.execute(update(miners).where(miners.c.id == miner_id).values(last_seen_at=now))
