@@ -17,9 +17,9 @@ from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView
 from aitbc.sdk.config import read_profile
+from aitbc.services.admin_views import account_view, balance_view, created_key_view, key_view
 
 if TYPE_CHECKING:  # the server side loads only when a command works on the database directly
-    from aitbc.services.billing import Balance
     from aitbc.wiring import Coordinator
 
 app = typer.Typer(help="Administer accounts and API keys.", no_args_is_help=True)
@@ -84,16 +84,7 @@ def create_key(
     if _direct(data_dir, database_url, url, api_key):
 
         async def work(coordinator: Coordinator) -> CreatedKeyView:
-            made = await coordinator.accounts.create_key(name, role, plan)
-            return CreatedKeyView(
-                api_key=made.secret,
-                key_id=made.key.id,
-                account=made.account.name,
-                account_id=made.account.id,
-                role=made.key.role,
-                plan=made.account.plan,
-                created_at=made.key.created_at,
-            )
+            return created_key_view(await coordinator.accounts.create_key(name, role, plan))
 
         created = _on_database(data_dir, database_url, work)
     else:
@@ -123,18 +114,7 @@ def list_keys(
     if _direct(data_dir, database_url, url, api_key):
 
         async def work(coordinator: Coordinator) -> list[KeyView]:
-            return [
-                KeyView(
-                    key_id=k.id,
-                    account_id=k.account_id,
-                    name=k.name,
-                    role=k.role,
-                    prefix=k.prefix,
-                    created_at=k.created_at,
-                    revoked_at=k.revoked_at,
-                )
-                for k in await coordinator.accounts.list_keys(account)
-            ]
+            return [key_view(k) for k in await coordinator.accounts.list_keys(account)]
 
         keys = _on_database(data_dir, database_url, work)
     else:
@@ -197,10 +177,7 @@ def list_accounts(
     if _direct(data_dir, database_url, url, api_key):
 
         async def work(coordinator: Coordinator) -> list[AccountView]:
-            return [
-                AccountView(account_id=a.id, name=a.name, plan=a.plan, created_at=a.created_at)
-                for a in await coordinator.accounts.list_accounts()
-            ]
+            return [account_view(a) for a in await coordinator.accounts.list_accounts()]
 
         accounts = _on_database(data_dir, database_url, work)
     else:
@@ -232,8 +209,7 @@ def set_plan(
     if _direct(data_dir, database_url, url, api_key):
 
         async def work(coordinator: Coordinator) -> AccountView:
-            a = await coordinator.accounts.set_plan(account, plan)
-            return AccountView(account_id=a.id, name=a.name, plan=a.plan, created_at=a.created_at)
+            return account_view(await coordinator.accounts.set_plan(account, plan))
 
         updated = _on_database(data_dir, database_url, work)
     else:
@@ -243,16 +219,6 @@ def set_plan(
         print_json(updated)
     else:
         console.print(f"Account {updated.name} is now on the {updated.plan.value} plan.")
-
-
-def balance_view(balance: Balance) -> BalanceView:
-    return BalanceView(
-        account=balance.account.name,
-        plan=balance.account.plan.value,
-        available=balance.available,
-        held=balance.held,
-        total=balance.total,
-    )
 
 
 credits_app = typer.Typer(help="Grant credits to accounts.", no_args_is_help=True)

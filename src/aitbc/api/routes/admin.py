@@ -5,40 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from aitbc.api.dependencies import AdminDep, CoordinatorDep
-from aitbc.domain.accounts import Account, ApiKey
 from aitbc.protocol.admin import AccountView, CreatedKeyView, CreateKeyRequest, KeyView, SetPlanRequest
+from aitbc.services.admin_views import account_view, created_key_view, key_view
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-def key_view(key: ApiKey) -> KeyView:
-    return KeyView(
-        key_id=key.id,
-        account_id=key.account_id,
-        name=key.name,
-        role=key.role,
-        prefix=key.prefix,
-        created_at=key.created_at,
-        revoked_at=key.revoked_at,
-    )
-
-
-def account_view(account: Account) -> AccountView:
-    return AccountView(account_id=account.id, name=account.name, plan=account.plan, created_at=account.created_at)
-
-
 @router.post("/keys", status_code=201, response_model=CreatedKeyView)
 async def create_key(body: CreateKeyRequest, _admin: AdminDep, coordinator: CoordinatorDep) -> CreatedKeyView:
-    created = await coordinator.accounts.create_key(body.name, body.role, body.plan)
-    return CreatedKeyView(
-        api_key=created.secret,
-        key_id=created.key.id,
-        account=created.account.name,
-        account_id=created.account.id,
-        role=created.key.role,
-        plan=created.account.plan,
-        created_at=created.key.created_at,
-    )
+    return created_key_view(await coordinator.accounts.create_key(body.name, body.role, body.plan))
 
 
 @router.get("/keys", response_model=list[KeyView])

@@ -11,19 +11,9 @@ from aitbc.api.routes.jobs import parse_moment
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.money import parse_amount
 from aitbc.protocol.billing import BalanceView, GrantRequest, LedgerEntryView, LedgerPage
-from aitbc.services.billing import Balance
+from aitbc.services.admin_views import balance_view
 
 router = APIRouter(prefix="/v1", tags=["billing"])
-
-
-def balance_view(balance: Balance) -> BalanceView:
-    return BalanceView(
-        account=balance.account.name,
-        plan=balance.account.plan.value,
-        available=balance.available,
-        held=balance.held,
-        total=balance.total,
-    )
 
 
 @router.get("/billing/balance", response_model=BalanceView)
