@@ -170,18 +170,32 @@ class DispatchService:
 
     # -- claiming -----------------------------------------------------------------------------------
 
-    async def claim(self, principal: Principal, miner_id: str, max_jobs: int, wait_seconds: float) -> list[Assignment]:
-        """Long-poll: return at once if work is there, else sleep until a submit or requeue wakes us."""
+    async def claim(
+        self,
+        principal: Principal,
+        miner_id: str,
+        max_jobs: int,
+        wait_seconds: float,
+        gone: asyncio.Event | None = None,
+    ) -> list[Assignment]:
+        """Long-poll: return at once if work is there, else sleep until a submit or requeue wakes us. When
+        `gone` is set (the miner hung up) stop waiting and claim nothing: no job goes to a miner that left."""
         miner = await self.miner(principal, miner_id)
         deadline = time.monotonic() + min(wait_seconds, self._settings.max_claim_wait_seconds)
-        while True:
+        gone = gone or asyncio.Event()
+        while not gone.is_set():
             version = self._hub.work_version()
             await self._miners.touch(miner.id, self._clock.now())
             claimed = await self._claim_now(miner, max_jobs)
             remaining = deadline - time.monotonic()
             if claimed or remaining <= 0:
                 return claimed
-            await self._hub.wait_for_work(version, remaining)
+            waiting = asyncio.ensure_future(self._hub.wait_for_work(version, remaining))
+            hung_up = asyncio.ensure_future(gone.wait())
+            await asyncio.wait({waiting, hung_up}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (waiting, hung_up):
+                task.cancel()
+        return []
 
     async def _claim_now(self, miner: Miner, max_jobs: int) -> list[Assignment]:
         assignments: list[Assignment] = []

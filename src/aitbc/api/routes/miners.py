@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -40,9 +41,24 @@ async def heartbeat(
     return HeartbeatResponse(leases=leases)
 
 
+async def _watch_disconnect(request: Request, gone: asyncio.Event) -> None:
+    """The body is read; the next message from the server is the client hanging up."""
+    while True:
+        if (await request.receive())["type"] == "http.disconnect":
+            gone.set()
+            return
+
+
 @router.post("/{miner_id}/claim", response_model=ClaimResponse)
-async def claim(miner_id: str, body: ClaimRequest, principal: MinerDep, coordinator: CoordinatorDep) -> ClaimResponse:
-    jobs = await coordinator.dispatch.claim(principal, miner_id, body.max_jobs, body.wait_seconds)
+async def claim(
+    miner_id: str, body: ClaimRequest, request: Request, principal: MinerDep, coordinator: CoordinatorDep
+) -> ClaimResponse:
+    gone = asyncio.Event()
+    watcher = asyncio.create_task(_watch_disconnect(request, gone))
+    try:
+        jobs = await coordinator.dispatch.claim(principal, miner_id, body.max_jobs, body.wait_seconds, gone)
+    finally:
+        watcher.cancel()
     return ClaimResponse(jobs=jobs)
 
 

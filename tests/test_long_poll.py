@@ -1,0 +1,60 @@
+"""Long polls over a real socket: a miner that hangs up mid-claim is given no job."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from aitbc.domain.manifest import public_key_text
+from aitbc.domain.plans import Role
+from aitbc.settings import Settings
+from aitbc.wiring import open_coordinator
+from tests.live_server import live_server
+
+
+async def _keys(settings: Settings) -> tuple[str, str]:
+    coordinator = await open_coordinator(settings)
+    try:
+        client = (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
+        miner = (await coordinator.accounts.create_key("farm", Role.MINER)).secret
+        return client, miner
+    finally:
+        await coordinator.close()
+
+
+def test_a_miner_that_hangs_up_mid_claim_gets_no_job(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    client_key, miner_key = asyncio.run(_keys(settings))
+    with live_server(settings) as (url, _app):
+        miner = httpx.Client(base_url=url, headers={"X-Api-Key": miner_key}, timeout=30)
+        miner_id = miner.post(
+            "/v1/miners/register",
+            json={
+                "name": "leaver",
+                "runtimes": ["command"],
+                "public_key": public_key_text(Ed25519PrivateKey.generate()),
+            },
+        ).json()["miner_id"]
+
+        async def claim_then_hang_up() -> None:
+            async with httpx.AsyncClient(base_url=url, headers={"X-Api-Key": miner_key}) as poller:
+                request = asyncio.create_task(
+                    poller.post(f"/v1/miners/{miner_id}/claim", json={"max_jobs": 1, "wait_seconds": 30})
+                )
+                await asyncio.sleep(0.5)
+                request.cancel()  # the miner stops: its connection closes mid-poll
+
+        asyncio.run(claim_then_hang_up())
+        time.sleep(0.3)
+        with httpx.Client(base_url=url, headers={"X-Api-Key": client_key}) as client:
+            job_id = client.post("/v1/jobs", json={"type": "command", "input": "x"}).json()["job_id"]
+            time.sleep(1.0)
+            job = client.get(f"/v1/jobs/{job_id}").json()
+        assert (job["status"], job["miner_id"]) == ("pending", None)
+        claimed = miner.post(f"/v1/miners/{miner_id}/claim", json={"max_jobs": 1, "wait_seconds": 0}).json()["jobs"]
+        assert [c["job_id"] for c in claimed] == [job_id]  # a miner that is still there gets it
+        miner.close()
