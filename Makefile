@@ -16,6 +16,8 @@ $(VENV)/.run-installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml
+	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (the reencode runtime and its tests need it)"; \
+		apt-get update -qq && apt-get install -y -qq ffmpeg; }
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[test,ai]'
 	touch $@ $(VENV)/.run-installed
