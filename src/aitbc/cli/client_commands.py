@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from aitbc.cli.common import (
     KeyOption,
     UrlOption,
     client,
+    confirm,
     console,
     errors,
     fail,
@@ -286,11 +286,7 @@ def cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a job: at once if queued; a running job is stopped by its miner (partial results are kept)."""
-    if not force:
-        if not sys.stdin.isatty():
-            fail("refusing to cancel without confirmation: no terminal to ask on. Pass --force to cancel.", 2)
-        if not typer.confirm(f"Cancel job {job_id}?"):
-            fail("not canceled", 1)
+    confirm(force, "cancel", f"Cancel job {job_id}?", "not canceled")
     with client(url, api_key) as api:
         result = api.cancel(job_id)
     if as_json:

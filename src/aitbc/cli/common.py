@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
@@ -28,6 +29,16 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 def fail(message: str, code: int = 1) -> NoReturn:
     errors.print(f"[bold red]Error:[/] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def confirm(force: bool, verb: str, question: str, declined: str) -> None:
+    """Ask before something that cannot be undone; without a terminal to ask on, refuse unless --force."""
+    if force:
+        return
+    if not sys.stdin.isatty():
+        fail(f"refusing to {verb} without confirmation: no terminal to ask on. Pass --force to {verb}.", 2)
+    if not typer.confirm(question):
+        fail(declined, 1)
 
 
 def handles_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import sys
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,18 @@ from rich.progress import (
 from rich.table import Table
 
 from aitbc.cli.client_commands import JobIdOption, app
-from aitbc.cli.common import JsonOption, KeyOption, UrlOption, client, console, errors, fail, handles_errors, print_json
+from aitbc.cli.common import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    client,
+    confirm,
+    console,
+    errors,
+    fail,
+    handles_errors,
+    print_json,
+)
 from aitbc.cli.verify_command import HASH_CHUNK, receipt_file, sha256_file
 from aitbc.domain.clock import isoformat_z
 from aitbc.domain.durations import describe_duration, parse_duration
@@ -313,16 +323,7 @@ def delete(
     as_json: JsonOption = False,
 ) -> None:
     """Delete a finished job's result files and revoke its share links; the job stays in your history."""
-    _confirm(force, f"Delete the results of job {job_id}? This cannot be undone.")
+    confirm(force, "delete", f"Delete the results of job {job_id}? This cannot be undone.", "nothing was deleted")
     with client(url, api_key) as api:
         deleted = api.delete_results(job_id)
     _out(as_json, deleted, f"{job_id}: results {deleted.results} — {deleted.message}")
-
-
-def _confirm(force: bool, question: str) -> None:
-    if force:
-        return
-    if not sys.stdin.isatty():
-        fail("refusing to delete without confirmation: no terminal to ask on. Pass --force to delete.", 2)
-    if not typer.confirm(question):
-        fail("nothing was deleted", 1)
