@@ -34,7 +34,6 @@ class Settings:
     max_inline_input_bytes: int = 1024 * 1024
     max_input_file_bytes: int = 1024**3
     max_result_file_bytes: int = 10 * 1024**3
-    max_log_batch_lines: int = 1000
     miner_active_seconds: int = 120
     max_claim_wait_seconds: int = 60
     reaper_interval_seconds: float = 1.0

@@ -16,7 +16,7 @@ from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
 from aitbc.settings import Settings
 from aitbc.version import VERSION as __version__
-from aitbc.wiring import Coordinator, open_coordinator
+from aitbc.wiring import open_coordinator
 
 JSON_BODY_SLACK = 64 * 1024
 
@@ -66,8 +66,3 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     return app
-
-
-def coordinator_of(app: FastAPI) -> Coordinator:
-    found: Coordinator = app.state.coordinator
-    return found

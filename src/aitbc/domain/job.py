@@ -47,7 +47,6 @@ class FailureReason(enum.StrEnum):
     NO_MINER = "no_miner"
     MINER_ERROR = "miner_error"
     INVALID_INPUT = "invalid_input"
-    CANCEL_TOO_LATE = "already_finished"
 
 
 # Reasons where the miner or the system is at fault, not the job: the client pays nothing for these.

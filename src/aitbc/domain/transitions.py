@@ -63,7 +63,3 @@ TRANSITIONS: dict[Move, Transition] = {
 
 def transition(move: Move) -> Transition:
     return TRANSITIONS[move]
-
-
-def allowed_moves(status: JobStatus) -> list[Move]:
-    return [t.move for t in TRANSITIONS.values() if status in t.sources]

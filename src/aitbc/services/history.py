@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
@@ -101,7 +100,7 @@ class HistoryService:
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
         async for view in views:
-            data = json.loads(view.model_dump_json())
+            data = view.model_dump(mode="json")
             writer.writerow(["" if data.get(c) is None else data[c] for c in CSV_COLUMNS])
             if buffer.tell() > 64 * 1024:
                 yield buffer.getvalue().encode()

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -34,7 +34,7 @@ def _driver_urls(url: str) -> tuple[str, str]:
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://…")
 
 
-def _sqlite_pragmas(immediate: bool) -> Any:
+def _sqlite_pragmas() -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -86,7 +86,7 @@ def open_database(url: str) -> Database:
         writer = create_async_engine(async_url, pool_size=1, max_overflow=0, pool_timeout=120)
         reader = create_async_engine(async_url, pool_size=4, max_overflow=4)
         for engine, begin in ((writer, "BEGIN IMMEDIATE"), (reader, "BEGIN")):
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas(begin != "BEGIN"))
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas())
             event.listen(engine.sync_engine, "begin", _sqlite_begin(begin))
         return Database(url=url, reader=reader, writer=writer)
     engine = create_async_engine(async_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -97,7 +97,7 @@ def sync_engine(url: str) -> Engine:
     sync_url, _ = _driver_urls(url)
     engine = create_engine(sync_url)
     if make_url(url).get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas(True))
+        event.listen(engine, "connect", _sqlite_pragmas())
         event.listen(engine, "begin", _sqlite_begin("BEGIN IMMEDIATE"))
     return engine
 
@@ -118,7 +118,3 @@ def migrate(url: str) -> None:
             command.upgrade(config, "head")
     finally:
         engine.dispose()
-
-
-async def run_sync(connection: AsyncConnection, statement: str) -> None:
-    await connection.exec_driver_sql(statement)
