@@ -16,6 +16,7 @@ from aitbc.domain.money import parse_amount
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView
+from aitbc.sdk.client import Client
 from aitbc.sdk.config import read_profile
 from aitbc.services.admin_views import account_view, balance_view, created_key_view, key_view
 
@@ -68,6 +69,21 @@ def _on_database(data_dir: Path | None, database_url: str | None, work: Callable
     return asyncio.run(run())
 
 
+def _run(
+    data_dir: Path | None,
+    database_url: str | None,
+    url: str | None,
+    api_key: str | None,
+    on_database: Callable[[Coordinator], Awaitable[T]],
+    through_api: Callable[[Client], T],
+) -> T:
+    """Do an admin command's work where `_direct` says: on the database, or through the API as an admin."""
+    if _direct(data_dir, database_url, url, api_key):
+        return _on_database(data_dir, database_url, on_database)
+    with client(url, _admin_key(api_key)) as api:
+        return through_api(api)
+
+
 @keys_app.command("create")
 @handles_errors
 def create_key(
@@ -81,15 +97,18 @@ def create_key(
     as_json: JsonOption = False,
 ) -> None:
     """Create an API key and print it (once: only its hash is kept)."""
-    if _direct(data_dir, database_url, url, api_key):
 
-        async def work(coordinator: Coordinator) -> CreatedKeyView:
-            return created_key_view(await coordinator.accounts.create_key(name, role, plan))
+    async def work(coordinator: Coordinator) -> CreatedKeyView:
+        return created_key_view(await coordinator.accounts.create_key(name, role, plan))
 
-        created = _on_database(data_dir, database_url, work)
-    else:
-        with client(url, _admin_key(api_key)) as api:
-            created = api.create_key(name, role.value, plan.value if plan else None)
+    created = _run(
+        data_dir,
+        database_url,
+        url,
+        api_key,
+        work,
+        lambda api: api.create_key(name, role.value, plan.value if plan else None),
+    )
     if as_json:
         print_json(created)
         return
@@ -111,15 +130,11 @@ def list_keys(
     as_json: JsonOption = False,
 ) -> None:
     """List API keys (their prefixes, never the secrets)."""
-    if _direct(data_dir, database_url, url, api_key):
 
-        async def work(coordinator: Coordinator) -> list[KeyView]:
-            return [key_view(k) for k in await coordinator.accounts.list_keys(account)]
+    async def work(coordinator: Coordinator) -> list[KeyView]:
+        return [key_view(k) for k in await coordinator.accounts.list_keys(account)]
 
-        keys = _on_database(data_dir, database_url, work)
-    else:
-        with client(url, _admin_key(api_key)) as api:
-            keys = api.list_keys(account)
+    keys = _run(data_dir, database_url, url, api_key, work, lambda api: api.list_keys(account))
     if as_json:
         print_json(keys)
         return
@@ -149,15 +164,11 @@ def revoke_key(
     as_json: JsonOption = False,
 ) -> None:
     """Revoke an API key: it stops working at once."""
-    if _direct(data_dir, database_url, url, api_key):
 
-        async def work(coordinator: Coordinator) -> str:
-            return (await coordinator.accounts.revoke_key(key_id)).id
+    async def work(coordinator: Coordinator) -> KeyView:
+        return key_view(await coordinator.accounts.revoke_key(key_id))
 
-        _on_database(data_dir, database_url, work)
-    else:
-        with client(url, _admin_key(api_key)) as api:
-            api.revoke_key(key_id)
+    _run(data_dir, database_url, url, api_key, work, lambda api: api.revoke_key(key_id))
     if as_json:
         print_json({"key_id": key_id, "revoked": True})
     else:
@@ -174,15 +185,11 @@ def list_accounts(
     as_json: JsonOption = False,
 ) -> None:
     """List accounts and their plans."""
-    if _direct(data_dir, database_url, url, api_key):
 
-        async def work(coordinator: Coordinator) -> list[AccountView]:
-            return [account_view(a) for a in await coordinator.accounts.list_accounts()]
+    async def work(coordinator: Coordinator) -> list[AccountView]:
+        return [account_view(a) for a in await coordinator.accounts.list_accounts()]
 
-        accounts = _on_database(data_dir, database_url, work)
-    else:
-        with client(url, _admin_key(api_key)) as api:
-            accounts = api.list_accounts()
+    accounts = _run(data_dir, database_url, url, api_key, work, lambda api: api.list_accounts())
     if as_json:
         print_json(accounts)
         return
@@ -206,15 +213,11 @@ def set_plan(
     as_json: JsonOption = False,
 ) -> None:
     """Move an account to another plan."""
-    if _direct(data_dir, database_url, url, api_key):
 
-        async def work(coordinator: Coordinator) -> AccountView:
-            return account_view(await coordinator.accounts.set_plan(account, plan))
+    async def work(coordinator: Coordinator) -> AccountView:
+        return account_view(await coordinator.accounts.set_plan(account, plan))
 
-        updated = _on_database(data_dir, database_url, work)
-    else:
-        with client(url, _admin_key(api_key)) as api:
-            updated = api.set_plan(account, plan.value)
+    updated = _run(data_dir, database_url, url, api_key, work, lambda api: api.set_plan(account, plan.value))
     if as_json:
         print_json(updated)
     else:
@@ -239,15 +242,11 @@ def grant_credits(
 ) -> None:
     """Add credits to an account's balance (a `grant` row in its ledger)."""
     value = parse_amount(amount)
-    if _direct(data_dir, database_url, url, api_key):
 
-        async def work(coordinator: Coordinator) -> BalanceView:
-            return balance_view(await coordinator.billing.grant(account, value, memo))
+    async def work(coordinator: Coordinator) -> BalanceView:
+        return balance_view(await coordinator.billing.grant(account, value, memo))
 
-        found = _on_database(data_dir, database_url, work)
-    else:
-        with client(url, _admin_key(api_key)) as api:
-            found = api.grant_credits(account, str(value), memo)
+    found = _run(data_dir, database_url, url, api_key, work, lambda api: api.grant_credits(account, str(value), memo))
     if as_json:
         print_json(found)
     else:
