@@ -46,7 +46,7 @@ def serve(
     import uvicorn
 
     from aitbc.api.app import create_app
-    from aitbc.cli.miner_command import serve_with_local_miners
+    from aitbc.cli.local_miners import serve_with_local_miners
 
     settings = Settings(
         data_dir=(data_dir or default_data_dir()).expanduser(),
