@@ -9,7 +9,7 @@ import zipfile
 
 from sqlalchemy import select
 
-from aitbc.api.routes.shared import RedactShareTokens
+from aitbc.api.redaction import RedactSecrets
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.identifiers import hash_secret
 from aitbc.domain.plans import Plan
@@ -122,5 +122,5 @@ def test_share_tokens_are_kept_out_of_the_access_log() -> None:
         ("127.0.0.1:5", "GET", "/v1/shared/aitbcs_SECRET?x=1", "1.1", 200),
         None,
     )
-    assert RedactShareTokens().filter(record)
+    assert RedactSecrets().filter(record)
     assert "SECRET" not in record.getMessage() and "/v1/shared/<token>?x=1" in record.getMessage()
