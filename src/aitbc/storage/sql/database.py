@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -102,13 +106,23 @@ def sync_engine(url: str) -> Engine:
     return engine
 
 
+def private_sqlite_files(database: Path) -> None:
+    """The database file owner-only before SQLite first opens it: SQLite gives its -wal and -shm files the
+    mode of the database file, so they follow."""
+    make_private_folders(database.parent)
+    private_file(database)
+    for companion in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(database.with_name(database.name + companion), PRIVATE_FILE_MODE)
+
+
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision; safe to run from several replicas at once (PostgreSQL
     takes an advisory lock in the migration environment)."""
     if make_url(url).get_backend_name() == "sqlite":
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_files(Path(database))
     engine = sync_engine(url)
     try:
         with engine.begin() as connection:
