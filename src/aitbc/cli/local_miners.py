@@ -4,11 +4,17 @@ stopping them first so they can hand their running jobs back while the coordinat
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from aitbc.domain.errors import NotFound
 
 if TYPE_CHECKING:  # the server stack loads when `serve` runs
     from types import FrameType
@@ -17,37 +23,58 @@ if TYPE_CHECKING:  # the server stack loads when `serve` runs
 
     from aitbc.settings import Settings
 
-LOCAL_MINER_KEY_FILE = "local-miner.key"
 LOCAL_MINER_ACCOUNT = "local-miners"
+LOCAL_MINER_KEY_NAME = "local-miners-serve"
+OLD_KEY_FILE = "local-miner.key"  # where an earlier version kept the key, in the data folder
 LOCAL_MINER_STOP_SECONDS = 15.0
 LOCAL_MINER_SHUTDOWN_GRACE_SECONDS = 3.0
 
 
+@dataclass(frozen=True)
+class LocalMinerOptions:
+    count: int
+    allow_command: bool = False
+
+
 async def local_miner_key(settings: Settings) -> str:
-    """The miner key local miners use: made once, kept in the data folder (owner-only)."""
+    """A fresh miner key for this run's local miners, kept nowhere but in memory and the miners' pipes: the keys
+    earlier runs made are revoked (their miners stopped with them), so no usable miner key is left at rest."""
     from aitbc.domain.plans import Role
     from aitbc.wiring import open_coordinator
 
-    path = settings.data_dir / LOCAL_MINER_KEY_FILE
-    if path.exists():
-        return path.read_text().strip()
     coordinator = await open_coordinator(settings)
     try:
-        created = await coordinator.accounts.create_key(LOCAL_MINER_ACCOUNT, Role.MINER)
+        with contextlib.suppress(NotFound):  # the account appears with its first key
+            for key in await coordinator.accounts.list_keys(LOCAL_MINER_ACCOUNT):
+                if key.revoked_at is None:
+                    await coordinator.accounts.revoke_key(key.id)
+        created = await coordinator.accounts.create_key(LOCAL_MINER_ACCOUNT, Role.MINER, key_name=LOCAL_MINER_KEY_NAME)
     finally:
         await coordinator.close()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(created.secret + "\n")
+    (settings.data_dir / OLD_KEY_FILE).unlink(missing_ok=True)
     return created.secret
 
 
-def start_local_miners(count: int, settings: Settings, api_key: str) -> list[subprocess.Popen[bytes]]:
-    """N miner processes next to the coordinator: command runtime allowed, AI runtimes when installed."""
+def local_miner_work_dir(data_dir: Path, name: str, state_home: Path | None = None) -> Path:
+    """Outside the coordinator's data folder (a job must never be near the database or the signing key), under
+    $XDG_STATE_HOME, one set per coordinator data folder so two coordinators on one machine keep theirs apart."""
+    base = state_home or Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    data_folder = hashlib.sha256(str(data_dir.expanduser().resolve()).encode()).hexdigest()[:12]
+    return base / "aitbc" / "local-miners" / data_folder / name
+
+
+def start_local_miners(options: LocalMinerOptions, settings: Settings, api_key: str) -> list[subprocess.Popen[bytes]]:
+    """N miner processes next to the coordinator: AI runtimes when installed, `command` only when the operator
+    allowed it. Each gets the key on a pipe to its stdin: not on its command line, not in its environment
+    (/proc/PID/environ), not in a file."""
+    from aitbc.private_files import private_folder
+
     processes: list[subprocess.Popen[bytes]] = []
-    environment = {**os.environ, "AITBC_API_KEY": api_key}
-    for number in range(1, count + 1):
+    environment = {name: value for name, value in os.environ.items() if name != "AITBC_API_KEY"}
+    for number in range(1, options.count + 1):
         name = f"local-{number}"
+        work_dir = local_miner_work_dir(settings.data_dir, name)
+        private_folder(work_dir)
         command = [
             sys.executable,
             "-c",
@@ -56,13 +83,15 @@ def start_local_miners(count: int, settings: Settings, api_key: str) -> list[sub
             "run",
             "--url",
             f"http://127.0.0.1:{settings.port}",
+            "--api-key-file",
+            "-",
             "--name",
             name,
-            "--allow-command",
+            *(["--allow-command"] if options.allow_command else []),
             "--gpus",
             "auto",
             "--work-dir",
-            str(settings.data_dir / "miners" / name),
+            str(work_dir),
             "--shutdown-grace",
             str(LOCAL_MINER_SHUTDOWN_GRACE_SECONDS),  # the coordinator is going down too: hand back soon
             "--parent-pid",
@@ -70,18 +99,22 @@ def start_local_miners(count: int, settings: Settings, api_key: str) -> list[sub
             "--log-level",
             "warning",
         ]
-        processes.append(subprocess.Popen(command, env=environment))
+        process = subprocess.Popen(command, env=environment, stdin=subprocess.PIPE)
+        assert process.stdin is not None
+        with process.stdin:
+            process.stdin.write(api_key.encode() + b"\n")
+        processes.append(process)
     return processes
 
 
-def serve_with_local_miners(count: int, settings: Settings, server_config: uvicorn.Config) -> None:
+def serve_with_local_miners(options: LocalMinerOptions, settings: Settings, server_config: uvicorn.Config) -> None:
     """Run the coordinator with N local miners beside it. On SIGTERM or Ctrl-C the miners are stopped first,
     while the coordinator still answers, so they can hand their running jobs back; then the server stops."""
     import threading
 
     import uvicorn
 
-    processes = start_local_miners(count, settings, asyncio.run(local_miner_key(settings)))
+    processes = start_local_miners(options, settings, asyncio.run(local_miner_key(settings)))
 
     class ServerWithMiners(uvicorn.Server):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from aitbc.cli.common import KeyOption, UrlOption, console, errors, fail, handles_errors
+from aitbc.cli.common import UrlOption, console, errors, fail, handles_errors
 from aitbc.sdk.config import read_profile, resolve_connection
 
 if TYPE_CHECKING:  # imported where used: `aitbc client …` should not pay for the miner's or the server's modules
@@ -41,15 +41,46 @@ def parse_models(values: list[str]) -> dict[str, Path]:
     return models
 
 
-def _miner_key(api_key: str | None) -> str | None:
-    return api_key or os.environ.get("AITBC_API_KEY") or read_profile().get("miner_api_key") or None
+def read_key_file(path: Path) -> str:
+    """The key in `path` (`-`: the first line of stdin, how `aitbc serve --miners N` hands it over a pipe)."""
+    if str(path) == "-":
+        return sys.stdin.readline().strip()
+    try:
+        if path.stat().st_mode & 0o077:
+            errors.print(f"[yellow]Warning:[/] {escape(str(path))} is readable by other users: chmod 600 it.")
+        return path.read_text().strip()
+    except OSError as error:
+        raise ValueError(f"cannot read --api-key-file {path}: {error.strerror or error}") from error
+
+
+def _miner_key(api_key: str | None, api_key_file: Path | None) -> str | None:
+    """From a file, then the command line (warned: every process on the machine can read it in
+    /proc/PID/cmdline), then AITBC_API_KEY (taken out of the environment, so nothing this miner starts inherits
+    it), then the profile."""
+    from_environment = os.environ.pop("AITBC_API_KEY", None)
+    if api_key_file is not None:
+        return read_key_file(api_key_file) or None
+    if api_key:
+        errors.print(
+            "[yellow]Warning:[/] --api-key on the command line is visible to every process on this machine "
+            "(/proc/PID/cmdline); use --api-key-file PATH or AITBC_API_KEY instead.",
+            highlight=False,
+        )
+        return api_key
+    return from_environment or read_profile().get("miner_api_key") or None
 
 
 @app.command("run")
 @handles_errors
 def run(
     url: UrlOption = None,
-    api_key: KeyOption = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Miner API key; visible to other processes: prefer the next two.")
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option("--api-key-file", help="File holding the miner API key (-: stdin); else AITBC_API_KEY."),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="This miner's name (default: the host name).")] = None,
     runtimes: Annotated[
         str | None,
@@ -105,9 +136,12 @@ def run(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     coordinator_url = resolve_connection(url).url
-    key = _miner_key(api_key)
+    key = _miner_key(api_key, api_key_file)
     if not key:
-        fail("no miner API key: pass --api-key or set AITBC_API_KEY (create one: aitbc admin keys create --role miner)")
+        fail(
+            "no miner API key: pass --api-key-file PATH or set AITBC_API_KEY "
+            "(create one: aitbc admin keys create --role miner)"
+        )
     miner_name = name or socket.gethostname()
     requested = tuple(r.strip() for r in runtimes.split(",") if r.strip()) if runtimes else None
     if requested and "command" in requested and not allow_command:
