@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import zipfile
 
 from sqlalchemy import select
@@ -124,3 +125,14 @@ def test_share_tokens_are_kept_out_of_the_access_log() -> None:
     )
     assert RedactSecrets().filter(record)
     assert "SECRET" not in record.getMessage() and "/v1/shared/<token>?x=1" in record.getMessage()
+
+
+def test_keys_in_a_logged_traceback_are_redacted() -> None:
+    secret = "aitbc_" + "k" * 43
+    try:
+        raise RuntimeError(f"GET /v1/jobs/ws?api_key={secret} failed")
+    except RuntimeError:
+        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    assert RedactSecrets().filter(record)
+    assert secret not in logging.Formatter().format(record)
+    assert record.exc_text is not None and "api_key=<redacted>" in record.exc_text

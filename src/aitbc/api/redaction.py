@@ -43,6 +43,8 @@ class RedactSecrets(logging.Filter):
             record.args = tuple(_redacted(value) for value in record.args)
         elif isinstance(record.args, dict):
             record.args = {name: _redacted(value) for name, value in record.args.items()}
+        if record.exc_info and not record.exc_text:  # a traceback can quote a URL: format it here, redacted
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True

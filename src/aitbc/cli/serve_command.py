@@ -75,6 +75,8 @@ def serve(
         console.print(f"Using the data in {settings.data_dir} (CLI profile: {profile_path()}).")
     console.print(f"Coordinator on [bold]{settings.base_url}[/] — API docs at {settings.base_url}/docs")
     if miners:
+        if not allow_command:
+            console.print("Local miners run the AI runtimes only; add --allow-command to let them run command jobs.")
         server = uvicorn.Config(
             create_app(settings),
             host=host,
