@@ -101,7 +101,7 @@ def start_local_miners(options: LocalMinerOptions, settings: Settings, api_key: 
         ]
         process = subprocess.Popen(command, env=environment, stdin=subprocess.PIPE)
         assert process.stdin is not None
-        with process.stdin:
+        with contextlib.suppress(BrokenPipeError), process.stdin:  # a miner that died at once says why itself
             process.stdin.write(api_key.encode() + b"\n")
         processes.append(process)
     return processes
