@@ -89,22 +89,22 @@ def test_keys_and_share_tokens_never_reach_the_server_log(tmp_path: Path) -> Non
 def test_the_data_folder_and_everything_in_it_is_owner_only(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
 
-    async def use_it() -> None:
+    async def use_it() -> dict[Path, int]:
         coordinator = await open_coordinator(Settings(data_dir=data_dir, run_reaper=False))
         try:
             await coordinator.accounts.bootstrap()  # writes to the database: its -wal and -shm appear
             blobs = LocalBlobStore(data_dir / "blobs")
             await blobs.write("results/job_1/lease_1/abc", _chunks(b"tenant data"))
+            return {path: mode(path) for path in everything_under(data_dir)}  # while the database is open
         finally:
             await coordinator.close()
 
-    asyncio.run(use_it())
-    found = everything_under(data_dir)
-    names = {path.name for path in found}
-    assert {"aitbc.db", "blobs", "results", "job_1", "lease_1", "abc", "coordinator_ed25519.key"} <= names
-    for path in found:
-        expected = 0o700 if path.is_dir() else 0o600
-        assert mode(path) == expected, f"{path} is {oct(mode(path))}"
+    modes = asyncio.run(use_it())
+    names = {path.name for path in modes}
+    assert {"aitbc.db", "aitbc.db-wal", "aitbc.db-shm", "blobs", "results", "job_1", "lease_1", "abc"} <= names
+    assert "coordinator_ed25519.key" in names
+    for path, found in modes.items():
+        assert found == (0o700 if path.is_dir() else 0o600), f"{path} is {oct(found)}"
 
 
 def test_an_existing_world_readable_data_folder_is_closed_on_start(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ def make_private_folders(path: Path) -> None:
 def private_folder(path: Path) -> Path:
     """`path` as an owner-only folder: created if missing, and an existing one closed to others."""
     make_private_folders(path)
-    _restrict(path, PRIVATE_FOLDER_MODE)
+    restrict(path, PRIVATE_FOLDER_MODE)
     return path
 
 
@@ -41,7 +41,7 @@ def private_file(path: Path) -> Path:
     the mode already set), and an existing one closed to others."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, PRIVATE_FILE_MODE)
     os.close(descriptor)
-    _restrict(path, PRIVATE_FILE_MODE)
+    restrict(path, PRIVATE_FILE_MODE)
     return path
 
 
@@ -50,9 +50,12 @@ def open_private(path: str, flags: int) -> int:
     return os.open(path, flags, PRIVATE_FILE_MODE)
 
 
-def _restrict(path: Path, mode: int) -> None:
+def restrict(path: Path, mode: int) -> None:
+    """Close an existing `path` to others; a missing one is left missing, another user's is reported."""
     try:
         if path.stat().st_mode & 0o777 != mode:
             os.chmod(path, mode)
+    except FileNotFoundError:
+        return
     except PermissionError:
         log.warning("cannot make %s owner-only (mode %o): it belongs to another user", path, mode)

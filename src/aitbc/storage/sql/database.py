@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file
+from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -112,8 +110,7 @@ def private_sqlite_files(database: Path) -> None:
     make_private_folders(database.parent)
     private_file(database)
     for companion in ("-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(database.with_name(database.name + companion), PRIVATE_FILE_MODE)
+        restrict(database.with_name(database.name + companion), PRIVATE_FILE_MODE)
 
 
 def migrate(url: str) -> None:
