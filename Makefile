@@ -23,7 +23,7 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	touch $@ $(VENV)/.run-installed
 
 run: $(VENV)/.run-installed
-	$(BIN)/aitbc serve --host 127.0.0.1 --port 8000 --data-dir $(DATA_DIR) --miners $(MINERS)
+	$(BIN)/aitbc serve --host 127.0.0.1 --port 8000 --data-dir $(DATA_DIR) --miners $(MINERS) --allow-command
 
 test: $(VENV)/.test-installed lint typecheck imports pytest
 

@@ -10,6 +10,7 @@ from sqlalchemy.engine import make_url
 from aitbc.blobs.local import LocalBlobStore
 from aitbc.domain.clock import Clock, SystemClock
 from aitbc.domain.events import JobEvent
+from aitbc.private_files import private_folder
 from aitbc.services.accounts import AccountService
 from aitbc.services.billing import BillingService
 from aitbc.services.coordinator_key import load_or_create_key
@@ -84,7 +85,7 @@ class Coordinator:
 
 async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Coordinator:
     """Migrate the database to the newest schema and build every service over it."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await anyio.to_thread.run_sync(private_folder, settings.data_dir)  # every tenant's data: owner-only
     url = settings.resolved_database_url
     await anyio.to_thread.run_sync(migrate, url)
     clock = clock or SystemClock()

@@ -1,6 +1,7 @@
 """Billing end to end, with `aitbc serve` and `aitbc miner run` as real processes: a job is charged for the
 seconds it ran at its GPU's rate and priority; a canceled job for the seconds until the stop; a job whose
-miner was killed pays nothing."""
+miner was killed pays nothing; a job whose completion reached the coordinator only after an outage pays for
+the time it ran, not for the outage."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.miner.conftest import Stack
+from tests.miner.conftest import Stack, wait_until
 
 pytestmark = pytest.mark.e2e
 A100_HIGH_PER_SECOND = Decimal("0.10") * Decimal("1.5") / 3600
@@ -64,7 +65,8 @@ def test_charges_follow_the_seconds_used(stack: Stack) -> None:
     assert answer.json()["outcome"] == "canceling"
     stopped = stack.wait_status(canceled, {"canceled"}, timeout=30)
     ran_for = (parse(stopped["completed_at"]) - parse(stopped["started_at"])).total_seconds()
-    assert stopped["billed_seconds"] == math.ceil(ran_for - 1e-6) and 1 <= stopped["billed_seconds"] <= 3
+    # Billed from the miner's start to its stop, within what the coordinator saw.
+    assert 1 <= stopped["billed_seconds"] <= min(3, math.ceil(ran_for - 1e-6))
     assert Decimal(stopped["cost"]) == charge(stopped["billed_seconds"])
 
     lost = stack.submit(
@@ -91,3 +93,47 @@ def test_charges_follow_the_seconds_used(stack: Stack) -> None:
     jobs = json.loads(exported.read_text())
     assert stats["total_jobs"] == len(jobs) == 3
     assert sum(Decimal(j["cost"] or 0) for j in jobs) == spent
+
+
+def test_a_coordinator_outage_after_the_job_ended_is_not_billed(tmp_path: Path) -> None:
+    stack = Stack(tmp_path, lease_seconds=60)  # leases outlast the outage: the job is not handed back
+    try:
+        stack.start_server()
+        stack.start_miner(
+            "a100-box", "--gpus", "a100:80x1", "--allow-command", "--runtimes", "command", "--claim-wait", "2"
+        )
+        job_id = stack.submit(
+            "--type", "command", "--input", "sleep 2", "--gpu", "a100", "--priority", "high", "--timeout", "60"
+        )
+        stack.wait_status(job_id, {"running"}, timeout=30)
+        stack.stop_server(signal.SIGKILL)
+
+        # The work ends while the coordinator is down; the miner keeps its result and retries delivering it.
+        wait_until(lambda: list(stack.work_dir("a100-box").rglob("finish.json")), timeout=30, what="the job to end")
+        retrying = f"/jobs/{job_id}/"
+        wait_until(
+            lambda: (
+                sum(retrying in line and "retrying" in line for line in stack.miner_log("a100-box").splitlines()) >= 2
+            ),
+            timeout=60,
+            what="the miner to retry its delivery twice",
+        )
+        stack.start_server()
+        done = stack.wait_status(job_id, {"completed", "failed"}, timeout=120)
+        assert done["status"] == "completed", done
+
+        receipt = httpx.get(
+            f"{stack.url}/v1/jobs/{job_id}/receipt", headers={"X-Api-Key": stack.client_key}, timeout=10
+        ).json()["receipt"]
+        times = receipt["charge"]["times"]
+        observed, reported, billed = times["observed_by_coordinator"], times["reported_by_miner"], times["billed"]
+        assert billed == reported  # the miner's run lies within what the coordinator saw
+        assert parse(observed["started_at"]) <= parse(reported["started_at"])
+        assert parse(reported["ended_at"]) < parse(observed["ended_at"])
+        ran = (parse(reported["ended_at"]) - parse(reported["started_at"])).total_seconds()
+        outage_included = (parse(observed["ended_at"]) - parse(observed["started_at"])).total_seconds()
+        assert ran >= 2 and math.ceil(ran - 0.01) <= done["billed_seconds"] <= math.ceil(ran + 0.01)
+        assert outage_included > done["billed_seconds"] + 1  # what the charge would have been before
+        assert Decimal(done["cost"]) == charge(done["billed_seconds"])
+    finally:
+        stack.close()

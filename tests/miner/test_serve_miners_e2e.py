@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aitbc.cli.local_miners import local_miner_work_dir
 from tests.miner.conftest import Stack, stored_package, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -25,11 +26,22 @@ def processes_with(argument: str) -> list[int]:
     return found
 
 
+def local_stack(root: Path) -> Stack:
+    """A stack whose local miners keep their folders under `root` (they live outside the data folder)."""
+    stack = Stack(root)
+    stack.environment["XDG_STATE_HOME"] = str(root / "state")
+    return stack
+
+
+def local_work_dir(stack: Stack, name: str) -> Path:
+    return local_miner_work_dir(stack.data_dir, name, Path(stack.environment["XDG_STATE_HOME"]))
+
+
 def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> None:
-    stack = Stack(tmp_path)
+    stack = local_stack(tmp_path)
     try:
-        stack.start_server("--miners", "1")
-        work_dir = str(stack.data_dir / "miners" / "local-1")
+        stack.start_server("--miners", "1", "--allow-command")
+        work_dir = str(local_work_dir(stack, "local-1"))
         command_job = stack.submit("--type", "command", "--input", "echo hello from a local miner")
         embedding_job = stack.post_job(type="embedding", input=["a cat", "a dog"])
         assert stack.wait_status(command_job, {"completed", "failed"}, timeout=60)["status"] == "completed"
@@ -56,10 +68,10 @@ def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> Non
 
 
 def test_local_miners_exit_when_serve_is_killed(tmp_path: Path) -> None:
-    stack = Stack(tmp_path)
+    stack = local_stack(tmp_path)
     try:
         stack.start_server("--miners", "1")
-        work_dir = str(stack.data_dir / "miners" / "local-1")
+        work_dir = str(local_work_dir(stack, "local-1"))
         wait_until(lambda: processes_with(work_dir), timeout=10, what="the local miner")
         # Killed outright (no chance to clean up), serve's miners still notice their parent is gone and exit.
         stack.stop_server(signal.SIGKILL)

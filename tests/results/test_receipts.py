@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from datetime import timedelta
 from decimal import Decimal
 
 import httpx
@@ -144,3 +145,25 @@ async def test_the_receipt_is_signed_when_the_job_finishes(settings: Settings, c
             assert stored is not None, "signed without anyone asking for it"
             job = (await http.get(f"/v1/jobs/{done.job_id}", headers=done.headers)).json()
             assert isoformat_z(stored.issued_at) == job["completed_at"]
+
+
+async def test_receipt_names_the_observed_reported_and_billed_times(world: World, clock: ManualClock) -> None:
+    """Which times the charge used, both pairs: the coordinator's observed start and end, and the miner's."""
+    job_id, headers, miner, lease_id = await world.running()
+    started = clock.now()
+    clock.advance(30)  # the completion arrives late, as after a coordinator outage
+    ran_from, ran_until = started + timedelta(seconds=0.5), started + timedelta(seconds=4.2)
+    finish = await miner.finish(
+        job_id, lease_id, package_files(), started_at=isoformat_z(ran_from), ended_at=isoformat_z(ran_until)
+    )
+    assert finish.status_code == 200, finish.text
+    body = (await world.http.get(f"/v1/jobs/{job_id}/receipt", headers=headers)).json()
+    charge = body["receipt"]["charge"]
+    assert charge["billed_seconds"] == 4
+    assert charge["times"] == {
+        "observed_by_coordinator": {"started_at": isoformat_z(started), "ended_at": isoformat_z(clock.now())},
+        "reported_by_miner": {"started_at": isoformat_z(ran_from), "ended_at": isoformat_z(ran_until)},
+        "billed": {"started_at": isoformat_z(ran_from), "ended_at": isoformat_z(ran_until)},
+    }
+    key = (await world.http.get("/v1/coordinator/key")).json()["public_key"]
+    assert all(check.ok for check in check_receipt(body["receipt"], body["signature"], key, body["manifest"]))

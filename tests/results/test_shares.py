@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import zipfile
 
 from sqlalchemy import select
 
-from aitbc.api.routes.shared import RedactShareTokens
+from aitbc.api.redaction import RedactSecrets
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.identifiers import hash_secret
 from aitbc.domain.plans import Plan
@@ -122,5 +123,16 @@ def test_share_tokens_are_kept_out_of_the_access_log() -> None:
         ("127.0.0.1:5", "GET", "/v1/shared/aitbcs_SECRET?x=1", "1.1", 200),
         None,
     )
-    assert RedactShareTokens().filter(record)
+    assert RedactSecrets().filter(record)
     assert "SECRET" not in record.getMessage() and "/v1/shared/<token>?x=1" in record.getMessage()
+
+
+def test_keys_in_a_logged_traceback_are_redacted() -> None:
+    secret = "aitbc_" + "k" * 43
+    try:
+        raise RuntimeError(f"GET /v1/jobs/ws?api_key={secret} failed")
+    except RuntimeError:
+        record = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    assert RedactSecrets().filter(record)
+    assert secret not in logging.Formatter().format(record)
+    assert record.exc_text is not None and "api_key=<redacted>" in record.exc_text

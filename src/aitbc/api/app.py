@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from aitbc.api.access_log import quiet_miner_polls
 from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
+from aitbc.api.redaction import redacted_logs
 from aitbc.api.routes import admin, billing, history, jobs, miners, results, shared
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
@@ -35,7 +36,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             tasks.append(asyncio.create_task(coordinator.retention.run_forever()))
             tasks.append(asyncio.create_task(coordinator.receipts.run_forever()))
         try:
-            with shared.redacted_access_log(), quiet_miner_polls():
+            with redacted_logs(), quiet_miner_polls():
                 yield
         finally:
             for task in tasks:

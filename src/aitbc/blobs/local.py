@@ -13,15 +13,17 @@ import anyio
 
 from aitbc.blobs.interface import BlobInfo
 from aitbc.domain.errors import InvalidInput, NotFound, PayloadTooLarge
+from aitbc.private_files import make_private_folders, open_private, private_folder
 
 CHUNK_SIZE = 1024 * 1024
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._\- ]+$")
 
 
 class LocalBlobStore:
+    """Folders 0700 and files 0600: blobs are tenants' inputs and results."""
+
     def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = private_folder(root.resolve())
 
     def _path(self, key: str) -> Path:
         segments = key.split("/")
@@ -34,12 +36,12 @@ class LocalBlobStore:
 
     async def write(self, key: str, chunks: AsyncIterable[bytes], max_bytes: int | None = None) -> BlobInfo:
         path = self._path(key)
-        await anyio.to_thread.run_sync(lambda: path.parent.mkdir(parents=True, exist_ok=True))
+        await anyio.to_thread.run_sync(make_private_folders, path.parent)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{id(chunks)}.partial")
         digest = hashlib.sha256()
         size = 0
         try:
-            async with await anyio.open_file(temporary, "wb") as handle:
+            async with await anyio.open_file(temporary, "wb", opener=open_private) as handle:
                 async for chunk in chunks:
                     size += len(chunk)
                     if max_bytes is not None and size > max_bytes:

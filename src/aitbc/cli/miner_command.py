@@ -1,4 +1,4 @@
-"""`aitbc miner run`: a miner agent on this machine; and the local miners `aitbc serve --miners N` starts."""
+"""`aitbc miner run`: a miner agent on this machine."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,23 +14,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from aitbc.cli.common import KeyOption, UrlOption, console, errors, fail, handles_errors
+from aitbc.cli.common import UrlOption, console, errors, fail, handles_errors
 from aitbc.sdk.config import read_profile, resolve_connection
 
 if TYPE_CHECKING:  # imported where used: `aitbc client …` should not pay for the miner's or the server's modules
-    from types import FrameType
-
-    import uvicorn
-
     from aitbc.miner.agent import Agent
-    from aitbc.settings import Settings
 
 app = typer.Typer(help="Run a miner: claim jobs from a coordinator and run them.", no_args_is_help=True)
-
-LOCAL_MINER_KEY_FILE = "local-miner.key"
-LOCAL_MINER_ACCOUNT = "local-miners"
-LOCAL_MINER_STOP_SECONDS = 15.0
-LOCAL_MINER_SHUTDOWN_GRACE_SECONDS = 3.0
 
 
 def default_work_dir(name: str) -> Path:
@@ -52,15 +41,46 @@ def parse_models(values: list[str]) -> dict[str, Path]:
     return models
 
 
-def _miner_key(api_key: str | None) -> str | None:
-    return api_key or os.environ.get("AITBC_API_KEY") or read_profile().get("miner_api_key") or None
+def read_key_file(path: Path) -> str:
+    """The key in `path` (`-`: the first line of stdin, how `aitbc serve --miners N` hands it over a pipe)."""
+    if str(path) == "-":
+        return sys.stdin.readline().strip()
+    try:
+        if path.stat().st_mode & 0o077:
+            errors.print(f"[yellow]Warning:[/] {escape(str(path))} is readable by other users: chmod 600 it.")
+        return path.read_text().strip()
+    except OSError as error:
+        raise ValueError(f"cannot read --api-key-file {path}: {error.strerror or error}") from error
+
+
+def _miner_key(api_key: str | None, api_key_file: Path | None) -> str | None:
+    """From a file, then the command line (warned: every process on the machine can read it in
+    /proc/PID/cmdline), then AITBC_API_KEY (taken out of the environment, so nothing this miner starts inherits
+    it), then the profile."""
+    from_environment = os.environ.pop("AITBC_API_KEY", None)
+    if api_key_file is not None:
+        return read_key_file(api_key_file) or None
+    if api_key:
+        errors.print(
+            "[yellow]Warning:[/] --api-key on the command line is visible to every process on this machine "
+            "(/proc/PID/cmdline); use --api-key-file PATH or AITBC_API_KEY instead.",
+            highlight=False,
+        )
+        return api_key
+    return from_environment or read_profile().get("miner_api_key") or None
 
 
 @app.command("run")
 @handles_errors
 def run(
     url: UrlOption = None,
-    api_key: KeyOption = None,
+    api_key: Annotated[
+        str | None, typer.Option("--api-key", help="Miner API key; visible to other processes: prefer the next two.")
+    ] = None,
+    api_key_file: Annotated[
+        Path | None,
+        typer.Option("--api-key-file", help="File holding the miner API key (-: stdin); else AITBC_API_KEY."),
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="This miner's name (default: the host name).")] = None,
     runtimes: Annotated[
         str | None,
@@ -116,9 +136,12 @@ def run(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     coordinator_url = resolve_connection(url).url
-    key = _miner_key(api_key)
+    key = _miner_key(api_key, api_key_file)
     if not key:
-        fail("no miner API key: pass --api-key or set AITBC_API_KEY (create one: aitbc admin keys create --role miner)")
+        fail(
+            "no miner API key: pass --api-key-file PATH or set AITBC_API_KEY "
+            "(create one: aitbc admin keys create --role miner)"
+        )
     miner_name = name or socket.gethostname()
     requested = tuple(r.strip() for r in runtimes.split(",") if r.strip()) if runtimes else None
     if requested and "command" in requested and not allow_command:
@@ -162,96 +185,3 @@ async def _run_agent(agent: Agent) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, agent.request_stop)
     await agent.run()
-
-
-# -- local miners for `aitbc serve --miners N` -------------------------------------------------------
-
-
-async def local_miner_key(settings: Settings) -> str:
-    """The miner key local miners use: made once, kept in the data folder (owner-only)."""
-    from aitbc.domain.plans import Role
-    from aitbc.wiring import open_coordinator
-
-    path = settings.data_dir / LOCAL_MINER_KEY_FILE
-    if path.exists():
-        return path.read_text().strip()
-    coordinator = await open_coordinator(settings)
-    try:
-        created = await coordinator.accounts.create_key(LOCAL_MINER_ACCOUNT, Role.MINER)
-    finally:
-        await coordinator.close()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(created.secret + "\n")
-    return created.secret
-
-
-def start_local_miners(count: int, settings: Settings, api_key: str) -> list[subprocess.Popen[bytes]]:
-    """N miner processes next to the coordinator: command runtime allowed, AI runtimes when installed."""
-    processes: list[subprocess.Popen[bytes]] = []
-    environment = {**os.environ, "AITBC_API_KEY": api_key}
-    for number in range(1, count + 1):
-        name = f"local-{number}"
-        command = [
-            sys.executable,
-            "-c",
-            "from aitbc.cli.main import main; main()",
-            "miner",
-            "run",
-            "--url",
-            f"http://127.0.0.1:{settings.port}",
-            "--name",
-            name,
-            "--allow-command",
-            "--gpus",
-            "auto",
-            "--work-dir",
-            str(settings.data_dir / "miners" / name),
-            "--shutdown-grace",
-            str(LOCAL_MINER_SHUTDOWN_GRACE_SECONDS),  # the coordinator is going down too: hand back soon
-            "--parent-pid",
-            str(os.getpid()),
-            "--log-level",
-            "warning",
-        ]
-        processes.append(subprocess.Popen(command, env=environment))
-    return processes
-
-
-def serve_with_local_miners(count: int, settings: Settings, server_config: uvicorn.Config) -> None:
-    """Run the coordinator with N local miners beside it. On SIGTERM or Ctrl-C the miners are stopped first,
-    while the coordinator still answers, so they can hand their running jobs back; then the server stops."""
-    import threading
-
-    import uvicorn
-
-    processes = start_local_miners(count, settings, asyncio.run(local_miner_key(settings)))
-
-    class ServerWithMiners(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            if self.should_exit or any(t.name == "stop-local-miners" for t in threading.enumerate()):
-                super().handle_exit(sig, frame)  # a second signal: stop now
-                return
-
-            def stop_then_exit() -> None:
-                stop_local_miners(processes)
-                super(ServerWithMiners, self).handle_exit(sig, frame)
-
-            threading.Thread(target=stop_then_exit, name="stop-local-miners", daemon=True).start()
-
-    try:
-        ServerWithMiners(server_config).run()
-    finally:
-        stop_local_miners(processes)
-
-
-def stop_local_miners(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=LOCAL_MINER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

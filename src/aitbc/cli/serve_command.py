@@ -39,14 +39,18 @@ def serve(
     ] = None,
     public_url: Annotated[str | None, typer.Option("--public-url", help="URL clients reach this server at.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
-    miners: Annotated[int, typer.Option("--miners", min=0, help="Also run N local miners (command allowed).")] = 0,
+    miners: Annotated[int, typer.Option("--miners", min=0, help="Also run N local miners.")] = 0,
+    allow_command: Annotated[
+        bool,
+        typer.Option("--allow-command", help="Let the local miners run `command` jobs (other people's scripts)."),
+    ] = False,
     lease_seconds: Annotated[int, typer.Option("--lease-seconds", min=2, help="Miner lease length.")] = 60,
 ) -> None:
     """Run the coordinator (HTTP + WebSocket API, queue, leases, reaper)."""
     import uvicorn
 
     from aitbc.api.app import create_app
-    from aitbc.cli.miner_command import serve_with_local_miners
+    from aitbc.cli.local_miners import LocalMinerOptions, serve_with_local_miners
 
     settings = Settings(
         data_dir=(data_dir or default_data_dir()).expanduser(),
@@ -60,14 +64,19 @@ def serve(
     if created:
         admin, user = created
         path = write_profile({"url": settings.base_url, "api_key": user.secret, "admin_api_key": admin.secret})
-        console.print("[bold green]First start:[/] created two API keys (shown only this once):")
+        console.print("[bold green]First start:[/] created two API keys, shown only this once:")
         console.print(f"  admin  key: [bold]{admin.secret}[/]")
         console.print(f"  client key: [bold]{user.secret}[/]")
-        console.print(f"Saved them to the CLI profile {path}; `aitbc client …` works here with no set-up.")
+        console.print(
+            f"Saved to the CLI profile {path} (readable by you only); `aitbc client …` works here with no set-up. "
+            "They are not written to the server log."
+        )
     else:
         console.print(f"Using the data in {settings.data_dir} (CLI profile: {profile_path()}).")
     console.print(f"Coordinator on [bold]{settings.base_url}[/] — API docs at {settings.base_url}/docs")
     if miners:
+        if not allow_command:
+            console.print("Local miners run the AI runtimes only; add --allow-command to let them run command jobs.")
         server = uvicorn.Config(
             create_app(settings),
             host=host,
@@ -76,7 +85,7 @@ def serve(
             ws_ping_interval=20,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
-        serve_with_local_miners(miners, settings, server)
+        serve_with_local_miners(LocalMinerOptions(miners, allow_command), settings, server)
     else:
         uvicorn.run(
             create_app(settings),

@@ -119,6 +119,10 @@ class Job:
     estimated_time_seconds: int = 0
     cost: Decimal | None = None
     billed_seconds: int | None = None
+    reported_started_at: datetime | None = None
+    reported_ended_at: datetime | None = None
+    billed_from: datetime | None = None
+    billed_until: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -1,7 +1,8 @@
 """Prices: a rate per GPU-hour by GPU model, a rate for CPU-only work, and a multiplier by priority.
 
-Billing is per second: every started second counts (ceil), from the miner's start to the end of the job
-as the coordinator saw them. The hold taken at submit is the most a job can cost: its timeout at its rate.
+Billing is per second: every started second counts (ceil), from the start to the end of the job as the
+miner reports them, within what the coordinator saw (see `billed_interval`). The hold taken at submit is the
+most a job can cost: its timeout at its rate.
 """
 
 from __future__ import annotations
@@ -62,6 +63,33 @@ class PriceTable:
 
     def hold(self, requirements: Requirements, priority: Priority, timeout_seconds: int) -> Decimal:
         return from_units(to_units(self.rate_per_second(requirements, priority) * timeout_seconds))
+
+
+@dataclass(frozen=True)
+class BilledInterval:
+    """The run times billing used: from `start` to `end`."""
+
+    start: datetime
+    end: datetime
+
+
+def billed_interval(
+    observed_start: datetime | None,
+    observed_end: datetime,
+    reported_start: datetime | None = None,
+    reported_end: datetime | None = None,
+) -> BilledInterval | None:
+    """The miner knows when the work ran; the coordinator only when it heard of it, which after an outage can
+    be long after the work ended (a client must not pay for the coordinator's downtime). So the charge runs
+    from the miner's reported start to its reported end, but a report can only shorten the coordinator's own
+    started→ended interval, never stretch it: a miner cannot bill for time nobody saw. Without a report, the
+    observed interval. A job that never started has none."""
+    if observed_start is None:
+        return None
+    start = max(observed_start, reported_start) if reported_start is not None else observed_start
+    end = min(observed_end, reported_end) if reported_end is not None else observed_end
+    start = min(start, observed_end)
+    return BilledInterval(start=start, end=max(start, end))
 
 
 def billable_seconds(started_at: datetime | None, ended_at: datetime, timeout_seconds: int) -> int:

@@ -40,6 +40,10 @@ class Finish:
     retryable: bool = False
     with_package: bool = True
     usage: dict[str, Any] = field(default_factory=dict)
+    # When the work ran by this miner's clock (ISO 8601): billing charges that, not the time until the
+    # coordinator hears of it, which after an outage can be much later.
+    started_at: str | None = None
+    ended_at: str | None = None
 
     def save(self, job_dir: Path) -> None:
         temporary = job_dir / (FINISH_FILE + ".tmp")
@@ -95,6 +99,8 @@ async def _report_refused(
         message=f"the coordinator refused the job's result package: {error.message}",
         with_package=False,
         usage=finish.usage,
+        started_at=finish.started_at,
+        ended_at=finish.ended_at,
     )
     try:
         return await _send(client, key, job_dir, bare)
@@ -121,6 +127,8 @@ async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path
             signature=signature,
             exit_code=finish.exit_code,
             usage=finish.usage,
+            started_at=finish.started_at,
+            ended_at=finish.ended_at,
         )
         return await client.complete(finish.job_id, request)
     failure = FailRequest(
@@ -129,6 +137,8 @@ async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path
         signature=signature,
         exit_code=finish.exit_code,
         usage=finish.usage,
+        started_at=finish.started_at,
+        ended_at=finish.ended_at,
         reason=FailureReason(finish.reason or FailureReason.RUNTIME_ERROR.value),
         message=finish.message[:10000],
         retryable=finish.retryable,

@@ -75,6 +75,7 @@ class JobRun:
         self._device = device
         self._on_phase = on_phase
         self._started_at: datetime | None = None
+        self._ended_at: datetime | None = None  # when the work stopped: billed to here, not to delivery
 
     @property
     def job_id(self) -> str:
@@ -148,6 +149,7 @@ class JobRun:
         try:
             result = await self._run_runtime(work_dir, layout, reporter, deadline)
         finally:
+            self._ended_at = datetime.now(UTC)
             timer.cancel()
             await reporter.close()
         return self._finish(layout, result)
@@ -238,6 +240,8 @@ class JobRun:
             message=message,
             retryable=failure == FailureReason.MINER_ERROR.value,
             usage=result.usage,
+            started_at=self._started_at.isoformat() if self._started_at else None,
+            ended_at=(self._ended_at or datetime.now(UTC)).isoformat(),
         )
 
     def _output_document(

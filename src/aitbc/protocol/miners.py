@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from aitbc.domain.job import FailureReason, JobStatus, Priority
 from aitbc.protocol.jobs import JobRequirements, JsonInput, Strict, Timestamped
@@ -127,12 +127,21 @@ class UploadedFile(BaseModel):
 
 
 class FinishRequest(LeaseRequest):
-    """Sent by `complete` and `fail`: the signed manifest of what was uploaded (possibly partial)."""
+    """Sent by `complete` and `fail`: the signed manifest of what was uploaded (possibly partial), and when the
+    work ran by the miner's clock (billing charges that, within the interval the coordinator observed)."""
 
     manifest: Manifest | None = None
     signature: str | None = Field(default=None, max_length=200)
     exit_code: int | None = None
     usage: dict[str, Any] = Field(default_factory=dict)
+    started_at: AwareDatetime | None = Field(default=None, description="when the job's work began on the miner")
+    ended_at: AwareDatetime | None = Field(default=None, description="when it ended (finished, failed or stopped)")
+
+    @model_validator(mode="after")
+    def _in_order(self) -> FinishRequest:
+        if self.started_at is not None and self.ended_at is not None and self.ended_at < self.started_at:
+            raise ValueError("ended_at is before started_at")
+        return self
 
 
 class FailRequest(FinishRequest):

@@ -12,7 +12,15 @@ from aitbc.domain.errors import InvalidInput, NotFound
 from aitbc.domain.job import FailureReason, Job, JobSpec, JobStatus
 from aitbc.domain.money import from_units, to_units
 from aitbc.domain.plans import Plan
-from aitbc.domain.pricing import PriceTable, Settlement, billable_seconds, is_billable, settle
+from aitbc.domain.pricing import (
+    BilledInterval,
+    PriceTable,
+    Settlement,
+    billable_seconds,
+    billed_interval,
+    is_billable,
+    settle,
+)
 from aitbc.storage.interfaces import AccountStore, LedgerEntry, LedgerStore, MinerStore, StoredLedgerEntry
 
 PLATFORM_ACCOUNT = "aitbc-platform"
@@ -59,13 +67,21 @@ class BillingService:
         return self._platform_id
 
     async def settle(
-        self, job: Job, target: JobStatus, reason: FailureReason | None, ended_at: datetime
-    ) -> tuple[Settlement, list[LedgerEntry]]:
-        """What ending `job` in `target` moves: its release, the miner's credit and the platform's fee."""
+        self,
+        job: Job,
+        target: JobStatus,
+        reason: FailureReason | None,
+        ended_at: datetime,
+        reported_start: datetime | None = None,
+        reported_end: datetime | None = None,
+    ) -> tuple[Settlement, BilledInterval | None, list[LedgerEntry]]:
+        """What ending `job` in `target` moves: its release, the miner's credit and the platform's fee; and the
+        interval it was charged for: the miner's reported run times, within the started→ended we observed."""
         miner = await self._miners.get_miner(job.miner_id) if job.miner_id else None
-        seconds = billable_seconds(job.started_at, ended_at, job.spec.timeout_seconds)
+        interval = billed_interval(job.started_at, ended_at, reported_start, reported_end)
         if not is_billable(target, reason) or miner is None:
-            seconds = 0
+            interval = None
+        seconds = billable_seconds(interval.start, interval.end, job.spec.timeout_seconds) if interval else 0
         miner_gpu = miner.capabilities.gpus[0].model if miner and miner.capabilities.gpus else None
         rate = self.prices.rate_per_second(job.spec.requirements, job.spec.priority, miner_gpu)
         settlement = settle(job.max_cost, rate, seconds, self.prices.fee_rate)
@@ -90,7 +106,7 @@ class BillingService:
                     await self._platform_account_id(), "fee", to_units(settlement.fee), job.id, f"fee on job {job.id}"
                 )
             )
-        return settlement, entries
+        return settlement, interval, entries
 
     async def grant(self, account_name: str, amount: Decimal, memo: str = "") -> Balance:
         if amount <= 0:

@@ -46,6 +46,11 @@ _HELD = LEASED_STATUSES | {JobStatus.CANCELING}
 CANDIDATE_BATCH = 200
 
 
+def _reported_times(request: FinishRequest) -> dict[str, Any]:
+    """The miner's own start and end of the work, kept with the job; billing caps them by what we observed."""
+    return {"reported_started_at": request.started_at, "reported_ended_at": request.ended_at}
+
+
 def _directive(job: Job) -> JobDirective:
     return JobDirective(
         job_id=job.id,
@@ -416,6 +421,7 @@ class DispatchService:
             "exit_code": request.exit_code,
             "results_state": "available" if result else "none",
             "result_lease_id": request.lease_id,
+            **_reported_times(request),
         }
         if not canceling:
             changes["progress"] = 100
@@ -443,6 +449,7 @@ class DispatchService:
             "exit_code": request.exit_code,
             "results_state": "available" if result else "none",
             "result_lease_id": request.lease_id,
+            **_reported_times(request),
         }
         if canceling:
             return await self._finish(job, Move.CONFIRM_CANCEL, request.lease_id, changes, result)

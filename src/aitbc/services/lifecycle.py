@@ -36,17 +36,27 @@ class Lifecycle:
         lease_expired_by: datetime | None = None,
     ) -> Changed | None:
         """Apply `move` to `job` (a snapshot read by the caller; the store re-checks its status and lease).
-        A move that ends the job settles its hold: charge for the seconds used, release the rest, pay the
-        miner and the platform fee."""
+        A move that ends the job settles its hold: charge for the seconds used (the miner's reported run times
+        in `changes`, capped by what we observed), release the rest, pay the miner and the platform fee."""
         values = dict(changes or {})
         target = transition(move).target
         ledger: list[LedgerEntry] = []
         if target.is_terminal:
             reason_text = values.get("failure_reason")
             reason = FailureReason(reason_text) if reason_text else None
-            ended_at = job.cancel_requested_at if move is Move.FORCE_CANCEL and job.cancel_requested_at else now
-            settlement, ledger = await self._billing.settle(job, target, reason, ended_at)
-            values.update(cost_units=to_units(settlement.charge), billed_seconds=settlement.seconds)
+            observed_end: datetime = values.get("completed_at") or now
+            ended_at = (
+                job.cancel_requested_at if move is Move.FORCE_CANCEL and job.cancel_requested_at else observed_end
+            )
+            settlement, interval, ledger = await self._billing.settle(
+                job, target, reason, ended_at, values.get("reported_started_at"), values.get("reported_ended_at")
+            )
+            values.update(
+                cost_units=to_units(settlement.charge),
+                billed_seconds=settlement.seconds,
+                billed_from=interval.start if interval else None,
+                billed_until=interval.end if interval else None,
+            )
         changed = await self._jobs.transition(
             job.id,
             move,

@@ -74,11 +74,26 @@ class Download:
     sha256: str | None = None
 
 
+def _interval(start: datetime | None, end: datetime | None) -> dict[str, str | None]:
+    return {"started_at": isoformat_z(start), "ended_at": isoformat_z(end)}
+
+
 def _charge(job: Job) -> dict[str, Any] | None:
-    """What billing settled when the job ended (in the same transaction as its last move)."""
+    """What billing settled when the job ended (in the same transaction as its last move), and which times it
+    used: the miner's reported run, capped by the coordinator's observed start and end (null: none reported,
+    or nothing billed)."""
     if job.cost is None:
         return None
-    return {"amount": format(job.cost, "f"), "currency": "AITBC", "billed_seconds": job.billed_seconds}
+    return {
+        "amount": format(job.cost, "f"),
+        "currency": "AITBC",
+        "billed_seconds": job.billed_seconds,
+        "times": {
+            "observed_by_coordinator": _interval(job.started_at, job.completed_at),
+            "reported_by_miner": _interval(job.reported_started_at, job.reported_ended_at),
+            "billed": _interval(job.billed_from, job.billed_until),
+        },
+    }
 
 
 class ResultService:

@@ -3,11 +3,6 @@ receipts are signed with."""
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import re
-from collections.abc import Iterator
-
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -16,29 +11,6 @@ from aitbc.api.routes.results import RangeNotSatisfiable, download_response, par
 from aitbc.protocol.results import CoordinatorKeyView
 
 router = APIRouter(tags=["public"])
-SHARED_PATH = re.compile(r"(/v1/shared/)[^/?\s]+")
-
-
-class RedactShareTokens(logging.Filter):
-    """A share token is a secret: keep it out of the access log (uvicorn logs the request path)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                SHARED_PATH.sub(r"\1<token>", value) if isinstance(value, str) else value for value in record.args
-            )
-        return True
-
-
-@contextlib.contextmanager
-def redacted_access_log(logger_name: str = "uvicorn.access") -> Iterator[None]:
-    logger = logging.getLogger(logger_name)
-    redaction = RedactShareTokens()
-    logger.addFilter(redaction)
-    try:
-        yield
-    finally:
-        logger.removeFilter(redaction)
 
 
 @router.get("/v1/shared/{token}", response_class=StreamingResponse, operation_id="download_shared")

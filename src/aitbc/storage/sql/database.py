@@ -12,6 +12,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -102,13 +104,22 @@ def sync_engine(url: str) -> Engine:
     return engine
 
 
+def private_sqlite_files(database: Path) -> None:
+    """The database file owner-only before SQLite first opens it: SQLite gives its -wal and -shm files the
+    mode of the database file, so they follow."""
+    make_private_folders(database.parent)
+    private_file(database)
+    for companion in ("-wal", "-shm"):
+        restrict(database.with_name(database.name + companion), PRIVATE_FILE_MODE)
+
+
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision; safe to run from several replicas at once (PostgreSQL
     takes an advisory lock in the migration environment)."""
     if make_url(url).get_backend_name() == "sqlite":
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            private_sqlite_files(Path(database))
     engine = sync_engine(url)
     try:
         with engine.begin() as connection:

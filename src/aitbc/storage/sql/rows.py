@@ -55,6 +55,10 @@ def job_from_row(row: Any) -> Job:
         estimated_time_seconds=m["estimated_time_seconds"],
         cost=from_units(m["cost_units"]) if m["cost_units"] is not None else None,
         billed_seconds=m["billed_seconds"],
+        reported_started_at=m["reported_started_at"],
+        reported_ended_at=m["reported_ended_at"],
+        billed_from=m["billed_from"],
+        billed_until=m["billed_until"],
     )
 
 

@@ -142,6 +142,11 @@ jobs = Table(
     Column("estimated_time_seconds", Integer, nullable=False, server_default="0"),
     Column("cost_units", BigInteger),
     Column("billed_seconds", Integer),
+    # When the miner says the job ran, and the interval charged: the report capped by what we observed.
+    Column("reported_started_at", UtcDateTime()),
+    Column("reported_ended_at", UtcDateTime()),
+    Column("billed_from", UtcDateTime()),
+    Column("billed_until", UtcDateTime()),
     UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     Index("ix_jobs_account_status_created", "account_id", "status", "created_at"),
