@@ -78,7 +78,7 @@ class ToolSandbox:
             },
             cwd=JOB_FOLDER,
             network=False,
-            readonly_paths=[] if _inside_system_folders(tool) else [tool],
+            readonly_paths=[tool] if _outside_system_folders(tool) else [],
         )
         argv = bwrap_argv(spec, self._bwrap)
         if self._user is not None and self._setpriv is not None:
@@ -119,7 +119,11 @@ class ToolSandbox:
         )
 
 
-def _inside_system_folders(path: str) -> bool:
-    """A tool under /usr (or /bin, …) is already in the sandbox's read-only system; any other is bound in alone."""
-    resolved = Path(path).resolve()
-    return any(resolved.is_relative_to(folder) for folder in SYSTEM_FOLDERS if Path(folder).is_dir())
+def _outside_system_folders(tool: str) -> bool:
+    """A tool given by its path outside /usr (and /bin, …) is bound in alone; one under them, or a bare name
+    found on the sandbox's PATH, is already in the read-only system."""
+    path = Path(tool)
+    if not path.is_absolute():
+        return False
+    resolved = path.resolve()
+    return not any(resolved.is_relative_to(folder) for folder in SYSTEM_FOLDERS if Path(folder).is_dir())
