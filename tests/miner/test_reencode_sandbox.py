@@ -22,7 +22,7 @@ from aitbc.miner.config import CommandLimits, MinerConfig
 from aitbc.miner.runtimes.interface import JobFailed
 from aitbc.miner.runtimes.media_formats import INPUT_FORMATS
 from aitbc.miner.runtimes.reencode import ReencodeRuntime
-from aitbc.miner.runtimes.tool_sandbox import ToolLimits, ToolSandbox
+from aitbc.miner.runtimes.tool_sandbox import CPU_GRACE_SECONDS, ToolLimits, ToolSandbox
 from aitbc.miner.sandbox import HostUser, ScratchFolders
 from aitbc.miner.stop import StopSignal
 from tests.miner.conftest import process_gone
@@ -167,8 +167,7 @@ async def test_ffmpeg_itself_refuses_a_playlist_not_only_the_probe(tmp_path: Pat
     secret = make_secret(open_folder / "state")
     runtime = ReencodeRuntime.create(miner_config(tmp_path))
     user = HostUser.for_jobs()
-    scratch = ScratchFolders(open_folder / "scratch", user)
-    scratch._create_base()
+    scratch = ScratchFolders.for_miner(open_folder, user, base=open_folder / "scratch")
     folder = scratch.create()
     (folder / "input.mp4").write_text(playlist(f"file://{secret}"))
     if user is not None:
@@ -210,8 +209,7 @@ async def test_the_mount_namespace_hides_the_miners_state_folder_even_from_an_al
     assert "Error when loading first segment" in str(job["error"]), job["error"]
     assert_nothing_leaked(job)
     seen: list[str] = []
-    scratch = ScratchFolders(open_folder / "scratch", user)
-    scratch._create_base()
+    scratch = ScratchFolders.for_miner(open_folder, user, base=open_folder / "scratch")
     outcome = await ToolSandbox(user).run(
         ["bash", "-c", f'test -e "{secret}" && echo VISIBLE; test -e "{work_dir}" && echo VISIBLE; ls -A /job'],
         scratch.create(),
@@ -229,8 +227,7 @@ async def test_a_normal_reencode_leaves_no_scratch_folder_and_runs_as_the_jobs_u
     stack: InProcess, tmp_path: Path, open_folder: Path
 ) -> None:
     user = HostUser.for_jobs()
-    scratch = ScratchFolders(open_folder / "scratch", user)
-    scratch._create_base()
+    scratch = ScratchFolders.for_miner(open_folder, user, base=open_folder / "scratch")
     ffmpeg_path, ffprobe_path = shutil.which("ffmpeg"), shutil.which("ffprobe")
     assert ffmpeg_path and ffprobe_path
     runtime = ReencodeRuntime(ffmpeg_path, ffprobe_path, ToolSandbox(user), scratch)
@@ -276,8 +273,8 @@ async def test_an_absurd_size_hits_the_memory_limit_and_fails_cleanly(stack: InP
     )
     await stack.drain({"reencode": runtime})
     job = await stack.job(job_id)
-    assert job["status"] == "failed"
-    assert job["failure_reason"] == "runtime_error"
+    assert job["status"] == "failed", job
+    assert job["failure_reason"] == "runtime_error", job["error"]
     assert "out of memory" in job["error"] and "512 MiB" in job["error"], job["error"]
 
 
@@ -290,6 +287,49 @@ async def test_an_output_past_the_file_size_limit_fails_the_job(stack: InProcess
     job = await stack.job(job_id)
     assert job["status"] == "failed"
     assert "limit of 1 MiB" in job["error"], job["error"]
+
+
+async def run_in_tool_sandbox(argv: list[str], base: Path, limits: ToolLimits) -> tuple[int, list[str]]:
+    user = HostUser.for_jobs()
+    folder = ScratchFolders.for_miner(base, user, base=base / "scratch").create()
+    lines: list[str] = []
+    outcome = await ToolSandbox(user).run(
+        argv,
+        folder,
+        limits,
+        stop=StopSignal(),
+        deadline=time.monotonic() + 60,
+        on_stdout=lines.append,
+        on_stderr=lines.append,
+    )
+    return outcome.exit_code, lines
+
+
+async def test_every_limit_is_set_hard_inside_the_tools_sandbox(open_folder: Path) -> None:
+    limits = ToolLimits(memory_mb=700, cpu_seconds=42, file_size_mb=3, open_files=77, processes=99)
+    exit_code, lines = await run_in_tool_sandbox(["cat", "/proc/self/limits"], open_folder, limits)
+    assert exit_code == 0, lines
+    table = {line[:26].strip(): line[26:].split()[:2] for line in lines[1:]}
+    assert table["Max cpu time"] == ["42", str(42 + CPU_GRACE_SECONDS)]  # SIGXCPU first, SIGKILL a little later
+    assert table["Max address space"] == [str(700 * 1024 * 1024)] * 2
+    assert table["Max file size"] == [str(3 * 1024 * 1024)] * 2
+    assert table["Max open files"] == ["77", "77"]
+    assert table["Max processes"] == ["99", "99"]
+
+
+async def test_cpu_time_past_the_limit_fails_the_job_with_its_reason(stack: InProcess, tmp_path: Path) -> None:
+    runtime = ReencodeRuntime.create(miner_config(tmp_path, command_limits=CommandLimits(cpu_seconds=1)))
+    clip = make_clip(tmp_path / "clip.mp4", seconds=60)
+    file_id = await stack.upload(clip)
+    job_id = await stack.submit(
+        type="reencode",
+        input_file_id=file_id,
+        params={"format": "mp4", "codec": "libx264", "width": 1920, "height": 1080, "fps": 60},
+    )
+    await stack.drain({"reencode": runtime})
+    job = await stack.job(job_id)
+    assert job["status"] == "failed"
+    assert "CPU time (1 s)" in job["error"], job["error"]
 
 
 def descendants(pid: int) -> dict[int, str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import time
@@ -209,8 +210,7 @@ class ReencodeRuntime:
         arguments = self.command_line(params, input_name)
         scratch = self._scratch.create()
         try:
-            if not copy_regular_file(source, scratch / input_name):
-                raise JobFailed("the job's input is not a regular file")
+            _place_input(source, scratch / input_name)
             if self._scratch.user is not None:
                 self._scratch.user.give(scratch)
             return await self._reencode(context, scratch, input_name, arguments, _output_format(params))
@@ -292,11 +292,21 @@ class ReencodeRuntime:
                 f"ffmpeg ran out of memory: this miner allows {limits.memory_mb} MiB per job "
                 "(ask for a smaller size, frame rate or bitrate)"
             )
-        if code in (-24, 128 + 24):
+        if code in (-24, 128 + 24) or "received signal 24" in errors:
             return f"ffmpeg used up its CPU time ({limits.cpu_seconds} s) and was stopped"
         if code in (-25, 128 + 25) or "File too large" in errors:
             return f"ffmpeg's output grew past this miner's limit of {limits.file_size_mb} MiB per file"
         return f"ffmpeg exited with code {code}: {_last_line(errors)} (see logs/stderr.log)"
+
+
+def _place_input(source: Path, target: Path) -> None:
+    """The input the miner downloaded, in the scratch folder: a hard link where both lie on one filesystem (no
+    copy of a large file; nothing reads the original after the job), else a copy."""
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        if not copy_regular_file(source, target):
+            raise JobFailed("the job's input is not a regular file") from None
 
 
 def _output_format(params: dict[str, Any]) -> str:

@@ -22,11 +22,14 @@ from aitbc.miner.stop import StopSignal
 
 JOB_FOLDER = "/job"  # where the scratch folder appears inside the sandbox
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-# ulimit -t CPU seconds, -v address space in KiB, -f file size in 1024-byte blocks, -n open files, -u processes.
+# ulimit -t CPU seconds (soft, then hard), -v address space in KiB, -f file size in 1024-byte blocks, -n open
+# files, -u processes. At the soft CPU limit the kernel sends SIGXCPU (ffmpeg stops and says so); at the hard
+# one, a few seconds on, SIGKILL.
 LIMITS_WRAPPER = (
-    'ulimit -H -S -t "$1" && ulimit -H -S -v "$2" && ulimit -H -S -f "$3" && ulimit -H -S -n "$4" '
-    '&& ulimit -H -S -u "$5" && shift 5 && exec "$@"'
+    'ulimit -S -t "$1" && ulimit -H -t "$2" && ulimit -H -S -v "$3" && ulimit -H -S -f "$4" '
+    '&& ulimit -H -S -n "$5" && ulimit -H -S -u "$6" && shift 6 && exec "$@"'
 )
+CPU_GRACE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class ToolSandbox:
                 LIMITS_WRAPPER,
                 "aitbc-limits",
                 str(max(1, limits.cpu_seconds)),
+                str(max(1, limits.cpu_seconds) + CPU_GRACE_SECONDS),
                 str(limits.memory_mb * 1024),
                 str(limits.file_size_mb * 1024),
                 str(limits.open_files),
