@@ -378,3 +378,58 @@ async def test_cancel_stops_ffmpeg_and_everything_in_its_sandbox_at_once(stack: 
     assert (await stack.job(job_id))["status"] == "canceled"
     survivors = {pid: name for pid, name in sandboxed.items() if not process_gone(pid)}
     assert survivors == {}, f"processes outlived the canceled job: {survivors}"
+
+
+PLAIN_MEDIA = {
+    "clip.mp4": ["-f", "lavfi", "-i", "testsrc=size=32x24:duration=1", "-c:v", "mpeg4"],
+    "clip.mkv": ["-f", "lavfi", "-i", "testsrc=size=32x24:duration=1", "-c:v", "mpeg4"],
+    "clip.webm": ["-f", "lavfi", "-i", "testsrc=size=32x24:duration=1", "-c:v", "libvpx"],
+    "clip.avi": ["-f", "lavfi", "-i", "testsrc=size=32x24:duration=1"],
+    "clip.ts": ["-f", "lavfi", "-i", "testsrc=size=32x24:duration=1"],
+    "sound.wav": ["-f", "lavfi", "-i", "sine=duration=1"],
+    "sound.mp3": ["-f", "lavfi", "-i", "sine=duration=1"],
+    "sound.flac": ["-f", "lavfi", "-i", "sine=duration=1"],
+    "sound.ogg": ["-f", "lavfi", "-i", "sine=duration=1", "-c:a", "libopus"],
+    "sound.aac": ["-f", "lavfi", "-i", "sine=duration=1"],
+    "still.png": ["-f", "lavfi", "-i", "testsrc=size=32x24", "-frames:v", "1"],
+    "still.jpg": ["-f", "lavfi", "-i", "testsrc=size=32x24", "-frames:v", "1"],
+}
+
+
+async def test_plain_media_of_every_common_kind_passes_the_whitelist(tmp_path: Path, open_folder: Path) -> None:
+    """A whitelist with a wrong name would refuse good media: probe one file of each kind in the sandbox."""
+    user = HostUser.for_jobs()
+    folder = ScratchFolders.for_miner(open_folder, user, base=open_folder / "scratch").create()
+    for name, arguments in PLAIN_MEDIA.items():
+        ffmpeg(*arguments, str(folder / name))
+    if user is not None:
+        user.give(folder)
+    runtime = ReencodeRuntime.create(miner_config(tmp_path))
+    sandbox = ToolSandbox(user)
+    refused = {}
+    for name in PLAIN_MEDIA:
+        lines: list[str] = []
+        outcome = await sandbox.run(
+            ["ffprobe", "-v", "error", *runtime.input_options(), "-show_entries", "format=format_name", f"/job/{name}"],
+            folder,
+            ToolLimits(cpu_seconds=30),
+            stop=StopSignal(),
+            deadline=time.monotonic() + 60,
+            on_stdout=lines.append,
+            on_stderr=lines.append,
+        )
+        if outcome.exit_code != 0 or not any(line.startswith("format_name=") for line in lines):
+            refused[name] = lines
+    assert refused == {}
+
+
+async def test_a_still_image_output_is_the_first_frame_in_one_file(stack: InProcess, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "clip.mp4")
+    file_id = await stack.upload(clip)
+    job_id = await stack.submit(type="reencode", input_file_id=file_id, params={"format": "image2"})
+    await stack.drain({"reencode": ReencodeRuntime.create(miner_config(tmp_path / "miner"))})
+    job = await stack.job(job_id)
+    assert job["status"] == "completed", job
+    _, files = await stack.package(job_id)
+    assert files["artifacts/output.png"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert [path for path in files if path.startswith("artifacts/")] == ["artifacts/output.png"]

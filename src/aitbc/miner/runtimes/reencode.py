@@ -100,7 +100,8 @@ class ReencodeRuntime:
             processes=PROCESS_LIMIT,
         )
 
-    def _input_options(self) -> list[str]:
+    def input_options(self) -> list[str]:
+        """The whitelists placed before every input ffprobe or ffmpeg opens."""
         return input_options(self._input_formats)
 
     async def probe(self, scratch: Path, name: str, context: JobContext) -> dict[str, Any]:
@@ -109,7 +110,7 @@ class ReencodeRuntime:
             self._ffprobe,
             "-v",
             "error",
-            *self._input_options(),
+            *self.input_options(),
             "-show_entries",
             PROBE_ENTRIES,
             "-of",
@@ -176,7 +177,7 @@ class ReencodeRuntime:
                 raise JobFailed(f"params.{key} must look like 800k or 2M, got {value!r}")
             return str(value)
 
-        arguments = [self._ffmpeg, "-hide_banner", "-nostdin", "-y", *self._input_options(), "-i", source]
+        arguments = [self._ffmpeg, "-hide_banner", "-nostdin", "-y", *self.input_options(), "-i", source]
         if codec := named("codec"):
             arguments += ["-c:v", codec]
         if audio_codec := named("audio_codec"):
