@@ -45,6 +45,7 @@ BITRATE = re.compile(r"^\d{1,6}[kKmM]?$")
 SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,16}$")
 PROBE_TIMEOUT_SECONDS = 30
 PROBE_MEMORY_MB = 1024
+PROBE_OUTPUT_CHARACTERS = 1_000_000
 PROCESS_LIMIT = 512  # threads included: encoders start about one per core
 STDERR_TAIL_LINES = 20
 PROBE_ENTRIES = "format=format_name,duration:stream=codec_type,codec_name,width,height,sample_rate"
@@ -119,6 +120,14 @@ class ReencodeRuntime:
         ]
         stdout: list[str] = []
         stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+
+        room = [PROBE_OUTPUT_CHARACTERS]
+
+        def collect(line: str) -> None:  # a file with a million streams must not fill the miner's memory
+            if room[0] > 0:
+                stdout.append(line)
+                room[0] -= len(line) + 1
+
         stop = StopSignal()  # the probe's own timeout must not read as the job's
         forward = asyncio.create_task(_forward_stop(context.stop, stop))
         try:
@@ -128,7 +137,7 @@ class ReencodeRuntime:
                 self._tool_limits(PROBE_TIMEOUT_SECONDS, min(PROBE_MEMORY_MB, self._limits.memory_mb)),
                 stop=stop,
                 deadline=min(context.deadline, time.monotonic() + PROBE_TIMEOUT_SECONDS),
-                on_stdout=stdout.append,
+                on_stdout=collect,
                 on_stderr=stderr.append,
             )
         finally:
@@ -149,7 +158,7 @@ class ReencodeRuntime:
         try:
             found: dict[str, Any] = json.loads("\n".join(stdout) or "{}")
         except json.JSONDecodeError:
-            raise JobFailed("ffprobe's answer on the input was not JSON") from None
+            raise JobFailed("ffprobe's answer on the file was not JSON (or too long)") from None
         return found
 
     def _arguments(self, params: dict[str, Any], source: str, target: str, output_format: str) -> list[str]:
