@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +38,31 @@ def wait_until(check: Callable[[], T | None], timeout: float, interval: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def processes_named(marker: str) -> list[int]:
+    """Host pids of processes whose command line holds `marker` (a job names its own with `exec -a`: its pid
+    inside its sandbox means nothing out here)."""
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in found.split()]
+
+
+def unique_marker() -> str:
+    return f"aitbc-test-{uuid.uuid4().hex}"
+
+
+def job_folder(work_dir: Path, timeout: float = 20) -> Path:
+    """The scratch folder of the one job a miner with this work dir is running (seen from the host, as root:
+    a test reaches into it to let the job go on, as the job itself cannot see any of the host's folders)."""
+    from aitbc.miner.sandbox import HostUser, ScratchFolders
+
+    base = ScratchFolders.default_base(work_dir, HostUser.for_jobs())
+
+    def one() -> Path | None:
+        found = [path for path in base.iterdir() if path.is_dir()] if base.is_dir() else []
+        return found[0] if len(found) == 1 and (found[0] / "work").is_dir() else None
+
+    return wait_until(one, timeout, what=f"a job folder under {base}")
 
 
 def process_gone(pid: int) -> bool:
