@@ -92,6 +92,7 @@ class Stack:
         self.environment.pop("AITBC_API_KEY", None)
         self.server: subprocess.Popen[bytes] | None = None
         self.miners: list[subprocess.Popen[bytes]] = []
+        self.miner_names: set[str] = set()
         self.client_key = ""
         self.admin_key = ""
         self.miner_key = ""
@@ -182,6 +183,7 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
         self.miners.append(process)
+        self.miner_names.add(name)
         return process
 
     def work_dir(self, name: str) -> Path:
@@ -192,10 +194,15 @@ class Stack:
         return path.read_text() if path.exists() else ""
 
     def close(self) -> None:
+        from aitbc.miner.config import MinerConfig
+        from aitbc.miner.sandboxed_run import clear_leftovers
+
         for process in self.miners:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+        for name in self.miner_names:  # what a killed miner leaves (job folders, cgroups): its next start would
+            clear_leftovers(MinerConfig(url=self.url, api_key="", name=name, work_dir=self.work_dir(name)))
         if self.server is not None and self.server.poll() is None:
             self.server.kill()
             self.server.wait(timeout=10)

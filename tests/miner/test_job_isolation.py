@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import stat
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -196,6 +197,20 @@ async def test_the_miners_folders_and_other_jobs_are_absent_inside_a_job(stack: 
         )
         folders = [path for path in isolation.scratch.base.iterdir() if path.is_dir()]
         assert len(folders) == 1  # the other job's, still running
+        # What the miner keeps of a running job is its own alone: the lease id and input are in assignment.json.
+        modes = {
+            path: stat.S_IMODE(path.stat().st_mode)
+            for path in (
+                work_dir,
+                work_dir / "state",
+                work_dir / "jobs",
+                work_dir / "jobs" / other,
+                work_dir / "jobs" / other / "work",
+            )
+        }
+        assert modes == dict.fromkeys(modes, 0o700)
+        for private in ("jobs/" + other + "/assignment.json", "state/miner_ed25519.pem", "state/miner.json"):
+            assert stat.S_IMODE((work_dir / private).stat().st_mode) == 0o600, private
         (folders[0] / "work" / "go").touch()
         await asyncio.wait_for(running, timeout=60)
     finally:

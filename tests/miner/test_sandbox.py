@@ -118,3 +118,22 @@ def test_scratch_folders_are_unguessable_and_owned_by_the_job_user(tmp_path: Pat
     assert {first, second} <= set(scratch.leftovers())
     scratch.remove(first)
     assert not first.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_capped_scratch_folder_is_a_tmpfs_of_that_size_and_goes_away_whole(tmp_path: Path) -> None:
+    user = HostUser.for_jobs()
+    scratch = ScratchFolders.for_miner(tmp_path / "miner", user)
+    folder = scratch.create(disk_mb=4)
+    try:
+        assert os.path.ismount(folder)
+        sizes = os.statvfs(folder)
+        assert sizes.f_blocks * sizes.f_frsize == 4 * 1024 * 1024
+        assert user is not None and folder.stat().st_uid == user.uid
+        answer = run_sandboxed("head -c 10000000 /dev/zero > /job/fill; echo $?", folder, user)
+        assert answer.stdout.strip() == "1" and "No space left" in answer.stderr
+        assert scratch.disk_full(folder)
+    finally:
+        scratch.remove(folder)
+    assert not folder.exists() and not os.path.ismount(folder)
+    assert scratch.leftovers() == []

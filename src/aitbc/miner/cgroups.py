@@ -154,7 +154,13 @@ class MinerCgroups:
 
     def leftovers(self) -> list[JobCgroup]:
         """The job cgroups of a previous run of this miner (none of this run's jobs has started yet)."""
-        names = {child.name for parent in self.folders.values() if parent.is_dir() for child in parent.iterdir()}
+        names = {
+            child.name
+            for parent in self.folders.values()
+            if parent.is_dir()
+            for child in parent.iterdir()
+            if child.is_dir()
+        }
         found = [
             JobCgroup({controller: parent / name for controller, parent in self.folders.items()}) for name in names
         ]

@@ -200,6 +200,7 @@ def clear_leftovers(config: MinerConfig, bases: Sequence[Path] = ()) -> int:
         for leftover in cgroups.leftovers():
             leftover.remove()
             found += 1
+        cgroups.close()
     candidates = {config.work_dir / "sandboxes", DEFAULT_ROOT_SCRATCH / tag, *bases}
     if config.sandbox_dir is not None:
         candidates.add(config.sandbox_dir / tag)
@@ -209,4 +210,6 @@ def clear_leftovers(config: MinerConfig, bases: Sequence[Path] = ()) -> int:
             for folder in scratch.leftovers():
                 scratch.remove(folder)
                 found += 1
+            with contextlib.suppress(OSError):
+                base.rmdir()  # made again when a job needs it
     return found
