@@ -15,8 +15,11 @@ from pathlib import Path
 import pytest
 
 from aitbc.domain.matching import Gpu
+from aitbc.miner.config import JobLimits
 from aitbc.miner.gpus import GpuSlots
+from aitbc.miner.runtimes.command import CommandRuntime
 from aitbc.miner.sandbox import HostUser, SandboxSpec, ScratchFolders, bwrap_argv, gpu_devices, miner_tag
+from aitbc.miner.sandboxed_run import Isolation
 from tests.miner.conftest import processes_named, unique_marker
 from tests.miner.inprocess import InProcess, in_process
 from tests.miner.test_command_runtime import command
@@ -286,3 +289,29 @@ async def test_cuda_visible_devices_names_the_jobs_gpus(stack: InProcess) -> Non
 def test_each_miner_has_its_own_tag(tmp_path: Path) -> None:
     assert miner_tag(tmp_path / "a") != miner_tag(tmp_path / "b")
     assert miner_tag(tmp_path / "a") == miner_tag(tmp_path / "a" / ".." / "a")
+
+
+class UncappedScratch(ScratchFolders):
+    """Job folders as a miner that may not mount gets them: plain folders, watched for their size."""
+
+    @property
+    def can_cap_disk(self) -> bool:
+        return False
+
+
+async def test_without_cgroups_or_a_tmpfs_rlimits_and_the_watchdog_hold(stack: InProcess) -> None:
+    made = command(stack)["command"]._isolation
+    limits = JobLimits(max_processes=4096, memory_mb=256, disk_mb=8, open_files=100)
+    isolation = Isolation(UncappedScratch(made.scratch.base, made.scratch.user), made.user, None, limits)
+    runtimes = {"command": CommandRuntime(isolation, kill_grace_seconds=0.5)}
+    shown = await stack.submit(type="command", input="ulimit -v; ulimit -u; ulimit -n; ulimit -f")
+    # Files each under the file-size rlimit, together over the disk limit: only the watchdog sees that.
+    filler = await stack.submit(
+        type="command", input="for i in $(seq 1 12); do head -c 1000000 /dev/zero > f$i; done; sleep 120"
+    )
+    after = await stack.submit(type="command", input="echo fine")
+    await stack.drain(runtimes)
+    assert (await stack.package(shown))[1]["result.txt"] == b"262144\n4096\n100\n8192\n"
+    job = await stack.job(filler)
+    assert (job["status"], job["error"]) == ("failed", "the job hit its limit of 8 MiB of disk"), job
+    assert (await stack.job(after))["status"] == "completed"
