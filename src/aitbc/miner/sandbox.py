@@ -256,22 +256,22 @@ class ScratchFolders:
 
     @classmethod
     def for_miner(cls, work_dir: Path, user: HostUser | None, base: Path | None = None) -> ScratchFolders:
-        """`base`, else `<work_dir>/sandboxes` when the job's user can reach it, else
-        /var/lib/aitbc-sandboxes/<miner tag>."""
+        """`base`, else where `default_base` says."""
         scratch = cls(base or cls.default_base(work_dir, user), user)
         scratch._create_base()
         return scratch
 
     @staticmethod
     def default_base(work_dir: Path, user: HostUser | None) -> Path:
-        work_dir.mkdir(parents=True, exist_ok=True)
-        base = work_dir.resolve() / "sandboxes"
-        if user is not None and not _reachable_by_others(base.parent):
-            base = DEFAULT_ROOT_SCRATCH / miner_tag(work_dir)
-        return base
+        """`<work_dir>/sandboxes` when jobs run as the miner's own user; for a root miner whose jobs run as
+        another user, /var/lib/aitbc-sandboxes/<miner tag>, since the miner keeps its work folder 0700."""
+        if user is None:
+            return work_dir.resolve() / "sandboxes"
+        return DEFAULT_ROOT_SCRATCH / miner_tag(work_dir)
 
     def _create_base(self) -> None:
-        self.base.mkdir(parents=True, exist_ok=True)
+        self.base.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.base.mkdir(exist_ok=True)
         if self.base.is_symlink() or self.base.stat().st_uid != os.geteuid():
             raise RuntimeUnavailable(f"{self.base} must be a folder owned by the miner's user, not a link")
         self.base.chmod(0o711 if self.user is not None else 0o700)
