@@ -3,6 +3,7 @@ its environment, or on its command line), a real coordinator, and what a job can
 
 from __future__ import annotations
 
+import os
 import stat
 
 import pytest
@@ -37,3 +38,17 @@ def test_a_job_finds_no_api_key_anywhere_it_can_look(stack: Stack) -> None:
     assert stat.S_IMODE((work_dir / "state").stat().st_mode) == 0o700
     for name in ("miner_ed25519.pem", "miner_ed25519.pub", "miner.json"):
         assert stat.S_IMODE((work_dir / "state" / name).stat().st_mode) == 0o600, name
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups and tmpfs job folders need a root miner")
+def test_the_limit_flags_of_miner_run_hold_and_the_miner_keeps_working(stack: Stack) -> None:
+    stack.start_miner("m1", "--allow-command", "--max-processes", "40", "--max-disk", "8", "--max-memory", "256")
+    bomb = stack.post_job(type="command", input="bomb() { bomb | bomb; }; bomb")
+    filler = stack.post_job(type="command", input="head -c 100000000 /dev/zero > fill; sleep 120")
+    after = stack.post_job(type="command", input="ulimit -f; echo still working")
+    for job_id, reason in ((bomb, "40 processes"), (filler, "8 MiB of disk")):
+        job = stack.wait_status(job_id, {"completed", "failed"}, timeout=60)
+        assert (job["status"], job["error"]) == ("failed", f"the job hit its limit of {reason}"), job
+    done = stack.wait_status(after, {"completed", "failed"}, timeout=30)
+    assert done["status"] == "completed", done
+    assert stored_package(stack, after)[1]["result.txt"] == b"8192\nstill working\n"
