@@ -317,3 +317,21 @@ async def test_without_cgroups_or_a_tmpfs_rlimits_and_the_watchdog_hold(stack: I
     job = await stack.job(filler)
     assert (job["status"], job["error"]) == ("failed", "the job hit its limit of 8 MiB of disk"), job
     assert (await stack.job(after))["status"] == "completed"
+
+
+@pytest.mark.parametrize(("replaced", "target"), [("/job/output", ""), ("$AITBC_ARTIFACTS_DIR", "artifacts")])
+async def test_a_link_left_in_place_of_the_output_folders_is_not_followed(
+    stack: InProcess, tmp_path: Path, replaced: str, target: str
+) -> None:
+    host = tmp_path / "host-folder"  # shaped like the job's output folder, with secrets in it
+    (host / "artifacts").mkdir(parents=True)
+    (host / "result.txt").write_text("PRIVATE KEY\n")
+    (host / "artifacts" / "key.pem").write_text("PRIVATE KEY\n")
+    script = f'rm -rf "{replaced}"; ln -s {host / target} "{replaced}"; echo out'
+    job_id = await stack.submit(type="command", input=script)
+    await stack.drain(command(stack))
+    assert (await stack.job(job_id))["status"] == "completed"
+    _, files = await stack.package(job_id)
+    assert files["result.txt"] == b"out\n"
+    assert not any(path.startswith("artifacts/") for path in files)
+    assert all(b"PRIVATE KEY" not in data for data in files.values())

@@ -15,6 +15,7 @@ files only and never following a link, and removes it.
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import re
 import shutil
@@ -63,7 +64,13 @@ class CommandRuntime:
                 raise JobFailed(f"invalid input file name {name!r}: letters, digits, '.', '_' and '-' only")
             (work / name).write_text(str(content))
         if context.input_path is not None:
-            shutil.copyfile(context.input_path, work / context.input_path.name)
+            try:
+                shutil.copyfile(context.input_path, work / context.input_path.name)
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                limit = self._isolation.limits.disk_mb
+                raise JobFailed(f"the job's input file does not fit in its limit of {limit} MiB of disk") from None
         if isinstance(value, str) and value.strip():
             (work / SCRIPT_NAME).write_text(value if value.endswith("\n") else value + "\n")
             return f"{JOB_ROOT}/{WORK}/{SCRIPT_NAME}"
