@@ -47,6 +47,13 @@ def processes_named(marker: str) -> list[int]:
     return [int(pid) for pid in found.split()]
 
 
+def all_gone(marker: str, timeout: float = 10) -> bool:
+    """Whether every process named `marker` is gone, waiting a little: the kernel kills what is left in a PID
+    namespace as its first process dies, and those processes take a moment to exit."""
+    wait_until(lambda: not processes_named(marker), timeout, what=f"the processes named {marker} to end")
+    return True
+
+
 def unique_marker() -> str:
     return f"aitbc-test-{uuid.uuid4().hex}"
 

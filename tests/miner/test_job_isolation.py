@@ -20,7 +20,7 @@ from aitbc.miner.gpus import GpuSlots
 from aitbc.miner.runtimes.command import CommandRuntime
 from aitbc.miner.sandbox import HostUser, SandboxSpec, ScratchFolders, bwrap_argv, gpu_devices, miner_tag
 from aitbc.miner.sandboxed_run import Isolation
-from tests.miner.conftest import processes_named, unique_marker
+from tests.miner.conftest import all_gone, processes_named, unique_marker
 from tests.miner.inprocess import InProcess, in_process
 from tests.miner.test_command_runtime import command
 
@@ -85,7 +85,7 @@ async def test_a_setsid_daemon_is_gone_when_its_job_ends(
         running.cancel()
     job = await stack.job(job_id)
     assert (job["status"], job["failure_reason"]) == (status, reason), job
-    assert processes_named(marker) == [], f"the daemon outlived its {ending} job"
+    assert all_gone(marker), f"the daemon outlived its {ending} job"
     _, files = await stack.package(job_id)
     assert b"daemon started" in files["logs/stdout.log"]
 
@@ -248,7 +248,7 @@ async def test_a_daemon_of_one_job_cannot_touch_the_next_jobs_folder(stack: InPr
     second = await stack.submit(type="command", input="sleep 1; ls -A; cat injected.txt 2>/dev/null; echo clean")
     await stack.drain(command(stack, command_user="nobody"))
     assert (await stack.job(first))["status"] == "completed"
-    assert processes_named(marker) == []
+    assert all_gone(marker)
     job = await stack.job(second)
     assert job["status"] == "completed", job
     _, files = await stack.package(second)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from aitbc.miner.sandbox import HostUser, Mount, SandboxSpec, ScratchFolders, bwrap_argv
+from tests.miner.conftest import all_gone
 
 
 def run_sandboxed(
@@ -125,8 +126,7 @@ def test_a_setsid_daemon_dies_with_the_job(tmp_path: Path) -> None:
         f"setsid bash -c 'exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 & sleep 0.2", job, None
     )
     assert answer.returncode == 0, answer.stderr
-    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False).stdout
-    assert survivors == "", f"a process outlived its sandbox: {survivors}"
+    assert all_gone(marker), "a process outlived its sandbox"
 
 
 def test_scratch_folders_are_unguessable_and_owned_by_the_job_user(
