@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from aitbc.miner.sandbox import (
 )
 from aitbc.miner.stop import StopReason, StopSignal
 
+log = logging.getLogger(__name__)
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 WATCH_SECONDS = 0.25
@@ -59,7 +61,15 @@ class Isolation:
         tag = miner_tag(config.work_dir)
         base = config.sandbox_dir / tag if config.sandbox_dir is not None else None
         scratch = ScratchFolders.for_miner(config.work_dir, user, base)
-        return cls(scratch, user, MinerCgroups.for_miner(tag), config.job_limits, config.job_network)
+        cgroups = MinerCgroups.for_miner(tag)
+        log.info(
+            "jobs run in bubblewrap as %s; limits by %s; disk by %s; network %s",
+            f"uid {user.uid}" if user else "this miner's user",
+            f"cgroups ({', '.join(cgroups.folders)}) and rlimits" if cgroups else "rlimits only (not root)",
+            "a tmpfs per job" if scratch.can_cap_disk else "a watchdog on each job's folder",
+            "allowed" if config.job_network else "off",
+        )
+        return cls(scratch, user, cgroups, config.job_limits, config.job_network)
 
     def close(self) -> None:
         """Remove this miner's (empty) folders for job cgroups and scratch folders."""
