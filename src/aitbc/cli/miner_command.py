@@ -96,7 +96,7 @@ def run(
     ] = 10.0,
     max_processes: Annotated[
         int, typer.Option("--max-processes", min=8, help="Processes (and threads) a job may have at once.")
-    ] = 256,
+    ] = 1024,
     max_memory: Annotated[
         int, typer.Option("--max-memory", "--memory-mb", min=16, help="Memory of a job, MiB (its tmpfs folder counts).")
     ] = 4096,

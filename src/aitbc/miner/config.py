@@ -16,7 +16,7 @@ class JobLimits:
     miner may make them (processes, memory, CPU), a size-capped tmpfs for its folder as root (disk), and
     rlimits otherwise; a job that hits one is stopped and fails with the limit named."""
 
-    max_processes: int = 256
+    max_processes: int = 1024  # threads count too (a many-core machine starts as many BLAS threads)
     memory_mb: int = 4096
     cpu_seconds: int | None = None  # None: the job's timeout
     disk_mb: int = 4096
