@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +40,38 @@ def wait_until(check: Callable[[], T | None], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+def processes_named(marker: str) -> list[int]:
+    """Host pids of processes whose command line holds `marker` (a job names its own with `exec -a`: its pid
+    inside its sandbox means nothing out here)."""
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in found.split()]
+
+
+def all_gone(marker: str, timeout: float = 10) -> bool:
+    """Whether every process named `marker` is gone, waiting a little: the kernel kills what is left in a PID
+    namespace as its first process dies, and those processes take a moment to exit."""
+    wait_until(lambda: not processes_named(marker), timeout, what=f"the processes named {marker} to end")
+    return True
+
+
+def unique_marker() -> str:
+    return f"aitbc-test-{uuid.uuid4().hex}"
+
+
+def job_folder(work_dir: Path, timeout: float = 20) -> Path:
+    """The scratch folder of the one job a miner with this work dir is running (seen from the host, as root:
+    a test reaches into it to let the job go on, as the job itself cannot see any of the host's folders)."""
+    from aitbc.miner.sandbox import HostUser, ScratchFolders
+
+    base = ScratchFolders.default_base(work_dir, HostUser.for_jobs())
+
+    def one() -> Path | None:
+        found = [path for path in base.iterdir() if path.is_dir()] if base.is_dir() else []
+        return found[0] if len(found) == 1 and (found[0] / "work").is_dir() else None
+
+    return wait_until(one, timeout, what=f"a job folder under {base}")
+
+
 def process_gone(pid: int) -> bool:
     """Gone, or a zombie waiting for a parent that no longer cares (it runs nothing)."""
     try:
@@ -66,6 +99,7 @@ class Stack:
         self.environment.pop("AITBC_API_KEY", None)
         self.server: subprocess.Popen[bytes] | None = None
         self.miners: list[subprocess.Popen[bytes]] = []
+        self.miner_names: set[str] = set()
         self.client_key = ""
         self.admin_key = ""
         self.miner_key = ""
@@ -156,6 +190,7 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
         self.miners.append(process)
+        self.miner_names.add(name)
         return process
 
     def work_dir(self, name: str) -> Path:
@@ -166,10 +201,15 @@ class Stack:
         return path.read_text() if path.exists() else ""
 
     def close(self) -> None:
+        from aitbc.miner.config import MinerConfig
+        from aitbc.miner.sandboxed_run import clear_leftovers
+
         for process in self.miners:
             if process.poll() is None:
                 process.kill()
                 process.wait(timeout=10)
+        for name in self.miner_names:  # what a killed miner leaves (job folders, cgroups): its next start would
+            clear_leftovers(MinerConfig(url=self.url, api_key="", name=name, work_dir=self.work_dir(name)))
         if self.server is not None and self.server.poll() is None:
             self.server.kill()
             self.server.wait(timeout=10)

@@ -8,13 +8,21 @@ import json
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from aitbc.domain.manifest import verify
-from tests.miner.conftest import AITBC, Stack, process_gone, stored_package, wait_until
+from tests.miner.conftest import (
+    AITBC,
+    Stack,
+    job_folder,
+    process_gone,
+    processes_named,
+    stored_package,
+    unique_marker,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -23,13 +31,12 @@ def public_key(stack: Stack, miner: str) -> str:
     return (stack.work_dir(miner) / "state" / "miner_ed25519.pub").read_text().strip()
 
 
-def test_progress_shows_while_running_and_the_full_package_arrives(stack: Stack, tmp_path: Path) -> None:
-    go = tmp_path / "go"
+def test_progress_shows_while_running_and_the_full_package_arrives(stack: Stack) -> None:
     stack.start_miner("m1", "--allow-command", "--runtimes", "command")
-    script = f"""
+    script = """
 echo "loading"
 echo AITBC_PROGRESS=40 warming up
-while [ ! -f {go} ]; do sleep 0.05; done
+while [ ! -f go ]; do sleep 0.05; done
 echo "a warning" >&2
 echo AITBC_PROGRESS=90
 echo "main output" > "$AITBC_RESULT_FILE"
@@ -49,7 +56,7 @@ echo "done"
     as_json = json.loads(stack.cli("client", "status", "--job-id", job_id, "--json").stdout)
     assert (as_json["status"], as_json["progress"]) == ("running", 40)
 
-    go.touch()
+    (job_folder(stack.work_dir("m1")) / "work" / "go").touch()  # the job's folder, seen from the host
     done = stack.wait_status(job_id, {"completed", "failed"}, timeout=20)
     assert done["status"] == "completed", done
     assert done["exit_code"] == 0
@@ -110,13 +117,13 @@ def test_a_script_that_exits_nonzero_fails_with_runtime_error_and_its_stderr(sta
     assert record["partial"] in (1, True)
 
 
-def test_cancel_kills_a_running_sleep_within_two_seconds_and_keeps_partial_logs(stack: Stack, tmp_path: Path) -> None:
-    pid_file = tmp_path / "sleep.pid"
+def test_cancel_kills_a_running_sleep_within_two_seconds_and_keeps_partial_logs(stack: Stack) -> None:
+    marker = unique_marker()
     stack.start_miner("m1", "--allow-command")
-    script = f"echo 'before the long sleep'\nsleep 600 &\necho $! > {pid_file}\nwait\n"
+    script = f"echo 'before the long sleep'\n(exec -a {marker} sleep 600) &\nwait\n"
     job_id = stack.post_job(type="command", input=script)
     stack.wait_status(job_id, {"running"}, timeout=20)
-    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=10, what="the pid"))
+    pid = wait_until(lambda: processes_named(marker), timeout=10, what="the sleep")[0]
     assert not process_gone(pid)
     # Let the first batch of logs go out, so the partial package is not the only place they are.
     wait_until(lambda: time.sleep(1.2) or True, timeout=2)
@@ -143,12 +150,12 @@ def test_cancel_kills_a_running_sleep_within_two_seconds_and_keeps_partial_logs(
     assert downloaded.content == b"before the long sleep\n"
 
 
-def test_cancel_through_the_cli(stack: Stack, tmp_path: Path) -> None:
-    pid_file = tmp_path / "sleep.pid"
+def test_cancel_through_the_cli(stack: Stack) -> None:
+    marker = unique_marker()
     stack.start_miner("m1", "--allow-command")
-    job_id = stack.post_job(type="command", input=f"sleep 600 &\necho $! > {pid_file}\nwait\n")
+    job_id = stack.post_job(type="command", input=f"(exec -a {marker} sleep 600) &\nwait\n")
     stack.wait_status(job_id, {"running"}, timeout=20)
-    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), timeout=10, what="the pid"))
+    pid = wait_until(lambda: processes_named(marker), timeout=10, what="the sleep")[0]
     typed = time.monotonic()
     shown = stack.cli("client", "cancel", "--job-id", job_id, "--force").stdout
     answered = time.monotonic()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from aitbc.miner.sandbox import HostUser, Mount, SandboxSpec, ScratchFolders, bwrap_argv
+from tests.miner.conftest import all_gone
 
 
 def run_sandboxed(
@@ -35,6 +37,23 @@ def run_sandboxed(
 
 
 @pytest.fixture
+def scratch_folders() -> Iterator[Callable[[Path], ScratchFolders]]:
+    """ScratchFolders for a miner's work folder, removed with whatever is left in them after the test (a root
+    miner's base is under /var/lib, outside the test's temporary folder)."""
+    made: list[ScratchFolders] = []
+
+    def make(work_dir: Path) -> ScratchFolders:
+        made.append(ScratchFolders.for_miner(work_dir, HostUser.for_jobs()))
+        return made[-1]
+
+    yield make
+    for scratch in made:
+        for folder in scratch.leftovers():
+            scratch.remove(folder)
+        scratch.base.rmdir()
+
+
+@pytest.fixture
 def miner_folders(tmp_path: Path) -> dict[str, Path]:
     """A miner's folders as the agent lays them out, with a secret in each place a job must not reach."""
     work = tmp_path / "miner"
@@ -50,9 +69,11 @@ def miner_folders(tmp_path: Path) -> dict[str, Path]:
     return folders
 
 
-def test_a_job_sees_its_own_folder_and_nothing_of_the_miner(miner_folders: dict[str, Path]) -> None:
+def test_a_job_sees_its_own_folder_and_nothing_of_the_miner(
+    miner_folders: dict[str, Path], scratch_folders: Callable[[Path], ScratchFolders]
+) -> None:
     user = HostUser.for_jobs()
-    scratch = ScratchFolders.for_miner(miner_folders["work"], user)
+    scratch = scratch_folders(miner_folders["work"])
     job = scratch.create()
     paths = [*(str(p) for p in miner_folders.values()), str(miner_folders["state"] / "miner_ed25519.pem")]
     script = "; ".join(
@@ -105,16 +126,37 @@ def test_a_setsid_daemon_dies_with_the_job(tmp_path: Path) -> None:
         f"setsid bash -c 'exec -a {marker} sleep 300' </dev/null >/dev/null 2>&1 & sleep 0.2", job, None
     )
     assert answer.returncode == 0, answer.stderr
-    survivors = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False).stdout
-    assert survivors == "", f"a process outlived its sandbox: {survivors}"
+    assert all_gone(marker), "a process outlived its sandbox"
 
 
-def test_scratch_folders_are_unguessable_and_owned_by_the_job_user(tmp_path: Path) -> None:
-    user = HostUser.for_jobs()
-    scratch = ScratchFolders.for_miner(tmp_path / "miner", user)
+def test_scratch_folders_are_unguessable_and_owned_by_the_job_user(
+    tmp_path: Path, scratch_folders: Callable[[Path], ScratchFolders]
+) -> None:
+    scratch = scratch_folders(tmp_path / "miner")
     first, second = scratch.create(), scratch.create()
     assert first != second and len(first.name) == 32
     assert oct(first.stat().st_mode & 0o777) == oct(0o700)
     assert {first, second} <= set(scratch.leftovers())
     scratch.remove(first)
     assert not first.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_capped_scratch_folder_is_a_tmpfs_of_that_size_and_goes_away_whole(
+    tmp_path: Path, scratch_folders: Callable[[Path], ScratchFolders]
+) -> None:
+    user = HostUser.for_jobs()
+    scratch = scratch_folders(tmp_path / "miner")
+    folder = scratch.create(disk_mb=4)
+    try:
+        assert os.path.ismount(folder)
+        sizes = os.statvfs(folder)
+        assert sizes.f_blocks * sizes.f_frsize == 4 * 1024 * 1024
+        assert user is not None and folder.stat().st_uid == user.uid
+        answer = run_sandboxed("head -c 10000000 /dev/zero > /job/fill; echo $?", folder, user)
+        assert answer.stdout.strip() == "1" and "No space left" in answer.stderr
+        assert scratch.disk_full(folder)
+    finally:
+        scratch.remove(folder)
+    assert not folder.exists() and not os.path.ismount(folder)
+    assert scratch.leftovers() == []

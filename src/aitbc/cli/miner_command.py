@@ -114,21 +114,43 @@ def run(
     shutdown_grace: Annotated[
         float, typer.Option("--shutdown-grace", min=0, help="On SIGTERM, seconds to let running jobs finish.")
     ] = 10.0,
-    memory_mb: Annotated[int, typer.Option("--memory-mb", min=16, help="Memory limit of a command job.")] = 4096,
-    file_size_mb: Annotated[
-        int, typer.Option("--file-size-mb", min=1, help="Largest file a command job writes.")
+    max_processes: Annotated[
+        int, typer.Option("--max-processes", min=8, help="Processes (and threads) a job may have at once.")
     ] = 1024,
-    open_files: Annotated[int, typer.Option("--open-files", min=16, help="Open files of a command job.")] = 1024,
+    max_memory: Annotated[
+        int, typer.Option("--max-memory", "--memory-mb", min=16, help="Memory of a job, MiB (its tmpfs folder counts).")
+    ] = 4096,
+    max_cpu_seconds: Annotated[
+        int | None,
+        typer.Option("--max-cpu-seconds", min=1, help="CPU time of a job, all its processes (default: its timeout)."),
+    ] = None,
+    max_disk: Annotated[
+        int, typer.Option("--max-disk", "--file-size-mb", min=1, help="Disk a job may fill in its folder, MiB.")
+    ] = 4096,
+    max_open_files: Annotated[
+        int, typer.Option("--max-open-files", "--open-files", min=16, help="Open files per job process.")
+    ] = 1024,
+    job_network: Annotated[
+        bool, typer.Option("--job-network", help="Let jobs reach the network (default: loopback only).")
+    ] = False,
+    sandbox_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--sandbox-dir",
+            help="Where job folders live while they run (default: WORK_DIR/sandboxes, or /var/lib/aitbc-sandboxes "
+            "for a root miner whose work dir other users cannot reach).",
+        ),
+    ] = None,
     run_as: Annotated[
         str | None,
-        typer.Option("--run-as", help="Run command jobs as this unprivileged user (the miner must run as root)."),
+        typer.Option("--run-as", help="Host user jobs run as (the miner must be root; default for root: nobody)."),
     ] = None,
     parent_pid: Annotated[int | None, typer.Option("--parent-pid", hidden=True)] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
 ) -> None:
     """Register with the coordinator and run jobs until stopped (SIGTERM: finish or hand back, then exit)."""
     from aitbc.miner.agent import Agent
-    from aitbc.miner.config import CommandLimits, MinerConfig
+    from aitbc.miner.config import JobLimits, MinerConfig
     from aitbc.miner.gpus import resolve_gpus
     from aitbc.miner.runtimes.registry import build_runtimes
 
@@ -161,8 +183,16 @@ def run(
         claim_wait_seconds=claim_wait,
         kill_grace_seconds=kill_grace,
         shutdown_grace_seconds=shutdown_grace,
-        command_limits=CommandLimits(memory_mb=memory_mb, file_size_mb=file_size_mb, open_files=open_files),
+        job_limits=JobLimits(
+            max_processes=max_processes,
+            memory_mb=max_memory,
+            cpu_seconds=max_cpu_seconds,
+            disk_mb=max_disk,
+            open_files=max_open_files,
+        ),
         command_user=run_as,
+        job_network=job_network,
+        sandbox_dir=sandbox_dir.expanduser().resolve() if sandbox_dir else None,
         parent_pid=parent_pid,
     )
     built, missing = build_runtimes(config)

@@ -34,9 +34,11 @@ from aitbc.miner.backoff import Backoff
 from aitbc.miner.config import MinerConfig
 from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.delivery import Finish, deliver
-from aitbc.miner.identity import load_or_create_key
+from aitbc.miner.gpus import GpuSlots
+from aitbc.miner.identity import load_or_create_key, private_folder, write_private
 from aitbc.miner.job_run import ASSIGNMENT_FILE, JobRun, Phase
 from aitbc.miner.runtimes.interface import Runtime
+from aitbc.miner.sandboxed_run import clear_leftovers
 from aitbc.miner.stop import StopReason
 from aitbc.protocol.miners import Assignment, GpuSpec, LeaseState, RegisterRequest, RegisterResponse
 
@@ -67,6 +69,7 @@ class Agent:
         self._leases_changed = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.gpu_slots = GpuSlots(len(config.gpus))
 
     # -- public -------------------------------------------------------------------------------------
 
@@ -84,8 +87,13 @@ class Agent:
 
     async def run(self) -> None:
         """Run until stopped (or, in drain mode, until no job is left); then shut down cleanly."""
+        for folder in (self.config.work_dir, self.config.state_dir, self.config.jobs_dir):
+            private_folder(folder)  # jobs run as other users or in sandboxes: none of them may enter these
         self._key = load_or_create_key(self.config.state_dir)
-        self.config.jobs_dir.mkdir(parents=True, exist_ok=True)
+        # Whatever a previous run of this miner left running (it was killed) dies before any job is handed back.
+        cleared = await asyncio.to_thread(clear_leftovers, self.config)
+        if cleared:
+            log.info("cleared %d job sandbox(es) left by a previous run", cleared)
         control: asyncio.Task[None] | None = None
         watchdog: asyncio.Task[None] | None = None
         try:
@@ -127,7 +135,7 @@ class Agent:
         request = self._register_request()
         self.registration = await self.client.register(request)
         state = {"miner_id": self.registration.miner_id, "name": self.config.name, "url": self.config.url}
-        (self.config.state_dir / MINER_STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        write_private(self.config.state_dir / MINER_STATE_FILE, json.dumps(state, indent=2) + "\n")
         log.info(
             "registered as %s (%s; runtimes %s; models %s; %d GPU(s))",
             self.registration.miner_id,
@@ -231,6 +239,7 @@ class Agent:
 
     def _launch(self, assignment: Assignment) -> None:
         assert self._key is not None
+        gpus = self.gpu_slots.acquire(assignment.requirements.gpu_count) if self.config.gpus else ()
         run = JobRun(
             assignment,
             self.config.jobs_dir / assignment.job_id,
@@ -241,12 +250,16 @@ class Agent:
             self.config.report_interval_seconds,
             "cuda" if self.config.gpus else "cpu",
             on_phase=self._on_phase,
+            gpus=gpus,
         )
         self.jobs[assignment.job_id] = run
         self._leases_changed.set()
         self._spawn(run.execute())
 
     def _on_phase(self, run: JobRun) -> None:
+        if run.phase is not Phase.RUNNING and run.gpus:
+            self.gpu_slots.release(run.gpus)
+            run.gpus = ()
         if run.phase is Phase.DONE:
             self.jobs.pop(run.job_id, None)
             self._leases_changed.set()

@@ -11,13 +11,19 @@ DEFAULT_RUNTIMES = ("command", "embedding", "text-generation", "reencode")
 
 
 @dataclass(frozen=True)
-class CommandLimits:
-    """Limits on a `command` job's processes, on top of the job's own timeout (wall time)."""
+class JobLimits:
+    """What one sandboxed job may use, on top of its own timeout (wall time). Enforced with cgroups where the
+    miner may make them (processes, memory, CPU), a size-capped tmpfs for its folder as root (disk), and
+    rlimits otherwise; a job that hits one is stopped and fails with the limit named."""
 
-    cpu_seconds: int | None = None  # None: the job's timeout
+    max_processes: int = 1024  # threads count too (a many-core machine starts as many BLAS threads)
     memory_mb: int = 4096
-    file_size_mb: int = 1024
+    cpu_seconds: int | None = None  # None: the job's timeout
+    disk_mb: int = 4096
     open_files: int = 1024
+
+
+CommandLimits = JobLimits  # the name these limits had when only `command` jobs had them
 
 
 @dataclass(frozen=True)
@@ -38,9 +44,15 @@ class MinerConfig:
     report_interval_seconds: float = 1.0
     kill_grace_seconds: float = 1.0
     shutdown_grace_seconds: float = 10.0
-    command_limits: CommandLimits = field(default_factory=CommandLimits)
-    command_user: str | None = None  # run command jobs as this unprivileged user (the miner runs as root)
+    job_limits: JobLimits = field(default_factory=JobLimits)
+    command_user: str | None = None  # run jobs as this unprivileged host user (the miner runs as root)
+    job_network: bool = False  # jobs get the host's network (else a network namespace with only loopback)
+    sandbox_dir: Path | None = None  # where job folders live while they run (default: see ScratchFolders)
     parent_pid: int | None = None  # stop when this process is gone (miners started by `aitbc serve`)
+
+    @property
+    def command_limits(self) -> JobLimits:
+        return self.job_limits
 
     @property
     def state_dir(self) -> Path:

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from aitbc.domain.errors import AitbcError, Conflict, NotFound
 from aitbc.domain.job import FailureReason
 from aitbc.miner.coordinator_client import CoordinatorClient
+from aitbc.miner.identity import write_private
 from aitbc.miner.package import PackageLayout, build_manifest, sign_manifest
 from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective
 from aitbc.sdk.errors import ConnectionFailed
@@ -46,9 +47,7 @@ class Finish:
     ended_at: str | None = None
 
     def save(self, job_dir: Path) -> None:
-        temporary = job_dir / (FINISH_FILE + ".tmp")
-        temporary.write_text(json.dumps(asdict(self), indent=2))
-        temporary.replace(job_dir / FINISH_FILE)
+        write_private(job_dir / FINISH_FILE, json.dumps(asdict(self), indent=2))
 
     @classmethod
     def load(cls, job_dir: Path) -> Finish | None:

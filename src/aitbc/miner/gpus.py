@@ -68,3 +68,25 @@ def resolve_gpus(option: str) -> list[Gpu]:
     if option == "none":
         return []
     return parse_gpu_spec(option)
+
+
+class GpuSlots:
+    """Which of this miner's GPUs (by index) each running job holds: a job gets the least busy ones, so jobs
+    share a GPU only when there are more jobs wanting one than GPUs."""
+
+    def __init__(self, count: int) -> None:
+        self._busy = dict.fromkeys(range(count), 0)
+
+    def acquire(self, wanted: int) -> tuple[int, ...]:
+        chosen = sorted(sorted(self._busy, key=lambda index: (self._busy[index], index))[:wanted])
+        for index in chosen:
+            self._busy[index] += 1
+        return tuple(chosen)
+
+    def release(self, indices: tuple[int, ...]) -> None:
+        for index in indices:
+            self._busy[index] = max(0, self._busy[index] - 1)
+
+    @property
+    def free(self) -> list[int]:
+        return [index for index, jobs in self._busy.items() if jobs == 0]

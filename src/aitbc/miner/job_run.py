@@ -28,6 +28,7 @@ from aitbc.domain.errors import AitbcError, Conflict, NotFound
 from aitbc.domain.job import LEASED_STATUSES, FailureReason, JobStatus
 from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.delivery import PACKAGE_FOLDER, Finish, deliver
+from aitbc.miner.identity import private_folder, write_private
 from aitbc.miner.package import PackageLayout
 from aitbc.miner.reporter import JobReporter
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, Runtime, RuntimeResult
@@ -62,8 +63,10 @@ class JobRun:
         report_interval_seconds: float,
         device: str,
         on_phase: Callable[[JobRun], None],
+        gpus: tuple[int, ...] = (),
     ) -> None:
         self.assignment = assignment
+        self.gpus = gpus  # the host indices of the GPUs this job holds while it runs
         self.job_dir = job_dir
         self.stop = StopSignal()
         self.phase = Phase.RUNNING
@@ -116,9 +119,9 @@ class JobRun:
 
     def _prepare(self) -> tuple[Path, PackageLayout]:
         shutil.rmtree(self.job_dir, ignore_errors=True)  # a job requeued to us again starts afresh
-        work_dir = self.job_dir / "work"
-        work_dir.mkdir(parents=True)
-        (self.job_dir / ASSIGNMENT_FILE).write_text(self.assignment.model_dump_json(indent=2))
+        work_dir = private_folder(self.job_dir / "work")
+        self.job_dir.chmod(0o700)
+        write_private(self.job_dir / ASSIGNMENT_FILE, self.assignment.model_dump_json(indent=2))
         layout = PackageLayout(self.job_dir / PACKAGE_FOLDER)
         layout.create()
         return work_dir, layout
@@ -174,6 +177,7 @@ class JobRun:
                 deadline=deadline,
                 input_path=input_path,
                 device=self._device,
+                gpus=self.gpus,
             )
             return await self._runtime.run(context)
         except JobFailed as error:

@@ -56,6 +56,7 @@ class JobReporter:
             "stderr": layout.stderr_log.open("a", encoding="utf-8"),
         }
         self._task: asyncio.Task[None] | None = None
+        self._flushing: asyncio.Future[None] | None = None
 
     # -- from the runtime (any thread) ----------------------------------------------------------------
 
@@ -89,7 +90,9 @@ class JobReporter:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
-            await self.flush()
+            # Shielded: stopping the loop mid-batch must not lose the lines already taken off the queue.
+            self._flushing = asyncio.ensure_future(self.flush())
+            await asyncio.shield(self._flushing)
 
     async def flush(self) -> None:
         """Send what is waiting; keep it for the next try when the coordinator is unreachable."""
@@ -130,6 +133,8 @@ class JobReporter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._flushing is not None:
+            await self._flushing  # the batch in flight when the loop stopped
         await self.flush()
         with self._lock:
             for handle in self._files.values():

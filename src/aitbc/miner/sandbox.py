@@ -14,6 +14,8 @@ sandbox down with the miner if the miner dies first.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import pwd
 import secrets
@@ -64,6 +66,27 @@ SANDBOX_HOSTNAME = "aitbc-job"
 INSIDE_UID = 1000
 INSIDE_GID = 1000
 UNPRIVILEGED_FALLBACK_USER = "nobody"
+# The GPU device nodes every CUDA program needs besides its own /dev/nvidia<N>, bound when the host has them.
+NVIDIA_SHARED_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+
+
+def miner_tag(work_dir: Path) -> str:
+    """A short name for one miner (one work folder) on this machine: its scratch folders and cgroups are kept
+    apart from other miners' so that one miner's clean-up never touches another's running jobs."""
+    return hashlib.sha256(str(work_dir.resolve()).encode()).hexdigest()[:16]
+
+
+def gpu_devices(indices: Sequence[int], dev: Path = Path("/dev")) -> list[str]:
+    """The device nodes a job with GPUs `indices` sees: its own /dev/nvidia<N> and the shared control nodes,
+    those that exist; no other GPU's node."""
+    wanted = [f"nvidia{index}" for index in indices]
+    shared = [name.removeprefix("/dev/") for name in NVIDIA_SHARED_DEVICES]
+    return [str(dev / name) for name in (*wanted, *shared) if (dev / name).exists()]
+
+
+def gpu_environment(indices: Sequence[int]) -> dict[str, str]:
+    """CUDA numbers GPUs in PCI order here, like nvidia-smi and the /dev/nvidia<N> nodes."""
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(index) for index in indices), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
 
 
 @dataclass(frozen=True)
@@ -233,18 +256,22 @@ class ScratchFolders:
 
     @classmethod
     def for_miner(cls, work_dir: Path, user: HostUser | None, base: Path | None = None) -> ScratchFolders:
-        """`base`, else `<work_dir>/sandboxes` when the job's user can reach it, else /var/lib/aitbc-sandboxes."""
-        if base is None:
-            work_dir.mkdir(parents=True, exist_ok=True)
-            base = work_dir.resolve() / "sandboxes"
-            if user is not None and not _reachable_by_others(base.parent):
-                base = DEFAULT_ROOT_SCRATCH
-        scratch = cls(base, user)
+        """`base`, else where `default_base` says."""
+        scratch = cls(base or cls.default_base(work_dir, user), user)
         scratch._create_base()
         return scratch
 
+    @staticmethod
+    def default_base(work_dir: Path, user: HostUser | None) -> Path:
+        """`<work_dir>/sandboxes` when jobs run as the miner's own user; for a root miner whose jobs run as
+        another user, /var/lib/aitbc-sandboxes/<miner tag>, since the miner keeps its work folder 0700."""
+        if user is None:
+            return work_dir.resolve() / "sandboxes"
+        return DEFAULT_ROOT_SCRATCH / miner_tag(work_dir)
+
     def _create_base(self) -> None:
-        self.base.mkdir(parents=True, exist_ok=True)
+        self.base.parent.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.base.mkdir(exist_ok=True)
         if self.base.is_symlink() or self.base.stat().st_uid != os.geteuid():
             raise RuntimeUnavailable(f"{self.base} must be a folder owned by the miner's user, not a link")
         self.base.chmod(0o711 if self.user is not None else 0o700)
@@ -254,14 +281,55 @@ class ScratchFolders:
                 "other users; give --sandbox-dir a folder whose parents are (e.g. /var/lib/aitbc-sandboxes)"
             )
 
-    def create(self) -> Path:
+    @property
+    def can_cap_disk(self) -> bool:
+        """A root miner mounts each job folder as a tmpfs of the job's disk size; others watch its size."""
+        return os.geteuid() == 0 and shutil.which("mount") is not None
+
+    def create(self, disk_mb: int | None = None) -> Path:
+        """A fresh folder; with `disk_mb` (and a root miner) a tmpfs of that size, so a job that fills it gets
+        ENOSPC instead of filling the miner's disk. Its pages count as the job's memory in its cgroup."""
+        if not self.base.is_dir():  # removed when the miner's runtimes were last closed
+            self._create_base()
         folder = self.base / secrets.token_hex(16)
         folder.mkdir(mode=0o700)
+        if disk_mb is not None and self.can_cap_disk:
+            owner = self.user or HostUser(os.getuid(), os.getgid())
+            options = f"size={disk_mb}m,nr_inodes={max(4096, disk_mb * 256)},mode=0700,uid={owner.uid},gid={owner.gid}"
+            mounted = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"{options},nosuid,nodev", "aitbc-job", str(folder)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if mounted.returncode != 0:
+                folder.rmdir()
+                raise RuntimeUnavailable(f"could not mount the job's folder: {mounted.stderr.strip()}")
         if self.user is not None:
             self.user.give(folder)
         return folder
 
+    def disk_full(self, folder: Path) -> bool:
+        """Whether a size-capped job folder has no block left."""
+        if not os.path.ismount(folder):
+            return False
+        with contextlib.suppress(OSError):
+            return os.statvfs(folder).f_bavail == 0
+        return False
+
+    @staticmethod
+    def used_bytes(folder: Path) -> int:
+        """Disk blocks in use under `folder` (links not followed): the watchdog's measure where no tmpfs caps it."""
+        total = 0
+        for root, subfolders, names in os.walk(folder, followlinks=False):
+            for name in (*subfolders, *names):
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(root, name)).st_blocks * 512
+        return total
+
     def remove(self, folder: Path) -> None:
+        if os.path.ismount(folder):
+            subprocess.run(["umount", "--lazy", str(folder)], capture_output=True, check=False)
         shutil.rmtree(folder, ignore_errors=True)
 
     def leftovers(self) -> list[Path]:

@@ -14,6 +14,7 @@ class StopReason(enum.StrEnum):
     TIMEOUT = "timeout"
     LEASE_LOST = "lease_lost"
     SHUTDOWN = "shutdown"
+    LIMIT = "limit"  # the job hit one of its limits (processes, memory, CPU time, disk)
 
 
 class StopSignal:

@@ -1,52 +1,57 @@
-"""`command`: run the job's script with bash in a fresh working folder, under limits, in a scrubbed
-environment. Opt-in on the miner (`--allow-command`): it runs other people's code.
+"""`command`: run the job's script with bash in the job sandbox (see `aitbc.miner.sandbox`), under the job's
+limits. Opt-in on the miner (`--allow-command`): it runs other people's code.
 
 Script protocol: a stdout line `AITBC_PROGRESS=<0-100>` reports progress; the main output goes to
 `$AITBC_RESULT_FILE` (else result.txt is the script's stdout, less the progress lines); extra files go to
 `$AITBC_ARTIFACTS_DIR`. The input is the script itself, or `{"script": …, "files": {name: text}}`; an
 uploaded input file lands in the working folder (and is the script when there is no inline one).
+
+Inside the sandbox the job's folder is `/job`: `/job/work` (its working folder and HOME, the script and input
+files), `/job/output` (result.txt and artifacts/), `/job/tmp` (also at /tmp). It is a scratch folder outside
+the miner's own (0700) folders; after the job the miner copies result.txt and the artifacts out of it, regular
+files only and never following a link, and removes it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import json
 import re
 import shutil
+import stat
 from pathlib import Path
 
 from aitbc.domain.job import FailureReason
-from aitbc.miner.config import CommandLimits
-from aitbc.miner.process import run_process
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult
-from aitbc.miner.runtimes.job_user import JobUser, copy_regular_file, copy_tree
+from aitbc.miner.runtimes.job_user import copy_regular_file, copy_tree
+from aitbc.miner.sandbox import Mount, SandboxSpec, gpu_devices, gpu_environment
+from aitbc.miner.sandboxed_run import SAFE_PATH, Isolation, run_in_sandbox
 from aitbc.miner.stop import StopReason
 
 PROGRESS_LINE = re.compile(r"^\s*AITBC_PROGRESS=(\d+(?:\.\d+)?)\s*(.*)$")
 SAFE_FILE_NAME = re.compile(r"^[A-Za-z0-9._\-]+$")
 ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 SCRIPT_NAME = ".aitbc-job.sh"
-SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
-# Applied by bash's own `ulimit` before it runs the script: hard limits the job cannot raise again.
-LIMITS_WRAPPER = (
-    'ulimit -H -S -t "$1" && ulimit -H -S -v "$2" && ulimit -H -S -f "$3" && ulimit -H -S -n "$4" && exec bash "$5"'
-)
+JOB_ROOT = "/job"
+WORK, OUTPUT, TMP = "work", "output", "tmp"
 
 
 class CommandRuntime:
     name = "command"
 
-    def __init__(self, limits: CommandLimits, kill_grace_seconds: float = 1.0, user: JobUser | None = None) -> None:
-        self._limits = limits
+    def __init__(self, isolation: Isolation, kill_grace_seconds: float = 1.0) -> None:
+        self._isolation = isolation
         self._kill_grace = kill_grace_seconds
-        self._user = user
 
     def models(self) -> list[str]:
         return []
 
     async def close(self) -> None:
-        return None
+        self._isolation.close()
 
-    def _script(self, context: JobContext) -> Path:
+    def _script(self, context: JobContext, work: Path) -> str:
+        """Write the script and input files into the job's folder; the script's path inside the sandbox."""
         value = context.assignment.input
         files: dict[str, object] = {}
         if isinstance(value, dict):
@@ -57,32 +62,41 @@ class CommandRuntime:
         for name, content in files.items():
             if not SAFE_FILE_NAME.match(name) or name in (".", ".."):
                 raise JobFailed(f"invalid input file name {name!r}: letters, digits, '.', '_' and '-' only")
-            (context.work_dir / name).write_text(str(content))
+            (work / name).write_text(str(content))
+        if context.input_path is not None:
+            try:
+                shutil.copyfile(context.input_path, work / context.input_path.name)
+            except OSError as error:
+                if error.errno != errno.ENOSPC:
+                    raise
+                limit = self._isolation.limits.disk_mb
+                raise JobFailed(f"the job's input file does not fit in its limit of {limit} MiB of disk") from None
         if isinstance(value, str) and value.strip():
-            script = context.work_dir / SCRIPT_NAME
-            script.write_text(value if value.endswith("\n") else value + "\n")
-            return script
+            (work / SCRIPT_NAME).write_text(value if value.endswith("\n") else value + "\n")
+            return f"{JOB_ROOT}/{WORK}/{SCRIPT_NAME}"
         if value is None and context.input_path is not None:
-            return context.input_path
+            return f"{JOB_ROOT}/{WORK}/{context.input_path.name}"
         raise JobFailed("a command job's input is the script to run: give it inline or as an uploaded file")
 
-    def _environment(self, context: JobContext, result_file: Path, artifacts_dir: Path) -> dict[str, str]:
+    def _environment(self, context: JobContext) -> dict[str, str]:
+        """Everything the script's environment holds: nothing of the miner's (bwrap starts from an empty one)."""
         assignment = context.assignment
         environment = {
             "PATH": SAFE_PATH,
-            "HOME": str(context.work_dir),
-            "TMPDIR": str(context.work_dir / "tmp"),
+            "HOME": f"{JOB_ROOT}/{WORK}",
+            "TMPDIR": "/tmp",  # noqa: S108 - the job's own /tmp, its folder's tmp/ inside the sandbox
             "LANG": "C.UTF-8",
             "LC_ALL": "C.UTF-8",
             "AITBC_JOB_ID": assignment.job_id,
             "AITBC_ATTEMPT": str(assignment.attempt),
-            "AITBC_WORK_DIR": str(context.work_dir),
-            "AITBC_RESULT_FILE": str(result_file),
-            "AITBC_ARTIFACTS_DIR": str(artifacts_dir),
+            "AITBC_WORK_DIR": f"{JOB_ROOT}/{WORK}",
+            "AITBC_RESULT_FILE": f"{JOB_ROOT}/{OUTPUT}/result.txt",
+            "AITBC_ARTIFACTS_DIR": f"{JOB_ROOT}/{OUTPUT}/artifacts",
             "AITBC_PARAMS": json.dumps(assignment.params),
+            **(gpu_environment(context.gpus) if context.gpus else {}),
         }
         if context.input_path is not None:
-            environment["AITBC_INPUT_FILE"] = str(context.input_path)
+            environment["AITBC_INPUT_FILE"] = f"{JOB_ROOT}/{WORK}/{context.input_path.name}"
         extra = assignment.params.get("env") or {}
         if not isinstance(extra, dict):
             raise JobFailed("params.env must be an object of NAME: value")
@@ -92,33 +106,32 @@ class CommandRuntime:
             environment[str(name)] = str(value)
         return environment
 
-    def _limits_argv(self, context: JobContext, script: Path) -> list[str]:
-        limits = self._limits
-        cpu_seconds = limits.cpu_seconds or context.assignment.timeout_seconds
-        return [
-            "bash",
-            "-c",
-            LIMITS_WRAPPER,
-            "aitbc-limits",
-            str(max(1, int(cpu_seconds))),
-            str(limits.memory_mb * 1024),  # KiB
-            str(limits.file_size_mb * 1024),  # 1024-byte blocks
-            str(limits.open_files),
-            str(script),
-        ]
+    def _cpu_seconds(self, context: JobContext) -> int:
+        return max(1, int(self._isolation.limits.cpu_seconds or context.assignment.timeout_seconds))
 
     async def run(self, context: JobContext) -> RuntimeResult:
-        script = self._script(context)
-        (context.work_dir / "tmp").mkdir(exist_ok=True)
-        result_file, artifacts_dir = context.package.result_file, context.package.artifacts_dir
-        argv = self._limits_argv(context, script)
-        if self._user is not None:  # the job writes into folders of its own; the miner copies from them after
-            output = context.work_dir.parent / "output"
-            result_file, artifacts_dir = output / "result.txt", output / "artifacts"
-            artifacts_dir.mkdir(parents=True)
-            self._user.hand_over(context.work_dir, output)
-            argv = self._user.wrap(argv)
-        environment = self._environment(context, result_file, artifacts_dir)
+        scratch = self._isolation.scratch
+        folder = await asyncio.to_thread(scratch.create, self._isolation.limits.disk_mb)
+        try:
+            return await self._run_in(folder, context)
+        finally:
+            await asyncio.to_thread(scratch.remove, folder)
+
+    async def _run_in(self, folder: Path, context: JobContext) -> RuntimeResult:
+        for name in (WORK, TMP, f"{OUTPUT}/artifacts"):
+            (folder / name).mkdir(parents=True)
+        script = self._script(context, folder / WORK)
+        environment = self._environment(context)
+        if self._isolation.user is not None:
+            self._isolation.user.give(folder)
+        spec = SandboxSpec(
+            argv=["bash", script],
+            mounts=[Mount(folder, JOB_ROOT, writable=True), Mount(folder / TMP, "/tmp", writable=True)],  # noqa: S108
+            environment=environment,
+            cwd=f"{JOB_ROOT}/{WORK}",
+            network=self._isolation.network,
+            devices=gpu_devices(context.gpus) if context.gpus else (),
+        )
         # stdout less the progress lines: result.txt when the script writes no $AITBC_RESULT_FILE (on disk, not
         # in memory, however much the script prints).
         stdout_result = (context.work_dir.parent / "stdout-result.txt").open("w", encoding="utf-8")
@@ -135,10 +148,11 @@ class CommandRuntime:
             context.reporter.line("stderr", line)
 
         try:
-            outcome = await run_process(
-                argv,
-                cwd=context.work_dir,
-                env=environment,
+            sandboxed = await run_in_sandbox(
+                self._isolation,
+                folder,
+                spec,
+                cpu_seconds=self._cpu_seconds(context),
                 stop=context.stop,
                 deadline=context.deadline,
                 on_stdout=on_stdout,
@@ -147,11 +161,20 @@ class CommandRuntime:
             )
         finally:
             stdout_result.close()
-        if self._user is not None:
-            copy_regular_file(result_file, context.package.result_file)
-            copy_tree(artifacts_dir, context.package.artifacts_dir)
+        # Every process of the job is gone by now: nothing can swap a file for a link while the miner copies.
+        output = folder / OUTPUT
+        if _is_real_folder(output):
+            copy_regular_file(output / "result.txt", context.package.result_file)
+            if _is_real_folder(output / "artifacts"):
+                await asyncio.to_thread(copy_tree, output / "artifacts", context.package.artifacts_dir)
         _settle_result(context.package.result_file, Path(stdout_result.name))
+        outcome = sandboxed.process
         usage = {"wall_seconds": round(outcome.wall_seconds, 3)}
+        if sandboxed.limit is not None:
+            context.reporter.line("stderr", f"[aitbc] {sandboxed.limit}")
+            return RuntimeResult(
+                exit_code=outcome.exit_code, failure=FailureReason.RUNTIME_ERROR, message=sandboxed.limit, usage=usage
+            )
         if outcome.stopped is StopReason.TIMEOUT:
             return RuntimeResult(
                 exit_code=outcome.exit_code,
@@ -167,6 +190,14 @@ class CommandRuntime:
                 usage=usage,
             )
         return RuntimeResult(exit_code=outcome.exit_code, usage=usage)
+
+
+def _is_real_folder(path: Path) -> bool:
+    """A folder, not a link to one (the job could have replaced output/ with a link to a folder of the host)."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 def _settle_result(result: Path, stdout_copy: Path) -> None:
@@ -185,7 +216,7 @@ def _settle_result(result: Path, stdout_copy: Path) -> None:
 
 def _exit_message(exit_code: int) -> str:
     if exit_code < 0:
-        return f"the script was killed by signal {-exit_code} (a limit on CPU time, memory or file size?)"
-    if exit_code in (137, 152, 153):
-        return f"the script exited with code {exit_code} (killed: a limit on CPU time or file size?)"
+        return f"the script was killed by signal {-exit_code}"
+    if exit_code > 128:
+        return f"the script exited with code {exit_code} (killed by signal {exit_code - 128})"
     return f"the script exited with code {exit_code}"

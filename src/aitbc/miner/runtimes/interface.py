@@ -43,6 +43,7 @@ class JobContext:
     deadline: float  # time.monotonic() by which the job must end (its timeout)
     input_path: Path | None = None
     device: str = "cpu"
+    gpus: tuple[int, ...] = ()  # the host indices of the GPUs the agent gave this job (its sandbox sees only those)
 
     @property
     def remaining_seconds(self) -> float:

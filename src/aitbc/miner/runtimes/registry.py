@@ -23,14 +23,9 @@ def _command(config: MinerConfig) -> Runtime:
     if not config.allow_command:
         raise RuntimeUnavailable("the command runtime runs other people's code: start the miner with --allow-command")
     from aitbc.miner.runtimes.command import CommandRuntime
-    from aitbc.miner.runtimes.job_user import JobUser
+    from aitbc.miner.sandboxed_run import Isolation
 
-    user = None
-    if config.command_user is not None:
-        user = JobUser.resolve(config.command_user)
-        config.jobs_dir.mkdir(parents=True, exist_ok=True)
-        user.check_reachable(config.jobs_dir)
-    return CommandRuntime(config.command_limits, config.kill_grace_seconds, user)
+    return CommandRuntime(Isolation.for_miner(config), config.kill_grace_seconds)
 
 
 def _embedding(config: MinerConfig) -> Runtime:
