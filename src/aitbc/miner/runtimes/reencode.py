@@ -96,9 +96,9 @@ class ReencodeRuntime:
         return ToolLimits(
             memory_mb=memory_mb or self._limits.memory_mb,
             cpu_seconds=max(1, int(cpu_seconds)),
-            file_size_mb=self._limits.file_size_mb,
+            file_size_mb=self._limits.disk_mb,
             open_files=self._limits.open_files,
-            processes=PROCESS_LIMIT,
+            processes=min(PROCESS_LIMIT, self._limits.max_processes),
         )
 
     def input_options(self) -> list[str]:
