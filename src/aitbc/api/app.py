@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from aitbc.api.access_log import quiet_miner_polls
 from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
+from aitbc.api.links import install_links
 from aitbc.api.routes import admin, billing, history, jobs, miners, results, shared
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
@@ -60,6 +61,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(results.router)
     app.include_router(shared.router)
     app.include_router(websocket_router)
+    install_links(app)
 
     @app.get("/v1/health", tags=["meta"])
     async def health() -> dict[str, str]:

@@ -246,7 +246,9 @@ def grant_credits(
     async def work(coordinator: Coordinator) -> BalanceView:
         return balance_view(await coordinator.billing.grant(account, value, memo))
 
-    found = _run(data_dir, database_url, url, api_key, work, lambda api: api.grant_credits(account, str(value), memo))
+    found = _run(
+        data_dir, database_url, url, api_key, work, lambda api: api.grant_credits(account, format(value, "f"), memo)
+    )
     if as_json:
         print_json(found)
     else:

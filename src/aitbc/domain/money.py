@@ -10,6 +10,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 UNIT = Decimal("0.000000001")
 UNITS_PER_AITBC = 1_000_000_000
+# The most an account may hold: 10^18 storage units, so every ledger sum fits a signed 64-bit integer.
+MAX_BALANCE = Decimal(10**9)
 
 
 def to_units(amount: Decimal) -> int:

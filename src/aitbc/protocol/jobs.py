@@ -22,6 +22,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _given(name: str) -> dict[str, Any]:
+    """A JSON Schema clause: `name` is present and not null (a job needs its type, or a model to infer it)."""
+    return {"required": [name], "properties": {name: {"type": "string"}}}
+
+
 class JobRequirements(Strict):
     gpu_type: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9 _\-]+$")
     gpu_count: int = Field(default=1, ge=1, le=64)
@@ -34,6 +39,8 @@ class OutputConfig(Strict):
 
 
 class SubmitJobRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"anyOf": [_given("type"), _given("model")]})
+
     type: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     model: str | None = Field(default=None, min_length=1, max_length=200)
     input: JsonInput = None
@@ -109,6 +116,17 @@ class CancelResult(BaseModel):
     reason: str | None = None
     message: str
     job: JobView
+
+
+# An input file's name: `upload_input` keeps the part after the last slash, which must not be blank or only dots
+# (and at most 255 characters); no control character anywhere.
+INPUT_FILE_NAME_PATTERN = r"^[^\x00-\x1f]*[^/\\\x00-\x1f.\s][^/\\\x00-\x1f]*$"
+INPUT_FILE_NAME_MAX_LENGTH = 1024
+# The body of a streamed upload (an input file, a result file): raw bytes, not JSON.
+RAW_BODY = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
 
 
 class FileView(Timestamped):

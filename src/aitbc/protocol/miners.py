@@ -10,6 +10,14 @@ from pydantic import BaseModel, Field
 from aitbc.domain.job import FailureReason, JobStatus, Priority
 from aitbc.protocol.jobs import JobRequirements, JsonInput, Strict, Timestamped
 
+# The base64 text of 32 bytes: 43 characters, the last carrying 2 bits of padding, then one `=`.
+ED25519_PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+# One path segment of a result package: no slash, backslash or control character, and not `.` or `..`.
+_SEGMENT = r"(?:[^/\\\x00-\x1f\x7f.]|\.[^/\\\x00-\x1f\x7f.]|\.\.[^/\\\x00-\x1f\x7f])[^/\\\x00-\x1f\x7f]*"
+# What `check_package_path` lets into a package: the fixed files, and anything under `logs/` or `artifacts/`.
+RESULT_PATH_PATTERN = rf"^(?:output\.json|result\.txt|(?:logs|artifacts)(?:/{_SEGMENT})+)$"
+RESULT_PATH_MAX_LENGTH = 500
+
 
 class GpuSpec(Strict):
     model: str = Field(min_length=1, max_length=64)
@@ -22,7 +30,7 @@ class RegisterRequest(Strict):
     runtimes: list[str] = Field(min_length=1, max_length=32)
     models: list[str] = Field(default_factory=list, max_length=1000)
     max_concurrency: int = Field(default=1, ge=1, le=256)
-    public_key: str = Field(min_length=40, max_length=100, description="Ed25519 public key, base64 (raw 32 bytes)")
+    public_key: str = Field(pattern=ED25519_PUBLIC_KEY_PATTERN, description="Ed25519 public key, base64 (raw 32 bytes)")
 
 
 class RegisterResponse(BaseModel):
@@ -109,7 +117,7 @@ class LogsRequest(LeaseRequest):
 
 
 class ManifestFile(Strict):
-    path: str = Field(min_length=1, max_length=500)
+    path: str = Field(max_length=RESULT_PATH_MAX_LENGTH, pattern=RESULT_PATH_PATTERN)
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 

@@ -10,7 +10,7 @@ from aitbc.domain.accounts import Account, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import InvalidInput, NotFound
 from aitbc.domain.job import FailureReason, Job, JobSpec, JobStatus
-from aitbc.domain.money import from_units, to_units
+from aitbc.domain.money import MAX_BALANCE, display, from_units, to_units
 from aitbc.domain.plans import Plan
 from aitbc.domain.pricing import PriceTable, Settlement, billable_seconds, is_billable, settle
 from aitbc.storage.interfaces import AccountStore, LedgerEntry, LedgerStore, MinerStore, StoredLedgerEntry
@@ -98,6 +98,8 @@ class BillingService:
         account = await self._accounts.get_account_by_name(account_name)
         if account is None:
             raise NotFound(f"account {account_name!r} not found: create it with `aitbc admin keys create`")
+        if (await self.balance_of(account)).available + amount > MAX_BALANCE:
+            raise InvalidInput(f"a balance may not exceed {display(MAX_BALANCE)} AITBC")
         await self._ledger.append(
             [LedgerEntry(account.id, "grant", to_units(amount), None, memo or "credits granted")], self._clock.now()
         )

@@ -11,7 +11,16 @@ from fastapi.responses import JSONResponse
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.job import JobStatus
-from aitbc.protocol.jobs import CancelResult, FileView, JobList, JobView, SubmitJobRequest
+from aitbc.protocol.jobs import (
+    INPUT_FILE_NAME_MAX_LENGTH,
+    INPUT_FILE_NAME_PATTERN,
+    RAW_BODY,
+    CancelResult,
+    FileView,
+    JobList,
+    JobView,
+    SubmitJobRequest,
+)
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
 
@@ -56,7 +65,12 @@ def parse_statuses(values: list[str]) -> list[JobStatus]:
     return statuses
 
 
-@router.post("/jobs", status_code=201, response_model=JobView)
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=JobView,
+    responses={200: {"model": JobView, "description": "A replay: this Idempotency-Key already made the job"}},
+)
 async def submit_job(
     body: SubmitJobRequest,
     principal: ClientDep,
@@ -163,9 +177,20 @@ async def delete_job(job_id: str, principal: ClientDep, coordinator: Coordinator
     return await _cancel(job_id, principal, coordinator)
 
 
-@router.post("/files", status_code=201, response_model=FileView)
+@router.post("/files", status_code=201, response_model=FileView, openapi_extra={"requestBody": RAW_BODY})
 async def upload_file(
-    request: Request, principal: ClientDep, coordinator: CoordinatorDep, name: str = "input"
+    request: Request,
+    principal: ClientDep,
+    coordinator: CoordinatorDep,
+    name: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=INPUT_FILE_NAME_MAX_LENGTH,
+            pattern=INPUT_FILE_NAME_PATTERN,
+            description="the file's name: folders are dropped, the rest (at most 255 characters) is kept",
+        ),
+    ] = "input",
 ) -> FileView:
     """Upload an input file as the raw request body (streamed to storage); pass its id as input_file_id."""
     stored = await coordinator.jobs.upload_input(principal, name, request.stream())
