@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aitbc.blobs.interface import BlobStore
@@ -18,7 +18,7 @@ from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict, InvalidInput, NotFound
 from aitbc.domain.identifiers import new_lease_id, new_miner_id
-from aitbc.domain.job import LEASED_STATUSES, Job, JobStatus
+from aitbc.domain.job import LEASED_STATUSES, FailureReason, Job, JobStatus
 from aitbc.domain.manifest import check_package_path, digest, load_public_key, verify
 from aitbc.domain.matching import Capabilities, Gpu, unmet_requirements
 from aitbc.domain.plans import Role
@@ -207,6 +207,10 @@ class DispatchService:
                 continue
             now = self._clock.now()
             lease_id = new_lease_id()
+            expires_at = now + timedelta(seconds=self._settings.lease_seconds)
+            planned = await self._assignment(job, lease_id, expires_at, job.attempt + 1)
+            if not await self._sendable(job, planned, now):
+                continue
             changed = await self._lifecycle.move(
                 job,
                 Move.CLAIM,
@@ -214,7 +218,7 @@ class DispatchService:
                 changes={
                     "miner_id": miner.id,
                     "lease_id": lease_id,
-                    "lease_expires_at": now + timedelta(seconds=self._settings.lease_seconds),
+                    "lease_expires_at": expires_at,
                     "assigned_at": now,
                     "progress": 0,
                     "progress_message": None,
@@ -224,22 +228,37 @@ class DispatchService:
             )
             if changed is None:
                 continue  # another miner won this one
-            assignments.append(await self._assignment(changed.job))
+            assignments.append(planned.model_copy(update={"attempt": changed.job.attempt}))
         return assignments
 
-    async def _assignment(self, job: Job) -> Assignment:
+    async def _sendable(self, job: Job, planned: Assignment, now: datetime) -> bool:
+        """The claim's answer is encoded only after its leases commit: a job whose assignment cannot be encoded
+        (text stored before the API checked it) would fail the whole answer, leasing every job in it to a miner
+        that never hears of them. Such a job is failed here, before it is leased, and costs nothing."""
+        try:
+            planned.model_dump_json()
+        except ValueError:
+            changes = {
+                "completed_at": now,
+                "failure_reason": FailureReason.INVALID_INPUT.value,
+                "error": "the job's input or params hold text that cannot be sent to a miner (not valid Unicode)",
+            }
+            await self._lifecycle.move(job, Move.EXPIRE, now, changes=changes)
+            return False
+        return True
+
+    async def _assignment(self, job: Job, lease_id: str, lease_expires_at: datetime, attempt: int) -> Assignment:
         spec = job.spec
         file_ref = None
         if spec.input_file_id:
             stored = await self._jobs.get_input_file(spec.input_file_id)
             if stored is not None:
                 file_ref = InputFileRef(file_id=stored.id, name=stored.name, size=stored.size, sha256=stored.sha256)
-        assert job.lease_id is not None and job.lease_expires_at is not None
         return Assignment.model_validate(
             {
                 "job_id": job.id,
-                "lease_id": job.lease_id,
-                "lease_expires_at": job.lease_expires_at,
+                "lease_id": lease_id,
+                "lease_expires_at": lease_expires_at,
                 "type": spec.type,
                 "model": spec.model,
                 "input": spec.input,
@@ -248,7 +267,7 @@ class DispatchService:
                 "requirements": job_view(job).requirements,
                 "priority": spec.priority,
                 "timeout_seconds": spec.timeout_seconds,
-                "attempt": job.attempt,
+                "attempt": attempt,
             }
         )
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import AdminDep, CoordinatorDep, MemberDep
 from aitbc.api.routes.jobs import parse_moment
 from aitbc.domain.errors import InvalidInput
@@ -13,7 +14,7 @@ from aitbc.domain.money import parse_amount
 from aitbc.protocol.billing import BalanceView, GrantRequest, LedgerEntryView, LedgerPage
 from aitbc.services.admin_views import balance_view
 
-router = APIRouter(prefix="/v1", tags=["billing"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["billing"])
 
 
 @router.get("/billing/balance", response_model=BalanceView)

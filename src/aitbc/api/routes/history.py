@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
 from aitbc.api.routes.jobs import parse_moment, parse_statuses
 from aitbc.domain.errors import InvalidInput
@@ -16,7 +17,7 @@ from aitbc.protocol.billing import StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.services.views import event_message
 
-router = APIRouter(prefix="/v1", tags=["history"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["history"])
 
 
 @router.get("/stats", response_model=StatsView)

@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.job import JobStatus
 from aitbc.protocol.jobs import CancelResult, FileView, JobList, JobView, SubmitJobRequest
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["jobs"])
 
 
 def parse_moment(value: str | None, name: str, end_of_day: bool = False) -> datetime | None:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import CoordinatorDep, MinerDep
 from aitbc.protocol.miners import (
     ClaimRequest,
@@ -25,7 +26,7 @@ from aitbc.protocol.miners import (
     UploadedFile,
 )
 
-router = APIRouter(prefix="/v1/miners", tags=["miners"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/miners", tags=["miners"])
 
 
 @router.post("/register", response_model=RegisterResponse)
