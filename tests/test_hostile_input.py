@@ -4,6 +4,7 @@ Each gets a 4xx with a message, and nothing is stored or changed."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 
 from aitbc.api.app import create_app
 from aitbc.api.checked_route import CheckedRoute
-from aitbc.domain.job import FailureReason, JobStatus
+from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.plans import Role
 from aitbc.settings import Settings
 from aitbc.wiring import Coordinator
@@ -49,6 +50,12 @@ async def running_job(http: httpx.AsyncClient, coordinator: Coordinator, miner: 
     started = await miner.call("start", claimed["job_id"], {"lease_id": claimed["lease_id"]})
     assert started.status_code == 200, started.text
     return claimed["job_id"], claimed["lease_id"]
+
+
+async def stored_job(coordinator: Coordinator, job_id: str) -> Job:
+    job = await coordinator.job_store.get_job(job_id)
+    assert job is not None
+    return job
 
 
 def assert_refused(response: httpx.Response, *statuses: int) -> None:
@@ -151,3 +158,87 @@ def test_every_route_passes_the_text_gate(tmp_path: Path) -> None:
     assert http_routes
     unchecked = [route.path for route in http_routes if not isinstance(route, CheckedRoute)]
     assert unchecked == []
+
+
+# -- dates, day counts and numbers out of range -----------------------------------------------------------
+
+MOMENTS = [
+    ("/v1/jobs", "to", "9999-12-31"),
+    ("/v1/jobs", "from", "0001-01-01T00:00:00+01:00"),
+    ("/v1/jobs/history", "to", "9999-12-31T23:00:00-05:00"),
+    ("/v1/jobs/export", "to", "9999-12-31"),
+    ("/v1/jobs/export", "from", "0001-01-01"),
+    ("/v1/billing/ledger", "to", "9999-12-31"),
+    ("/v1/billing/ledger", "from", "9999-12-31T23:59:59Z"),
+]
+
+
+@pytest.mark.parametrize(("route", "name", "moment"), MOMENTS)
+async def test_moments_out_of_range_are_refused(api: Api, route: str, name: str, moment: str) -> None:
+    http, coordinator = api
+    response = await http.get(route, params={name: moment}, headers=await client_headers(coordinator))
+    assert_refused(response)
+    assert name in response.json()["message"]
+
+
+@pytest.mark.parametrize("route", ["/v1/jobs", "/v1/stats", "/v1/jobs/export"])
+@pytest.mark.parametrize("days", [10**9, 10**6, 2**63, 0, -1])
+async def test_day_counts_out_of_range_are_refused(api: Api, route: str, days: int) -> None:
+    http, coordinator = api
+    response = await http.get(route, params={"days": days}, headers=await client_headers(coordinator))
+    assert_refused(response)
+    assert "days" in response.json()["message"]
+
+
+@pytest.mark.parametrize("route", ["/v1/jobs", "/v1/stats", "/v1/jobs/export"])
+async def test_a_century_of_days_is_accepted(api: Api, route: str) -> None:
+    http, coordinator = api
+    response = await http.get(route, params={"days": 36500}, headers=await client_headers(coordinator))
+    assert response.status_code == 200, response.text
+
+
+async def test_the_documented_maximum_ledger_page_is_served(api: Api) -> None:
+    http, coordinator = api
+    headers = await client_headers(coordinator)
+    await coordinator.billing.grant("alice", Decimal(5), "test credit")
+    response = await http.get("/v1/billing/ledger", params={"limit": 10000}, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["has_more"] is False
+    assert len(response.json()["entries"]) >= 1
+    assert_refused(await http.get("/v1/billing/ledger", params={"limit": 10001}, headers=headers))
+
+
+@pytest.mark.parametrize("verb", ["complete", "fail"])
+@pytest.mark.parametrize("exit_code", [2**70, -(2**70), 2**31])
+async def test_an_absurd_exit_code_is_refused(api: Api, verb: str, exit_code: int) -> None:
+    http, coordinator = api
+    miner = await started_miner(http, coordinator, "farm", "m1")
+    job_id, lease_id = await running_job(http, coordinator, miner)
+    body: dict[str, Any] = {"lease_id": lease_id, "exit_code": exit_code}
+    if verb == "fail":
+        body.update(reason="runtime_error", message="boom")
+    assert_refused(await miner.call(verb, job_id, body))
+    job = await stored_job(coordinator, job_id)
+    assert job.status is JobStatus.RUNNING
+    assert job.exit_code is None
+
+
+@pytest.mark.parametrize(
+    "estimate",
+    ["2026-06-01T00:00:00", "0001-01-01T00:00:00Z", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00"],
+)
+async def test_an_estimate_without_a_zone_or_out_of_range_is_refused(api: Api, estimate: str) -> None:
+    http, coordinator = api
+    miner = await started_miner(http, coordinator, "farm", "m1")
+    job_id, lease_id = await running_job(http, coordinator, miner)
+    before = await stored_job(coordinator, job_id)
+    body = {"lease_id": lease_id, "progress": 50, "estimated_completion": estimate}
+    response = await miner.call("progress", job_id, body)
+    assert_refused(response)
+    assert "estimated_completion" in response.json()["message"]
+    after = await stored_job(coordinator, job_id)
+    assert (after.progress, after.estimated_completion, after.lease_expires_at) == (
+        before.progress,
+        before.estimated_completion,
+        before.lease_expires_at,
+    )
