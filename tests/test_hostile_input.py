@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from aitbc.api.app import create_app
 from aitbc.api.checked_route import CheckedRoute
+from aitbc.domain.clock import ManualClock
 from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.plans import Role
 from aitbc.settings import Settings
@@ -242,3 +243,66 @@ async def test_an_estimate_without_a_zone_or_out_of_range_is_refused(api: Api, e
         before.estimated_completion,
         before.lease_expires_at,
     )
+
+
+# -- the miner API: ownership before anything else -----------------------------------------------------
+
+
+async def test_progress_with_another_miners_lease_is_not_found(api: Api, clock: ManualClock) -> None:
+    http, coordinator = api
+    owner = await started_miner(http, coordinator, "farm-a", "a1")
+    job_id, lease_id = await running_job(http, coordinator, owner)
+    before = await stored_job(coordinator, job_id)
+    clock.advance(30)
+    for intruder in (
+        await started_miner(http, coordinator, "farm-b", "b1"),
+        await started_miner(http, coordinator, "farm-a", "a2"),
+    ):
+        response = await intruder.call("progress", job_id, {"lease_id": lease_id, "progress": 99, "message": "mine"})
+        assert_refused(response, 404)
+        assert "is " + JobStatus.RUNNING.value not in response.json()["message"]
+    after = await stored_job(coordinator, job_id)
+    assert (after.lease_expires_at, after.progress, after.progress_message) == (
+        before.lease_expires_at,
+        before.progress,
+        before.progress_message,
+    )
+    owned = await owner.call("progress", job_id, {"lease_id": lease_id, "progress": 40})
+    assert owned.status_code == 200, owned.text
+    assert (await stored_job(coordinator, job_id)).lease_expires_at > before.lease_expires_at
+
+
+@pytest.mark.parametrize("verb", ["complete", "fail"])
+async def test_a_finish_replayed_by_another_account_is_not_found(api: Api, verb: str) -> None:
+    http, coordinator = api
+    owner = await started_miner(http, coordinator, "farm-a", "a1")
+    job_id, lease_id = await running_job(http, coordinator, owner)
+    body: dict[str, Any] = {"lease_id": lease_id, "exit_code": 0}
+    if verb == "fail":
+        body.update(reason="runtime_error", message="boom")
+    first = await owner.call(verb, job_id, body)
+    assert first.status_code == 200, first.text
+    replay = await owner.call(verb, job_id, body)
+    assert replay.status_code == 200, replay.text  # the owner's retry still gets the first answer
+    intruder = await started_miner(http, coordinator, "farm-b", "b1")
+    stolen_id = HttpMiner(http, intruder.api_key, miner_id=owner.miner_id)
+    for miner in (intruder, stolen_id):
+        assert_refused(await miner.call(verb, job_id, body), 404)
+    sibling = await started_miner(http, coordinator, "farm-a", "a2")
+    assert_refused(await sibling.call(verb, job_id, body), 404)
+
+
+@pytest.mark.parametrize("verb", ["start", "progress", "logs", "complete", "fail"])
+async def test_a_wrong_lease_on_another_tenants_job_says_nothing_about_it(api: Api, verb: str) -> None:
+    http, coordinator = api
+    owner = await started_miner(http, coordinator, "farm-a", "a1")
+    job_id, _lease = await running_job(http, coordinator, owner)
+    intruder = await started_miner(http, coordinator, "farm-b", "b1")
+    body: dict[str, Any] = {"lease_id": "lease_wrong"}
+    if verb == "logs":
+        body["lines"] = [{"line": "x"}]
+    response = await intruder.call(verb, job_id, body)
+    assert_refused(response, 404)
+    message = response.json()["message"]
+    assert "running" not in message and "lease" not in message, message
+    assert (await stored_job(coordinator, job_id)).status is JobStatus.RUNNING

@@ -273,15 +273,23 @@ class DispatchService:
 
     # -- running ------------------------------------------------------------------------------------
 
-    async def _held_job(self, principal: Principal, miner_id: str, job_id: str, lease_id: str) -> Job:
-        miner = await self.miner(principal, miner_id)
+    async def _owned_job(self, miner: Miner, job_id: str) -> Job:
+        """The job, if this miner holds it or held it last. Ownership is checked before anything else: another
+        miner's job (another tenant's or a sibling's) is the same 404 as no job at all, whatever lease is named,
+        so nothing about it leaks and no lease of it can be used."""
         job = await self._jobs.get_job(job_id)
-        if job is None:
+        if job is None or job.miner_id != miner.id:
             raise NotFound(f"job {job_id} not found")
+        return job
+
+    @staticmethod
+    def _check_lease(job: Job, lease_id: str) -> None:
         if job.lease_id != lease_id or job.status not in _HELD:
-            raise Conflict(f"lease {lease_id} is no longer current for job {job_id} (job is {job.status.value})")
-        if job.miner_id != miner.id:
-            raise NotFound(f"job {job_id} not found")
+            raise Conflict(f"lease {lease_id} is no longer current for job {job.id} (job is {job.status.value})")
+
+    async def _held_job(self, principal: Principal, miner_id: str, job_id: str, lease_id: str) -> Job:
+        job = await self._owned_job(await self.miner(principal, miner_id), job_id)
+        self._check_lease(job, lease_id)
         return job
 
     async def start(self, principal: Principal, miner_id: str, job_id: str, lease_id: str) -> JobDirective:
@@ -306,10 +314,11 @@ class DispatchService:
     async def progress(
         self, principal: Principal, miner_id: str, job_id: str, request: ProgressRequest
     ) -> JobDirective:
-        await self.miner(principal, miner_id)
+        miner = await self.miner(principal, miner_id)
         now = self._clock.now()
         updated = await self._jobs.record_progress(
             job_id,
+            miner.id,
             request.lease_id,
             now,
             request.progress,
@@ -400,27 +409,24 @@ class DispatchService:
             created_at=self._clock.now(),
         )
 
-    async def _already_finished(self, job_id: str, lease_id: str) -> JobDirective | None:
+    @staticmethod
+    def _already_finished(job: Job, lease_id: str) -> JobDirective | None:
         """A retried finish of the same lease answers like the first one did (exactly-once effect)."""
-        job = await self._jobs.get_job(job_id)
-        if job is not None and job.status.is_terminal and job.result_lease_id == lease_id:
+        if job.status.is_terminal and job.result_lease_id == lease_id:
             return _directive(job)
         return None
 
     async def _finishing(
         self, principal: Principal, miner_id: str, job_id: str, lease_id: str
     ) -> tuple[Miner, Job] | JobDirective:
-        """The miner and the job it is finishing, or the answer already given if this finish is a retry
-        (checked again after the lease check, since a concurrent copy of this call may have just won)."""
-        if (done := await self._already_finished(job_id, lease_id)) is not None:
-            return done
+        """The miner and the job it is finishing, or the answer already given if this finish is a retry. The
+        miner's ownership of the job comes first: a replay with another account's key is a 404, not a 200."""
         miner = await self.miner(principal, miner_id)
-        try:
-            return miner, await self._held_job(principal, miner_id, job_id, lease_id)
-        except Conflict:
-            if (done := await self._already_finished(job_id, lease_id)) is not None:
-                return done
-            raise
+        job = await self._owned_job(miner, job_id)
+        if (done := self._already_finished(job, lease_id)) is not None:
+            return done
+        self._check_lease(job, lease_id)
+        return miner, job
 
     async def complete(self, principal: Principal, miner_id: str, job_id: str, request: FinishRequest) -> JobDirective:
         found = await self._finishing(principal, miner_id, job_id, request.lease_id)
@@ -489,7 +495,9 @@ class DispatchService:
             job, move, self._clock.now(), lease_id=lease_id, changes=changes, result=result
         )
         if changed is None:
-            if (done := await self._already_finished(job.id, lease_id)) is not None:
-                return done
+            latest = await self._jobs.get_job(job.id)
+            done = self._already_finished(latest, lease_id) if latest and latest.miner_id == job.miner_id else None
+            if done is not None:
+                return done  # a concurrent copy of this call won
             raise Conflict(f"lease {lease_id} is no longer current for job {job.id}")
         return _directive(changed.job)
