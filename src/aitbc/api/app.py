@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from aitbc.api.access_log import quiet_miner_polls
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
 from aitbc.api.links import install_links
@@ -51,6 +52,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         description="Submit AI jobs, let miners run them, follow them live, fetch verified results.",
         lifespan=lifespan,
     )
+    app.router.route_class = CheckedRoute
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_inline_input_bytes + JSON_BODY_SLACK)
     app.include_router(history.router)

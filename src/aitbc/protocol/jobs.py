@@ -6,14 +6,25 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 
-from aitbc.domain.clock import isoformat_z
+from aitbc.domain.clock import MOMENT_RANGE, in_moment_range, isoformat_z
 from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
 
 JsonInput = str | dict[str, Any] | list[Any] | None
 # AITBC amounts: exact decimals, written as fixed-point strings ("0.000083333"), never floats or exponents.
 Money = Annotated[Decimal, PlainSerializer(lambda amount: format(amount, "f"), return_type=str, when_used="json")]
+
+
+def _in_range(moment: datetime) -> datetime:
+    if not in_moment_range(moment):
+        raise ValueError(f"must be {MOMENT_RANGE}")
+    return moment
+
+
+# A time a caller sends: with its zone (a naive time means nothing across machines), and in the range every
+# conversion and both databases can hold.
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
 
 
 class Strict(BaseModel):

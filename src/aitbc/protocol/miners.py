@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from aitbc.domain.job import FailureReason, JobStatus, Priority
-from aitbc.protocol.jobs import JobRequirements, JsonInput, Strict, Timestamped
+from aitbc.protocol.jobs import JobRequirements, JsonInput, Moment, Strict, Timestamped
 
 # The base64 text of 32 bytes: 43 characters, the last carrying 2 bits of padding, then one `=`.
 ED25519_PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
@@ -95,7 +95,7 @@ class LeaseRequest(Strict):
 class ProgressRequest(LeaseRequest):
     progress: int | None = Field(default=None, ge=0, le=100)
     message: str | None = Field(default=None, max_length=2000)
-    estimated_completion: datetime | None = None
+    estimated_completion: Moment | None = None
 
 
 class JobDirective(Timestamped):
@@ -139,7 +139,7 @@ class FinishRequest(LeaseRequest):
 
     manifest: Manifest | None = None
     signature: str | None = Field(default=None, max_length=200)
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     usage: dict[str, Any] = Field(default_factory=dict)
 
 

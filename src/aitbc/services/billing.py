@@ -16,6 +16,7 @@ from aitbc.domain.pricing import PriceTable, Settlement, billable_seconds, is_bi
 from aitbc.storage.interfaces import AccountStore, LedgerEntry, LedgerStore, MinerStore, StoredLedgerEntry
 
 PLATFORM_ACCOUNT = "aitbc-platform"
+MAX_LEDGER_PAGE = 10000
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,9 @@ class BillingService:
 
     async def entries(
         self, principal: Principal, since: datetime | None, until: datetime | None, limit: int, after_id: int
-    ) -> list[StoredLedgerEntry]:
-        if not 1 <= limit <= 10000:
-            raise InvalidInput("limit must be between 1 and 10000")
-        return await self._ledger.entries(principal.account.id, since, until, limit, after_id)
+    ) -> tuple[list[StoredLedgerEntry], bool]:
+        """A page of at most `limit` entries, and whether more follow (one more row is read to know)."""
+        if not 1 <= limit <= MAX_LEDGER_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LEDGER_PAGE}")
+        entries = await self._ledger.entries(principal.account.id, since, until, limit + 1, after_id)
+        return entries[:limit], len(entries) > limit

@@ -8,7 +8,9 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
+from aitbc.domain.clock import MOMENT_RANGE, in_moment_range
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.job import JobStatus
 from aitbc.protocol.jobs import (
@@ -22,7 +24,12 @@ from aitbc.protocol.jobs import (
     SubmitJobRequest,
 )
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["jobs"])
+
+
+MAX_DAYS = 36500
+# `days`: the last N days, up to a century (a count that stays inside the dates `datetime` can hold).
+DaysQuery = Annotated[int | None, Query(ge=1, le=MAX_DAYS, description=f"the last N days (1 to {MAX_DAYS})")]
 
 
 def parse_moment(value: str | None, name: str, end_of_day: bool = False) -> datetime | None:
@@ -33,11 +40,25 @@ def parse_moment(value: str | None, name: str, end_of_day: bool = False) -> date
         if len(value) == 10:
             day = date.fromisoformat(value)
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return moment + timedelta(days=1) if end_of_day else moment
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            moment = moment + timedelta(days=1) if end_of_day else moment
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except ValueError as error:
         raise InvalidInput(f"'{name}' must be a date (2026-01-31) or an ISO 8601 time, not {value!r}") from error
+    except OverflowError:
+        moment = None
+    if moment is None or not in_moment_range(moment):
+        raise InvalidInput(f"'{name}' must be {MOMENT_RANGE}, not {value!r}")
+    return moment
+
+
+def since_days(now: datetime, days: int | None, since: datetime | None) -> datetime | None:
+    """The later of `since` and the start of the last `days` days."""
+    if days is None:
+        return since
+    recent = now - timedelta(days=days)
+    return max(since, recent) if since else recent
 
 
 # Words the guides use for groups of statuses.
@@ -95,12 +116,7 @@ async def _list(
     limit: int,
     cursor: str | None,
 ) -> JobList:
-    created_from = parse_moment(from_, "from")
-    if days is not None:
-        if days < 1:
-            raise InvalidInput("'days' must be at least 1")
-        since = coordinator.clock.now() - timedelta(days=days)
-        created_from = max(created_from, since) if created_from else since
+    created_from = since_days(coordinator.clock.now(), days, parse_moment(from_, "from"))
     page = await coordinator.jobs.list(
         principal,
         parse_statuses(status),
@@ -124,7 +140,7 @@ async def list_jobs(
     status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
-    days: int | None = None,
+    days: DaysQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> JobList:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import CoordinatorDep, MinerDep
 from aitbc.protocol.jobs import RAW_BODY
 from aitbc.protocol.miners import (
@@ -28,7 +29,7 @@ from aitbc.protocol.miners import (
     UploadedFile,
 )
 
-router = APIRouter(prefix="/v1/miners", tags=["miners"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/miners", tags=["miners"])
 
 
 @router.post("/register", response_model=RegisterResponse)

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
 from aitbc.protocol.results import (
     CreatedShareView,
@@ -23,7 +24,7 @@ from aitbc.protocol.results import (
 )
 from aitbc.services.results import Download
 
-router = APIRouter(prefix="/v1/jobs", tags=["results"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/jobs", tags=["results"])
 
 
 class RangeNotSatisfiable(Exception):

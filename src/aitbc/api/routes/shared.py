@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import CoordinatorDep
 from aitbc.api.routes.results import RangeNotSatisfiable, download_response, parse_range
 from aitbc.protocol.results import CoordinatorKeyView
 
-router = APIRouter(tags=["public"])
+router = APIRouter(route_class=CheckedRoute, tags=["public"])
 SHARED_PATH = re.compile(r"(/v1/shared/)[^/?\s]+")
 
 
