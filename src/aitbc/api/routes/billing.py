@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import AdminDep, CoordinatorDep, MemberDep
-from aitbc.api.routes.jobs import parse_moment
+from aitbc.api.routes.jobs import AfterQuery, parse_moment
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.money import parse_amount
 from aitbc.protocol.billing import BalanceView, GrantRequest, LedgerEntryView, LedgerPage
@@ -30,7 +30,7 @@ async def ledger(
     from_: Annotated[str | None, Query(alias="from")] = None,
     to: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LEDGER_PAGE)] = 100,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: AfterQuery = 0,
 ) -> LedgerPage:
     """The caller's ledger, oldest first; pass `after=<next_after>` for the next page."""
     page, has_more = await coordinator.billing.entries(

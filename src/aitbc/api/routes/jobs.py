@@ -30,6 +30,10 @@ router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["jobs"])
 MAX_DAYS = 36500
 # `days`: the last N days, up to a century (a count that stays inside the dates `datetime` can hold).
 DaysQuery = Annotated[int | None, Query(ge=1, le=MAX_DAYS, description=f"the last N days (1 to {MAX_DAYS})")]
+# `after`: a row id (ledger entry, event) is a signed 64-bit integer; a larger number cannot even be bound as a
+# database parameter (it was a 500 on SQLite).
+MAX_ROW_ID = 2**63 - 1
+AfterQuery = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="the id of the last item seen (0: from the start)")]
 
 
 def parse_moment(value: str | None, name: str, end_of_day: bool = False) -> datetime | None:

@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
+from aitbc.api.routes.jobs import AfterQuery
 from aitbc.protocol.results import (
     CreatedShareView,
     CreateShareRequest,
@@ -147,7 +148,7 @@ async def logs(
     job_id: str,
     principal: ClientDep,
     coordinator: CoordinatorDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: AfterQuery = 0,
     limit: Annotated[int, Query(ge=1, le=20000)] = 5000,
 ) -> LogsView:
     """Log lines the miner sent while the job ran, after event `after`; while `more`, ask again."""

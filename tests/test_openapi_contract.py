@@ -1,0 +1,90 @@
+"""The OpenAPI schema says what the API enforces, and the 5xx the fuzzer found outside the hostile-input list
+stay 4xx. Each case here is a reproduction kept from tests/test_openapi_fuzz.py."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from aitbc.domain.money import MAX_BALANCE
+from aitbc.domain.plans import Role
+from aitbc.wiring import Coordinator
+
+Api = tuple[httpx.AsyncClient, Coordinator]
+
+
+async def key(coordinator: Coordinator, account: str, role: Role) -> dict[str, str]:
+    return {"X-Api-Key": (await coordinator.accounts.create_key(account, role)).secret}
+
+
+async def test_a_row_id_past_64_bits_is_422_not_500(api: Api) -> None:
+    http, coordinator = api
+    client = await key(coordinator, "alice", Role.CLIENT)
+    job = (await http.post("/v1/jobs", json={"type": "command", "input": "x"}, headers=client)).json()
+    for path in ("/v1/billing/ledger", f"/v1/jobs/{job['job_id']}/logs"):
+        huge = await http.get(path, params={"after": 2**64}, headers=client)
+        assert huge.status_code == 422, (path, huge.text)
+        assert "after" in huge.json()["message"]
+        largest = await http.get(path, params={"after": 2**63 - 1}, headers=client)
+        assert largest.status_code == 200, (path, largest.text)
+
+
+@pytest.mark.parametrize("amount", ["99999999999999999999", "1E-7", "+5", " 5", "0.0000000001", "1e3", "NaN"])
+async def test_a_grant_that_is_not_a_plain_amount_is_422(api: Api, amount: str) -> None:
+    http, coordinator = api
+    admin = await key(coordinator, "root", Role.ADMIN)
+    await key(coordinator, "alice", Role.CLIENT)
+    before = await coordinator.billing.balance_of(await coordinator.accounts.account_named("alice"))
+    answer = await http.post("/v1/admin/credits", json={"account": "alice", "amount": amount}, headers=admin)
+    assert answer.status_code == 422, answer.text
+    after = await coordinator.billing.balance_of(await coordinator.accounts.account_named("alice"))
+    assert after.available == before.available
+
+
+async def test_grants_stop_at_the_balance_cap(api: Api) -> None:
+    """SQLite sums past 2^63 storage units as floats: a balance that large would lose its cents."""
+    http, coordinator = api
+    admin = await key(coordinator, "root", Role.ADMIN)
+    alice = await key(coordinator, "alice", Role.CLIENT)
+    available = Decimal((await http.get("/v1/billing/balance", headers=alice)).json()["available"])
+    up_to_cap = {"account": "alice", "amount": format(MAX_BALANCE - available, "f")}
+    first = await http.post("/v1/admin/credits", json=up_to_cap, headers=admin)
+    assert first.status_code == 200, first.text
+    assert Decimal(first.json()["available"]) == MAX_BALANCE
+    body: dict[str, Any] = {"account": "alice", "amount": "0.000000001"}
+    second = await http.post("/v1/admin/credits", json=body, headers=admin)
+    assert second.status_code == 422
+    assert "may not exceed" in second.json()["message"]
+
+
+async def test_a_public_key_that_is_not_32_bytes_of_base64_is_refused_by_the_schema(api: Api) -> None:
+    http, coordinator = api
+    miner = await key(coordinator, "m", Role.MINER)
+    body = {"name": "m1", "runtimes": ["command"], "public_key": "0" * 40}
+    answer = await http.post("/v1/miners/register", json=body, headers=miner)
+    assert answer.status_code == 422
+    assert "public_key" in answer.json()["message"]
+
+
+async def test_the_schema_declares_raw_uploads_submit_rules_and_links(api: Api) -> None:
+    http, _coordinator = api
+    schema = (await http.get("/openapi.json")).json()
+    paths = schema["paths"]
+    raw = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+    assert paths["/v1/files"]["post"]["requestBody"]["content"] == raw
+    assert paths["/v1/miners/{miner_id}/jobs/{job_id}/files/{path}"]["put"]["requestBody"]["content"] == raw
+    name = next(p for p in paths["/v1/files"]["post"]["parameters"] if p["name"] == "name")
+    assert "pattern" in name["schema"]
+    submit = schema["components"]["schemas"]["SubmitJobRequest"]
+    assert [clause["required"] for clause in submit["anyOf"]] == [["type"], ["model"]]
+    links = paths["/v1/jobs"]["post"]["responses"]["201"]["links"]
+    targets = {link["operationId"] for link in links.values()}
+    get_job = paths["/v1/jobs/{job_id}"]["get"]["operationId"]
+    assert get_job in targets
+    assert all(link["parameters"] == {"path.job_id": "$response.body#/job_id"} for link in links.values())
+    claim_links = paths["/v1/miners/{miner_id}/claim"]["post"]["responses"]["200"]["links"]
+    start = paths["/v1/miners/{miner_id}/jobs/{job_id}/start"]["post"]["operationId"]
+    assert claim_links[start]["requestBody"] == {"lease_id": "$response.body#/jobs/0/lease_id"}
