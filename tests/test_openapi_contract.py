@@ -88,3 +88,19 @@ async def test_the_schema_declares_raw_uploads_submit_rules_and_links(api: Api) 
     claim_links = paths["/v1/miners/{miner_id}/claim"]["post"]["responses"]["200"]["links"]
     start = paths["/v1/miners/{miner_id}/jobs/{job_id}/start"]["post"]["operationId"]
     assert claim_links[start]["requestBody"] == {"lease_id": "$response.body#/jobs/0/lease_id"}
+
+
+async def test_dates_and_statuses_follow_the_declared_patterns(api: Api) -> None:
+    """`from`, `to` and `status` are checked by the route's own parsers, against the patterns the schema shows."""
+    http, coordinator = api
+    client = await key(coordinator, "alice", Role.CLIENT)
+    schema = (await http.get("/openapi.json")).json()
+    parameters = {p["name"]: p["schema"] for p in schema["paths"]["/v1/jobs"]["get"]["parameters"]}
+    assert "pattern" in parameters["from"] and "pattern" in parameters["to"]
+    assert "pattern" in parameters["status"]["items"]
+    for good in ({"from": "2026-01-31"}, {"to": "2026-01-31T10:00:00Z"}, {"status": "pending, finished"}):
+        assert (await http.get("/v1/jobs", params=good, headers=client)).status_code == 200, good
+    for bad in ({"from": "2026-01-31T10"}, {"to": "20260131"}, {"status": "sleeping"}):
+        refused = await http.get("/v1/jobs", params=bad, headers=client)
+        assert refused.status_code == 422, bad
+        assert next(iter(bad.values())) in refused.json()["message"]

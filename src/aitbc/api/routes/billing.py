@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import AdminDep, CoordinatorDep, MemberDep
-from aitbc.api.routes.jobs import AfterQuery, parse_moment
+from aitbc.api.routes.jobs import AfterQuery, FromQuery, ToQuery, parse_moment
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.money import parse_amount
 from aitbc.protocol.billing import BalanceView, GrantRequest, LedgerEntryView, LedgerPage
@@ -27,8 +27,8 @@ async def balance(principal: MemberDep, coordinator: CoordinatorDep) -> BalanceV
 async def ledger(
     principal: MemberDep,
     coordinator: CoordinatorDep,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
+    from_: FromQuery = None,
+    to: ToQuery = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LEDGER_PAGE)] = 100,
     after: AfterQuery = 0,
 ) -> LedgerPage:

@@ -3,14 +3,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
-from aitbc.api.routes.jobs import DaysQuery, parse_moment, parse_statuses, since_days
+from aitbc.api.routes.jobs import (
+    DaysQuery,
+    FromQuery,
+    StatusQuery,
+    ToQuery,
+    parse_moment,
+    parse_statuses,
+    since_days,
+)
 from aitbc.protocol.billing import StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.services.views import event_message
@@ -28,9 +36,9 @@ async def export(
     principal: ClientDep,
     coordinator: CoordinatorDep,
     format: Literal["json", "csv"] = "json",
-    status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
+    status: StatusQuery = [],  # noqa: B006 - FastAPI copies defaults
+    from_: FromQuery = None,
+    to: ToQuery = None,
     days: DaysQuery = None,
 ) -> StreamingResponse:
     """Every matching job, streamed as a JSON array or CSV (header row, one row per job)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
@@ -36,11 +37,30 @@ MAX_ROW_ID = 2**63 - 1
 AfterQuery = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="the id of the last item seen (0: from the start)")]
 
 
+# `from` and `to`: what `parse_moment` reads, as the schema says it (a calendar-valid day is still checked there).
+_DATE = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+_ZONE = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+MOMENT_PATTERN = rf"^(?:{_DATE}(?:{_TIME}{_ZONE})?)?$"
+_MOMENT_HELP = "a day (2026-01-31) or an ISO 8601 time (2026-01-31T10:00:00Z; UTC when no zone is given)"
+# Declared here, enforced by `parse_moment` and `parse_statuses` (with messages that say what to write instead).
+_MOMENT_SCHEMA = {"pattern": MOMENT_PATTERN}
+FromQuery = Annotated[
+    str | None, Query(alias="from", description=f"from {_MOMENT_HELP}", json_schema_extra=_MOMENT_SCHEMA)
+]
+ToQuery = Annotated[
+    str | None,
+    Query(description=f"up to {_MOMENT_HELP}; a day includes all of it", json_schema_extra=_MOMENT_SCHEMA),
+]
+
+
 def parse_moment(value: str | None, name: str, end_of_day: bool = False) -> datetime | None:
     """`2026-01-31` is a whole day (as `to`, up to the end of it); a full ISO 8601 time is taken as is."""
     if value is None or value == "":
         return None
     try:
+        if not re.fullmatch(MOMENT_PATTERN, value):
+            raise ValueError(value)
         if len(value) == 10:
             day = date.fromisoformat(value)
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -71,6 +91,18 @@ STATUS_ALIASES = {
     "active": [JobStatus.PENDING, JobStatus.ASSIGNED, JobStatus.RUNNING, JobStatus.CANCELING],
     "finished": [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED],
 }
+
+
+_STATUS_NAMES = "|".join([status.value for status in JobStatus] + list(STATUS_ALIASES))
+# `status`: one or more names, comma-separated or repeated (`status=pending,running&status=failed`).
+STATUS_PATTERN = rf"^\s*(?:(?:{_STATUS_NAMES})\s*)?(?:,\s*(?:(?:{_STATUS_NAMES})\s*)?)*$"
+StatusQuery = Annotated[
+    list[str],
+    Query(
+        description=f"statuses or groups of them: {_STATUS_NAMES.replace('|', ', ')}",
+        json_schema_extra={"items": {"type": "string", "pattern": STATUS_PATTERN}},
+    ),
+]
 
 
 def parse_statuses(values: list[str]) -> list[JobStatus]:
@@ -141,9 +173,9 @@ async def _list(
 async def list_jobs(
     principal: ClientDep,
     coordinator: CoordinatorDep,
-    status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
+    status: StatusQuery = [],  # noqa: B006 - FastAPI copies defaults
+    from_: FromQuery = None,
+    to: ToQuery = None,
     days: DaysQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
@@ -155,9 +187,9 @@ async def list_jobs(
 async def job_history(
     principal: ClientDep,
     coordinator: CoordinatorDep,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    status: Annotated[list[str], Query()] = [],  # noqa: B006
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    status: StatusQuery = [],  # noqa: B006
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> JobList:
