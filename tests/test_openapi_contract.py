@@ -104,3 +104,15 @@ async def test_dates_and_statuses_follow_the_declared_patterns(api: Api) -> None
         refused = await http.get("/v1/jobs", params=bad, headers=client)
         assert refused.status_code == 422, bad
         assert next(iter(bad.values())) in refused.json()["message"]
+
+
+async def test_an_idempotency_key_over_200_characters_is_refused_as_declared(api: Api) -> None:
+    http, coordinator = api
+    client = await key(coordinator, "alice", Role.CLIENT)
+    schema = (await http.get("/openapi.json")).json()
+    header = next(p for p in schema["paths"]["/v1/jobs"]["post"]["parameters"] if p["name"] == "Idempotency-Key")
+    assert header["schema"]["anyOf"][0]["maxLength"] == 200
+    body = {"type": "command", "input": "x"}
+    long = await http.post("/v1/jobs", json=body, headers={**client, "Idempotency-Key": "k" * 201})
+    assert long.status_code == 422 and "Idempotency-Key" in long.json()["message"]
+    assert (await http.get("/v1/jobs", headers=client)).json()["total"] == 0

@@ -133,7 +133,7 @@ async def submit_job(
     principal: ClientDep,
     coordinator: CoordinatorDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> JobView:
     submitted = await coordinator.jobs.submit(principal, body, idempotency_key)
     if not submitted.created:
