@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aitbc.domain.money import MAX_BALANCE
+from aitbc.domain.money import MAX_BALANCE, parse_amount
 from aitbc.domain.plans import Role
 from aitbc.wiring import Coordinator
 
@@ -116,3 +116,10 @@ async def test_an_idempotency_key_over_200_characters_is_refused_as_declared(api
     long = await http.post("/v1/jobs", json=body, headers={**client, "Idempotency-Key": "k" * 201})
     assert long.status_code == 422 and "Idempotency-Key" in long.json()["message"]
     assert (await http.get("/v1/jobs", headers=client)).json()["total"] == 0
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999.5", "1000000000", "-1000000000"])
+def test_an_amount_past_the_balance_cap_is_a_value_error_not_a_decimal_crash(text: str) -> None:
+    """The CLI parses grants with the same function; 20 digits used to raise decimal.InvalidOperation."""
+    with pytest.raises(ValueError, match="too large"):
+        parse_amount(text)

@@ -30,6 +30,8 @@ def parse_amount(text: str) -> Decimal:
         raise ValueError(f"{text!r} is not an amount: write it like 12.5") from error
     if not value.is_finite() or "e" in text.lower():
         raise ValueError(f"{text!r} is not an amount: write it like 12.5")
+    if abs(value) >= MAX_BALANCE:
+        raise ValueError(f"{text!r} is too large: an amount is below {MAX_BALANCE}")
     if value != value.quantize(UNIT):
         raise ValueError(f"{text!r} has more than 9 decimal places")
     return value
