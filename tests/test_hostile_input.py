@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -17,7 +18,9 @@ from aitbc.api.app import create_app
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.job import FailureReason, Job, JobStatus
+from aitbc.domain.manifest import PackagePaths, sign
 from aitbc.domain.plans import Role
+from aitbc.miner.package import PackageLayout
 from aitbc.settings import Settings
 from aitbc.wiring import Coordinator
 from tests.helpers import HttpMiner, job_request, principal
@@ -306,3 +309,79 @@ async def test_a_wrong_lease_on_another_tenants_job_says_nothing_about_it(api: A
     message = response.json()["message"]
     assert "running" not in message and "lease" not in message, message
     assert (await stored_job(coordinator, job_id)).status is JobStatus.RUNNING
+
+
+# -- package paths that tools downstream misread ----------------------------------------------------------
+
+MISREAD_NAMES = [
+    pytest.param("artifacts/a\u2028b.txt", id="line-separator"),
+    pytest.param("artifacts/a\u2029b.txt", id="paragraph-separator"),
+    pytest.param("artifacts/a\u0085b.txt", id="next-line"),
+    pytest.param("artifacts/\u202egnp.exe", id="right-to-left-override"),
+    pytest.param("artifacts/\u2066x\u2069.txt", id="bidi-isolate"),
+    pytest.param("artifacts/a\u200bb.txt", id="zero-width-space"),
+    pytest.param("artifacts/\ufeffbom.txt", id="byte-order-mark"),
+]
+
+
+async def result_file_rows(coordinator: Coordinator, job_id: str) -> int:
+    from aitbc.storage.sql.tables import job_results, result_files
+
+    async with coordinator.database.read() as connection:
+        files = (await connection.execute(select(func.count()).where(result_files.c.job_id == job_id))).scalar_one()
+        results = (await connection.execute(select(func.count()).where(job_results.c.job_id == job_id))).scalar_one()
+    return int(files) + int(results)
+
+
+@pytest.mark.parametrize("name", MISREAD_NAMES)
+async def test_package_paths_with_separators_or_bidi_controls_are_refused(api: Api, name: str) -> None:
+    http, coordinator = api
+    miner = await started_miner(http, coordinator, "farm", "m1")
+    job_id, lease_id = await running_job(http, coordinator, miner)
+    assert_refused(await miner.upload(job_id, lease_id, quote(name), b"data"), 422)
+    assert await result_file_rows(coordinator, job_id) == 0
+    manifest = {"job_id": job_id, "miner_id": miner.miner_id, "files": [{"path": name, "size": 0, "sha256": "0" * 64}]}
+    body = {"lease_id": lease_id, "manifest": manifest, "signature": sign(miner.key, manifest)}
+    assert_refused(await miner.call("complete", job_id, body), 422)
+    assert (await stored_job(coordinator, job_id)).status is JobStatus.RUNNING
+    assert await result_file_rows(coordinator, job_id) == 0
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        pytest.param(("artifacts/dir", "artifacts/dir/sub"), id="file-and-folder"),
+        pytest.param(("artifacts/dir/sub", "artifacts/dir"), id="folder-then-file"),
+        pytest.param(("artifacts/Report.txt", "artifacts/report.txt"), id="case-only"),
+        pytest.param(("artifacts/DIR/x", "artifacts/dir"), id="case-file-and-folder"),
+    ],
+)
+async def test_a_package_that_cannot_unpack_the_same_everywhere_is_refused(api: Api, paths: tuple[str, str]) -> None:
+    http, coordinator = api
+    miner = await started_miner(http, coordinator, "farm", "m1")
+    job_id, lease_id = await running_job(http, coordinator, miner)
+    response = await miner.finish(job_id, lease_id, {path: path.encode() for path in paths})
+    assert_refused(response, 422)
+    job = await stored_job(coordinator, job_id)
+    assert job.status is JobStatus.RUNNING and job.results_state == "none"
+    fine = await miner.finish(job_id, lease_id, {"artifacts/dir/sub": b"ok", "artifacts/other": b"ok"})
+    assert fine.status_code == 200, fine.text
+
+
+def test_the_miner_packages_only_what_the_coordinator_accepts(tmp_path: Path) -> None:
+    layout = PackageLayout(tmp_path / "package")
+    layout.create()
+    layout.result_file.write_text("done")
+    for name in ("ok.txt", "a\u2028b.txt", "\u202egnp.exe", "x\u0085y", "Same.txt", "same.txt"):
+        (layout.artifacts_dir / name).write_text(name)
+    packaged = [relative for relative, _path in layout.files()]
+    assert packaged == [
+        "artifacts/Same.txt",
+        "artifacts/ok.txt",
+        "logs/stderr.log",
+        "logs/stdout.log",
+        "result.txt",
+    ]
+    paths = PackagePaths()
+    for relative in packaged:
+        paths.add(relative)
