@@ -4,6 +4,11 @@ Each gets a 4xx with a message, and nothing is stored or changed."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -13,17 +18,20 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from aitbc.api.app import create_app
 from aitbc.api.checked_route import CheckedRoute
+from aitbc.cli.main import app as cli_app
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.manifest import PackagePaths, sign
 from aitbc.domain.plans import Role
 from aitbc.miner.package import PackageLayout
 from aitbc.settings import Settings
-from aitbc.wiring import Coordinator
+from aitbc.wiring import Coordinator, open_coordinator
 from tests.helpers import HttpMiner, job_request, principal
+from tests.live_server import live_server
 
 Api = tuple[httpx.AsyncClient, Coordinator]
 
@@ -385,3 +393,86 @@ def test_the_miner_packages_only_what_the_coordinator_accepts(tmp_path: Path) ->
     paths = PackagePaths()
     for relative in packaged:
         paths.add(relative)
+
+
+# -- the CLI prints job text as text ------------------------------------------------------------------------
+
+MARKUP = "[/bold] [red]not red[/] [link=http://x]"
+
+
+@pytest.fixture
+async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[httpx.AsyncClient, HttpMiner]]:
+    """A real server on a socket with a client key in the environment (as a user runs the CLI) and a miner."""
+    settings = Settings(data_dir=tmp_path / "data", run_reaper=False, run_results_sweeper=False)
+    coordinator = await open_coordinator(settings)
+    client_key = (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
+    miner_key = (await coordinator.accounts.create_key("farm", Role.MINER)).secret
+    await coordinator.close()
+    with live_server(settings) as (url, _app):
+        monkeypatch.setenv("AITBC_URL", url)
+        monkeypatch.setenv("AITBC_API_KEY", client_key)
+        monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))
+        monkeypatch.setenv("COLUMNS", "300")
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            miner = HttpMiner(http, miner_key, name="m1")
+            await miner.register()
+            yield http, miner
+
+
+async def job_full_of_markup(http: httpx.AsyncClient, miner: HttpMiner) -> tuple[str, str]:
+    """A running job whose model, progress message and log lines all look like Rich markup."""
+    headers = {"X-Api-Key": os.environ["AITBC_API_KEY"]}
+    submitted = await http.post("/v1/jobs", json={"type": "command", "input": "x", "model": MARKUP}, headers=headers)
+    assert submitted.status_code == 201, submitted.text
+    [claimed] = await miner.claim()
+    job_id, lease_id = claimed["job_id"], claimed["lease_id"]
+    assert (await miner.call("start", job_id, {"lease_id": lease_id})).status_code == 200
+    progress = await miner.call("progress", job_id, {"lease_id": lease_id, "progress": 50, "message": MARKUP})
+    assert progress.status_code == 200, progress.text
+    logged = await miner.call("logs", job_id, {"lease_id": lease_id, "lines": [{"line": f"log {MARKUP}"}]})
+    assert logged.status_code == 200, logged.text
+    return job_id, lease_id
+
+
+async def test_watch_prints_log_lines_as_text(served: tuple[httpx.AsyncClient, HttpMiner]) -> None:
+    http, miner = served
+    job_id, lease_id = await job_full_of_markup(http, miner)
+    aitbc = str(Path(sys.executable).with_name("aitbc"))
+    watcher = subprocess.Popen(
+        [aitbc, "client", "watch", "--job-id", job_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert watcher.stdout is not None
+    seen: list[str] = []
+    for line in watcher.stdout:  # the replayed log line is the sign that watch is following the job
+        seen.append(line)
+        if f"log {MARKUP}" in line:
+            break
+    assert any(f"log {MARKUP}" in line for line in seen), "".join(seen)
+    failed = await miner.call(
+        "fail", job_id, {"lease_id": lease_id, "reason": "runtime_error", "message": f"broke {MARKUP}"}
+    )
+    assert failed.status_code == 200, failed.text
+    rest = (await asyncio.to_thread(watcher.communicate))[0]
+    assert watcher.returncode == 1, "".join(seen) + rest  # exit 1: the job failed (not a crash)
+    assert f"broke {MARKUP}" in rest and "MarkupError" not in rest
+
+
+async def test_every_command_prints_job_text_as_text(served: tuple[httpx.AsyncClient, HttpMiner]) -> None:
+    http, miner = served
+    job_id, lease_id = await job_full_of_markup(http, miner)
+    failed = await miner.call(
+        "fail", job_id, {"lease_id": lease_id, "reason": "runtime_error", "message": f"broke {MARKUP}"}
+    )
+    assert failed.status_code == 200, failed.text
+    runner = CliRunner()
+    for command in ("status", "get", "watch", "logs"):
+        result = runner.invoke(cli_app, ["client", command, "--job-id", job_id], catch_exceptions=False)
+        assert result.exit_code in (0, 1), (command, result.output)
+        assert MARKUP in result.output, (command, result.output)
+    listed = runner.invoke(cli_app, ["client", "list"], catch_exceptions=False)
+    assert listed.exit_code == 0 and MARKUP in listed.output, listed.output
+    refused = runner.invoke(cli_app, ["client", "list", "--status", MARKUP], catch_exceptions=False)
+    assert refused.exit_code == 1 and "Error:" in refused.output and MARKUP in refused.output, refused.output
