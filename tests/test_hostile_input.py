@@ -5,10 +5,11 @@ Each gets a 4xx with a message, and nothing is stored or changed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+import websocket
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -476,3 +478,31 @@ async def test_every_command_prints_job_text_as_text(served: tuple[httpx.AsyncCl
     assert listed.exit_code == 0 and MARKUP in listed.output, listed.output
     refused = runner.invoke(cli_app, ["client", "list", "--status", MARKUP], catch_exceptions=False)
     assert refused.exit_code == 1 and "Error:" in refused.output and MARKUP in refused.output, refused.output
+
+
+@pytest.fixture
+def websocket_server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str]]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, run_reaper=False)
+
+    async def make_key() -> str:
+        coordinator = await open_coordinator(settings)
+        try:
+            return (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
+        finally:
+            await coordinator.close()
+
+    key = asyncio.run(make_key())
+    with live_server(settings) as (url, _app):
+        yield url.replace("http://", "ws://") + "/v1/jobs/ws", key
+
+
+@pytest.mark.parametrize("query", ["job_id=job_%00", "since=99999999999999999999999", "since=%00"])
+def test_websocket_query_text_is_checked(websocket_server: tuple[str, str], query: str) -> None:
+    url, key = websocket_server
+    socket = websocket.create_connection(f"{url}?{query}", header={"X-Api-Key": key}, timeout=30)
+    try:
+        answer = json.loads(socket.recv())
+    finally:
+        socket.close()
+    assert answer["code"] in (4400, 4422), answer
+    assert answer["error"], answer
