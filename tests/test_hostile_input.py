@@ -506,3 +506,11 @@ def test_websocket_query_text_is_checked(websocket_server: tuple[str, str], quer
         socket.close()
     assert answer["code"] in (4400, 4422), answer
     assert answer["error"], answer
+
+
+async def test_nul_in_a_stored_header_is_refused(api: Api) -> None:
+    http, coordinator = api
+    headers = {**await client_headers(coordinator), "Idempotency-Key": "key\x00"}
+    response = await http.post("/v1/jobs", json={"type": "command", "input": "x"}, headers=headers)
+    assert_refused(response)
+    assert await job_count(coordinator) == 0
