@@ -4,23 +4,36 @@ Each gets a 4xx with a message, and nothing is stored or changed."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
+import websocket
 from fastapi.routing import APIRoute
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from aitbc.api.app import create_app
 from aitbc.api.checked_route import CheckedRoute
+from aitbc.cli.main import app as cli_app
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.job import FailureReason, Job, JobStatus
+from aitbc.domain.manifest import PackagePaths, sign
 from aitbc.domain.plans import Role
+from aitbc.miner.package import PackageLayout
 from aitbc.settings import Settings
-from aitbc.wiring import Coordinator
+from aitbc.wiring import Coordinator, open_coordinator
 from tests.helpers import HttpMiner, job_request, principal
+from tests.live_server import live_server
 
 Api = tuple[httpx.AsyncClient, Coordinator]
 
@@ -306,3 +319,198 @@ async def test_a_wrong_lease_on_another_tenants_job_says_nothing_about_it(api: A
     message = response.json()["message"]
     assert "running" not in message and "lease" not in message, message
     assert (await stored_job(coordinator, job_id)).status is JobStatus.RUNNING
+
+
+# -- package paths that tools downstream misread ----------------------------------------------------------
+
+MISREAD_NAMES = [
+    pytest.param("artifacts/a\u2028b.txt", id="line-separator"),
+    pytest.param("artifacts/a\u2029b.txt", id="paragraph-separator"),
+    pytest.param("artifacts/a\u0085b.txt", id="next-line"),
+    pytest.param("artifacts/\u202egnp.exe", id="right-to-left-override"),
+    pytest.param("artifacts/\u2066x\u2069.txt", id="bidi-isolate"),
+    pytest.param("artifacts/a\u200bb.txt", id="zero-width-space"),
+    pytest.param("artifacts/\ufeffbom.txt", id="byte-order-mark"),
+]
+
+
+async def result_file_rows(coordinator: Coordinator, job_id: str) -> int:
+    from aitbc.storage.sql.tables import job_results, result_files
+
+    async with coordinator.database.read() as connection:
+        files = (await connection.execute(select(func.count()).where(result_files.c.job_id == job_id))).scalar_one()
+        results = (await connection.execute(select(func.count()).where(job_results.c.job_id == job_id))).scalar_one()
+    return int(files) + int(results)
+
+
+@pytest.mark.parametrize("name", MISREAD_NAMES)
+async def test_package_paths_with_separators_or_bidi_controls_are_refused(api: Api, name: str) -> None:
+    http, coordinator = api
+    miner = await started_miner(http, coordinator, "farm", "m1")
+    job_id, lease_id = await running_job(http, coordinator, miner)
+    assert_refused(await miner.upload(job_id, lease_id, quote(name), b"data"), 422)
+    assert await result_file_rows(coordinator, job_id) == 0
+    manifest = {"job_id": job_id, "miner_id": miner.miner_id, "files": [{"path": name, "size": 0, "sha256": "0" * 64}]}
+    body = {"lease_id": lease_id, "manifest": manifest, "signature": sign(miner.key, manifest)}
+    assert_refused(await miner.call("complete", job_id, body), 422)
+    assert (await stored_job(coordinator, job_id)).status is JobStatus.RUNNING
+    assert await result_file_rows(coordinator, job_id) == 0
+
+
+@pytest.mark.parametrize(
+    "paths",
+    [
+        pytest.param(("artifacts/dir", "artifacts/dir/sub"), id="file-and-folder"),
+        pytest.param(("artifacts/dir/sub", "artifacts/dir"), id="folder-then-file"),
+        pytest.param(("artifacts/Report.txt", "artifacts/report.txt"), id="case-only"),
+        pytest.param(("artifacts/DIR/x", "artifacts/dir"), id="case-file-and-folder"),
+    ],
+)
+async def test_a_package_that_cannot_unpack_the_same_everywhere_is_refused(api: Api, paths: tuple[str, str]) -> None:
+    http, coordinator = api
+    miner = await started_miner(http, coordinator, "farm", "m1")
+    job_id, lease_id = await running_job(http, coordinator, miner)
+    response = await miner.finish(job_id, lease_id, {path: path.encode() for path in paths})
+    assert_refused(response, 422)
+    job = await stored_job(coordinator, job_id)
+    assert job.status is JobStatus.RUNNING and job.results_state == "none"
+    fine = await miner.finish(job_id, lease_id, {"artifacts/dir/sub": b"ok", "artifacts/other": b"ok"})
+    assert fine.status_code == 200, fine.text
+
+
+def test_the_miner_packages_only_what_the_coordinator_accepts(tmp_path: Path) -> None:
+    layout = PackageLayout(tmp_path / "package")
+    layout.create()
+    layout.result_file.write_text("done")
+    for name in ("ok.txt", "a\u2028b.txt", "\u202egnp.exe", "x\u0085y", "Same.txt", "same.txt"):
+        (layout.artifacts_dir / name).write_text(name)
+    packaged = [relative for relative, _path in layout.files()]
+    assert packaged == [
+        "artifacts/Same.txt",
+        "artifacts/ok.txt",
+        "logs/stderr.log",
+        "logs/stdout.log",
+        "result.txt",
+    ]
+    paths = PackagePaths()
+    for relative in packaged:
+        paths.add(relative)
+
+
+# -- the CLI prints job text as text ------------------------------------------------------------------------
+
+MARKUP = "[/bold] [red]not red[/] [link=http://x]"
+
+
+@pytest.fixture
+async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[httpx.AsyncClient, HttpMiner]]:
+    """A real server on a socket with a client key in the environment (as a user runs the CLI) and a miner."""
+    settings = Settings(data_dir=tmp_path / "data", run_reaper=False, run_results_sweeper=False)
+    coordinator = await open_coordinator(settings)
+    client_key = (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
+    miner_key = (await coordinator.accounts.create_key("farm", Role.MINER)).secret
+    await coordinator.close()
+    with live_server(settings) as (url, _app):
+        monkeypatch.setenv("AITBC_URL", url)
+        monkeypatch.setenv("AITBC_API_KEY", client_key)
+        monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))
+        monkeypatch.setenv("COLUMNS", "300")
+        async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+            miner = HttpMiner(http, miner_key, name="m1")
+            await miner.register()
+            yield http, miner
+
+
+async def job_full_of_markup(http: httpx.AsyncClient, miner: HttpMiner) -> tuple[str, str]:
+    """A running job whose model, progress message and log lines all look like Rich markup."""
+    headers = {"X-Api-Key": os.environ["AITBC_API_KEY"]}
+    submitted = await http.post("/v1/jobs", json={"type": "command", "input": "x", "model": MARKUP}, headers=headers)
+    assert submitted.status_code == 201, submitted.text
+    [claimed] = await miner.claim()
+    job_id, lease_id = claimed["job_id"], claimed["lease_id"]
+    assert (await miner.call("start", job_id, {"lease_id": lease_id})).status_code == 200
+    progress = await miner.call("progress", job_id, {"lease_id": lease_id, "progress": 50, "message": MARKUP})
+    assert progress.status_code == 200, progress.text
+    logged = await miner.call("logs", job_id, {"lease_id": lease_id, "lines": [{"line": f"log {MARKUP}"}]})
+    assert logged.status_code == 200, logged.text
+    return job_id, lease_id
+
+
+async def test_watch_prints_log_lines_as_text(served: tuple[httpx.AsyncClient, HttpMiner]) -> None:
+    http, miner = served
+    job_id, lease_id = await job_full_of_markup(http, miner)
+    aitbc = str(Path(sys.executable).with_name("aitbc"))
+    watcher = subprocess.Popen(
+        [aitbc, "client", "watch", "--job-id", job_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert watcher.stdout is not None
+    seen: list[str] = []
+    for line in watcher.stdout:  # the replayed log line is the sign that watch is following the job
+        seen.append(line)
+        if f"log {MARKUP}" in line:
+            break
+    assert any(f"log {MARKUP}" in line for line in seen), "".join(seen)
+    failed = await miner.call(
+        "fail", job_id, {"lease_id": lease_id, "reason": "runtime_error", "message": f"broke {MARKUP}"}
+    )
+    assert failed.status_code == 200, failed.text
+    rest = (await asyncio.to_thread(watcher.communicate))[0]
+    assert watcher.returncode == 1, "".join(seen) + rest  # exit 1: the job failed (not a crash)
+    assert f"broke {MARKUP}" in rest and "MarkupError" not in rest
+
+
+async def test_every_command_prints_job_text_as_text(served: tuple[httpx.AsyncClient, HttpMiner]) -> None:
+    http, miner = served
+    job_id, lease_id = await job_full_of_markup(http, miner)
+    failed = await miner.call(
+        "fail", job_id, {"lease_id": lease_id, "reason": "runtime_error", "message": f"broke {MARKUP}"}
+    )
+    assert failed.status_code == 200, failed.text
+    runner = CliRunner()
+    for command in ("status", "get", "watch", "logs"):
+        result = runner.invoke(cli_app, ["client", command, "--job-id", job_id], catch_exceptions=False)
+        assert result.exit_code in (0, 1), (command, result.output)
+        assert MARKUP in result.output, (command, result.output)
+    listed = runner.invoke(cli_app, ["client", "list"], catch_exceptions=False)
+    assert listed.exit_code == 0 and MARKUP in listed.output, listed.output
+    refused = runner.invoke(cli_app, ["client", "list", "--status", MARKUP], catch_exceptions=False)
+    assert refused.exit_code == 1 and "Error:" in refused.output and MARKUP in refused.output, refused.output
+
+
+@pytest.fixture
+def websocket_server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, str]]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, run_reaper=False)
+
+    async def make_key() -> str:
+        coordinator = await open_coordinator(settings)
+        try:
+            return (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
+        finally:
+            await coordinator.close()
+
+    key = asyncio.run(make_key())
+    with live_server(settings) as (url, _app):
+        yield url.replace("http://", "ws://") + "/v1/jobs/ws", key
+
+
+@pytest.mark.parametrize("query", ["job_id=job_%00", "since=99999999999999999999999", "since=%00"])
+def test_websocket_query_text_is_checked(websocket_server: tuple[str, str], query: str) -> None:
+    url, key = websocket_server
+    socket = websocket.create_connection(f"{url}?{query}", header={"X-Api-Key": key}, timeout=30)
+    try:
+        answer = json.loads(socket.recv())
+    finally:
+        socket.close()
+    assert answer["code"] in (4400, 4422), answer
+    assert answer["error"], answer
+
+
+async def test_nul_in_a_stored_header_is_refused(api: Api) -> None:
+    http, coordinator = api
+    headers = {**await client_headers(coordinator), "Idempotency-Key": "key\x00"}
+    response = await http.post("/v1/jobs", json={"type": "command", "input": "x"}, headers=headers)
+    assert_refused(response)
+    assert await job_count(coordinator) == 0

@@ -110,6 +110,9 @@ class CheckedRoute(APIRoute):
             for name, value in request.path_params.items():
                 if isinstance(value, str):
                     check_text(value, f"path parameter {name!r}")
+            for name, value in request.headers.items():  # an Idempotency-Key is stored; servers differ on NUL
+                if "\x00" in value:
+                    raise InvalidInput(f"header {name!r}: NUL characters are not allowed in text")
             request = CheckedRequest(request.scope, request.receive)
             if takes_json and _is_json(request) and await request.body():
                 await request.json()

@@ -19,7 +19,7 @@ from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict, InvalidInput, NotFound
 from aitbc.domain.identifiers import new_lease_id, new_miner_id
 from aitbc.domain.job import LEASED_STATUSES, FailureReason, Job, JobStatus
-from aitbc.domain.manifest import check_package_path, digest, load_public_key, verify
+from aitbc.domain.manifest import PackagePaths, check_package_path, digest, load_public_key, verify
 from aitbc.domain.matching import Capabilities, Gpu, unmet_requirements
 from aitbc.domain.plans import Role
 from aitbc.domain.transitions import Move
@@ -382,12 +382,9 @@ class DispatchService:
         if not request.signature or not verify(miner.public_key, document, request.signature):
             raise InvalidInput("the manifest's signature does not verify with this miner's registered public key")
         uploaded = {f.path: f for f in await self._jobs.result_files(job.id, request.lease_id)}
-        seen: set[str] = set()
+        paths = PackagePaths()
         for entry in manifest.files:
-            check_package_path(entry.path)
-            if entry.path in seen:
-                raise InvalidInput(f"the manifest lists {entry.path} twice")
-            seen.add(entry.path)
+            paths.add(entry.path)
             stored = uploaded.get(entry.path)
             if stored is None:
                 raise InvalidInput(f"{entry.path} is in the manifest but was not uploaded")
