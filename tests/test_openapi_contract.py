@@ -3,14 +3,23 @@ stay 4xx. Each case here is a reproduction kept from tests/test_openapi_fuzz.py.
 
 from __future__ import annotations
 
+import re
+import sys
+import unicodedata
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from aitbc.domain.errors import InvalidInput
+from aitbc.domain.manifest import FORBIDDEN_CATEGORIES, check_package_path
 from aitbc.domain.money import MAX_BALANCE, parse_amount
 from aitbc.domain.plans import Role
+from aitbc.protocol.miners import FORBIDDEN_PATH_CHARACTERS, RESULT_PATH_PATTERN, ManifestFile
 from aitbc.wiring import Coordinator
 
 Api = tuple[httpx.AsyncClient, Coordinator]
@@ -123,3 +132,40 @@ def test_an_amount_past_the_balance_cap_is_a_value_error_not_a_decimal_crash(tex
     """The CLI parses grants with the same function; 20 digits used to raise decimal.InvalidOperation."""
     with pytest.raises(ValueError, match="too large"):
         parse_amount(text)
+
+
+def test_the_forbidden_path_characters_are_those_of_the_unicode_database() -> None:
+    found: list[tuple[int, int]] = []
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code <= 0xDFFF or unicodedata.category(chr(code)) not in FORBIDDEN_CATEGORIES - {"Cs"}:
+            continue
+        if found and found[-1][1] == code - 1:
+            found[-1] = (found[-1][0], code)
+        else:
+            found.append((code, code))
+    assert tuple(found) == FORBIDDEN_PATH_CHARACTERS
+
+
+PATH_TEXT = st.text(
+    st.characters(exclude_categories=["Cs"]) | st.sampled_from("/.\\\u202e\u2028\x85\ufeffa"), max_size=12
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix=st.sampled_from(["artifacts/", "logs/", "", "result.txt", "output.json"]), rest=PATH_TEXT)
+def test_the_declared_result_path_pattern_accepts_exactly_what_check_package_path_accepts(
+    prefix: str, rest: str
+) -> None:
+    path = prefix + rest
+    try:
+        check_package_path(path)
+        accepted = True
+    except InvalidInput:
+        accepted = False
+    assert bool(re.fullmatch(RESULT_PATH_PATTERN, path)) == accepted, path
+    try:
+        ManifestFile(path=path, size=0, sha256="0" * 64)
+        declared = True
+    except ValidationError:
+        declared = False
+    assert declared == accepted, path

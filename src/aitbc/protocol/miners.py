@@ -12,9 +12,29 @@ from aitbc.protocol.jobs import JobRequirements, JsonInput, Moment, Strict, Time
 
 # The base64 text of 32 bytes: 43 characters, the last carrying 2 bits of padding, then one `=`.
 ED25519_PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
-# One path segment of a result package: no slash, backslash or control character, and not `.` or `..`.
-_SEGMENT = r"(?:[^/\\\x00-\x1f\x7f.]|\.[^/\\\x00-\x1f\x7f.]|\.\.[^/\\\x00-\x1f\x7f])[^/\\\x00-\x1f\x7f]*"
-# What `check_package_path` lets into a package: the fixed files, and anything under `logs/` or `artifacts/`.
+# The characters `check_package_path` refuses: Unicode categories Cc, Cf, Zl and Zp (a test holds this list to
+# Python's Unicode database). Lone surrogates (Cs), refused too, cannot travel in a UTF-8 request at all.
+FORBIDDEN_PATH_CHARACTERS = (
+    (0x0, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD), (0x70F, 0x70F),
+    (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064),
+    (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
+    (0x13430, 0x13438), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)  # fmt: skip
+
+
+def _escaped(code: int) -> str:
+    """`\\uXXXX` or `\\UXXXXXXXX`: escapes both Python's `re` and the Rust regex engine of pydantic read."""
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+_FORBIDDEN = "".join(f"{_escaped(first)}-{_escaped(last)}" for first, last in FORBIDDEN_PATH_CHARACTERS)
+_PLAIN = rf"[^/\\.{_FORBIDDEN}]"
+_ANY = rf"[^/\\{_FORBIDDEN}]"
+# One path segment of a result package: none of those characters, no slash or backslash, not `.` or `..`.
+_SEGMENT = rf"(?:{_PLAIN}|\.{_PLAIN}|\.\.{_ANY}){_ANY}*"
+# What `check_package_path` lets into a package, one path at a time: the fixed files, and anything under `logs/`
+# or `artifacts/` (that no two paths of a package differ only by case, or are a file and a folder, is checked
+# across the package).
 RESULT_PATH_PATTERN = rf"^(?:output\.json|result\.txt|(?:logs|artifacts)(?:/{_SEGMENT})+)$"
 RESULT_PATH_MAX_LENGTH = 500
 
