@@ -114,7 +114,11 @@ class Marketplace(RuleBasedStateMachine):
                 client = next(c for c in self.clients if c.account.id == job.account_id)
                 self.run(self.coordinator.jobs.cancel(client, job_id))
         except AitbcError as error:
-            assert error.status_code == 409  # the lease moved on: refused, nothing changed
+            # The lease moved on: refused, nothing changed. A job now held by another miner (or by none) is
+            # not this miner's any more, so it is a 404 like any other miner's job; its own job is a 409.
+            current = self.run(self.coordinator.job_store.get_job(job_id))
+            assert current is not None
+            assert error.status_code == (409 if current.miner_id == miner else 404), (error, current)
 
     @rule(client=st.integers(0, 1))
     def cancel_something(self, client: int) -> None:

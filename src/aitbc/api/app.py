@@ -9,8 +9,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from aitbc.api.access_log import quiet_miner_polls
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
+from aitbc.api.links import install_links
 from aitbc.api.redaction import redacted_logs
 from aitbc.api.routes import admin, billing, history, jobs, miners, results, shared
 from aitbc.api.websocket import router as websocket_router
@@ -51,6 +53,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         description="Submit AI jobs, let miners run them, follow them live, fetch verified results.",
         lifespan=lifespan,
     )
+    app.router.route_class = CheckedRoute
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_inline_input_bytes + JSON_BODY_SLACK)
     app.include_router(history.router)
@@ -61,6 +64,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(results.router)
     app.include_router(shared.router)
     app.include_router(websocket_router)
+    install_links(app)
 
     @app.get("/v1/health", tags=["meta"])
     async def health() -> dict[str, str]:

@@ -7,6 +7,7 @@ import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from aitbc.api.checked_route import check_text
 from aitbc.domain.errors import AitbcError
 from aitbc.services.views import event_message
 from aitbc.wiring import Coordinator
@@ -14,6 +15,7 @@ from aitbc.wiring import Coordinator
 router = APIRouter()
 
 POLICY_VIOLATION = 1008
+MAX_SEQUENCE = 2**63 - 1  # event sequence numbers are 64-bit in storage
 
 
 @router.websocket("/v1/jobs/ws")
@@ -23,10 +25,12 @@ async def job_events(websocket: WebSocket) -> None:
     key = websocket.headers.get("x-api-key") or params.get("api_key")
     job_id = params.get("job_id") or None
     try:
+        for name, value in params.multi_items():
+            check_text(value, f"query parameter {name!r}")  # what the HTTP routes get from CheckedRoute
         principal = await coordinator.accounts.authenticate(key)
         coordinator.rate_limiter.check(principal)
         since = int(params["since"]) if params.get("since") else None
-        if since is not None and since < 0:
+        if since is not None and not 0 <= since <= MAX_SEQUENCE:
             raise ValueError
         if job_id is not None:
             await coordinator.jobs.get(principal, job_id)

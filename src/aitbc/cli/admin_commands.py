@@ -10,8 +10,19 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from aitbc.cli.common import JsonOption, KeyOption, UrlOption, client, console, handles_errors, print_json
+from aitbc.cli.common import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    add_text_row,
+    as_text,
+    client,
+    console,
+    handles_errors,
+    print_json,
+)
 from aitbc.domain.money import parse_amount
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
@@ -113,8 +124,13 @@ def create_key(
         print_json(created)
         return
     console.print(
-        f"Created a [bold]{created.role.value}[/] key for account [bold]{created.account}[/] "
-        f"({created.plan.value} plan). It is shown only once:"
+        Text.assemble(
+            "Created a ",
+            as_text(created.role.value, "bold"),
+            " key for account ",
+            as_text(created.account, "bold"),
+            f" ({created.plan.value} plan). It is shown only once:",
+        )
     )
     typer.echo(created.api_key)
 
@@ -142,7 +158,8 @@ def list_keys(
     for column in ("Key id", "Name", "Role", "Prefix", "Created", "Revoked"):
         table.add_column(column)
     for key in keys:
-        table.add_row(
+        add_text_row(
+            table,
             key.key_id,
             key.name,
             key.role.value,
@@ -197,7 +214,7 @@ def list_accounts(
     for column in ("Account id", "Name", "Plan", "Created"):
         table.add_column(column)
     for account in accounts:
-        table.add_row(account.account_id, account.name, account.plan.value, account.created_at.isoformat())
+        add_text_row(table, account.account_id, account.name, account.plan.value, account.created_at.isoformat())
     console.print(table)
 
 
@@ -221,7 +238,7 @@ def set_plan(
     if as_json:
         print_json(updated)
     else:
-        console.print(f"Account {updated.name} is now on the {updated.plan.value} plan.")
+        console.print(as_text(f"Account {updated.name} is now on the {updated.plan.value} plan."))
 
 
 credits_app = typer.Typer(help="Grant credits to accounts.", no_args_is_help=True)
@@ -246,8 +263,10 @@ def grant_credits(
     async def work(coordinator: Coordinator) -> BalanceView:
         return balance_view(await coordinator.billing.grant(account, value, memo))
 
-    found = _run(data_dir, database_url, url, api_key, work, lambda api: api.grant_credits(account, str(value), memo))
+    found = _run(
+        data_dir, database_url, url, api_key, work, lambda api: api.grant_credits(account, format(value, "f"), memo)
+    )
     if as_json:
         print_json(found)
     else:
-        console.print(f"Granted {value} AITBC to {found.account}: available balance {found.available} AITBC.")
+        console.print(as_text(f"Granted {value} AITBC to {found.account}: available balance {found.available} AITBC."))

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from aitbc.cli.client_commands import JobIdOption
 from aitbc.cli.client_commands import app as client_app
@@ -15,6 +16,8 @@ from aitbc.cli.common import (
     JsonOption,
     KeyOption,
     UrlOption,
+    add_text_row,
+    as_text,
     client,
     console,
     fail,
@@ -35,8 +38,8 @@ def balance(url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOptio
     if as_json:
         print_json(found)
         return
-    console.print(f"Account [bold]{found.account}[/] ({found.plan} plan)")
-    console.print(f"  available: [bold green]{found.available}[/] AITBC")
+    console.print(Text.assemble("Account ", as_text(found.account, "bold"), f" ({found.plan} plan)"))
+    console.print(Text.assemble("  available: ", as_text(found.available, "bold green"), " AITBC"))
     console.print(f"  held by unfinished jobs: {found.held} AITBC")
 
 
@@ -95,7 +98,7 @@ def export(
             written += len(chunk)
             progress.update(task, completed=written)
     partial.replace(output)
-    console.print(f"Wrote {written} bytes to {output}")
+    console.print(as_text(f"Wrote {written} bytes to {output}"))
 
 
 @client_app.command()
@@ -129,8 +132,9 @@ def list_entries(
     for column in ("When", "Kind", "Amount (AITBC)", "Job", "Memo"):
         table.add_column(column, justify="right" if column.startswith("Amount") else "left")
     for entry in entries:
-        amount = f"[green]+{entry.amount}[/]" if entry.amount > 0 else f"[red]{entry.amount}[/]"
-        table.add_row(
+        amount = as_text(f"+{entry.amount}", "green") if entry.amount > 0 else as_text(entry.amount, "red")
+        add_text_row(
+            table,
             short_time(entry.created_at.isoformat().replace("+00:00", "Z")),
             entry.kind,
             amount,

@@ -9,11 +9,14 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from aitbc.cli.common import (
     JsonOption,
     KeyOption,
     UrlOption,
+    add_text_row,
+    as_text,
     client,
     confirm,
     console,
@@ -120,7 +123,7 @@ def _wait_and_download(job_id: str, output: Path, url: str | None, api_key: str 
             job_id=job_id, output=output, checksum=True, format="folder", url=url, api_key=api_key, as_json=as_json
         )
     else:
-        errors.print(f"[yellow]{job_id} has no results to download[/] ({job.results})")
+        errors.print(as_text(f"{job_id} has no results to download", "yellow"), as_text(f"({job.results})"))
     _finish(job, as_json)
 
 
@@ -128,7 +131,7 @@ def status_table(job: JobView) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    rows = [
+    rows: list[tuple[str, str | Text]] = [
         ("Job", job.job_id),
         ("Status", styled_status(job.status.value)),
         ("Progress", f"{job.progress}%" + (f" — {job.progress_message}" if job.progress_message else "")),
@@ -141,7 +144,7 @@ def status_table(job: JobView) -> Table:
         ("Completed", short_time(_iso(job.completed_at))),
     ]
     if job.waiting_for:
-        rows.append(("Waiting for", f"[yellow]{job.waiting_for}[/]"))
+        rows.append(("Waiting for", as_text(job.waiting_for, "yellow")))
     if job.cost is not None:
         rows.append(("Cost", f"{job.cost} AITBC ({job.billed_seconds} s)"))
     else:
@@ -150,9 +153,10 @@ def status_table(job: JobView) -> Table:
         expiry = f", until {short_time(_iso(job.results_expire_at))}" if job.results_expire_at else ""
         rows.append(("Results", job.results + expiry))
     if job.error or job.failure_reason:
-        rows.append(("Error", f"[red]{job.failure_reason.value if job.failure_reason else ''}[/] {job.error or ''}"))
+        reason = job.failure_reason.value if job.failure_reason else ""
+        rows.append(("Error", Text.assemble(as_text(reason, "red"), " ", job.error or "")))
     for name, value in rows:
-        table.add_row(name, value)
+        add_text_row(table, name, value)
     return table
 
 
@@ -195,26 +199,29 @@ def get(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, a
     details = Table(show_header=False, box=None, pad_edge=False)
     details.add_column(style="bold")
     details.add_column()
-    details.add_row("Requirements", json.dumps(job.requirements.model_dump(exclude_none=True)))
-    details.add_row("Timeout", f"{job.timeout_seconds} s")
-    details.add_row("Attempts", f"{job.attempt} of {job.max_attempts}")
-    details.add_row("Params", json.dumps(job.params) if job.params else "-")
-    details.add_row("Results", job.results)
+    add_text_row(details, "Requirements", json.dumps(job.requirements.model_dump(exclude_none=True)))
+    add_text_row(details, "Timeout", f"{job.timeout_seconds} s")
+    add_text_row(details, "Attempts", f"{job.attempt} of {job.max_attempts}")
+    add_text_row(details, "Params", json.dumps(job.params) if job.params else "-")
+    add_text_row(details, "Results", job.results)
     if job.exit_code is not None:
-        details.add_row("Exit code", str(job.exit_code))
-    details.add_row(
-        "Estimated", f"{job.estimated_cost} AITBC for ~{job.estimated_time_seconds} s (held {job.max_cost} AITBC)"
+        add_text_row(details, "Exit code", str(job.exit_code))
+    add_text_row(
+        details,
+        "Estimated",
+        f"{job.estimated_cost} AITBC for ~{job.estimated_time_seconds} s (held {job.max_cost} AITBC)",
     )
     if job.cost is not None:
-        details.add_row("Charged", f"{job.cost} AITBC for {job.billed_seconds} s")
+        add_text_row(details, "Charged", f"{job.cost} AITBC for {job.billed_seconds} s")
     if job.retry_of:
-        details.add_row("Retry of", job.retry_of)
+        add_text_row(details, "Retry of", job.retry_of)
     console.print(details)
     timeline = Table(title="Timeline")
     for column in ("When", "Status", "Move", "Miner"):
         timeline.add_column(column)
     for event in events:
-        timeline.add_row(
+        add_text_row(
+            timeline,
             short_time(_iso(event.at)),
             styled_status(event.status.value),
             str(event.data.get("move", "submit")),
@@ -244,7 +251,7 @@ def _follow(api: Client, job_id: str, as_json: bool) -> JobView:
             TextColumn("[bold]{task.fields[status]}"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[message]}"),
+            TextColumn("{task.fields[message]}", markup=False),
             TimeElapsedColumn(),
             console=console,
             disable=as_json,
@@ -258,7 +265,7 @@ def _follow(api: Client, job_id: str, as_json: bool) -> JobView:
                 progress.update(task, completed=event.progress, status=event.status.value, message=message)
                 if event.kind == "log" and not as_json:
                     for line in event.data.get("lines", []):
-                        progress.console.print(f"[dim]{line.get('line', '')}[/]", highlight=False)
+                        progress.console.print(as_text(line.get("line", ""), "dim"), highlight=False)
                 if event.status.is_terminal:
                     break
         job = api.get(job_id)
@@ -270,8 +277,11 @@ def _finish(job: JobView, as_json: bool) -> None:
         print_json(job)
     else:
         console.print(
-            f"{job.job_id}: {styled_status(job.status.value)}"
-            + (f" — {job.failure_reason.value}: {job.error}" if job.failure_reason else "")
+            Text.assemble(
+                f"{job.job_id}: ",
+                styled_status(job.status.value),
+                f" — {job.failure_reason.value}: {job.error}" if job.failure_reason else "",
+            )
         )
     raise typer.Exit(_exit_for(job.status.value))
 
@@ -292,7 +302,7 @@ def cancel(
     if as_json:
         print_json(result)
     else:
-        console.print(f"{job_id}: {styled_status(result.outcome)} — {result.message}")
+        console.print(Text.assemble(f"{job_id}: ", styled_status(result.outcome), f" — {result.message}"))
     if result.outcome == "failed":
         raise typer.Exit(1)
 
@@ -320,7 +330,8 @@ def list_jobs(
     for column in ("Status", "Progress", "Type", "Model", "Created", "Miner"):
         table.add_column(column)
     for job in page.jobs:
-        table.add_row(
+        add_text_row(
+            table,
             job.job_id,
             styled_status(job.status.value),
             f"{job.progress}%",

@@ -11,6 +11,8 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from aitbc.domain.errors import AitbcError
 from aitbc.sdk.client import Client
@@ -26,8 +28,19 @@ KeyOption = Annotated[str | None, typer.Option("--api-key", help="API key (else 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
+def as_text(value: object, style: str = "") -> Text:
+    """Anybody's text (a job's fields, log lines, messages from the coordinator) as a Rich `Text`: printed as
+    it is, never parsed as markup, where a `[/bold]` in a log line would crash the command."""
+    return Text(str(value), style=style)
+
+
+def add_text_row(table: Table, *cells: str | Text) -> None:
+    """A table row whose plain strings are shown as they are (Rich parses a string cell as markup)."""
+    table.add_row(*(cell if isinstance(cell, Text) else as_text(cell) for cell in cells))
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(f"[bold red]Error:[/] {message}", highlight=False)
+    errors.print(Text.assemble(as_text("Error:", "bold red"), " ", message), highlight=False)
     raise typer.Exit(code)
 
 
@@ -86,8 +99,8 @@ STATUS_STYLE = {
 }
 
 
-def styled_status(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+def styled_status(status: str) -> Text:
+    return as_text(status, STATUS_STYLE.get(status, "white"))
 
 
 def short_time(value: str | None) -> str:

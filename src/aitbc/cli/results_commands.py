@@ -23,12 +23,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from aitbc.cli.client_commands import JobIdOption, app
 from aitbc.cli.common import (
     JsonOption,
     KeyOption,
     UrlOption,
+    add_text_row,
+    as_text,
     client,
     confirm,
     console,
@@ -63,7 +66,7 @@ def _inside(root: Path, relative: str) -> Path:
 
 def _progress(as_json: bool) -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
@@ -77,7 +80,7 @@ def _save_receipt(api: Client, job_id: str, folder: Path) -> Path | None:
     try:
         receipt = api.receipt(job_id)
     except Exception as error:
-        errors.print(f"[yellow]No receipt saved:[/] {error}", highlight=False)
+        errors.print(Text.assemble(as_text("No receipt saved:", "yellow"), f" {error}"), highlight=False)
         return None
     path = receipt_file(folder, job_id)
     path.write_text(json.dumps(receipt.model_dump(mode="json"), indent=2) + "\n")
@@ -178,10 +181,12 @@ def download(
     if as_json:
         print_json(summary)
         return
-    partial = " [yellow](partial results)[/]" if listing.partial else ""
-    console.print(f"Downloaded {len(listing.files)} files ({size} bytes) to [bold]{path}[/]{partial}")
+    partial = as_text(" (partial results)", "yellow") if listing.partial else ""
+    console.print(
+        Text.assemble(f"Downloaded {len(listing.files)} files ({size} bytes) to ", as_text(path, "bold"), partial)
+    )
     if summary["checksum_file"]:
-        console.print(f"Checksums: {summary['checksum_file']} (cd {path} && sha256sum -c {CHECKSUM_FILE})")
+        console.print(as_text(f"Checksums: {summary['checksum_file']} (cd {path} && sha256sum -c {CHECKSUM_FILE})"))
 
 
 def _echo_line(stream: str, line: str, as_json: bool, seq: int | None = None) -> None:
@@ -289,7 +294,7 @@ def _out(as_json: bool, value: Any, message: str) -> None:
     if as_json:
         print_json(value)
     else:
-        console.print(message)
+        console.print(as_text(message))
 
 
 def _list_shares(api: Client, job_id: str, as_json: bool) -> None:
@@ -302,9 +307,10 @@ def _list_shares(api: Client, job_id: str, as_json: bool) -> None:
         table.add_column(column)
     style = {"active": "green", "expired": "dim", "revoked": "red"}
     for item in listed.shares:
-        table.add_row(
+        add_text_row(
+            table,
             item.share_id,
-            f"[{style[item.state]}]{item.state}[/]",
+            as_text(item.state, style[item.state]),
             isoformat_z(item.created_at) or "-",
             isoformat_z(item.expires_at) or "-",
             str(item.download_count),

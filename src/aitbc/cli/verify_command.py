@@ -18,9 +18,22 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from aitbc.cli.client_commands import JobIdOption, app
-from aitbc.cli.common import JsonOption, KeyOption, UrlOption, client, console, errors, fail, handles_errors, print_json
+from aitbc.cli.common import (
+    JsonOption,
+    KeyOption,
+    UrlOption,
+    add_text_row,
+    as_text,
+    client,
+    console,
+    errors,
+    fail,
+    handles_errors,
+    print_json,
+)
 from aitbc.domain.clock import isoformat_z
 from aitbc.domain.package import CHECKSUM_FILE, parse_checksum_file
 from aitbc.domain.receipts import Check, FoundFile, check_files, check_receipt, key_id
@@ -236,15 +249,23 @@ def _report(checks: list[Check], job_id: str, as_json: bool) -> None:
     else:
         table = Table(show_header=False, box=None, pad_edge=False)
         for check in checks:
-            mark = "[green]✓[/]" if check.ok else "[bold red]✗[/]"
-            table.add_row(mark, check.name, check.detail)
+            mark = as_text("✓", "green") if check.ok else as_text("✗", "bold red")
+            add_text_row(table, mark, check.name, check.detail)
         console.print(table)
         if failed:
             errors.print(
-                "[bold red]Verification FAILED:[/] " + "; ".join(f"{c.name} ({c.detail})" for c in failed),
+                Text.assemble(
+                    as_text("Verification FAILED:", "bold red"),
+                    " ",
+                    "; ".join(f"{c.name} ({c.detail})" for c in failed),
+                ),
                 highlight=False,
             )
         else:
-            console.print(f"[bold green]Verified:[/] {job_id} — receipt, both signatures and every file hold.")
+            console.print(
+                Text.assemble(
+                    as_text("Verified:", "bold green"), f" {job_id} — receipt, both signatures and every file hold."
+                )
+            )
     if failed:
         raise typer.Exit(1)

@@ -28,6 +28,20 @@ class ManualClock:
         self._now += timedelta(seconds=seconds)
 
 
+# The times AITBC accepts from a caller (a filter, a miner's estimate): wide enough for any real use, narrow
+# enough that a day added or a zone converted never leaves what `datetime` and both databases can hold.
+EARLIEST_MOMENT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_MOMENT = datetime(9000, 1, 1, tzinfo=UTC)
+MOMENT_RANGE = "between 1970-01-01 and 9000-01-01 (UTC)"
+
+
+def in_moment_range(moment: datetime) -> bool:
+    try:
+        return EARLIEST_MOMENT <= moment <= LATEST_MOMENT
+    except OverflowError:  # a zone offset that takes the time past year 1 or 9999 in UTC
+        return False
+
+
 def isoformat_z(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with a `Z`, as the seeds show."""
     if moment is None:

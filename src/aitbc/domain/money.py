@@ -10,6 +10,8 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 UNIT = Decimal("0.000000001")
 UNITS_PER_AITBC = 1_000_000_000
+# The most an account may hold: 10^18 storage units, so every ledger sum fits a signed 64-bit integer.
+MAX_BALANCE = Decimal(10**9)
 
 
 def to_units(amount: Decimal) -> int:
@@ -28,6 +30,8 @@ def parse_amount(text: str) -> Decimal:
         raise ValueError(f"{text!r} is not an amount: write it like 12.5") from error
     if not value.is_finite() or "e" in text.lower():
         raise ValueError(f"{text!r} is not an amount: write it like 12.5")
+    if abs(value) >= MAX_BALANCE:
+        raise ValueError(f"{text!r} is too large: an amount is below {MAX_BALANCE}")
     if value != value.quantize(UNIT):
         raise ValueError(f"{text!r} has more than 9 decimal places")
     return value

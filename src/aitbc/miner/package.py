@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aitbc.domain.errors import InvalidInput
-from aitbc.domain.manifest import check_package_path, sign
+from aitbc.domain.manifest import PackagePaths, sign
 from aitbc.protocol.miners import Manifest, ManifestFile
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,9 @@ class PackageLayout:
         self.output_json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
 
     def files(self) -> list[tuple[str, Path]]:
-        """(package path, file) for every regular file, sorted; symlinks and unsafe names are left out."""
-        found: list[tuple[str, Path]] = []
+        """(package path, file) for every regular file, sorted; symlinks, and names the coordinator would refuse
+        (by the same `PackagePaths` rules it applies to the manifest), are left out."""
+        candidates: list[tuple[str, Path]] = []
         for folder, subfolders, names in os.walk(self.root, followlinks=False):
             subfolders.sort()
             for name in names:
@@ -80,13 +81,17 @@ class PackageLayout:
                 if not stat.S_ISREG(path.lstat().st_mode):
                     log.warning("leaving %s out of the package: not a regular file", relative)
                     continue
-                try:
-                    check_package_path(relative)
-                except InvalidInput as error:
-                    log.warning("leaving %s out of the package: %s", relative, error.message)
-                    continue
-                found.append((relative, path))
-        return sorted(found)
+                candidates.append((relative, path))
+        paths = PackagePaths()
+        found: list[tuple[str, Path]] = []
+        for relative, path in sorted(candidates):
+            try:
+                paths.add(relative)
+            except InvalidInput as error:
+                log.warning("leaving %r out of the package: %s", relative, error.message)
+                continue
+            found.append((relative, path))
+        return found
 
 
 def file_sha256(path: Path) -> str:

@@ -8,6 +8,9 @@ from pydantic import BaseModel, Field
 
 from aitbc.protocol.jobs import Money, Strict, Timestamped
 
+# What `parse_amount` accepts and a grant can hold: plain digits, up to 9 decimal places, under MAX_BALANCE.
+AMOUNT_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,9})?$"
+
 
 class BalanceView(BaseModel):
     account: str
@@ -34,7 +37,10 @@ class LedgerPage(BaseModel):
 
 class GrantRequest(Strict):
     account: str = Field(min_length=1, max_length=200)
-    amount: str = Field(min_length=1, max_length=40, description='a decimal string, e.g. "12.5"')
+    amount: str = Field(
+        pattern=AMOUNT_PATTERN,
+        description='a positive decimal string, e.g. "12.5": at most 9 places, below 10^9, no sign or exponent',
+    )
     memo: str = Field(default="", max_length=500)
 
 

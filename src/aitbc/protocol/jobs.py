@@ -6,9 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
 
-from aitbc.domain.clock import isoformat_z
+from aitbc.domain.clock import MOMENT_RANGE, in_moment_range, isoformat_z
 from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
 
 JsonInput = str | dict[str, Any] | list[Any] | None
@@ -16,10 +16,26 @@ JsonInput = str | dict[str, Any] | list[Any] | None
 Money = Annotated[Decimal, PlainSerializer(lambda amount: format(amount, "f"), return_type=str, when_used="json")]
 
 
+def _in_range(moment: datetime) -> datetime:
+    if not in_moment_range(moment):
+        raise ValueError(f"must be {MOMENT_RANGE}")
+    return moment
+
+
+# A time a caller sends: with its zone (a naive time means nothing across machines), and in the range every
+# conversion and both databases can hold.
+Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
+
+
 class Strict(BaseModel):
     """Unknown fields are an error: a typo in a request should not be silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+def _given(name: str) -> dict[str, Any]:
+    """A JSON Schema clause: `name` is present and not null (a job needs its type, or a model to infer it)."""
+    return {"required": [name], "properties": {name: {"type": "string"}}}
 
 
 class JobRequirements(Strict):
@@ -34,6 +50,8 @@ class OutputConfig(Strict):
 
 
 class SubmitJobRequest(Strict):
+    model_config = ConfigDict(json_schema_extra={"anyOf": [_given("type"), _given("model")]})
+
     type: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     model: str | None = Field(default=None, min_length=1, max_length=200)
     input: JsonInput = None
@@ -109,6 +127,17 @@ class CancelResult(BaseModel):
     reason: str | None = None
     message: str
     job: JobView
+
+
+# An input file's name: `upload_input` keeps the part after the last slash, which must not be blank or only dots
+# (and at most 255 characters); no control character anywhere.
+INPUT_FILE_NAME_PATTERN = r"^[^\x00-\x1f]*[^/\\\x00-\x1f.\s][^/\\\x00-\x1f]*$"
+INPUT_FILE_NAME_MAX_LENGTH = 1024
+# The body of a streamed upload (an input file, a result file): raw bytes, not JSON.
+RAW_BODY = {
+    "required": True,
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+}
 
 
 class FileView(Timestamped):

@@ -8,7 +8,35 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
 from aitbc.domain.job import FailureReason, JobStatus, Priority
-from aitbc.protocol.jobs import JobRequirements, JsonInput, Strict, Timestamped
+from aitbc.protocol.jobs import JobRequirements, JsonInput, Moment, Strict, Timestamped
+
+# The base64 text of 32 bytes: 43 characters, the last carrying 2 bits of padding, then one `=`.
+ED25519_PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
+# The characters `check_package_path` refuses: Unicode categories Cc, Cf, Zl and Zp (a test holds this list to
+# Python's Unicode database). Lone surrogates (Cs), refused too, cannot travel in a UTF-8 request at all.
+FORBIDDEN_PATH_CHARACTERS = (
+    (0x0, 0x1F), (0x7F, 0x9F), (0xAD, 0xAD), (0x600, 0x605), (0x61C, 0x61C), (0x6DD, 0x6DD), (0x70F, 0x70F),
+    (0x890, 0x891), (0x8E2, 0x8E2), (0x180E, 0x180E), (0x200B, 0x200F), (0x2028, 0x202E), (0x2060, 0x2064),
+    (0x2066, 0x206F), (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
+    (0x13430, 0x13438), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001), (0xE0020, 0xE007F),
+)  # fmt: skip
+
+
+def _escaped(code: int) -> str:
+    """`\\uXXXX` or `\\UXXXXXXXX`: escapes both Python's `re` and the Rust regex engine of pydantic read."""
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+_FORBIDDEN = "".join(f"{_escaped(first)}-{_escaped(last)}" for first, last in FORBIDDEN_PATH_CHARACTERS)
+_PLAIN = rf"[^/\\.{_FORBIDDEN}]"
+_ANY = rf"[^/\\{_FORBIDDEN}]"
+# One path segment of a result package: none of those characters, no slash or backslash, not `.` or `..`.
+_SEGMENT = rf"(?:{_PLAIN}|\.{_PLAIN}|\.\.{_ANY}){_ANY}*"
+# What `check_package_path` lets into a package, one path at a time: the fixed files, and anything under `logs/`
+# or `artifacts/` (that no two paths of a package differ only by case, or are a file and a folder, is checked
+# across the package).
+RESULT_PATH_PATTERN = rf"^(?:output\.json|result\.txt|(?:logs|artifacts)(?:/{_SEGMENT})+)$"
+RESULT_PATH_MAX_LENGTH = 500
 
 
 class GpuSpec(Strict):
@@ -22,7 +50,7 @@ class RegisterRequest(Strict):
     runtimes: list[str] = Field(min_length=1, max_length=32)
     models: list[str] = Field(default_factory=list, max_length=1000)
     max_concurrency: int = Field(default=1, ge=1, le=256)
-    public_key: str = Field(min_length=40, max_length=100, description="Ed25519 public key, base64 (raw 32 bytes)")
+    public_key: str = Field(pattern=ED25519_PUBLIC_KEY_PATTERN, description="Ed25519 public key, base64 (raw 32 bytes)")
 
 
 class RegisterResponse(BaseModel):
@@ -87,7 +115,7 @@ class LeaseRequest(Strict):
 class ProgressRequest(LeaseRequest):
     progress: int | None = Field(default=None, ge=0, le=100)
     message: str | None = Field(default=None, max_length=2000)
-    estimated_completion: datetime | None = None
+    estimated_completion: Moment | None = None
 
 
 class JobDirective(Timestamped):
@@ -109,7 +137,7 @@ class LogsRequest(LeaseRequest):
 
 
 class ManifestFile(Strict):
-    path: str = Field(min_length=1, max_length=500)
+    path: str = Field(max_length=RESULT_PATH_MAX_LENGTH, pattern=RESULT_PATH_PATTERN)
     size: int = Field(ge=0)
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
@@ -132,7 +160,7 @@ class FinishRequest(LeaseRequest):
 
     manifest: Manifest | None = None
     signature: str | None = Field(default=None, max_length=200)
-    exit_code: int | None = None
+    exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     usage: dict[str, Any] = Field(default_factory=dict)
     started_at: AwareDatetime | None = Field(default=None, description="when the job's work began on the miner")
     ended_at: AwareDatetime | None = Field(default=None, description="when it ended (finished, failed or stopped)")

@@ -10,7 +10,7 @@ from aitbc.domain.accounts import Account, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import InvalidInput, NotFound
 from aitbc.domain.job import FailureReason, Job, JobSpec, JobStatus
-from aitbc.domain.money import from_units, to_units
+from aitbc.domain.money import MAX_BALANCE, display, from_units, to_units
 from aitbc.domain.plans import Plan
 from aitbc.domain.pricing import (
     BilledInterval,
@@ -24,6 +24,7 @@ from aitbc.domain.pricing import (
 from aitbc.storage.interfaces import AccountStore, LedgerEntry, LedgerStore, MinerStore, StoredLedgerEntry
 
 PLATFORM_ACCOUNT = "aitbc-platform"
+MAX_LEDGER_PAGE = 10000
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,8 @@ class BillingService:
         account = await self._accounts.get_account_by_name(account_name)
         if account is None:
             raise NotFound(f"account {account_name!r} not found: create it with `aitbc admin keys create`")
+        if (await self.balance_of(account)).available + amount > MAX_BALANCE:
+            raise InvalidInput(f"a balance may not exceed {display(MAX_BALANCE)} AITBC")
         await self._ledger.append(
             [LedgerEntry(account.id, "grant", to_units(amount), None, memo or "credits granted")], self._clock.now()
         )
@@ -139,7 +142,9 @@ class BillingService:
 
     async def entries(
         self, principal: Principal, since: datetime | None, until: datetime | None, limit: int, after_id: int
-    ) -> list[StoredLedgerEntry]:
-        if not 1 <= limit <= 10000:
-            raise InvalidInput("limit must be between 1 and 10000")
-        return await self._ledger.entries(principal.account.id, since, until, limit, after_id)
+    ) -> tuple[list[StoredLedgerEntry], bool]:
+        """A page of at most `limit` entries, and whether more follow (one more row is read to know)."""
+        if not 1 <= limit <= MAX_LEDGER_PAGE:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LEDGER_PAGE}")
+        entries = await self._ledger.entries(principal.account.id, since, until, limit + 1, after_id)
+        return entries[:limit], len(entries) > limit

@@ -10,7 +10,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from aitbc.blobs.interface import BlobStore
@@ -18,8 +18,8 @@ from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict, InvalidInput, NotFound
 from aitbc.domain.identifiers import new_lease_id, new_miner_id
-from aitbc.domain.job import LEASED_STATUSES, Job, JobStatus
-from aitbc.domain.manifest import check_package_path, digest, load_public_key, verify
+from aitbc.domain.job import LEASED_STATUSES, FailureReason, Job, JobStatus
+from aitbc.domain.manifest import PackagePaths, check_package_path, digest, load_public_key, verify
 from aitbc.domain.matching import Capabilities, Gpu, unmet_requirements
 from aitbc.domain.plans import Role
 from aitbc.domain.transitions import Move
@@ -212,6 +212,10 @@ class DispatchService:
                 continue
             now = self._clock.now()
             lease_id = new_lease_id()
+            expires_at = now + timedelta(seconds=self._settings.lease_seconds)
+            planned = await self._assignment(job, lease_id, expires_at, job.attempt + 1)
+            if not await self._sendable(job, planned, now):
+                continue
             changed = await self._lifecycle.move(
                 job,
                 Move.CLAIM,
@@ -219,7 +223,7 @@ class DispatchService:
                 changes={
                     "miner_id": miner.id,
                     "lease_id": lease_id,
-                    "lease_expires_at": now + timedelta(seconds=self._settings.lease_seconds),
+                    "lease_expires_at": expires_at,
                     "assigned_at": now,
                     "progress": 0,
                     "progress_message": None,
@@ -229,22 +233,37 @@ class DispatchService:
             )
             if changed is None:
                 continue  # another miner won this one
-            assignments.append(await self._assignment(changed.job))
+            assignments.append(planned.model_copy(update={"attempt": changed.job.attempt}))
         return assignments
 
-    async def _assignment(self, job: Job) -> Assignment:
+    async def _sendable(self, job: Job, planned: Assignment, now: datetime) -> bool:
+        """The claim's answer is encoded only after its leases commit: a job whose assignment cannot be encoded
+        (text stored before the API checked it) would fail the whole answer, leasing every job in it to a miner
+        that never hears of them. Such a job is failed here, before it is leased, and costs nothing."""
+        try:
+            planned.model_dump_json()
+        except ValueError:
+            changes = {
+                "completed_at": now,
+                "failure_reason": FailureReason.INVALID_INPUT.value,
+                "error": "the job's input or params hold text that cannot be sent to a miner (not valid Unicode)",
+            }
+            await self._lifecycle.move(job, Move.EXPIRE, now, changes=changes)
+            return False
+        return True
+
+    async def _assignment(self, job: Job, lease_id: str, lease_expires_at: datetime, attempt: int) -> Assignment:
         spec = job.spec
         file_ref = None
         if spec.input_file_id:
             stored = await self._jobs.get_input_file(spec.input_file_id)
             if stored is not None:
                 file_ref = InputFileRef(file_id=stored.id, name=stored.name, size=stored.size, sha256=stored.sha256)
-        assert job.lease_id is not None and job.lease_expires_at is not None
         return Assignment.model_validate(
             {
                 "job_id": job.id,
-                "lease_id": job.lease_id,
-                "lease_expires_at": job.lease_expires_at,
+                "lease_id": lease_id,
+                "lease_expires_at": lease_expires_at,
                 "type": spec.type,
                 "model": spec.model,
                 "input": spec.input,
@@ -253,21 +272,29 @@ class DispatchService:
                 "requirements": job_view(job).requirements,
                 "priority": spec.priority,
                 "timeout_seconds": spec.timeout_seconds,
-                "attempt": job.attempt,
+                "attempt": attempt,
             }
         )
 
     # -- running ------------------------------------------------------------------------------------
 
-    async def _held_job(self, principal: Principal, miner_id: str, job_id: str, lease_id: str) -> Job:
-        miner = await self.miner(principal, miner_id)
+    async def _owned_job(self, miner: Miner, job_id: str) -> Job:
+        """The job, if this miner holds it or held it last. Ownership is checked before anything else: another
+        miner's job (another tenant's or a sibling's) is the same 404 as no job at all, whatever lease is named,
+        so nothing about it leaks and no lease of it can be used."""
         job = await self._jobs.get_job(job_id)
-        if job is None:
+        if job is None or job.miner_id != miner.id:
             raise NotFound(f"job {job_id} not found")
+        return job
+
+    @staticmethod
+    def _check_lease(job: Job, lease_id: str) -> None:
         if job.lease_id != lease_id or job.status not in _HELD:
-            raise Conflict(f"lease {lease_id} is no longer current for job {job_id} (job is {job.status.value})")
-        if job.miner_id != miner.id:
-            raise NotFound(f"job {job_id} not found")
+            raise Conflict(f"lease {lease_id} is no longer current for job {job.id} (job is {job.status.value})")
+
+    async def _held_job(self, principal: Principal, miner_id: str, job_id: str, lease_id: str) -> Job:
+        job = await self._owned_job(await self.miner(principal, miner_id), job_id)
+        self._check_lease(job, lease_id)
         return job
 
     async def start(self, principal: Principal, miner_id: str, job_id: str, lease_id: str) -> JobDirective:
@@ -292,10 +319,11 @@ class DispatchService:
     async def progress(
         self, principal: Principal, miner_id: str, job_id: str, request: ProgressRequest
     ) -> JobDirective:
-        await self.miner(principal, miner_id)
+        miner = await self.miner(principal, miner_id)
         now = self._clock.now()
         updated = await self._jobs.record_progress(
             job_id,
+            miner.id,
             request.lease_id,
             now,
             request.progress,
@@ -359,12 +387,9 @@ class DispatchService:
         if not request.signature or not verify(miner.public_key, document, request.signature):
             raise InvalidInput("the manifest's signature does not verify with this miner's registered public key")
         uploaded = {f.path: f for f in await self._jobs.result_files(job.id, request.lease_id)}
-        seen: set[str] = set()
+        paths = PackagePaths()
         for entry in manifest.files:
-            check_package_path(entry.path)
-            if entry.path in seen:
-                raise InvalidInput(f"the manifest lists {entry.path} twice")
-            seen.add(entry.path)
+            paths.add(entry.path)
             stored = uploaded.get(entry.path)
             if stored is None:
                 raise InvalidInput(f"{entry.path} is in the manifest but was not uploaded")
@@ -386,27 +411,24 @@ class DispatchService:
             created_at=self._clock.now(),
         )
 
-    async def _already_finished(self, job_id: str, lease_id: str) -> JobDirective | None:
+    @staticmethod
+    def _already_finished(job: Job, lease_id: str) -> JobDirective | None:
         """A retried finish of the same lease answers like the first one did (exactly-once effect)."""
-        job = await self._jobs.get_job(job_id)
-        if job is not None and job.status.is_terminal and job.result_lease_id == lease_id:
+        if job.status.is_terminal and job.result_lease_id == lease_id:
             return _directive(job)
         return None
 
     async def _finishing(
         self, principal: Principal, miner_id: str, job_id: str, lease_id: str
     ) -> tuple[Miner, Job] | JobDirective:
-        """The miner and the job it is finishing, or the answer already given if this finish is a retry
-        (checked again after the lease check, since a concurrent copy of this call may have just won)."""
-        if (done := await self._already_finished(job_id, lease_id)) is not None:
-            return done
+        """The miner and the job it is finishing, or the answer already given if this finish is a retry. The
+        miner's ownership of the job comes first: a replay with another account's key is a 404, not a 200."""
         miner = await self.miner(principal, miner_id)
-        try:
-            return miner, await self._held_job(principal, miner_id, job_id, lease_id)
-        except Conflict:
-            if (done := await self._already_finished(job_id, lease_id)) is not None:
-                return done
-            raise
+        job = await self._owned_job(miner, job_id)
+        if (done := self._already_finished(job, lease_id)) is not None:
+            return done
+        self._check_lease(job, lease_id)
+        return miner, job
 
     async def complete(self, principal: Principal, miner_id: str, job_id: str, request: FinishRequest) -> JobDirective:
         found = await self._finishing(principal, miner_id, job_id, request.lease_id)
@@ -477,7 +499,9 @@ class DispatchService:
             job, move, self._clock.now(), lease_id=lease_id, changes=changes, result=result
         )
         if changed is None:
-            if (done := await self._already_finished(job.id, lease_id)) is not None:
-                return done
+            latest = await self._jobs.get_job(job.id)
+            done = self._already_finished(latest, lease_id) if latest and latest.miner_id == job.miner_id else None
+            if done is not None:
+                return done  # a concurrent copy of this call won
             raise Conflict(f"lease {lease_id} is no longer current for job {job.id}")
         return _directive(changed.job)

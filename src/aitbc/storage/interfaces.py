@@ -150,6 +150,7 @@ class JobStore(Protocol):
     async def record_progress(
         self,
         job_id: str,
+        miner_id: str,
         lease_id: str,
         now: datetime,
         progress: int | None,
@@ -157,7 +158,7 @@ class JobStore(Protocol):
         estimated_completion: datetime | None,
         lease_expires_at: datetime,
     ) -> tuple[Job, JobEvent | None] | None:
-        """Update progress under a live lease and extend it; a canceling job is returned unchanged."""
+        """Update progress under this miner's live lease and extend it; a canceling job is returned unchanged."""
 
     async def extend_leases(self, miner_id: str, lease_ids: Sequence[str], expires_at: datetime) -> list[Job]:
         """Extend the given leases of this miner; return every job those leases still hold."""

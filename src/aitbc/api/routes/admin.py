@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import AdminDep, CoordinatorDep
 from aitbc.protocol.admin import AccountView, CreatedKeyView, CreateKeyRequest, KeyView, SetPlanRequest
 from aitbc.services.admin_views import account_view, created_key_view, key_view
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/admin", tags=["admin"])
 
 
 @router.post("/keys", status_code=201, response_model=CreatedKeyView)

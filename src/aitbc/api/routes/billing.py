@@ -6,14 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import AdminDep, CoordinatorDep, MemberDep
-from aitbc.api.routes.jobs import parse_moment
+from aitbc.api.routes.jobs import AfterQuery, FromQuery, ToQuery, parse_moment
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.money import parse_amount
 from aitbc.protocol.billing import BalanceView, GrantRequest, LedgerEntryView, LedgerPage
 from aitbc.services.admin_views import balance_view
+from aitbc.services.billing import MAX_LEDGER_PAGE
 
-router = APIRouter(prefix="/v1", tags=["billing"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["billing"])
 
 
 @router.get("/billing/balance", response_model=BalanceView)
@@ -25,16 +27,15 @@ async def balance(principal: MemberDep, coordinator: CoordinatorDep) -> BalanceV
 async def ledger(
     principal: MemberDep,
     coordinator: CoordinatorDep,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 100,
-    after: Annotated[int, Query(ge=0)] = 0,
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LEDGER_PAGE)] = 100,
+    after: AfterQuery = 0,
 ) -> LedgerPage:
     """The caller's ledger, oldest first; pass `after=<next_after>` for the next page."""
-    entries = await coordinator.billing.entries(
-        principal, parse_moment(from_, "from"), parse_moment(to, "to", end_of_day=True), limit + 1, after
+    page, has_more = await coordinator.billing.entries(
+        principal, parse_moment(from_, "from"), parse_moment(to, "to", end_of_day=True), limit, after
     )
-    page = entries[:limit]
     return LedgerPage(
         entries=[
             LedgerEntryView(
@@ -47,8 +48,8 @@ async def ledger(
             )
             for e in page
         ],
-        has_more=len(entries) > limit,
-        next_after=page[-1].id if len(entries) > limit else None,
+        has_more=has_more,
+        next_after=page[-1].id if has_more else None,
     )
 
 

@@ -3,24 +3,31 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
-from aitbc.api.routes.jobs import parse_moment, parse_statuses
-from aitbc.domain.errors import InvalidInput
+from aitbc.api.routes.jobs import (
+    DaysQuery,
+    FromQuery,
+    StatusQuery,
+    ToQuery,
+    parse_moment,
+    parse_statuses,
+    since_days,
+)
 from aitbc.protocol.billing import StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.services.views import event_message
 
-router = APIRouter(prefix="/v1", tags=["history"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["history"])
 
 
 @router.get("/stats", response_model=StatsView)
-async def stats(principal: ClientDep, coordinator: CoordinatorDep, days: int | None = None) -> StatsView:
+async def stats(principal: ClientDep, coordinator: CoordinatorDep, days: DaysQuery = None) -> StatsView:
     return await coordinator.history.stats(principal, days)
 
 
@@ -29,18 +36,13 @@ async def export(
     principal: ClientDep,
     coordinator: CoordinatorDep,
     format: Literal["json", "csv"] = "json",
-    status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    days: int | None = None,
+    status: StatusQuery = [],  # noqa: B006 - FastAPI copies defaults
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    days: DaysQuery = None,
 ) -> StreamingResponse:
     """Every matching job, streamed as a JSON array or CSV (header row, one row per job)."""
-    since = parse_moment(from_, "from")
-    if days is not None:
-        if days < 1:
-            raise InvalidInput("'days' must be at least 1")
-        recent = coordinator.clock.now() - timedelta(days=days)
-        since = max(since, recent) if since else recent
+    since = since_days(coordinator.clock.now(), days, parse_moment(from_, "from"))
     views = coordinator.history.views(principal, parse_statuses(status), since, parse_moment(to, "to", True))
     if format == "csv":
         body = coordinator.history.export_csv(views)

@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
+from aitbc.domain.clock import MOMENT_RANGE, in_moment_range
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.job import JobStatus
-from aitbc.protocol.jobs import CancelResult, FileView, JobList, JobView, SubmitJobRequest
+from aitbc.protocol.jobs import (
+    INPUT_FILE_NAME_MAX_LENGTH,
+    INPUT_FILE_NAME_PATTERN,
+    RAW_BODY,
+    CancelResult,
+    FileView,
+    JobList,
+    JobView,
+    SubmitJobRequest,
+)
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["jobs"])
+
+
+MAX_DAYS = 36500
+# `days`: the last N days, up to a century (a count that stays inside the dates `datetime` can hold).
+DaysQuery = Annotated[int | None, Query(ge=1, le=MAX_DAYS, description=f"the last N days (1 to {MAX_DAYS})")]
+# `after`: a row id (ledger entry, event) is a signed 64-bit integer; a larger number cannot even be bound as a
+# database parameter (it was a 500 on SQLite).
+MAX_ROW_ID = 2**63 - 1
+AfterQuery = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="the id of the last item seen (0: from the start)")]
+
+
+# `from` and `to`: what `parse_moment` reads, as the schema says it (a calendar-valid day is still checked there).
+_DATE = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+_ZONE = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+MOMENT_PATTERN = rf"^(?:{_DATE}(?:{_TIME}{_ZONE})?)?$"
+_MOMENT_HELP = "a day (2026-01-31) or an ISO 8601 time (2026-01-31T10:00:00Z; UTC when no zone is given)"
+# Declared here, enforced by `parse_moment` and `parse_statuses` (with messages that say what to write instead).
+_MOMENT_SCHEMA = {"pattern": MOMENT_PATTERN}
+FromQuery = Annotated[
+    str | None, Query(alias="from", description=f"from {_MOMENT_HELP}", json_schema_extra=_MOMENT_SCHEMA)
+]
+ToQuery = Annotated[
+    str | None,
+    Query(description=f"up to {_MOMENT_HELP}; a day includes all of it", json_schema_extra=_MOMENT_SCHEMA),
+]
 
 
 def parse_moment(value: str | None, name: str, end_of_day: bool = False) -> datetime | None:
@@ -21,14 +59,30 @@ def parse_moment(value: str | None, name: str, end_of_day: bool = False) -> date
     if value is None or value == "":
         return None
     try:
+        if not re.fullmatch(MOMENT_PATTERN, value):
+            raise ValueError(value)
         if len(value) == 10:
             day = date.fromisoformat(value)
             moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            return moment + timedelta(days=1) if end_of_day else moment
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+            moment = moment + timedelta(days=1) if end_of_day else moment
+        else:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     except ValueError as error:
         raise InvalidInput(f"'{name}' must be a date (2026-01-31) or an ISO 8601 time, not {value!r}") from error
+    except OverflowError:
+        moment = None
+    if moment is None or not in_moment_range(moment):
+        raise InvalidInput(f"'{name}' must be {MOMENT_RANGE}, not {value!r}")
+    return moment
+
+
+def since_days(now: datetime, days: int | None, since: datetime | None) -> datetime | None:
+    """The later of `since` and the start of the last `days` days."""
+    if days is None:
+        return since
+    recent = now - timedelta(days=days)
+    return max(since, recent) if since else recent
 
 
 # Words the guides use for groups of statuses.
@@ -37,6 +91,18 @@ STATUS_ALIASES = {
     "active": [JobStatus.PENDING, JobStatus.ASSIGNED, JobStatus.RUNNING, JobStatus.CANCELING],
     "finished": [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED],
 }
+
+
+_STATUS_NAMES = "|".join([status.value for status in JobStatus] + list(STATUS_ALIASES))
+# `status`: one or more names, comma-separated or repeated (`status=pending,running&status=failed`).
+STATUS_PATTERN = rf"^\s*(?:(?:{_STATUS_NAMES})\s*)?(?:,\s*(?:(?:{_STATUS_NAMES})\s*)?)*$"
+StatusQuery = Annotated[
+    list[str],
+    Query(
+        description=f"statuses or groups of them: {_STATUS_NAMES.replace('|', ', ')}",
+        json_schema_extra={"items": {"type": "string", "pattern": STATUS_PATTERN}},
+    ),
+]
 
 
 def parse_statuses(values: list[str]) -> list[JobStatus]:
@@ -56,13 +122,18 @@ def parse_statuses(values: list[str]) -> list[JobStatus]:
     return statuses
 
 
-@router.post("/jobs", status_code=201, response_model=JobView)
+@router.post(
+    "/jobs",
+    status_code=201,
+    response_model=JobView,
+    responses={200: {"model": JobView, "description": "A replay: this Idempotency-Key already made the job"}},
+)
 async def submit_job(
     body: SubmitJobRequest,
     principal: ClientDep,
     coordinator: CoordinatorDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> JobView:
     submitted = await coordinator.jobs.submit(principal, body, idempotency_key)
     if not submitted.created:
@@ -81,12 +152,7 @@ async def _list(
     limit: int,
     cursor: str | None,
 ) -> JobList:
-    created_from = parse_moment(from_, "from")
-    if days is not None:
-        if days < 1:
-            raise InvalidInput("'days' must be at least 1")
-        since = coordinator.clock.now() - timedelta(days=days)
-        created_from = max(created_from, since) if created_from else since
+    created_from = since_days(coordinator.clock.now(), days, parse_moment(from_, "from"))
     page = await coordinator.jobs.list(
         principal,
         parse_statuses(status),
@@ -107,10 +173,10 @@ async def _list(
 async def list_jobs(
     principal: ClientDep,
     coordinator: CoordinatorDep,
-    status: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    days: int | None = None,
+    status: StatusQuery = [],  # noqa: B006 - FastAPI copies defaults
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    days: DaysQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
 ) -> JobList:
@@ -121,9 +187,9 @@ async def list_jobs(
 async def job_history(
     principal: ClientDep,
     coordinator: CoordinatorDep,
-    from_: Annotated[str | None, Query(alias="from")] = None,
-    to: str | None = None,
-    status: Annotated[list[str], Query()] = [],  # noqa: B006
+    from_: FromQuery = None,
+    to: ToQuery = None,
+    status: StatusQuery = [],  # noqa: B006
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> JobList:
@@ -163,9 +229,20 @@ async def delete_job(job_id: str, principal: ClientDep, coordinator: Coordinator
     return await _cancel(job_id, principal, coordinator)
 
 
-@router.post("/files", status_code=201, response_model=FileView)
+@router.post("/files", status_code=201, response_model=FileView, openapi_extra={"requestBody": RAW_BODY})
 async def upload_file(
-    request: Request, principal: ClientDep, coordinator: CoordinatorDep, name: str = "input"
+    request: Request,
+    principal: ClientDep,
+    coordinator: CoordinatorDep,
+    name: Annotated[
+        str,
+        Query(
+            min_length=1,
+            max_length=INPUT_FILE_NAME_MAX_LENGTH,
+            pattern=INPUT_FILE_NAME_PATTERN,
+            description="the file's name: folders are dropped, the rest (at most 255 characters) is kept",
+        ),
+    ] = "input",
 ) -> FileView:
     """Upload an input file as the raw request body (streamed to storage); pass its id as input_file_id."""
     stored = await coordinator.jobs.upload_input(principal, name, request.stream())

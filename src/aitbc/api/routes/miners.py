@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import CoordinatorDep, MinerDep
+from aitbc.protocol.jobs import RAW_BODY
 from aitbc.protocol.miners import (
+    RESULT_PATH_MAX_LENGTH,
+    RESULT_PATH_PATTERN,
     ClaimRequest,
     ClaimResponse,
     FailRequest,
@@ -25,7 +29,7 @@ from aitbc.protocol.miners import (
     UploadedFile,
 )
 
-router = APIRouter(prefix="/v1/miners", tags=["miners"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/miners", tags=["miners"])
 
 
 @router.post("/register", response_model=RegisterResponse)
@@ -95,15 +99,19 @@ async def input_file(
     )
 
 
-@router.put("/{miner_id}/jobs/{job_id}/files/{path:path}", response_model=UploadedFile)
+@router.put(
+    "/{miner_id}/jobs/{job_id}/files/{path:path}",
+    response_model=UploadedFile,
+    openapi_extra={"requestBody": RAW_BODY},
+)
 async def upload_result_file(
     miner_id: str,
     job_id: str,
-    path: str,
+    path: Annotated[str, Path(max_length=RESULT_PATH_MAX_LENGTH, pattern=RESULT_PATH_PATTERN)],
     request: Request,
     principal: MinerDep,
     coordinator: CoordinatorDep,
-    lease_id: Annotated[str, Header(alias="X-Lease-Id")],
+    lease_id: Annotated[str, Header(alias="X-Lease-Id", min_length=1, max_length=40)],
 ) -> UploadedFile:
     """One file of the result package, streamed into blob storage; the manifest at `complete` must agree."""
     return await coordinator.dispatch.upload(principal, miner_id, job_id, lease_id, path, request.stream())

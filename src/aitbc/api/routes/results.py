@@ -9,7 +9,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
+from aitbc.api.routes.jobs import AfterQuery
 from aitbc.protocol.results import (
     CreatedShareView,
     CreateShareRequest,
@@ -23,7 +25,7 @@ from aitbc.protocol.results import (
 )
 from aitbc.services.results import Download
 
-router = APIRouter(prefix="/v1/jobs", tags=["results"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/jobs", tags=["results"])
 
 
 class RangeNotSatisfiable(Exception):
@@ -146,7 +148,7 @@ async def logs(
     job_id: str,
     principal: ClientDep,
     coordinator: CoordinatorDep,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: AfterQuery = 0,
     limit: Annotated[int, Query(ge=1, le=20000)] = 5000,
 ) -> LogsView:
     """Log lines the miner sent while the job ran, after event `after`; while `more`, ask again."""

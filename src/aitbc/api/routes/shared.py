@@ -6,11 +6,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import StreamingResponse
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import CoordinatorDep
 from aitbc.api.routes.results import RangeNotSatisfiable, download_response, parse_range
 from aitbc.protocol.results import CoordinatorKeyView
 
-router = APIRouter(tags=["public"])
+router = APIRouter(route_class=CheckedRoute, tags=["public"])
 
 
 @router.get("/v1/shared/{token}", response_class=StreamingResponse, operation_id="download_shared")

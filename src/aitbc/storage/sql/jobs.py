@@ -275,6 +275,7 @@ class SqlJobStore:
     async def record_progress(
         self,
         job_id: str,
+        miner_id: str,
         lease_id: str,
         now: datetime,
         progress: int | None,
@@ -289,7 +290,8 @@ class SqlJobStore:
             values["progress_message"] = message
         if estimated_completion is not None:
             values["estimated_completion"] = estimated_completion
-        guarded = update(jobs).where(jobs.c.id == job_id, jobs.c.lease_id == lease_id, jobs.c.status.in_(_LEASED))
+        held = (jobs.c.id == job_id, jobs.c.miner_id == miner_id, jobs.c.lease_id == lease_id)
+        guarded = update(jobs).where(*held, jobs.c.status.in_(_LEASED))
         async with self._db.write() as connection:
             row = (await connection.execute(guarded.values(**values).returning(*jobs.c))).first()
             if row is not None:
@@ -303,13 +305,7 @@ class SqlJobStore:
                     event = await _write_event(connection, job, "progress", now, data)
                 return job, event
             current = (
-                await connection.execute(
-                    select(jobs).where(
-                        jobs.c.id == job_id,
-                        jobs.c.lease_id == lease_id,
-                        jobs.c.status == JobStatus.CANCELING.value,
-                    )
-                )
+                await connection.execute(select(jobs).where(*held, jobs.c.status == JobStatus.CANCELING.value))
             ).first()
         return (job_from_row(current), None) if current is not None else None
 
