@@ -11,7 +11,7 @@ from pathlib import Path
 
 import anyio
 
-from aitbc.blobs.interface import BlobInfo
+from aitbc.blobs.interface import BlobEntry, BlobInfo
 from aitbc.domain.errors import InvalidInput, NotFound, PayloadTooLarge
 
 CHUNK_SIZE = 1024 * 1024
@@ -92,3 +92,26 @@ class LocalBlobStore:
             return count
 
         return await anyio.to_thread.run_sync(remove)
+
+    async def entries(self, prefix: str) -> AsyncIterator[BlobEntry]:
+        """Listed one subfolder at a time, in a thread, so a large store is never held whole in memory."""
+        folder = self._path(prefix)
+
+        def children() -> list[Path]:
+            return sorted(folder.iterdir()) if folder.is_dir() else []
+
+        def files_under(path: Path) -> list[BlobEntry]:
+            found = []
+            for item in [path] if path.is_file() else sorted(path.rglob("*")):
+                try:
+                    stat = item.lstat()
+                except FileNotFoundError:
+                    continue  # removed while listed
+                if item.is_file() and not item.is_symlink():
+                    key = item.relative_to(self.root).as_posix()
+                    found.append(BlobEntry(key=key, size=stat.st_size, version=stat.st_mtime_ns))
+            return found
+
+        for child in await anyio.to_thread.run_sync(children):
+            for entry in await anyio.to_thread.run_sync(files_under, child):
+                yield entry
