@@ -2,9 +2,12 @@
 without results or whose results were retired, files a manifest did not list, input files past their plan's
 retention, and blobs no record names at all (a crash between writing a blob and recording it, or mid-write).
 
-Nothing young is touched: a record must be older than the grace period, and a blob no record names must have
-stayed unchanged (same size and modification stamp) for the grace period on the injected clock, so an
-upload still streaming, or one about to be recorded, is never purged.
+A result file is recorded only once its blob is complete and its lease was held, so a recorded file that no
+held lease or available result refers to is garbage at once (a dead lease cannot upload again): it is purged
+on the next pass, which also frees its bytes from the job's upload quota. An upload in flight has no record
+yet, only a blob: a blob no record names is purged only after it stayed unchanged (same size and
+modification stamp) for the grace period on the injected clock, so an upload still streaming, or one about
+to be recorded, is never purged.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class BlobPurger:
         """Blob first, then its record: a crash in between leaves the record, and the next pass retries."""
         purged = 0
         while True:
-            due = await self._uploads.unreferenced_result_files(now - self._grace, BATCH)
+            due = await self._uploads.unreferenced_result_files(now, BATCH)
             for item in due:
                 await self._blobs.delete(item.blob_key)
                 await self._uploads.forget_result_file(item)

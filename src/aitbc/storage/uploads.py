@@ -37,9 +37,10 @@ class UploadStore(Protocol):
         """Record an input file unless the account's input files would then pass `limit` bytes; serialised
         per account."""
 
-    async def unreferenced_result_files(self, created_before: datetime, limit: int) -> list[ResultFile]:
-        """Result files recorded before `created_before` that neither a held lease is uploading nor an available
-        result lists: files of requeued attempts, of jobs that ended without results, of retired results."""
+    async def unreferenced_result_files(self, recorded_by: datetime, limit: int) -> list[ResultFile]:
+        """Result files recorded at or before `recorded_by` that neither a held lease is uploading nor an
+        available result lists: files of requeued attempts, of jobs that ended without results, of retired
+        results."""
 
     async def forget_result_file(self, item: ResultFile) -> None:
         """Delete the record of a result file, unless it was replaced by another blob meanwhile."""

@@ -103,7 +103,7 @@ class SqlUploadStore:
             await connection.execute(insert(input_files).values(**stored.__dict__))
         return Recorded(stored=True, used=used)
 
-    async def unreferenced_result_files(self, created_before: datetime, limit: int) -> list[ResultFile]:
+    async def unreferenced_result_files(self, recorded_by: datetime, limit: int) -> list[ResultFile]:
         uploading = and_(jobs.c.status.in_(_HELD), func.coalesce(jobs.c.lease_id, "") == result_files.c.lease_id)
         kept = and_(
             jobs.c.results_state == _AVAILABLE, func.coalesce(jobs.c.result_lease_id, "") == result_files.c.lease_id
@@ -111,7 +111,7 @@ class SqlUploadStore:
         query = (
             select(result_files)
             .select_from(result_files.outerjoin(jobs, jobs.c.id == result_files.c.job_id))
-            .where(result_files.c.created_at < created_before, or_(jobs.c.id.is_(None), not_(or_(uploading, kept))))
+            .where(result_files.c.created_at <= recorded_by, or_(jobs.c.id.is_(None), not_(or_(uploading, kept))))
             .order_by(result_files.c.created_at)
             .limit(limit)
         )
