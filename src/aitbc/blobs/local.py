@@ -8,6 +8,7 @@ import re
 import shutil
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from stat import S_ISREG
 
 import anyio
 
@@ -15,6 +16,7 @@ from aitbc.blobs.interface import BlobEntry, BlobInfo
 from aitbc.domain.errors import InvalidInput, NotFound, PayloadTooLarge
 
 CHUNK_SIZE = 1024 * 1024
+LIST_GROUP = 256  # subfolders listed per thread hop
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._\- ]+$")
 
 
@@ -94,24 +96,29 @@ class LocalBlobStore:
         return await anyio.to_thread.run_sync(remove)
 
     async def entries(self, prefix: str) -> AsyncIterator[BlobEntry]:
-        """Listed one subfolder at a time, in a thread, so a large store is never held whole in memory."""
+        """Listed a group of subfolders at a time, in a thread, so a large store is never held whole in memory
+        and the event loop is never blocked for long."""
         folder = self._path(prefix)
 
-        def children() -> list[Path]:
-            return sorted(folder.iterdir()) if folder.is_dir() else []
+        def children() -> list[str]:
+            return sorted(os.listdir(folder)) if folder.is_dir() else []
 
-        def files_under(path: Path) -> list[BlobEntry]:
+        def files_under(names: list[str]) -> list[BlobEntry]:
             found = []
-            for item in [path] if path.is_file() else sorted(path.rglob("*")):
-                try:
-                    stat = item.lstat()
-                except FileNotFoundError:
-                    continue  # removed while listed
-                if item.is_file() and not item.is_symlink():
-                    key = item.relative_to(self.root).as_posix()
-                    found.append(BlobEntry(key=key, size=stat.st_size, version=stat.st_mtime_ns))
+            for name in names:
+                for directory, _, files in os.walk(folder / name):
+                    for file in sorted(files):
+                        path = os.path.join(directory, file)
+                        try:
+                            stat = os.lstat(path)
+                        except FileNotFoundError:
+                            continue  # removed while listed
+                        if S_ISREG(stat.st_mode):
+                            key = os.path.relpath(path, self.root).replace(os.sep, "/")
+                            found.append(BlobEntry(key=key, size=stat.st_size, version=stat.st_mtime_ns))
             return found
 
-        for child in await anyio.to_thread.run_sync(children):
-            for entry in await anyio.to_thread.run_sync(files_under, child):
+        names = await anyio.to_thread.run_sync(children)
+        for start in range(0, len(names), LIST_GROUP):
+            for entry in await anyio.to_thread.run_sync(files_under, names[start : start + LIST_GROUP]):
                 yield entry
