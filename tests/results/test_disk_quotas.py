@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from aitbc.cli.main import app as cli_app
 from aitbc.domain.clock import ManualClock
+from aitbc.domain.errors import Conflict
 from aitbc.domain.plans import DEFAULT_PLAN_LIMITS, Plan
 from aitbc.settings import Settings
 from aitbc.storage.sql.tables import input_files, result_files
@@ -130,6 +131,25 @@ async def test_racing_uploads_cannot_both_take_the_last_bytes(world: World, sett
     assert len(blobs_on_disk(settings, f"results/{job_id}")) == 1
     assert world.coordinator is not None
     assert await recorded_result_bytes(world.coordinator, job_id) == 60_000
+
+
+async def test_an_upload_still_streaming_when_the_job_finished_is_not_recorded(
+    world: World, settings: Settings
+) -> None:
+    assert world.coordinator is not None
+    job_id, _, miner, lease_id = await world.running()
+    snapshot = await world.coordinator.job_store.get_job(job_id)
+    assert snapshot is not None
+    assert (await miner.finish(job_id, lease_id, {"result.txt": b"done"})).status_code == 200
+
+    async def late() -> AsyncIterator[bytes]:
+        yield b"l" * 5000
+
+    # The upload passed the lease check before `complete` and records after it: refused, nothing kept.
+    with pytest.raises(Conflict, match="no longer current"):
+        await world.coordinator.uploads.store_result_file(snapshot, lease_id, "artifacts/late.bin", late())
+    assert len(blobs_on_disk(settings, f"results/{job_id}")) == 1
+    assert await recorded_result_bytes(world.coordinator, job_id) == len(b"done")
 
 
 async def test_an_earlier_attempts_files_count_until_they_are_purged(world: World, settings: Settings) -> None:

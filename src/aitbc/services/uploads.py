@@ -18,7 +18,7 @@ from pydantic import ByteSize
 from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
 from aitbc.domain.clock import Clock
-from aitbc.domain.errors import InvalidInput, PayloadTooLarge
+from aitbc.domain.errors import Conflict, InvalidInput, PayloadTooLarge
 from aitbc.domain.identifiers import new_file_id
 from aitbc.domain.job import Job
 from aitbc.protocol.miners import UploadedFile
@@ -74,6 +74,11 @@ class UploadService:
         recorded = await self._uploads.record_result_file(item, self._clock.now(), limit)
         if not recorded.stored:
             await self._blobs.delete(key)
+            if not recorded.lease_held:
+                raise Conflict(
+                    f"lease {lease_id} is no longer current for job {job.id} (it moved on while {path} was "
+                    "uploading); nothing was stored"
+                )
             raise PayloadTooLarge(self._job_quota_message(job, path, recorded.used))
         if recorded.replaced is not None and recorded.replaced != key:
             await self._blobs.delete(recorded.replaced)

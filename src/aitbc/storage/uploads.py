@@ -15,12 +15,14 @@ from aitbc.storage.interfaces import ResultFile, StoredFile
 @dataclass(frozen=True)
 class Recorded:
     """What recording an upload did: `stored` is False (and nothing changed) if it would have taken its owner
-    past `limit`; `used` is what the owner holds besides this upload; `replaced` is the blob key of the file
-    this upload replaced (same job, lease and path), now unreferenced."""
+    past `limit`, or if its lease is no longer held (`lease_held`); `used` is what the owner holds besides this
+    upload; `replaced` is the blob key of the file this upload replaced (same job, lease and path), now
+    unreferenced."""
 
     stored: bool
     used: int
     replaced: str | None = None
+    lease_held: bool = True
 
 
 class UploadStore(Protocol):
@@ -28,8 +30,9 @@ class UploadStore(Protocol):
         """Bytes of the job's stored result files, every lease's, except the one at (lease_id, path)."""
 
     async def record_result_file(self, item: ResultFile, now: datetime, limit: int) -> Recorded:
-        """Record (or replace) a result file unless the job's files would then pass `limit` bytes; serialised
-        per job, so two uploads racing for the last bytes cannot both pass."""
+        """Record (or replace) a result file unless the job's files would then pass `limit` bytes or its lease
+        is no longer held (an upload that was still streaming when the job finished); serialised per job, so two
+        uploads racing for the last bytes cannot both pass."""
 
     async def account_input_bytes(self, account_id: str) -> int: ...
 

@@ -71,7 +71,13 @@ class SqlUploadStore:
         )
         async with self._db.write() as connection:
             # The job's row lock serialises its uploads on PostgreSQL; SQLite writes are serial anyway.
-            await connection.execute(select(jobs.c.id).where(jobs.c.id == item.job_id).with_for_update())
+            job = (
+                await connection.execute(
+                    select(jobs.c.status, jobs.c.lease_id).where(jobs.c.id == item.job_id).with_for_update()
+                )
+            ).first()
+            if job is None or job.status not in _HELD or job.lease_id != item.lease_id:
+                return Recorded(stored=False, used=0, lease_held=False)
             used = int((await connection.execute(others)).scalar_one())
             if used + item.size > limit:
                 return Recorded(stored=False, used=used)
