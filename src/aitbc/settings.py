@@ -34,6 +34,11 @@ class Settings:
     max_inline_input_bytes: int = 1024 * 1024
     max_input_file_bytes: int = 1024**3
     max_result_file_bytes: int = 10 * 1024**3
+    # Disk: all the files uploaded for one job (every attempt, listed in a manifest or not) stay under this;
+    # blobs nothing refers to are purged once they have been left alone for the grace period.
+    max_job_upload_bytes: int = 10 * 1024**3
+    purge_grace_seconds: int = 3600
+    blob_scan_interval_seconds: float = 3600.0
     miner_active_seconds: int = 120
     max_claim_wait_seconds: int = 60
     reaper_interval_seconds: float = 1.0

@@ -13,6 +13,7 @@ from aitbc.domain.events import JobEvent
 from aitbc.private_files import private_folder
 from aitbc.services.accounts import AccountService
 from aitbc.services.billing import BillingService
+from aitbc.services.blob_purge import BlobPurger
 from aitbc.services.coordinator_key import load_or_create_key
 from aitbc.services.dispatch import DispatchService
 from aitbc.services.events import EventService
@@ -26,6 +27,7 @@ from aitbc.services.receipting import ReceiptIssuer
 from aitbc.services.results import ResultService
 from aitbc.services.retention import RetentionSweeper
 from aitbc.services.sharing import ShareService
+from aitbc.services.uploads import UploadService
 from aitbc.settings import Settings
 from aitbc.storage.sql.accounts import SqlAccountStore
 from aitbc.storage.sql.database import Database, migrate, open_database
@@ -33,6 +35,7 @@ from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.uploads import SqlUploadStore
 from aitbc.streaming.hub import EventHub
 from aitbc.streaming.postgres_relay import PostgresRelay
 
@@ -59,6 +62,7 @@ class Coordinator:
     logs: LogService
     retention: RetentionSweeper
     receipts: ReceiptIssuer
+    uploads: UploadService
 
     relay: PostgresRelay | None = None
 
@@ -101,6 +105,8 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     jobs = JobService(job_store, miner_store, blobs, hub, clock, settings, lifecycle, billing)
     result_store = SqlResultStore(database)
     key = await anyio.to_thread.run_sync(load_or_create_key, settings.resolved_coordinator_key_file)
+    upload_store = SqlUploadStore(database)
+    uploads = UploadService(upload_store, blobs, clock, settings)
     results = ResultService(job_store, result_store, account_store, miner_store, jobs, blobs, key, hub, clock, settings)
     return Coordinator(
         settings=settings,
@@ -114,13 +120,16 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         history=HistoryService(job_store, jobs, clock),
         rate_limiter=RateLimiter(settings.plan_limits, clock),
         jobs=jobs,
-        dispatch=DispatchService(job_store, miner_store, blobs, hub, clock, settings, lifecycle),
+        dispatch=DispatchService(job_store, miner_store, blobs, hub, clock, settings, lifecycle, uploads),
         events=EventService(job_store, hub),
         reaper=Reaper(job_store, jobs, lifecycle, clock, settings),
         blobs=blobs,
         results=results,
         shares=ShareService(SqlShareStore(database), job_store, results, jobs, clock, settings),
         logs=LogService(job_store, jobs),
-        retention=RetentionSweeper(result_store, results, clock, settings),
+        retention=RetentionSweeper(
+            result_store, results, BlobPurger(upload_store, blobs, clock, settings), clock, settings
+        ),
         receipts=ReceiptIssuer(job_store, results, hub),
+        uploads=uploads,
     )

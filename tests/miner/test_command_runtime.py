@@ -181,6 +181,22 @@ async def test_a_package_the_coordinator_refuses_fails_the_job_and_stays_on_disk
         assert kept.stat().st_size == 2_000_000
 
 
+async def test_a_package_past_the_job_upload_quota_fails_the_job_and_is_purged(tmp_path: Path) -> None:
+    options = {"max_job_upload_bytes": 1_500_000, "run_results_sweeper": False, "purge_grace_seconds": 0}
+    async with in_process(tmp_path, **options) as small:
+        script = 'for n in 1 2; do head -c 1000000 /dev/zero > "$AITBC_ARTIFACTS_DIR/part$n"; done'
+        job_id = await small.submit(type="command", input=script)
+        await small.drain(command())
+        job = await small.job(job_id)
+        assert (job["status"], job["failure_reason"], job["results"]) == ("failed", "runtime_error", "none")
+        assert "refused the job's result package" in job["error"] and "per job" in job["error"]
+        stored = small.coordinator.settings.blob_dir / "results" / job_id
+        assert any(p.is_file() for p in stored.rglob("*")), "the files under the quota were stored"
+        await small.coordinator.retention.run_once()
+        await small.coordinator.retention.run_once()
+        assert [p for p in stored.rglob("*") if p.is_file()] == []
+
+
 async def test_symlinks_a_script_leaves_are_never_followed(stack: InProcess, tmp_path: Path) -> None:
     secret = tmp_path / "host-secret"
     secret.write_text("do not upload me")

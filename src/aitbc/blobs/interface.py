@@ -13,6 +13,16 @@ class BlobInfo:
     sha256: str
 
 
+@dataclass(frozen=True)
+class BlobEntry:
+    """A stored blob as a listing shows it; `version` changes whenever its bytes do, so a write still in
+    progress never looks idle."""
+
+    key: str
+    size: int
+    version: int
+
+
 class BlobStore(Protocol):
     async def write(self, key: str, chunks: AsyncIterable[bytes], max_bytes: int | None = None) -> BlobInfo:
         """Store a stream under `key` (replacing what was there only once it is complete); raise
@@ -27,3 +37,6 @@ class BlobStore(Protocol):
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every blob under `prefix/`; return how many."""
+
+    def entries(self, prefix: str) -> AsyncIterator[BlobEntry]:
+        """Every blob under `prefix/`, unfinished writes included (a crash can leave those behind)."""

@@ -8,14 +8,16 @@ import re
 import shutil
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
+from stat import S_ISREG
 
 import anyio
 
-from aitbc.blobs.interface import BlobInfo
+from aitbc.blobs.interface import BlobEntry, BlobInfo
 from aitbc.domain.errors import InvalidInput, NotFound, PayloadTooLarge
 from aitbc.private_files import make_private_folders, open_private, private_folder
 
 CHUNK_SIZE = 1024 * 1024
+LIST_GROUP = 256  # subfolders listed per thread hop
 _SAFE_SEGMENT = re.compile(r"^[A-Za-z0-9._\- ]+$")
 
 
@@ -94,3 +96,31 @@ class LocalBlobStore:
             return count
 
         return await anyio.to_thread.run_sync(remove)
+
+    async def entries(self, prefix: str) -> AsyncIterator[BlobEntry]:
+        """Listed a group of subfolders at a time, in a thread, so a large store is never held whole in memory
+        and the event loop is never blocked for long."""
+        folder = self._path(prefix)
+
+        def children() -> list[str]:
+            return sorted(os.listdir(folder)) if folder.is_dir() else []
+
+        def files_under(names: list[str]) -> list[BlobEntry]:
+            found = []
+            for name in names:
+                for directory, _, files in os.walk(folder / name):
+                    for file in sorted(files):
+                        path = os.path.join(directory, file)
+                        try:
+                            stat = os.lstat(path)
+                        except FileNotFoundError:
+                            continue  # removed while listed
+                        if S_ISREG(stat.st_mode):
+                            key = os.path.relpath(path, self.root).replace(os.sep, "/")
+                            found.append(BlobEntry(key=key, size=stat.st_size, version=stat.st_mtime_ns))
+            return found
+
+        names = await anyio.to_thread.run_sync(children)
+        for start in range(0, len(names), LIST_GROUP):
+            for entry in await anyio.to_thread.run_sync(files_under, names[start : start + LIST_GROUP]):
+                yield entry

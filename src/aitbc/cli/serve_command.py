@@ -29,6 +29,21 @@ async def _bootstrap(settings: Settings) -> list[CreatedKey]:
         await coordinator.close()
 
 
+def parse_size(text: str, option: str) -> int:
+    """A size as people type it (`10GiB`, `500MB`, `1048576`), as pydantic's ByteSize reads it."""
+    from pydantic import ByteSize, TypeAdapter, ValidationError
+
+    try:
+        size = int(TypeAdapter(ByteSize).validate_python(text))
+    except ValidationError as error:
+        raise typer.BadParameter(
+            f"{text!r} is not a size: use a number and a unit, like 10GiB or 500MB", param_hint=option
+        ) from error
+    if size <= 0:
+        raise typer.BadParameter("give a size above zero", param_hint=option)
+    return size
+
+
 @handles_errors
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -45,6 +60,13 @@ def serve(
         typer.Option("--allow-command", help="Let the local miners run `command` jobs (other people's scripts)."),
     ] = False,
     lease_seconds: Annotated[int, typer.Option("--lease-seconds", min=2, help="Miner lease length.")] = 60,
+    max_job_upload: Annotated[
+        str,
+        typer.Option(
+            "--max-job-upload",
+            help="Most bytes a miner may upload for one job, every attempt's files counted (e.g. 10GiB, 500MB).",
+        ),
+    ] = "10GiB",
 ) -> None:
     """Run the coordinator (HTTP + WebSocket API, queue, leases, reaper)."""
     import uvicorn
@@ -59,6 +81,7 @@ def serve(
         port=port,
         public_url=public_url,
         lease_seconds=lease_seconds,
+        max_job_upload_bytes=parse_size(max_job_upload, "--max-job-upload"),
     )
     created = asyncio.run(_bootstrap(settings))
     if created:

@@ -7,7 +7,6 @@ and changes nothing, so a miner that was presumed lost can never overwrite the w
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import AsyncIterable
 from datetime import datetime, timedelta
@@ -37,9 +36,10 @@ from aitbc.protocol.miners import (
     UploadedFile,
 )
 from aitbc.services.lifecycle import Lifecycle
+from aitbc.services.uploads import UploadService
 from aitbc.services.views import job_view
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobStore, MinerStore, ResultFile, StoredFile, StoredResult
+from aitbc.storage.interfaces import JobStore, MinerStore, StoredFile, StoredResult
 from aitbc.streaming.hub import EventHub
 
 _HELD = LEASED_STATUSES | {JobStatus.CANCELING}
@@ -70,8 +70,10 @@ class DispatchService:
         clock: Clock,
         settings: Settings,
         lifecycle: Lifecycle,
+        uploads: UploadService,
     ) -> None:
         self._lifecycle = lifecycle
+        self._uploads = uploads
         self._jobs = jobs
         self._miners = miners
         self._blobs = blobs
@@ -364,14 +366,8 @@ class DispatchService:
         chunks: AsyncIterable[bytes],
     ) -> UploadedFile:
         clean = check_package_path(path)
-        await self._held_job(principal, miner_id, job_id, lease_id)
-        key = f"results/{job_id}/{lease_id}/{hashlib.sha256(clean.encode()).hexdigest()[:40]}"
-        info = await self._blobs.write(key, chunks, self._settings.max_result_file_bytes)
-        item = ResultFile(
-            job_id=job_id, lease_id=lease_id, path=clean, size=info.size, sha256=info.sha256, blob_key=key
-        )
-        await self._jobs.add_result_file(item, self._clock.now())
-        return UploadedFile(path=clean, size=info.size, sha256=info.sha256)
+        job = await self._held_job(principal, miner_id, job_id, lease_id)
+        return await self._uploads.store_result_file(job, lease_id, clean, chunks)
 
     # -- finishing ----------------------------------------------------------------------------------
 

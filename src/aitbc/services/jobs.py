@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -13,7 +12,7 @@ from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
-from aitbc.domain.identifiers import looks_like_id, new_file_id, new_job_id
+from aitbc.domain.identifiers import looks_like_id, new_job_id
 from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements
 from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.money import from_units, to_units
@@ -230,25 +229,6 @@ class JobService:
                 "job": job_view(job),
             }
         )
-
-    async def upload_input(self, principal: Principal, name: str, chunks: AsyncIterable[bytes]) -> StoredFile:
-        clean = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
-        if not clean or clean in (".", "..") or len(clean) > 255 or any(ord(c) < 32 for c in clean):
-            raise InvalidInput("give the file a plain name (no folders, no control characters)")
-        file_id = new_file_id()
-        key = f"inputs/{principal.account.id}/{file_id}"
-        info = await self._blobs.write(key, chunks, self._settings.max_input_file_bytes)
-        stored = StoredFile(
-            id=file_id,
-            account_id=principal.account.id,
-            name=clean,
-            size=info.size,
-            sha256=info.sha256,
-            blob_key=key,
-            created_at=self._clock.now(),
-        )
-        await self._jobs.add_input_file(stored)
-        return stored
 
     async def input_file(self, principal: Principal, file_id: str) -> StoredFile:
         stored = await self._jobs.get_input_file(file_id) if looks_like_id(file_id, "file") else None

@@ -1,6 +1,7 @@
 """The retention sweeper: results past their account plan's retention are removed from blob storage and the
-job is marked `results: expired` (it stays in history); purges a crash left behind are retried, and
-receipts not yet asked for are signed. Time comes from the injected clock."""
+job is marked `results: expired` (it stays in history); purges a crash left behind are retried, blobs no
+available result refers to and input files past the same retention are purged, and receipts not yet asked
+for are signed. Time comes from the injected clock."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 
 from aitbc.domain.clock import Clock
 from aitbc.domain.package import ResultsState
+from aitbc.services.blob_purge import BlobPurger
 from aitbc.services.results import ResultService
 from aitbc.settings import Settings
 from aitbc.storage.results import ResultStore
@@ -25,11 +27,17 @@ class SweepReport:
     expired: int = 0
     purged: int = 0
     receipts: int = 0
+    result_files_purged: int = 0
+    input_files_expired: int = 0
+    orphan_blobs_purged: int = 0
 
 
 class RetentionSweeper:
-    def __init__(self, results: ResultStore, service: ResultService, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, results: ResultStore, service: ResultService, purger: BlobPurger, clock: Clock, settings: Settings
+    ) -> None:
         self._results = results
+        self._purger = purger
         self._service = service
         self._clock = clock
         self._settings = settings
@@ -58,6 +66,10 @@ class RetentionSweeper:
         for purge in await self._results.queued_purges(retry_before, BATCH):
             await self._service.purge(purge.job_id)
             report.purged += 1
+        swept = await self._purger.run_once(cutoffs)
+        report.result_files_purged = swept.result_files
+        report.input_files_expired = swept.input_files
+        report.orphan_blobs_purged = swept.orphan_blobs
         report.receipts = await self._service.issue_missing_receipts(now - RECEIPT_WINDOW, BATCH)
         return report
 
@@ -67,6 +79,13 @@ class RetentionSweeper:
                 report = await self.run_once()
                 if report.expired or report.purged:
                     log.info("results sweep: %d expired, %d purges retried", report.expired, report.purged)
+                if report.result_files_purged or report.input_files_expired or report.orphan_blobs_purged:
+                    log.info(
+                        "blob purge: %d unreferenced result files, %d expired input files, %d orphan blobs",
+                        report.result_files_purged,
+                        report.input_files_expired,
+                        report.orphan_blobs_purged,
+                    )
             except asyncio.CancelledError:
                 raise
             except Exception:

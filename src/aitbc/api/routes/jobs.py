@@ -244,8 +244,9 @@ async def upload_file(
         ),
     ] = "input",
 ) -> FileView:
-    """Upload an input file as the raw request body (streamed to storage); pass its id as input_file_id."""
-    stored = await coordinator.jobs.upload_input(principal, name, request.stream())
+    """Upload an input file as the raw request body (streamed to storage); pass its id as input_file_id.
+    413 if it is over the per-file limit or would take the account past its plan's input storage quota."""
+    stored = await coordinator.uploads.store_input_file(principal, name, request.stream())
     return FileView(
         file_id=stored.id,
         name=stored.name,

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -77,6 +77,18 @@ async def _write_event(
     }
     await connection.execute(insert(job_events).values(**row))
     return JobEvent(**row)
+
+
+async def _forget_unlisted_files(connection: AsyncConnection, result: StoredResult) -> None:
+    """With the result, the job's files that its manifest does not list (other attempts', extra uploads) are
+    no longer referenced; their blobs are left for the purge to remove."""
+    listed = [str(entry["path"]) for entry in result.manifest.get("files", [])]
+    await connection.execute(
+        delete(result_files).where(
+            result_files.c.job_id == result.job_id,
+            or_(result_files.c.lease_id != result.lease_id, result_files.c.path.not_in(listed)),
+        )
+    )
 
 
 async def _check_account_can_submit(
@@ -259,6 +271,7 @@ class SqlJobStore:
             if result is not None:
                 await connection.execute(job_results.delete().where(job_results.c.job_id == job_id))
                 await connection.execute(insert(job_results).values(**result.__dict__))
+                await _forget_unlisted_files(connection, result)
             event = await _write_event(connection, job, "status", now, {"move": move.value, **(event_data or {})})
         return Changed(job=job, event=event)
 
@@ -356,27 +369,10 @@ class SqlJobStore:
             rows = (await connection.execute(query.order_by(job_events.c.seq))).all()
         return [event_from_row(row) for row in rows]
 
-    async def add_input_file(self, stored: StoredFile) -> None:
-        async with self._db.write() as connection:
-            await connection.execute(insert(input_files).values(**stored.__dict__))
-
     async def get_input_file(self, file_id: str) -> StoredFile | None:
         async with self._db.read() as connection:
             row = (await connection.execute(select(input_files).where(input_files.c.id == file_id))).first()
         return StoredFile(**row._mapping) if row else None
-
-    async def add_result_file(self, item: ResultFile, now: datetime) -> None:
-        key = (
-            result_files.c.job_id == item.job_id,
-            result_files.c.lease_id == item.lease_id,
-            result_files.c.path == item.path,
-        )
-        async with self._db.write() as connection:
-            replaced = await connection.execute(
-                update(result_files).where(*key).values(size=item.size, sha256=item.sha256, blob_key=item.blob_key)
-            )
-            if replaced.rowcount == 0:
-                await connection.execute(insert(result_files).values(**item.__dict__, created_at=now))
 
     async def result_files(self, job_id: str, lease_id: str) -> list[ResultFile]:
         query = select(result_files).where(result_files.c.job_id == job_id, result_files.c.lease_id == lease_id)

@@ -255,6 +255,14 @@ result_purges = Table(
     Column("queued_at", UtcDateTime(), nullable=False, index=True),
 )
 
+# -- disk quotas: the sweeper finds unreferenced files and blobs, and input files nothing unfinished uses ---------
+
+Index("ix_jobs_input_file_id", jobs.c.input_file_id)
+Index("ix_result_files_blob_key", result_files.c.blob_key)
+Index("ix_result_files_created_at", result_files.c.created_at)
+Index("ix_input_files_blob_key", input_files.c.blob_key)
+Index("ix_input_files_created_at", input_files.c.created_at)
+
 # -- billing: an append-only ledger; balances are sums over it ---------------------------------------------
 
 ledger_entries = Table(
