@@ -30,6 +30,7 @@ from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.manifest import PackagePaths, sign
 from aitbc.domain.plans import Role
 from aitbc.miner.package import PackageLayout
+from aitbc.miner.reporter import sendable
 from aitbc.settings import Settings
 from aitbc.wiring import Coordinator, open_coordinator
 from tests.helpers import HttpMiner, job_request, principal
@@ -514,3 +515,20 @@ async def test_nul_in_a_stored_header_is_refused(api: Api) -> None:
     response = await http.post("/v1/jobs", json={"type": "command", "input": "x"}, headers=headers)
     assert_refused(response)
     assert await job_count(coordinator) == 0
+
+
+async def test_the_miner_sends_job_output_with_nul_as_text_the_api_accepts(api: Api) -> None:
+    http, coordinator = api
+    miner = await started_miner(http, coordinator, "farm", "m1")
+    job_id, lease_id = await running_job(http, coordinator, miner)
+    raw = "binary \x00 output \ud800 here"
+    refused = await http.post(
+        f"/v1/miners/{miner.miner_id}/jobs/{job_id}/logs",
+        content=json.dumps({"lease_id": lease_id, "lines": [{"line": raw}]}).encode(),  # \u escapes
+        headers={**miner.headers, "Content-Type": "application/json"},
+    )
+    assert_refused(refused)
+    line = sendable(raw)
+    assert "\x00" not in line and line.startswith("binary \ufffd output ")
+    accepted = await miner.call("logs", job_id, {"lease_id": lease_id, "lines": [{"line": line}]})
+    assert accepted.status_code == 200, accepted.text

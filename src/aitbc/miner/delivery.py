@@ -19,6 +19,7 @@ from aitbc.domain.job import FailureReason
 from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.identity import write_private
 from aitbc.miner.package import PackageLayout, build_manifest, sign_manifest
+from aitbc.miner.reporter import sendable
 from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective
 from aitbc.sdk.errors import ConnectionFailed
 
@@ -139,7 +140,7 @@ async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path
         started_at=finish.started_at,
         ended_at=finish.ended_at,
         reason=FailureReason(finish.reason or FailureReason.RUNTIME_ERROR.value),
-        message=finish.message[:10000],
+        message=sendable(finish.message[:10000]),
         retryable=finish.retryable,
     )
     return await client.fail(finish.job_id, failure)

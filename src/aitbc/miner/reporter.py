@@ -27,6 +27,12 @@ MAX_BATCH_LINES = 1000
 MAX_BUFFERED_LINES = 20000
 
 
+def sendable(text: str) -> str:
+    """Job output as text the coordinator accepts (it refuses NUL and lone surrogates): each becomes U+FFFD,
+    so a job that prints a NUL byte still has its logs delivered, not refused."""
+    return text.replace("\x00", "\ufffd").encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 class JobReporter:
     def __init__(
         self,
@@ -70,13 +76,13 @@ class JobReporter:
             if len(self._pending) >= MAX_BUFFERED_LINES:
                 self._pending.pop(0)
                 self._dropped += 1
-            self._pending.append(LogLine(stream=stream, line=text[:MAX_LINE_CHARACTERS]))
+            self._pending.append(LogLine(stream=stream, line=sendable(text[:MAX_LINE_CHARACTERS])))
 
     def progress(self, percent: float, message: str | None = None) -> None:
         with self._lock:
             self._progress = max(0, min(100, int(percent)))
             if message is not None:
-                self._message = message[:2000]
+                self._message = sendable(message[:2000])
 
     @property
     def last_progress(self) -> int | None:
