@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from aitbc.domain.job import FailureReason, JobStatus, Priority
 from aitbc.protocol.jobs import JobRequirements, JsonInput, Moment, Strict, Timestamped
@@ -162,8 +162,8 @@ class FinishRequest(LeaseRequest):
     signature: str | None = Field(default=None, max_length=200)
     exit_code: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
     usage: dict[str, Any] = Field(default_factory=dict)
-    started_at: AwareDatetime | None = Field(default=None, description="when the job's work began on the miner")
-    ended_at: AwareDatetime | None = Field(default=None, description="when it ended (finished, failed or stopped)")
+    started_at: Moment | None = Field(default=None, description="when the job's work began on the miner")
+    ended_at: Moment | None = Field(default=None, description="when it ended (finished, failed or stopped)")
 
     @model_validator(mode="after")
     def _in_order(self) -> FinishRequest:
