@@ -182,6 +182,8 @@ async def test_reported_times_must_be_aware_and_in_order(api: tuple[httpx.AsyncC
     for times, complaint in (
         ({"started_at": "2026-01-01T00:00:00", "ended_at": "2026-01-01T00:00:05Z"}, "timezone"),
         ({"started_at": "2026-01-01T00:00:05Z", "ended_at": "2026-01-01T00:00:00Z"}, "before started_at"),
+        ({"started_at": "2026-01-01T00:00:00Z", "ended_at": "0001-01-01T00:00:00+00:02"}, "1970"),
+        ({"started_at": "2026-01-01T00:00:00Z", "ended_at": "9999-12-31T23:59:59-01:00"}, "9000"),
     ):
         answer = await miner.call("complete", job_id, {"lease_id": lease, **times})
         assert answer.status_code == 422 and complaint in answer.text, answer.text
