@@ -35,6 +35,7 @@ from aitbc.miner.worker.sandboxing import GpuAccess, worker_argv, worker_spec
 log = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 120.0
 MIN_STOP_GRACE_SECONDS = 5.0  # one batch or one token, on a busy CPU
+WORKERS_FOLDER = "workers"
 STDERR_LINES_KEPT = 20
 FAILURE_REASONS = {FailureReason.INVALID_INPUT.value, FailureReason.RUNTIME_ERROR.value}
 
@@ -66,9 +67,21 @@ class WorkerSettings:
             models=tuple(models),
             gpus=GpuAccess.for_miner(len(config.gpus), os.environ.get("CUDA_VISIBLE_DEVICES")),
             user=user,
-            scratch=ScratchFolders.for_miner(config.work_dir, user),
+            scratch=_exchange_folders(config.work_dir / WORKERS_FOLDER / name, user),
             stop_grace_seconds=max(config.kill_grace_seconds, MIN_STOP_GRACE_SECONDS),
         )
+
+
+def _exchange_folders(base: Path, user: HostUser | None) -> ScratchFolders:
+    """The exchange folders of one runtime's workers, in the miner's own folder (0700): bwrap binds them at /job
+    before the worker drops to the job user, so that user need not reach them from outside. What a previous
+    run of the miner left there is removed first."""
+    scratch = ScratchFolders(base, user)
+    base.mkdir(parents=True, exist_ok=True)
+    base.chmod(0o700)
+    for leftover in base.iterdir():
+        _remove(leftover)
+    return scratch
 
 
 def _unreadable_by(folder: Path, user: HostUser) -> Path | None:
@@ -132,10 +145,13 @@ class Worker:
     # -- the exchange folder --------------------------------------------------------------------------
 
     def clear(self) -> None:
-        """Empty the exchange folder; a worker whose folder cannot be emptied is not used again."""
-        for entry in list(self.exchange.iterdir()):
-            _remove(entry)
-        if any(self.exchange.iterdir()):
+        """Empty the exchange folder; a worker whose folder cannot be emptied (or is gone) is not used again."""
+        try:
+            for entry in list(self.exchange.iterdir()):
+                _remove(entry)
+            if any(self.exchange.iterdir()):
+                self._broken = True
+        except FileNotFoundError:
             self._broken = True
 
     def prepare(self) -> None:
