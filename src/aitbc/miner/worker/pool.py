@@ -158,6 +158,8 @@ class Worker:
         self.clear()
         for folder in (messages.INPUT_FOLDER, messages.OUTPUT_FOLDER):
             (self.exchange / folder).mkdir(mode=0o700)
+        if self.settings.user is not None:
+            self.settings.user.give(self.exchange)
 
     def put(self, name: str, content: bytes) -> None:
         """A file of the job's input, given to the worker's user."""
