@@ -17,8 +17,9 @@ import pytest
 from aitbc.domain.job import Job, JobStatus
 from aitbc.miner.config import MinerConfig
 from aitbc.miner.runtimes.embedding import EmbeddingRuntime
-from aitbc.miner.runtimes.interface import JobContext, RuntimeResult
+from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult
 from aitbc.miner.sandbox import SYSTEM_FOLDERS, HostUser, bwrap_argv
+from aitbc.miner.worker.exchange import ExchangeFolders
 from aitbc.miner.worker.messages import EXCHANGE
 from aitbc.miner.worker.pool import Worker
 from aitbc.miner.worker.sandboxing import (
@@ -124,14 +125,14 @@ async def test_the_worker_sees_python_its_models_and_its_job_folder_and_nothing_
     root = Path(f"/proc/{pid}/root")
 
     miner = stack.root / "miners" / MINER
-    other_job = runtime.pool.settings.scratch.create()  # another job's folder, next to the worker's own
+    other_job = runtime.pool.settings.exchanges.create().path  # another worker's folder, next to this one's
     secrets = [
         miner / "state",
         miner / "state" / "miner_ed25519.pem",
         miner / "jobs",
         stack.root / "data",
         other_job,
-        worker.exchange,  # its own folder is at /job, not at its host path
+        worker.exchange.path,  # its own folder is at /job, not at its host path
         REPOSITORY / "pyproject.toml",
         REPOSITORY / "tests",
         Path("/root/.ssh"),
@@ -169,19 +170,19 @@ async def test_the_worker_stays_warm_and_no_file_of_one_job_is_left_for_the_next
     assert first["status"] == "completed", first
     worker = only_worker(runtime)
     pid = worker_python(worker)
-    assert os.listdir(worker.exchange) == []
+    assert worker.exchange.entries() == []
 
     # A file left in the exchange folder between jobs (by the worker, or anyone) is gone before the next job.
-    (worker.exchange / "left-by-job-1.txt").write_text("first job's secret text")
+    (worker.exchange.path / "left-by-job-1.txt").write_text("first job's secret text")
     async with runtime.pool.worker() as same:
         assert same is worker
         assert sorted(os.listdir(Path(f"/proc/{pid}/root") / EXCHANGE.lstrip("/"))) == ["input", "output"]
-        assert sorted(os.listdir(same.exchange / "input")) == sorted(os.listdir(same.exchange / "output")) == []
+        assert os.listdir(same.exchange.path / "input") == os.listdir(same.exchange.output) == []
 
     second = await embed(stack, runtime, "second job")
     assert second["status"] == "completed", second
     assert only_worker(runtime) is worker and worker_python(worker) == pid  # the same process: warm
-    assert os.listdir(worker.exchange) == []
+    assert worker.exchange.entries() == []
 
 
 async def test_cancel_stops_the_worker_between_batches_and_keeps_it(
@@ -282,3 +283,38 @@ def test_a_root_miners_worker_drops_to_the_job_user(tmp_path: Path) -> None:
     drop = argv[separator + 1 : argv.index("--", separator + 1)]
     assert {"--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs", "--bounding-set=-all"} <= set(drop)
     assert argv[-3:] == ["-I", "-m", "aitbc.miner.worker"]
+
+
+def test_the_worker_may_write_only_its_output_folder_and_the_miner_never_follows_its_links(tmp_path: Path) -> None:
+    user = HostUser.for_jobs()
+    folders = ExchangeFolders.at(tmp_path / "workers", user)
+    exchange = folders.create()
+    assert exchange.prepare()
+    assert exchange.entries() == ["input", "output"]
+    if user is not None:  # the exchange folder and input/ stay the miner's: the worker cannot swap them for links
+        assert exchange.path.stat().st_uid == (exchange.path / "input").stat().st_uid == os.geteuid()
+        assert exchange.output.stat().st_uid == user.uid
+
+    outside = tmp_path / "outside.txt"
+    (exchange.path / "input" / "texts.json").symlink_to(outside)
+    with pytest.raises(FileExistsError):
+        exchange.put("texts.json", b"[]")
+    assert not outside.exists()
+    (exchange.output / "embeddings.npy").symlink_to("/etc/passwd")
+    with (
+        pytest.raises(JobFailed, match=r"wrote no embeddings\.npy"),
+        exchange.open_output("embeddings.npy", "embedding"),
+    ):
+        pass
+    assert not exchange.copy_output("embeddings.npy", tmp_path / "copied")
+
+    sealed = exchange.output / "sealed"
+    (sealed / "inner").mkdir(parents=True)
+    (sealed / "inner" / "file").write_text("left behind")
+    sealed.chmod(0o500)
+    assert exchange.clear() and exchange.entries() == []
+    assert Path("/etc/passwd").exists()
+
+    left = folders.create()  # a miner that restarts removes what its last run left
+    ExchangeFolders.at(tmp_path / "workers", user)
+    assert not left.path.exists() and not exchange.path.exists()

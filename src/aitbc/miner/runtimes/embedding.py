@@ -87,7 +87,7 @@ class EmbeddingRuntime:
         texts = parse_texts(raw)
         normalize = bool(context.assignment.params.get("normalize", True))
         async with self.pool.worker() as worker:
-            worker.put(TEXTS_FILE, json.dumps(texts).encode())
+            worker.exchange.put(TEXTS_FILE, json.dumps(texts).encode())
             result = await worker.run(
                 {
                     "kind": messages.EMBED,
@@ -100,7 +100,7 @@ class EmbeddingRuntime:
                 },
                 context,
             )
-            with worker.open_output(VECTORS_FILE) as handle:
+            with worker.exchange.open_output(VECTORS_FILE, self.name) as handle:
                 vectors = np.load(handle, allow_pickle=False)
         done = len(vectors)
         if vectors.ndim != 2 or vectors.dtype != np.float32 or done != result.get("count") or done > len(texts):

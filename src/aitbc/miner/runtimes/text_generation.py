@@ -16,7 +16,6 @@ from aitbc.domain.job import FailureReason
 from aitbc.miner.config import MinerConfig
 from aitbc.miner.runtimes.generation_params import Generated, GenerationParams
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult, RuntimeUnavailable
-from aitbc.miner.runtimes.job_user import copy_regular_file
 from aitbc.miner.runtimes.models import is_sentence_transformer
 from aitbc.miner.runtimes.ollama_backend import OllamaBackend, ollama_models
 from aitbc.miner.worker import messages
@@ -90,7 +89,7 @@ class TextGenerationRuntime:
         """In the worker; its text comes back as a file, copied into the package without following a link."""
         assert self.pool is not None
         async with self.pool.worker() as worker:
-            worker.put(PROMPT_FILE, prompt.encode("utf-8"))
+            worker.exchange.put(PROMPT_FILE, prompt.encode("utf-8"))
             result = await worker.run(
                 {
                     "kind": messages.GENERATE,
@@ -103,7 +102,7 @@ class TextGenerationRuntime:
                 },
                 context,
             )
-            if not copy_regular_file(worker.exchange / messages.OUTPUT_FOLDER / TEXT_FILE, context.package.result_file):
+            if not worker.exchange.copy_output(TEXT_FILE, context.package.result_file):
                 raise JobFailed("the text-generation worker wrote no text", FailureReason.RUNTIME_ERROR)
         return Generated(
             text="",

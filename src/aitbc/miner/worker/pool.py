@@ -1,9 +1,8 @@
 """The miner's side of the AI worker: start it in its sandbox, hand it one job at a time, relay its
 progress and logs to the job's reporter, stop it when the job must stop, and replace it when it dies.
 
-Each worker has one exchange folder, bound writable at `/job` when it starts. Per job the miner empties it,
-puts the job's input files in `input/`, lets the worker write `output/`, takes what it needs from there
-(regular files only, never following a link), and empties it again: no file of one job is there for the next.
+Each worker has one exchange folder (`exchange`), bound at `/job` when it starts, emptied before and after
+every job: no file of one job is there for the next.
 
 One job at a time per worker; a runtime keeps a pool of warm workers and starts another when all are busy
 (at most one per job the miner runs at once). A `cancel` asks the worker to stop at its next batch or token;
@@ -16,20 +15,19 @@ import collections
 import contextlib
 import logging
 import os
-import shutil
 import signal
 import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from aitbc.domain.job import FailureReason
 from aitbc.miner.config import MinerConfig
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeUnavailable
-from aitbc.miner.runtimes.job_user import copy_regular_file
-from aitbc.miner.sandbox import HostUser, ScratchFolders
+from aitbc.miner.sandbox import HostUser
 from aitbc.miner.worker import messages
+from aitbc.miner.worker.exchange import ExchangeFolder, ExchangeFolders
 from aitbc.miner.worker.sandboxing import GpuAccess, worker_argv, worker_spec
 
 log = logging.getLogger(__name__)
@@ -46,7 +44,7 @@ class WorkerSettings:
     models: Sequence[Path]  # model folders it may read
     gpus: GpuAccess
     user: HostUser | None  # the host user it runs as (a root miner's job user), None: the miner's own
-    scratch: ScratchFolders
+    exchanges: ExchangeFolders
     stop_grace_seconds: float
 
     @classmethod
@@ -67,21 +65,9 @@ class WorkerSettings:
             models=tuple(models),
             gpus=GpuAccess.for_miner(len(config.gpus), os.environ.get("CUDA_VISIBLE_DEVICES")),
             user=user,
-            scratch=_exchange_folders(config.work_dir / WORKERS_FOLDER / name, user),
+            exchanges=ExchangeFolders.at(config.work_dir / WORKERS_FOLDER / name, user),
             stop_grace_seconds=max(config.kill_grace_seconds, MIN_STOP_GRACE_SECONDS),
         )
-
-
-def _exchange_folders(base: Path, user: HostUser | None) -> ScratchFolders:
-    """The exchange folders of one runtime's workers, in the miner's own folder (0700): bwrap binds them at /job
-    before the worker drops to the job user, so that user need not reach them from outside. What a previous
-    run of the miner left there is removed first."""
-    scratch = ScratchFolders(base, user)
-    base.mkdir(parents=True, exist_ok=True)
-    base.chmod(0o700)
-    for leftover in base.iterdir():
-        _remove(leftover)
-    return scratch
 
 
 def _unreadable_by(folder: Path, user: HostUser) -> Path | None:
@@ -99,7 +85,7 @@ def _unreadable_by(folder: Path, user: HostUser) -> Path | None:
 class Worker:
     """One sandboxed worker process and its exchange folder."""
 
-    def __init__(self, settings: WorkerSettings, process: asyncio.subprocess.Process, exchange: Path) -> None:
+    def __init__(self, settings: WorkerSettings, process: asyncio.subprocess.Process, exchange: ExchangeFolder) -> None:
         self.settings = settings
         self.process = process
         self.exchange = exchange
@@ -109,8 +95,8 @@ class Worker:
 
     @classmethod
     async def start(cls, settings: WorkerSettings) -> Worker:
-        exchange = settings.scratch.create()
-        argv = worker_argv(worker_spec(exchange, settings.models, settings.gpus), settings.user)
+        exchange = settings.exchanges.create()
+        argv = worker_argv(worker_spec(exchange.path, settings.models, settings.gpus), settings.user)
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -145,49 +131,13 @@ class Worker:
     # -- the exchange folder --------------------------------------------------------------------------
 
     def clear(self) -> None:
-        """Empty the exchange folder; a worker whose folder cannot be emptied (or is gone) is not used again."""
-        try:
-            for entry in list(self.exchange.iterdir()):
-                _remove(entry)
-            if any(self.exchange.iterdir()):
-                self._broken = True
-        except FileNotFoundError:
+        """Empty the exchange folder; a worker whose folder cannot be emptied is not used again."""
+        if not self.exchange.clear():
             self._broken = True
 
     def prepare(self) -> None:
-        self.clear()
-        for folder in (messages.INPUT_FOLDER, messages.OUTPUT_FOLDER):
-            (self.exchange / folder).mkdir(mode=0o700)
-        if self.settings.user is not None:
-            self.settings.user.give(self.exchange)
-
-    def put(self, name: str, content: bytes) -> None:
-        """A file of the job's input, given to the worker's user."""
-        target = self.exchange / messages.INPUT_FOLDER / messages.file_name(name)
-        target.write_bytes(content)
-        if self.settings.user is not None:
-            self.settings.user.give(self.exchange)
-
-    def put_file(self, name: str, source: Path) -> None:
-        copy_regular_file(source, self.exchange / messages.INPUT_FOLDER / messages.file_name(name))
-        if self.settings.user is not None:
-            self.settings.user.give(self.exchange)
-
-    @contextlib.contextmanager
-    def open_output(self, name: str) -> Any:
-        """A file the worker wrote, opened without following a link; JobFailed when it is not a regular file."""
-        path = self.exchange / messages.OUTPUT_FOLDER / messages.file_name(name)
-        try:
-            descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError as error:
-            raise JobFailed(
-                f"the {self.settings.name} worker wrote no {name}: {error.strerror}", FailureReason.RUNTIME_ERROR
-            ) from None
-        handle: BinaryIO = os.fdopen(descriptor, "rb")
-        with handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                raise JobFailed(f"the {self.settings.name} worker's {name} is not a file", FailureReason.RUNTIME_ERROR)
-            yield handle
+        if not self.exchange.prepare():
+            self._broken = True
 
     # -- one job --------------------------------------------------------------------------------------
 
@@ -319,21 +269,7 @@ class Worker:
         self._stderr_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._stderr_task
-        self.settings.scratch.remove(self.exchange)
-
-
-def _remove(entry: Path) -> None:
-    """Remove what the worker left, whatever modes it gave it (a folder it made read-only included)."""
-    if entry.is_dir() and not entry.is_symlink():
-        for root, folders, _ in os.walk(entry, followlinks=False):
-            for name in folders:
-                path = Path(root) / name
-                if not path.is_symlink():
-                    path.chmod(0o700)
-        entry.chmod(0o700)
-        shutil.rmtree(entry, ignore_errors=True)
-    else:
-        entry.unlink(missing_ok=True)
+        self.exchange.remove()
 
 
 class WorkerPool:
@@ -353,9 +289,13 @@ class WorkerPool:
         """A warm worker with an empty exchange folder for one job; emptied again, and kept if it is still
         sound, afterwards."""
         worker = await self._take()
+        worker.prepare()
+        if not worker.reusable:  # its folder could not be emptied: a fresh worker, with a fresh folder
+            await worker.close()
+            worker = await Worker.start(self.settings)
+            worker.prepare()
         self._busy.add(worker)
         try:
-            worker.prepare()
             yield worker
         finally:
             self._busy.discard(worker)
