@@ -1,11 +1,14 @@
 """What running the embedding model in the sandboxed AI worker costs per job, against calling the model in
 the miner's own process: one short text per job, the model warm in both.
 
-    PYTHONPATH=. .venv/bin/python bench/embedding_worker.py [--runs 30]
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python bench/embedding_worker.py [--runs 30]
 
 Times `EmbeddingRuntime.run` (input checked, exchange folder prepared, request and answers over the pipe,
 vectors read back and packaged) and `SentenceTransformer.encode` on the same text; prints the median and
-the 90th percentile of each, and the worker's first job (its start and the model's load).
+the 90th percentile of each, and the worker's first job (its start and the model's load). On a busy machine
+give both sides one math thread (the worker inherits OMP_NUM_THREADS): torch's spinning threads otherwise
+measure the machine's load, not the worker (a 2-core box under load: 600-900 ms per encode with 2 threads,
+about 40 with 1).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from aitbc.miner.worker.pool import Worker
 from aitbc.miner.worker.sandboxing import (
     NVIDIA_CONTROL_DEVICES,
     OFFLINE_ENVIRONMENT,
+    THREAD_SETTINGS,
     GpuAccess,
     python_folders,
     worker_argv,
@@ -150,7 +151,7 @@ async def test_the_worker_sees_python_its_models_and_its_job_folder_and_nothing_
         entry.split("=", 1) for entry in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in entry
     )
     assert not any(stack.miner_key in value for value in environment.values())
-    assert set(environment) <= {*OFFLINE_ENVIRONMENT, "CUDA_VISIBLE_DEVICES", "PWD"}
+    assert set(environment) <= {*OFFLINE_ENVIRONMENT, *THREAD_SETTINGS, "CUDA_VISIBLE_DEVICES", "PWD"}
     assert "--api-key" not in Path(f"/proc/{pid}/cmdline").read_text()
 
     interfaces = [line.split(":")[0].strip() for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]]

@@ -37,6 +37,8 @@ OFFLINE_ENVIRONMENT = {
     "LANG": "C.UTF-8",
     "TOKENIZERS_PARALLELISM": "false",
 }
+# The operator's thread settings for the math libraries, passed on as they are (they hold no secret).
+THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # What bwrap_argv adds for a sandbox in its own user namespace, and the number of values each option takes.
 USER_NAMESPACE_OPTIONS = {"--unshare-user": 0, "--disable-userns": 0, "--uid": 1, "--gid": 1, "--cap-drop": 1}
 
@@ -89,7 +91,11 @@ def worker_spec(exchange: Path, models: Sequence[Path], gpus: GpuAccess) -> Sand
     return SandboxSpec(
         argv=[sys.executable, "-I", "-m", WORKER_MODULE],
         mounts=[Mount(exchange, EXCHANGE, writable=True)],
-        environment={**OFFLINE_ENVIRONMENT, **gpus.environment},
+        environment={
+            **OFFLINE_ENVIRONMENT,
+            **{name: os.environ[name] for name in THREAD_SETTINGS if name in os.environ},
+            **gpus.environment,
+        },
         cwd="/tmp",  # noqa: S108
         network=False,
         devices=gpus.devices,
