@@ -54,6 +54,11 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
         vocab_size=len(wrapped), n_positions=256, n_embd=32, n_layer=2, n_head=2, bos_token_id=None, eos_token_id=None
     )
     GPT2LMHeadModel(model_config).save_pretrained(folder)
+    # pytest makes the folder 0700 and safetensors its file 0600; a root miner's AI worker reads them as its
+    # job user (nobody)
+    folder.chmod(0o755)
+    for path in folder.iterdir():
+        path.chmod(0o644)
     return folder
 
 

@@ -1,19 +1,12 @@
 """Local model folders for the AI runtimes: the model a package ships, and the ones the miner names with
-`--model NAME=PATH`. Everything loads from local files only, never from a hub."""
+`--model NAME=PATH`. Everything loads from local files only, never from a hub: the AI worker that loads
+them has the Hugging Face offline switches set and no network (`aitbc.miner.worker.sandboxing`)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-
-
-def offline() -> None:
-    """Make Hugging Face libraries fail instead of reaching for the network."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
 def is_sentence_transformer(folder: Path) -> bool:

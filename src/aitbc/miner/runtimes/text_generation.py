@@ -1,72 +1,60 @@
 """`text-generation`: the prompt in, the generated text in `result.txt`, token counts in `output.json`.
 
-Two backends: Hugging Face transformers from local model folders (`--model NAME=PATH`), and an Ollama
-server (`--ollama-url`). Params: `max_tokens`, `temperature` (0 = greedy), `top_p`, `seed`."""
+Two backends: Hugging Face transformers from local model folders (`--model NAME=PATH`), run in the
+sandboxed AI worker (`aitbc.miner.worker`) and kept warm across jobs; and an Ollama server
+(`--ollama-url`), which the miner talks to itself (the model runs in the operator's server, not here).
+Params: `max_tokens`, `temperature` (0 = greedy), `top_p`, `seed`."""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import importlib.util
-import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
+from aitbc.domain.job import FailureReason
 from aitbc.miner.config import MinerConfig
 from aitbc.miner.runtimes.generation_params import Generated, GenerationParams
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult, RuntimeUnavailable
-from aitbc.miner.runtimes.models import is_sentence_transformer, offline, pick_device
+from aitbc.miner.runtimes.models import is_sentence_transformer
 from aitbc.miner.runtimes.ollama_backend import OllamaBackend, ollama_models
+from aitbc.miner.worker import messages
+from aitbc.miner.worker.pool import WorkerPool, WorkerSettings
 
-if TYPE_CHECKING:
-    from aitbc.miner.runtimes.transformers_backend import TransformersBackend
-
-
-class LocalModel:
-    """A transformers model folder; the library is imported (seconds) and the model loaded at first use."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self._backend: TransformersBackend | None = None
-        self._lock = threading.Lock()
-
-    def generate(self, context: JobContext, prompt: str, params: GenerationParams, device: str) -> Generated:
-        with self._lock:
-            if self._backend is None:
-                from aitbc.miner.runtimes.transformers_backend import TransformersBackend
-
-                self._backend = TransformersBackend(self.folder)
-            backend = self._backend
-        return backend.generate(context, prompt, params, device)
+PROMPT_FILE = "prompt.txt"
+TEXT_FILE = "result.txt"
+FINISH_REASONS = ("stop", "length", "canceled")
 
 
 class TextGenerationRuntime:
     name = "text-generation"
 
-    def __init__(self, local: dict[str, LocalModel], remote: dict[str, OllamaBackend]) -> None:
+    def __init__(self, local: dict[str, Path], remote: dict[str, OllamaBackend], pool: WorkerPool | None) -> None:
         self._local = local
         self._remote = remote
+        self.pool = pool
 
     @classmethod
     def create(cls, config: MinerConfig) -> TextGenerationRuntime:
-        local: dict[str, LocalModel] = {}
-        folders = {n: p for n, p in config.models.items() if not is_sentence_transformer(p)}
-        if folders:
+        local = {name: folder for name, folder in config.models.items() if not is_sentence_transformer(folder)}
+        pool = None
+        if local:
             if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
                 raise ImportError("transformers and torch are not installed")
-            offline()
-            local = {name: LocalModel(folder) for name, folder in folders.items()}
+            pool = WorkerPool(WorkerSettings.for_miner(config, cls.name, list(local.values())))
         remote: dict[str, OllamaBackend] = {}
         if config.ollama_url:
             remote = {name: OllamaBackend(config.ollama_url, name) for name in ollama_models(config.ollama_url)}
         if not local and not remote:
             raise RuntimeUnavailable("no text-generation model: give --model NAME=PATH or --ollama-url")
-        return cls(local, remote)
+        return cls(local, remote, pool)
 
     def models(self) -> list[str]:
         return sorted({*self._local, *self._remote})
 
     async def close(self) -> None:
-        return None
+        if self.pool is not None:
+            await self.pool.close()
 
     async def run(self, context: JobContext) -> RuntimeResult:
         served = self.models()
@@ -78,13 +66,11 @@ class TextGenerationRuntime:
             raise JobFailed("a text-generation job's input is its prompt: it is empty")
         params = GenerationParams.from_params(context.assignment.params)
         if name in self._local:
-            device = pick_device(context.device)
-            context.reporter.line("stdout", f"generating up to {params.max_tokens} tokens with {name} on {device}")
-            generated: Generated = await asyncio.to_thread(self._local[name].generate, context, prompt, params, device)
+            generated = await self._generate_locally(context, name, prompt, params)
         else:
             context.reporter.line("stdout", f"generating up to {params.max_tokens} tokens with {name} on Ollama")
             generated = await self._remote[name].generate(context, prompt, params)
-        context.package.result_file.write_text(generated.text)
+            context.package.result_file.write_text(generated.text)
         counts = generated.counts()
         context.reporter.line(
             "stdout",
@@ -96,3 +82,45 @@ class TextGenerationRuntime:
             output={"tokens": counts, "finish_reason": generated.finish_reason},
             usage=dict(counts),
         )
+
+    async def _generate_locally(
+        self, context: JobContext, name: str, prompt: str, params: GenerationParams
+    ) -> Generated:
+        """In the worker; its text comes back as a file, copied into the package without following a link."""
+        assert self.pool is not None
+        async with self.pool.worker() as worker:
+            worker.exchange.put(PROMPT_FILE, prompt.encode("utf-8"))
+            result = await worker.run(
+                {
+                    "kind": messages.GENERATE,
+                    "name": name,
+                    "model": str(self._local[name]),
+                    "device": context.device,
+                    "params": dataclasses.asdict(params),
+                    "prompt": PROMPT_FILE,
+                    "output": TEXT_FILE,
+                },
+                context,
+            )
+            if not worker.exchange.copy_output(TEXT_FILE, context.package.result_file):
+                raise JobFailed("the text-generation worker wrote no text", FailureReason.RUNTIME_ERROR)
+        return Generated(
+            text="",
+            prompt_tokens=_count(result, "prompt_tokens"),
+            completion_tokens=_count(result, "completion_tokens"),
+            finish_reason=_finish_reason(result),
+        )
+
+
+def _count(result: dict[str, Any], key: str) -> int:
+    value = result.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise JobFailed(f"the text-generation worker gave no {key}", FailureReason.RUNTIME_ERROR)
+    return value
+
+
+def _finish_reason(result: dict[str, Any]) -> str:
+    reason = result.get("finish_reason")
+    if reason not in FINISH_REASONS:
+        raise JobFailed("the text-generation worker gave no finish reason", FailureReason.RUNTIME_ERROR)
+    return str(reason)

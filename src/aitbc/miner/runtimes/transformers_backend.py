@@ -1,11 +1,12 @@
 """Text generation with Hugging Face transformers from a local model folder (CPU, or the GPU when there).
 
-Generation runs in a worker thread; a stopping criterion reports progress token by token and ends the
-generation at the next token once the job must stop."""
+It runs inside the AI worker (`aitbc.miner.worker`), never in the miner: a stopping criterion reports
+progress token by token and ends the generation at the next token once the job must stop."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +14,24 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
 from aitbc.miner.runtimes.generation_params import Generated, GenerationParams
-from aitbc.miner.runtimes.interface import JobContext
+
+Progress = Callable[[float, str], None]
+Stopped = Callable[[], bool]
 
 
 class _Watch(StoppingCriteria):
     """Called after every generated token: report progress, and stop when the job must stop."""
 
-    def __init__(self, context: JobContext, prompt_length: int, max_tokens: int) -> None:
-        self._context = context
+    def __init__(self, progress: Progress, stopped: Stopped, prompt_length: int, max_tokens: int) -> None:
+        self._progress = progress
+        self._stopped = stopped
         self._prompt_length = prompt_length
         self._max_tokens = max_tokens
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
         produced = int(input_ids.shape[-1]) - self._prompt_length
-        self._context.reporter.progress(100 * produced / self._max_tokens, f"{produced} tokens")
-        stop = self._context.stop.requested
+        self._progress(100 * produced / self._max_tokens, f"{produced} tokens")
+        stop = self._stopped()
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
 
@@ -47,7 +51,9 @@ class TransformersBackend:
                 self._loaded[device] = (tokenizer, model)
             return self._loaded[device]
 
-    def generate(self, context: JobContext, prompt: str, params: GenerationParams, device: str) -> Generated:
+    def generate(
+        self, prompt: str, params: GenerationParams, device: str, progress: Progress, stopped: Stopped
+    ) -> Generated:
         tokenizer, model = self._load(device)
         encoded = tokenizer(prompt, return_tensors="pt").to(device)
         prompt_length = int(encoded["input_ids"].shape[-1])
@@ -56,7 +62,7 @@ class TransformersBackend:
         options: dict[str, Any] = {
             "max_new_tokens": params.max_tokens,
             "do_sample": not params.greedy,
-            "stopping_criteria": StoppingCriteriaList([_Watch(context, prompt_length, params.max_tokens)]),
+            "stopping_criteria": StoppingCriteriaList([_Watch(progress, stopped, prompt_length, params.max_tokens)]),
             "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         }
         if not params.greedy:
@@ -67,7 +73,7 @@ class TransformersBackend:
         completion = int(new_ids.shape[-1])
         eos = model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
-        if context.stop.requested:
+        if stopped():
             reason = "canceled"
         elif completion and int(new_ids[-1]) in eos_ids:
             reason = "stop"
