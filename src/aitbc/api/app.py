@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from aitbc.api.access_log import quiet_miner_polls
 from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
-from aitbc.api.routes import admin, billing, history, jobs, miners, results, shared
+from aitbc.api.routes import admin, billing, history, jobs, miners, results, runtime, shared
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
 from aitbc.settings import Settings
@@ -38,6 +38,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             with shared.redacted_access_log(), quiet_miner_polls():
                 yield
         finally:
+            await coordinator.hub.close()  # held long polls and event streams answer now
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -57,6 +58,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(miners.router)
     app.include_router(admin.router)
+    app.include_router(runtime.router)
     app.include_router(results.router)
     app.include_router(shared.router)
     app.include_router(websocket_router)

@@ -223,11 +223,11 @@ def serve_with_local_miners(count: int, settings: Settings, server_config: uvico
     while the coordinator still answers, so they can hand their running jobs back; then the server stops."""
     import threading
 
-    import uvicorn
+    from aitbc.api.server import CoordinatorServer
 
     processes = start_local_miners(count, settings, asyncio.run(local_miner_key(settings)))
 
-    class ServerWithMiners(uvicorn.Server):
+    class ServerWithMiners(CoordinatorServer):
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if self.should_exit or any(t.name == "stop-local-miners" for t in threading.enumerate()):
                 super().handle_exit(sig, frame)  # a second signal: stop now
