@@ -28,8 +28,9 @@ GRACE_EXCEEDED = "timeout graceful shutdown exceeded"
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    made = Stack(tmp_path)
+def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
+    made = Stack(tmp_path / "stack", database_url=database_url)
+    made.root.mkdir()
     try:
         made.start_server()
         yield made
