@@ -61,6 +61,7 @@ class Report:
     jobs: int
     statuses: Counter[str] = field(default_factory=Counter)
     faults: list[Fault] = field(default_factory=list)
+    planned_faults: int = 0
     cancels: int = 0
     retried_calls: int = 0
     survivors: list[str] = field(default_factory=list)
@@ -74,7 +75,8 @@ class Report:
         return [
             f"fault loop {self.run} on {self.backend}: {self.jobs} jobs in {self.seconds:.0f} s ({statuses}); "
             f"faults over at {self.faults_over_at:.0f} s",
-            f"faults injected: {len(self.faults)} ({kinds['coordinator']} coordinator, {kinds['miner']} miner); "
+            f"faults injected: {len(self.faults)} of {self.planned_faults} planned (no kill when every miner is "
+            f"already down): {kinds['coordinator']} coordinator, {kinds['miner']} miner; "
             f"cancels: {self.cancels}; calls retried while the coordinator was down: {self.retried_calls}",
             *(f"  {fault}" for fault in self.faults),
             f"surviving job processes: {len(self.survivors)}",
@@ -82,6 +84,14 @@ class Report:
             f"lost, doubled or unbalanced: {len(self.problems)}",
             *(f"  {problem}" for problem in self.problems),
         ]
+
+
+def _job_index(command_line: str) -> int:
+    """The job's index in a process named `aitbc-fault-<seed>-<hex>-<index>` (-1 if none)."""
+    for word in command_line.split():
+        if word.startswith("aitbc-fault-") and word.rsplit("-", 1)[-1].isdigit():
+            return int(word.rsplit("-", 1)[-1])
+    return -1
 
 
 class FaultLoop:
@@ -105,7 +115,7 @@ class FaultLoop:
         self.stack = Stack(root, lease_seconds=lease_seconds, database_url=database_url)
         self.database_url = database_url or f"sqlite:///{(self.stack.data_dir / 'aitbc.db').resolve()}"
         backend = make_url(self.database_url).get_backend_name()
-        self.report = Report(self.run, backend, jobs)
+        self.report = Report(self.run, backend, jobs, planned_faults=faults)
         self.miners: dict[str, subprocess.Popen[bytes]] = {}
         self.client_key = ""
         self.account_id = ""
@@ -116,14 +126,22 @@ class FaultLoop:
 
     def run_all(self) -> Report:
         started = time.monotonic()
+        watching = threading.Event()
+        watcher = threading.Thread(target=self._watch_for_survivors, args=(watching,), name="survivor-watch")
         try:
             self._start()
+            watcher.start()
             self._play(self._plan(), time.monotonic())
             self.report.faults_over_at = time.monotonic() - started
             self._settle()
-            self.report.survivors = [f"pid {pid}: {line}" for pid, line in self._survivors()]
+            watching.set()
+            watcher.join()
+            self.report.survivors += [f"pid {pid} after the run: {line}" for pid, line in self._survivors()]
             self.report.problems = self._audit()
         finally:
+            watching.set()
+            if watcher.is_alive():
+                watcher.join()
             self._coordinator_back()
             self.stack.close()
             for pid, _ in self._survivors():  # leave nothing of ours running, whatever was found
@@ -131,6 +149,30 @@ class FaultLoop:
                     os.kill(pid, signal.SIGKILL)
         self.report.seconds = time.monotonic() - started
         return self.report
+
+    def _watch_for_survivors(self, stop: threading.Event) -> None:
+        """During the run: a process of a job that the database already has as terminal outlived its job
+        (a killed miner's orphan whose job was requeued and then cancelled, or failed as miner_lost)."""
+        seen: set[int] = set()
+        engine = self._engine()
+        try:
+            while not stop.wait(0.25):
+                alive = {pid: line for pid, line in self._survivors() if pid not in seen}
+                by_job = {self.job_ids.get(_job_index(line)): (pid, line) for pid, line in alive.items()}
+                by_job.pop(None, None)
+                if not by_job:
+                    continue
+                with engine.connect() as connection:
+                    ended = connection.execute(
+                        select(jobs.c.id, jobs.c.status).where(jobs.c.id.in_(list(by_job)), jobs.c.status.in_(TERMINAL))
+                    ).all()
+                for job_id, status in ended:
+                    pid, line = by_job[job_id]
+                    if not process_gone(pid):
+                        seen.add(pid)
+                        self.report.survivors.append(f"pid {pid} alive while {job_id} was {status}: {line}")
+        finally:
+            engine.dispose()
 
     def _start(self) -> None:
         self.stack.start_server()
