@@ -121,6 +121,7 @@ class FaultLoop:
         self.account_id = ""
         self.job_ids: dict[int, str] = {}
         self._restart: threading.Thread | None = None
+        self._restarts: list[tuple[float, str]] = []
 
     # -- the run ------------------------------------------------------------------------------------
 
@@ -219,17 +220,14 @@ class FaultLoop:
         return sorted(plan, key=lambda step: step[0])
 
     def _play(self, plan: list[tuple[float, str, Any]], started: float) -> None:
-        restarts: list[tuple[float, str]] = []
-        while plan or restarts:
-            next_step = plan[0][0] if plan else float("inf")
-            next_restart = min(restarts)[0] if restarts else float("inf")
-            time.sleep(max(0.0, min(next_step, next_restart) - (time.monotonic() - started)))
-            if next_restart <= next_step:
-                restart = min(restarts)
-                restarts.remove(restart)
-                self._start_miner(restart[1])
-                continue
-            _, what, which = plan.pop(0)
+        """Each step runs its planned gap after the one before, so a step that waits (a submit retried while
+        the coordinator is down) delays the rest instead of bunching them up. Killed miners come back on
+        their own clock."""
+        self._restarts: list[tuple[float, str]] = []  # (monotonic time due, miner)
+        previous = 0.0
+        for at, what, which in plan:
+            self._pause(at - previous)
+            previous = at
             if what == "submit":
                 self._submit(which)
             elif what == "cancel":
@@ -237,16 +235,33 @@ class FaultLoop:
             elif which == "coordinator":
                 self._kill_coordinator(started)
             else:
-                alive = sorted(name for name, process in self.miners.items() if process.poll() is None)
-                if not alive:
-                    continue  # every miner is already down
-                name = which if which in alive else self.random.choice(alive)
-                fault = Fault(time.monotonic() - started, name, self.random.uniform(0.2, 3.0))
-                self.miners[name].send_signal(signal.SIGKILL)
-                self.miners[name].wait(timeout=10)
-                self.report.faults.append(fault)
-                restarts.append((fault.at + fault.down_seconds, name))
+                self._kill_miner(which, started)
+        while self._restarts:
+            self._pause(min(self._restarts)[0] - time.monotonic())
         self._coordinator_back()
+
+    def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, restarting any killed miner whose time has come meanwhile."""
+        until = time.monotonic() + seconds
+        while True:
+            now = time.monotonic()
+            for due in [restart for restart in self._restarts if restart[0] <= now]:
+                self._restarts.remove(due)
+                self._start_miner(due[1])
+            if now >= until:
+                return
+            time.sleep(min([until, *(due for due, _ in self._restarts)]) - now)
+
+    def _kill_miner(self, which: str, started: float) -> None:
+        alive = sorted(name for name, process in self.miners.items() if process.poll() is None)
+        if not alive:
+            return  # every miner is already down
+        name = which if which in alive else self.random.choice(alive)
+        fault = Fault(time.monotonic() - started, name, self.random.uniform(0.2, 3.0))
+        self.miners[name].send_signal(signal.SIGKILL)
+        self.miners[name].wait(timeout=10)
+        self.report.faults.append(fault)
+        self._restarts.append((time.monotonic() + fault.down_seconds, name))
 
     def _kill_coordinator(self, started: float) -> None:
         """SIGKILL the coordinator and start it again after a while, in a thread: submits and cancels go on
