@@ -10,10 +10,10 @@ while and drop (half with a close frame, half by just ending the connection), do
 
 It prints RSS at minute 5 (or a third of the way into a shorter run) and at the end of the load, and
 whether open files, asyncio tasks and subscriptions went back to their idle values once the load stopped.
-The idle values are read after a short warm-up round of the same load, so that connections a pool keeps
-(the database's) count as idle; open files are compared without the connections clients hold open
-(keep-alive, long polls), which are theirs to close. Exits 1 if RSS grew more than 10 % or a value did not
-go back.
+The idle values are read after a short warm-up round of the same load; open files are compared without
+the connections clients hold open (keep-alive, long polls: theirs to close) and without the database
+pool's connections and files (it keeps what it opened, up to its size); both are printed. Exits 1 if RSS
+grew more than 10 % or a value did not go back.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ SAMPLE_SECONDS = 10.0
 SETTLE_SECONDS = 90.0
 WARM_UP_SECONDS = 20.0
 RSS_GROWTH_LIMIT = 0.10
+POSTGRES_PORT = 5432
 
 
 @dataclass
@@ -70,8 +71,9 @@ class Soak:
         found: dict[str, Any] = answer.json()
         # Connections a client keeps open (keep-alive, long polls) are the clients' to close, not a leak:
         # what must go back to idle is every other descriptor (files, pipes, sockets in CLOSE_WAIT, …).
-        found["client_connections"] = _client_connections(found["pid"], self.stack.port)
-        found["own_files"] = found["open_files"] - found["client_connections"]
+        # Likewise the database pool's connections: it keeps what it opened, up to its size.
+        found["client_connections"], found["database_files"] = _connections(found["pid"], self.stack.port)
+        found["own_files"] = found["open_files"] - found["client_connections"] - found["database_files"]
         return found
 
     # -- the load -----------------------------------------------------------------------------------
@@ -242,20 +244,26 @@ async def soak(stack: Stack, client_key: str, minutes: float, seed: int) -> int:
         await run.admin.aclose()
 
 
-def _client_connections(pid: int, port: int) -> int:
-    """How many of the process's descriptors are ESTABLISHED connections to its port (from /proc/net/tcp*)."""
-    established = set()
+def _connections(pid: int, port: int) -> tuple[int, int]:
+    """How many of the process's descriptors are ESTABLISHED connections from clients to its `port`, and how
+    many are connections to PostgreSQL (port 5432) or open files of the SQLite database (its pool's)."""
+    clients, database = set(), set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as lines:
             for line in list(lines)[1:]:
                 fields = line.split()
-                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
-                    established.add(f"socket:[{fields[9]}]")
-    count = 0
+                local, remote = (int(end.rsplit(":", 1)[1], 16) for end in fields[1:3])
+                if fields[3] == "01" and local == port:
+                    clients.add(f"socket:[{fields[9]}]")
+                elif fields[3] == "01" and remote == POSTGRES_PORT:
+                    database.add(f"socket:[{fields[9]}]")
+    counts = [0, 0]
     for descriptor in Path(f"/proc/{pid}/fd").iterdir():
         with contextlib.suppress(OSError):
-            count += os.readlink(descriptor) in established
-    return count
+            target = os.readlink(descriptor)
+            counts[0] += target in clients
+            counts[1] += target in database or Path(target).name.startswith("aitbc.db")
+    return counts[0], counts[1]
 
 
 def _open_file_kinds(pid: int) -> Counter[str]:
@@ -275,7 +283,7 @@ def _mib(size: int) -> str:
 def _describe(values: dict[str, Any]) -> str:
     return (
         f"RSS {_mib(values['rss_bytes'])}, {values['open_files']} open files "
-        f"({values['client_connections']} of them connections clients keep open), "
+        f"({values['client_connections']} client connections, {values['database_files']} of the database pool), "
         f"{values['asyncio_tasks']} asyncio tasks, {values['subscriptions']} subscriptions"
     )
 

@@ -73,8 +73,12 @@ def watch_and_drop(stack: Stack, idle: dict[str, Any]) -> dict[str, Any]:
 def test_dropped_watchers_leave_nothing_behind_and_sigterm_stops_at_once(stack: Stack) -> None:
     idle = runtime(stack)
     warmed = watch_and_drop(stack, idle)  # the first round may open database connections the pool keeps
-    again = watch_and_drop(stack, idle)
-    assert again["open_files"] == warmed["open_files"]
+    watch_and_drop(stack, idle)
+    # A leak would be a descriptor (or more) per watcher, WATCHERS a round. The database pool may still keep
+    # a connection or two more than after the first round (PostgreSQL's holds up to 10), hence the slack.
+    wait_until(
+        lambda: runtime(stack)["open_files"] < warmed["open_files"] + WATCHERS // 2, 10, what="no file per watcher"
+    )
     assert LEAKED_TASK not in (stack.root / "serve.log").read_text()
 
     # A real miner holds a claim and a heartbeat long poll, and a watcher stays open; then SIGTERM.
