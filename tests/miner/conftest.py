@@ -84,8 +84,9 @@ def process_gone(pid: int) -> bool:
 class Stack:
     """One coordinator process, any number of miner processes, and the CLI, all on a temp folder."""
 
-    def __init__(self, root: Path, lease_seconds: int = 60) -> None:
+    def __init__(self, root: Path, lease_seconds: int = 60, database_url: str | None = None) -> None:
         self.root = root
+        self.database_url = database_url  # None: SQLite in the data folder
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = root / "data"
@@ -120,6 +121,7 @@ class Stack:
                 str(self.lease_seconds),
                 "--log-level",
                 "warning",
+                *(["--database-url", self.database_url] if self.database_url else []),
                 *options,
             ],
             env=self.environment,
@@ -141,7 +143,8 @@ class Stack:
         does (through the same account service), without paying for a CLI start-up each time."""
 
         async def make() -> str:
-            coordinator = await open_coordinator(Settings(data_dir=self.data_dir, run_reaper=False))
+            settings = Settings(data_dir=self.data_dir, database_url=self.database_url, run_reaper=False)
+            coordinator = await open_coordinator(settings)
             try:
                 return (await coordinator.accounts.create_key(account, Role(role))).secret
             finally:

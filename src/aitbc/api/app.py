@@ -14,7 +14,7 @@ from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
 from aitbc.api.links import install_links
 from aitbc.api.redaction import redacted_logs
-from aitbc.api.routes import admin, billing, history, jobs, miners, results, shared
+from aitbc.api.routes import admin, billing, history, jobs, miners, results, runtime, shared
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
 from aitbc.settings import Settings
@@ -41,6 +41,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
             with redacted_logs(), quiet_miner_polls():
                 yield
         finally:
+            await coordinator.hub.close()  # held long polls and event streams answer now
             for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -61,6 +62,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(miners.router)
     app.include_router(admin.router)
+    app.include_router(runtime.router)
     app.include_router(results.router)
     app.include_router(shared.router)
     app.include_router(websocket_router)

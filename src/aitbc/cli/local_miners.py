@@ -112,11 +112,11 @@ def serve_with_local_miners(options: LocalMinerOptions, settings: Settings, serv
     while the coordinator still answers, so they can hand their running jobs back; then the server stops."""
     import threading
 
-    import uvicorn
+    from aitbc.api.server import CoordinatorServer
 
     processes = start_local_miners(options, settings, asyncio.run(local_miner_key(settings)))
 
-    class ServerWithMiners(uvicorn.Server):
+    class ServerWithMiners(CoordinatorServer):  # on stop, it first releases held long polls
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             if self.should_exit or any(t.name == "stop-local-miners" for t in threading.enumerate()):
                 super().handle_exit(sig, frame)  # a second signal: stop now

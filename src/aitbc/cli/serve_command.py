@@ -72,6 +72,7 @@ def serve(
     import uvicorn
 
     from aitbc.api.app import create_app
+    from aitbc.api.server import CoordinatorServer
     from aitbc.cli.local_miners import LocalMinerOptions, serve_with_local_miners
 
     settings = Settings(
@@ -110,11 +111,13 @@ def serve(
         )
         serve_with_local_miners(LocalMinerOptions(miners, allow_command), settings, server)
     else:
-        uvicorn.run(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=log_level,
-            ws_ping_interval=20,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
+        CoordinatorServer(  # uvicorn's server; on stop it first releases held long polls
+            uvicorn.Config(
+                create_app(settings),
+                host=host,
+                port=port,
+                log_level=log_level,
+                ws_ping_interval=20,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+            )
+        ).run()

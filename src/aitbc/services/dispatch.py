@@ -141,7 +141,7 @@ class DispatchService:
             )
             states = [self._lease_state(job_id, lease_id, held) for job_id, lease_id in self._pairs(lease_ids, held)]
             remaining = deadline - time.monotonic()
-            if any(s.cancel for s in states) or remaining <= 0:
+            if any(s.cancel for s in states) or remaining <= 0 or self._hub.stopping:
                 return states
             try:
                 await asyncio.wait_for(wakeup.wait(), timeout=remaining)
@@ -190,7 +190,7 @@ class DispatchService:
         miner = await self.miner(principal, miner_id)
         deadline = time.monotonic() + min(wait_seconds, self._settings.max_claim_wait_seconds)
         gone = gone or asyncio.Event()
-        while not gone.is_set():
+        while not gone.is_set() and not self._hub.stopping:  # stopping: answer now, hand out nothing
             version = self._hub.work_version()
             await self._miners.touch(miner.id, self._clock.now())
             claimed = await self._claim_now(miner, max_jobs)
@@ -199,9 +199,11 @@ class DispatchService:
                 return claimed
             waiting = asyncio.ensure_future(self._hub.wait_for_work(version, remaining))
             hung_up = asyncio.ensure_future(gone.wait())
-            await asyncio.wait({waiting, hung_up}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (waiting, hung_up):
-                task.cancel()
+            try:
+                await asyncio.wait({waiting, hung_up}, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # cancelled too: no helper task is left pending
+                for task in (waiting, hung_up):
+                    task.cancel()
         return []
 
     async def _claim_now(self, miner: Miner, max_jobs: int) -> list[Assignment]:

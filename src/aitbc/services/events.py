@@ -6,7 +6,6 @@ so nothing is missed or repeated; if the hub drops a slow subscriber, it catches
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from aitbc.domain.events import JobEvent
@@ -35,6 +34,8 @@ class EventService:
                         continue
                     last = event.seq
                     yield event
+                if self._hub.stopping:
+                    return
                 # The hub dropped us for falling behind: resubscribe and catch up from the store.
                 subscription = self._hub.subscribe(account_id, job_id)
                 if last is None:
@@ -53,19 +54,5 @@ class EventService:
 
     @staticmethod
     async def _live(subscription: Subscription) -> AsyncIterator[JobEvent]:
-        closed = asyncio.ensure_future(subscription.closed.wait())
-        try:
-            while True:
-                if not subscription.queue.empty():
-                    yield subscription.queue.get_nowait()
-                    continue
-                if subscription.closed.is_set():
-                    return
-                getter = asyncio.ensure_future(subscription.queue.get())
-                done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    yield getter.result()
-                else:
-                    getter.cancel()
-        finally:
-            closed.cancel()
+        while (event := await subscription.next_event()) is not None:
+            yield event

@@ -4,7 +4,6 @@ the receipt of each job that reaches a terminal status with a result. The sweepe
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from aitbc.domain.errors import AitbcError
@@ -34,15 +33,7 @@ class ReceiptIssuer:
         while True:
             subscription = self._hub.subscribe(None)
             try:
-                while not subscription.closed.is_set():
-                    getter = asyncio.ensure_future(subscription.queue.get())
-                    closed = asyncio.ensure_future(subscription.closed.wait())
-                    done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-                    closed.cancel()
-                    if getter not in done:
-                        getter.cancel()
-                        break
-                    event = getter.result()
+                while (event := await subscription.next_event()) is not None:
                     if event.kind != "status" or event.status not in TERMINAL:
                         continue
                     try:
@@ -53,4 +44,6 @@ class ReceiptIssuer:
                         log.exception("signing the receipt of job %s failed; the sweeper retries", event.job_id)
             finally:
                 self._hub.unsubscribe(subscription)
+            if self._hub.stopping:
+                return
             # Dropped for falling behind: the sweeper signs what was missed; follow again.

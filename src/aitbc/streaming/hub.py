@@ -3,6 +3,9 @@
 Publishers never block: a subscriber that falls more than its queue behind is dropped with `overflowed`
 set, and resumes from the store with `since=<last seq>`. Claimers waiting on a long poll sleep on a
 condition that submits and requeues notify; no one polls the database in a loop.
+
+When the coordinator stops, `close()` ends every subscription and wakes every long poll, so held requests
+answer at once instead of being cut off when the server's shutdown grace runs out.
 """
 
 from __future__ import annotations
@@ -30,6 +33,23 @@ class Subscription:
             return False
         return self.job_id is None or event.job_id == self.job_id
 
+    async def next_event(self) -> JobEvent | None:
+        """The next event, or None once the subscription is closed (dropped for falling behind, or the hub
+        stopped). Its helper tasks are cancelled however the wait ends, the caller's cancellation included:
+        a helper left pending on a queue nobody holds is what "Task was destroyed but it is pending!" reports."""
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        if self.closed.is_set():
+            return None
+        getter = asyncio.ensure_future(self.queue.get())
+        closed = asyncio.ensure_future(self.closed.wait())
+        try:
+            await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            getter.cancel()
+            closed.cancel()
+        return getter.result() if getter.done() and not getter.cancelled() else None
+
 
 class Relay(Protocol):
     """Carries what happens on this replica to the others (see `streaming.postgres_relay`)."""
@@ -49,14 +69,37 @@ class EventHub:
         self._work = asyncio.Condition()
         self._work_version = 0
         self._miner_wakeups: dict[str, asyncio.Event] = {}
+        self._stopping = False
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def close(self) -> None:
+        """The coordinator is stopping: end every subscription, wake every claim and heartbeat long poll."""
+        self._stopping = True
+        for subscriptions in list(self._by_account.values()):
+            for subscription in list(subscriptions):
+                self.unsubscribe(subscription)
+        for wakeup in self._miner_wakeups.values():
+            wakeup.set()
+        await self.wake_claimers()
 
     def subscribe(self, account_id: str | None, job_id: str | None = None) -> Subscription:
+        """A subscription to this replica's events; already closed once the hub is stopping."""
         subscription = Subscription(account_id, job_id, asyncio.Queue(self._queue_size))
+        if self._stopping:
+            subscription.closed.set()
+            return subscription
         self._by_account[account_id].add(subscription)
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        self._by_account[subscription.account_id].discard(subscription)
+        subscriptions = self._by_account.get(subscription.account_id)
+        if subscriptions is not None:
+            subscriptions.discard(subscription)
+            if not subscriptions:
+                del self._by_account[subscription.account_id]  # no empty set left behind per account
         subscription.closed.set()
 
     def publish(self, event: JobEvent) -> None:
