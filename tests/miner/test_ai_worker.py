@@ -23,10 +23,8 @@ from aitbc.miner.worker.exchange import ExchangeFolders
 from aitbc.miner.worker.messages import EXCHANGE
 from aitbc.miner.worker.pool import Worker
 from aitbc.miner.worker.sandboxing import (
-    NVIDIA_CONTROL_DEVICES,
     OFFLINE_ENVIRONMENT,
     THREAD_SETTINGS,
-    GpuAccess,
     python_folders,
     worker_argv,
     worker_spec,
@@ -151,7 +149,13 @@ async def test_the_worker_sees_python_its_models_and_its_job_folder_and_nothing_
         entry.split("=", 1) for entry in Path(f"/proc/{pid}/environ").read_text().split("\0") if "=" in entry
     )
     assert not any(stack.miner_key in value for value in environment.values())
-    assert set(environment) <= {*OFFLINE_ENVIRONMENT, *THREAD_SETTINGS, "CUDA_VISIBLE_DEVICES", "PWD"}
+    assert set(environment) <= {
+        *OFFLINE_ENVIRONMENT,
+        *THREAD_SETTINGS,
+        "CUDA_VISIBLE_DEVICES",
+        "CUDA_DEVICE_ORDER",
+        "PWD",
+    }
     assert "--api-key" not in Path(f"/proc/{pid}/cmdline").read_text()
 
     interfaces = [line.split(":")[0].strip() for line in Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]]
@@ -242,26 +246,6 @@ async def test_a_stuck_worker_is_killed_and_a_crashed_one_fails_only_its_job(
     assert worker_python(only_worker(runtime)) not in (stuck, crashing)
 
 
-def test_the_worker_sees_the_miners_gpus_and_no_others(tmp_path: Path) -> None:
-    none = GpuAccess.for_miner(0)
-    assert none.devices == () and none.environment == {"CUDA_VISIBLE_DEVICES": ""}
-    two = GpuAccess.for_miner(2)
-    assert two.devices == (*NVIDIA_CONTROL_DEVICES, "/dev/nvidia0", "/dev/nvidia1")
-    assert two.environment == {"CUDA_VISIBLE_DEVICES": "0,1"}
-    chosen = GpuAccess.for_miner(2, visible="3,5,6")  # the operator's CUDA_VISIBLE_DEVICES: its first two
-    assert chosen.devices == (*NVIDIA_CONTROL_DEVICES, "/dev/nvidia3", "/dev/nvidia5")
-    assert chosen.environment == {"CUDA_VISIBLE_DEVICES": "3,5"}
-
-    spec = worker_spec(tmp_path, [], chosen)
-    assert spec.devices == chosen.devices
-    assert spec.environment["CUDA_VISIBLE_DEVICES"] == "3,5"
-    assert spec.network is False
-    argv = bwrap_argv(spec, bwrap="bwrap")
-    assert "--unshare-net" in argv
-    bound = {argv[index + 1] for index, option in enumerate(argv) if option == "--dev-bind"}
-    assert bound == {device for device in chosen.devices if Path(device).exists()}  # none on a machine without
-
-
 def test_the_worker_gets_pythons_folders_and_never_a_source_tree_or_the_current_folder() -> None:
     folders = python_folders()
     assert sys.prefix in folders or any(sys.prefix.startswith(folder + "/") for folder in folders)
@@ -275,7 +259,7 @@ def test_the_worker_gets_pythons_folders_and_never_a_source_tree_or_the_current_
 
 
 def test_a_root_miners_worker_drops_to_the_job_user(tmp_path: Path) -> None:
-    spec = worker_spec(tmp_path, [], GpuAccess.for_miner(0))
+    spec = worker_spec(tmp_path, [], ())
     assert worker_argv(spec, None) == bwrap_argv(spec)
     argv = worker_argv(spec, HostUser(uid=65534, gid=65534))
     separator = argv.index("--")

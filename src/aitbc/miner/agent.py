@@ -248,7 +248,7 @@ class Agent:
             self.runtimes.get(assignment.type),
             self.config.name,
             self.config.report_interval_seconds,
-            "cuda" if self.config.gpus else "cpu",
+            "cuda" if gpus else "cpu",  # a job given no GPU sees none (its sandbox has no GPU device)
             on_phase=self._on_phase,
             gpus=gpus,
         )

@@ -86,7 +86,7 @@ class EmbeddingRuntime:
         raw = context.assignment.input if context.assignment.input is not None else context.input_text()
         texts = parse_texts(raw)
         normalize = bool(context.assignment.params.get("normalize", True))
-        async with self.pool.worker() as worker:
+        async with self.pool.worker(context.gpus) as worker:
             worker.exchange.put(TEXTS_FILE, json.dumps(texts).encode())
             result = await worker.run(
                 {

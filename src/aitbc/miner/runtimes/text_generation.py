@@ -88,7 +88,7 @@ class TextGenerationRuntime:
     ) -> Generated:
         """In the worker; its text comes back as a file, copied into the package without following a link."""
         assert self.pool is not None
-        async with self.pool.worker() as worker:
+        async with self.pool.worker(context.gpus) as worker:
             worker.exchange.put(PROMPT_FILE, prompt.encode("utf-8"))
             result = await worker.run(
                 {

@@ -4,9 +4,12 @@ progress and logs to the job's reporter, stop it when the job must stop, and rep
 Each worker has one exchange folder (`exchange`), bound at `/job` when it starts, emptied before and after
 every job: no file of one job is there for the next.
 
-One job at a time per worker; a runtime keeps a pool of warm workers and starts another when all are busy
-(at most one per job the miner runs at once). A `cancel` asks the worker to stop at its next batch or token;
-a worker that has not answered within the grace is killed, and the next job gets a fresh one."""
+Each worker sees one set of GPUs, fixed when it starts (bwrap binds device nodes only then): a job runs in a
+worker of exactly the GPUs the agent gave it, a job given none in a worker with no GPU at all. One job at a
+time per worker; a runtime keeps warm workers per GPU set and starts another when none of the job's set is
+idle, at most one per job the miner runs at once in all (an idle worker of another set is stopped to make
+room). A `cancel` asks the worker to stop at its next batch or token; a worker that has not answered within
+the grace is killed, and the next job gets a fresh one."""
 
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeUnavail
 from aitbc.miner.sandbox import HostUser
 from aitbc.miner.worker import messages
 from aitbc.miner.worker.exchange import ExchangeFolder, ExchangeFolders
-from aitbc.miner.worker.sandboxing import GpuAccess, worker_argv, worker_spec
+from aitbc.miner.worker.sandboxing import worker_argv, worker_spec
 
 log = logging.getLogger(__name__)
 START_TIMEOUT_SECONDS = 120.0
@@ -42,15 +45,16 @@ FAILURE_REASONS = {FailureReason.INVALID_INPUT.value, FailureReason.RUNTIME_ERRO
 class WorkerSettings:
     name: str  # the runtime it serves, for messages
     models: Sequence[Path]  # model folders it may read
-    gpus: GpuAccess
     user: HostUser | None  # the host user it runs as (a root miner's job user), None: the miner's own
     exchanges: ExchangeFolders
     stop_grace_seconds: float
+    max_workers: int  # alive at once, all GPU sets together: the jobs the miner runs at once
+    dev: Path = Path("/dev")  # where the GPUs' device nodes are
 
     @classmethod
     def for_miner(cls, config: MinerConfig, name: str, models: Sequence[Path]) -> WorkerSettings:
         """A root miner's worker runs as its job user (`--run-as`, else nobody), who must be able to read the
-        model folders; the worker sees the miner's GPUs (the operator's CUDA_VISIBLE_DEVICES kept)."""
+        model folders."""
         user = HostUser.for_jobs(config.command_user)
         if user is not None:
             for folder in models:
@@ -63,10 +67,10 @@ class WorkerSettings:
         return cls(
             name=name,
             models=tuple(models),
-            gpus=GpuAccess.for_miner(len(config.gpus), os.environ.get("CUDA_VISIBLE_DEVICES")),
             user=user,
             exchanges=ExchangeFolders.at(config.work_dir / WORKERS_FOLDER / name, user),
             stop_grace_seconds=max(config.kill_grace_seconds, MIN_STOP_GRACE_SECONDS),
+            max_workers=max(1, config.max_jobs),
         )
 
 
@@ -83,10 +87,18 @@ def _unreadable_by(folder: Path, user: HostUser) -> Path | None:
 
 
 class Worker:
-    """One sandboxed worker process and its exchange folder."""
+    """One sandboxed worker process, the GPUs it sees (host indices; none: a CPU worker), and its exchange
+    folder."""
 
-    def __init__(self, settings: WorkerSettings, process: asyncio.subprocess.Process, exchange: ExchangeFolder) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        gpus: tuple[int, ...],
+        process: asyncio.subprocess.Process,
+        exchange: ExchangeFolder,
+    ) -> None:
         self.settings = settings
+        self.gpus = gpus
         self.process = process
         self.exchange = exchange
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
@@ -94,9 +106,9 @@ class Worker:
         self._broken = False
 
     @classmethod
-    async def start(cls, settings: WorkerSettings) -> Worker:
+    async def start(cls, settings: WorkerSettings, gpus: tuple[int, ...] = ()) -> Worker:
         exchange = settings.exchanges.create()
-        argv = worker_argv(worker_spec(exchange.path, settings.models, settings.gpus), settings.user)
+        argv = worker_argv(worker_spec(exchange.path, settings.models, gpus, settings.dev), settings.user)
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
@@ -105,7 +117,7 @@ class Worker:
             limit=messages.MAX_LINE_BYTES,
             start_new_session=True,
         )
-        worker = cls(settings, process, exchange)
+        worker = cls(settings, gpus, process, exchange)
         try:
             ready = await asyncio.wait_for(worker._next(), START_TIMEOUT_SECONDS)
         except (TimeoutError, JobFailed, messages.ProtocolError) as error:
@@ -116,7 +128,7 @@ class Worker:
         if ready["kind"] != messages.READY:
             await worker.close()
             raise JobFailed(f"the {settings.name} worker said {ready['kind']!r} first", FailureReason.RUNTIME_ERROR)
-        log.info("%s worker started (pid %d)", settings.name, process.pid)
+        log.info("%s worker started (pid %d, GPUs %s)", settings.name, process.pid, list(gpus) or "none")
         return worker
 
     @property
@@ -273,28 +285,38 @@ class Worker:
 
 
 class WorkerPool:
-    """The warm workers of one runtime: a job takes an idle one, or a new one when all are busy."""
+    """The warm workers of one runtime, by GPU set: a job takes an idle worker of its set, or a new one, within
+    `max_workers` alive in all (starting and stopping ones counted)."""
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
-        self._idle: list[Worker] = []
+        self._idle: list[Worker] = []  # the least recently used first
         self._busy: set[Worker] = set()
+        self._leaving: set[Worker] = set()  # being stopped
+        self._starting = 0
+        self._changed = asyncio.Event()  # set (and replaced) when a worker is handed back or stopped
 
     @property
     def workers(self) -> list[Worker]:
         return [*self._idle, *self._busy]
 
+    @property
+    def alive(self) -> int:
+        """The workers whose processes may be running: idle, busy, starting or being stopped."""
+        return len(self._idle) + len(self._busy) + len(self._leaving) + self._starting
+
     @contextlib.asynccontextmanager
-    async def worker(self) -> AsyncIterator[Worker]:
-        """A warm worker with an empty exchange folder for one job; emptied again, and kept if it is still
-        sound, afterwards."""
-        worker = await self._take()
+    async def worker(self, gpus: tuple[int, ...] = ()) -> AsyncIterator[Worker]:
+        """A warm worker that sees exactly GPUs `gpus` (none: no GPU), with an empty exchange folder, for one
+        job; emptied again, and kept if it is still sound, afterwards."""
+        gpus = tuple(sorted(set(gpus)))
+        worker = await self._take(gpus)
         worker.prepare()
         if not worker.reusable:  # its folder could not be emptied: a fresh worker, with a fresh folder
-            await worker.close()
-            worker = await Worker.start(self.settings)
+            await self._stop(worker)
+            worker = await self._take(gpus)
             worker.prepare()
-        self._busy.add(worker)
+        self._busy.add(worker)  # no await since it was taken: it was never left uncounted
         try:
             yield worker
         finally:
@@ -302,16 +324,48 @@ class WorkerPool:
             worker.clear()
             if worker.reusable:
                 self._idle.append(worker)
+                self._notify()
             else:
-                await worker.close()
+                await self._stop(worker)
 
-    async def _take(self) -> Worker:
-        while self._idle:
-            worker = self._idle.pop()
-            if worker.reusable:
-                return worker
+    async def _take(self, gpus: tuple[int, ...]) -> Worker:
+        """An idle worker of this set (the most recently used), else a new one once there is room: an idle
+        worker of another set is stopped for it, or the job waits for one to be handed back."""
+        while True:
+            same = [worker for worker in self._idle if worker.gpus == gpus]
+            if same:
+                worker = same[-1]
+                self._idle.remove(worker)
+                if worker.reusable:
+                    return worker
+                await self._stop(worker)
+            elif self.alive < self.settings.max_workers:
+                return await self._start(gpus)
+            elif self._idle and not self._leaving:  # one being stopped makes room soon: no second one
+                await self._stop(self._idle.pop(0))
+            else:
+                await self._changed.wait()  # taken with the checks above, no await between: no wake-up missed
+
+    async def _start(self, gpus: tuple[int, ...]) -> Worker:
+        self._starting += 1
+        try:
+            return await Worker.start(self.settings, gpus)
+        finally:
+            self._starting -= 1
+            self._notify()
+
+    async def _stop(self, worker: Worker) -> None:
+        self._leaving.add(worker)
+        try:
             await worker.close()
-        return await Worker.start(self.settings)
+        finally:
+            self._leaving.discard(worker)
+            self._notify()
+
+    def _notify(self) -> None:
+        """Wake every job waiting for room; each checks again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def close(self) -> None:
         workers, self._idle = [*self._idle, *self._busy], []

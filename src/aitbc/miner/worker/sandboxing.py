@@ -1,8 +1,9 @@
 """What the AI worker's sandbox holds: the system (as for any job), read-only the Python it runs on (the
 interpreter's prefixes, the site-packages on `sys.path` — a venv may borrow another's through a `.pth` —
 and our own package folder, never a source tree's root or the current folder), the model folders it
-serves, the GPUs the miner was given, and one writable exchange folder at `/job`. No network, no state
-folder, no keys; the environment is cleared and holds only what the libraries need to stay offline.
+serves, the GPUs of the jobs it runs and no others (one set per worker: a job runs in a worker of its own
+set), and one writable exchange folder at `/job`. No network, no state folder, no keys; the environment is
+cleared and holds only what the libraries need to stay offline.
 
 A root miner starts bwrap as root (so bwrap can reach a Python installed under `/root`, which the job user
 cannot) without a user namespace, and the worker drops to the job user (e.g. `nobody`) with no capabilities
@@ -15,17 +16,22 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import aitbc
 from aitbc.miner.runtimes.interface import RuntimeUnavailable
-from aitbc.miner.sandbox import SYSTEM_FOLDERS, HostUser, Mount, SandboxSpec, bwrap_argv
+from aitbc.miner.sandbox import (
+    SYSTEM_FOLDERS,
+    HostUser,
+    Mount,
+    SandboxSpec,
+    bwrap_argv,
+    gpu_devices,
+    gpu_environment,
+)
 from aitbc.miner.worker.messages import EXCHANGE
 
 WORKER_MODULE = "aitbc.miner.worker"
-# The device nodes every CUDA process needs besides its GPUs' own (/dev/nvidia0, …).
-NVIDIA_CONTROL_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
 OFFLINE_ENVIRONMENT = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -41,29 +47,6 @@ OFFLINE_ENVIRONMENT = {
 THREAD_SETTINGS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # What bwrap_argv adds for a sandbox in its own user namespace, and the number of values each option takes.
 USER_NAMESPACE_OPTIONS = {"--unshare-user": 0, "--disable-userns": 0, "--uid": 1, "--gid": 1, "--cap-drop": 1}
-
-
-@dataclass(frozen=True)
-class GpuAccess:
-    """The miner's GPUs as the worker sees them: their device nodes bound in, and CUDA told which they are."""
-
-    devices: tuple[str, ...]
-    environment: dict[str, str]
-
-    @classmethod
-    def for_miner(cls, gpu_count: int, visible: str | None = None) -> GpuAccess:
-        """`visible` is the miner's own CUDA_VISIBLE_DEVICES: the operator's choice of GPUs, kept as is."""
-        if gpu_count <= 0:
-            return cls(devices=(), environment={"CUDA_VISIBLE_DEVICES": ""})
-        chosen = [part.strip() for part in (visible or "").split(",") if part.strip()]
-        if chosen and not all(part.isdigit() for part in chosen):  # UUIDs: no node numbers to pick by
-            nodes = sorted(str(path) for path in Path("/dev").glob("nvidia[0-9]*"))
-            return cls(devices=(*NVIDIA_CONTROL_DEVICES, *nodes), environment={"CUDA_VISIBLE_DEVICES": visible or ""})
-        indices = chosen[:gpu_count] if chosen else [str(index) for index in range(gpu_count)]
-        return cls(
-            devices=(*NVIDIA_CONTROL_DEVICES, *(f"/dev/nvidia{index}" for index in indices)),
-            environment={"CUDA_VISIBLE_DEVICES": ",".join(indices)},
-        )
 
 
 def python_folders() -> list[str]:
@@ -87,18 +70,20 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def worker_spec(exchange: Path, models: Sequence[Path], gpus: GpuAccess) -> SandboxSpec:
+def worker_spec(exchange: Path, models: Sequence[Path], gpus: Sequence[int], dev: Path = Path("/dev")) -> SandboxSpec:
+    """A worker for jobs given GPUs `gpus` (host indices): their device nodes and the shared control nodes
+    (those under `dev` that exist), CUDA told which they are; none at all, and no GPU for CUDA, when empty."""
     return SandboxSpec(
         argv=[sys.executable, "-I", "-m", WORKER_MODULE],
         mounts=[Mount(exchange, EXCHANGE, writable=True)],
         environment={
             **OFFLINE_ENVIRONMENT,
             **{name: os.environ[name] for name in THREAD_SETTINGS if name in os.environ},
-            **gpus.environment,
+            **gpu_environment(gpus),
         },
         cwd="/tmp",  # noqa: S108
         network=False,
-        devices=gpus.devices,
+        devices=gpu_devices(gpus, dev) if gpus else (),
         readonly_paths=outermost([*python_folders(), *(str(folder) for folder in models)], SYSTEM_FOLDERS),
     )
 
