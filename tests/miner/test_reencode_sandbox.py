@@ -20,9 +20,11 @@ from pathlib import Path
 import pytest
 
 from aitbc.miner.config import JobLimits, MinerConfig
+from aitbc.miner.runtimes.command import CommandRuntime
 from aitbc.miner.runtimes.interface import JobFailed
 from aitbc.miner.runtimes.media_formats import INPUT_FORMATS
 from aitbc.miner.runtimes.reencode import ReencodeRuntime
+from aitbc.miner.runtimes.registry import build_runtimes
 from aitbc.miner.sandbox import HostUser
 from aitbc.miner.sandboxed_run import CPU_GRACE_SECONDS, Isolation, SandboxOutcome, clear_leftovers, sandbox_command
 from aitbc.miner.stop import StopReason, StopSignal
@@ -492,3 +494,17 @@ def test_a_reencode_jobs_leftover_folder_is_cleared_at_start(tmp_path: Path) -> 
     assert not os.path.ismount(folder)
     if cgroup is not None:
         assert not any(path.exists() for path in cgroup.folders.values())
+
+
+async def test_command_and_reencode_share_the_miners_one_isolation(tmp_path: Path) -> None:
+    """One miner, one set of scratch folders, cgroups and limits: its start-up clean-up covers both runtimes."""
+    config = miner_config(tmp_path / "miner", allow_command=True, runtimes=("command", "reencode"))
+    built, missing = build_runtimes(config)
+    try:
+        assert missing == {}
+        command, reencode = built["command"], built["reencode"]
+        assert isinstance(command, CommandRuntime) and isinstance(reencode, ReencodeRuntime)
+        assert command._isolation is reencode.isolation
+    finally:
+        for runtime in built.values():
+            await runtime.close()
