@@ -508,3 +508,15 @@ async def test_command_and_reencode_share_the_miners_one_isolation(tmp_path: Pat
     finally:
         for runtime in built.values():
             await runtime.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a tmpfs job folder needs a root miner")
+async def test_an_input_larger_than_the_jobs_disk_fails_with_that_limit(stack: InProcess, tmp_path: Path) -> None:
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    file_id = await stack.upload(big)
+    job_id = await stack.submit(type="reencode", input_file_id=file_id, params={"format": "wav"})
+    await stack.drain({"reencode": ReencodeRuntime.create(miner_config(tmp_path, job_limits=JobLimits(disk_mb=1)))})
+    job = await stack.job(job_id)
+    assert job["status"] == "failed"
+    assert "does not fit in its limit of 1 MiB of disk" in str(job["error"]), job["error"]
