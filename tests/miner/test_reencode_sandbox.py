@@ -2,8 +2,9 @@
 file outside the job (an HLS playlist with `file:///…` segments, the same playlist named `.mp4`, a concat
 list) must fail the job with a clear message and hand back nothing of that file. Each layer is checked on
 its own: the format whitelist (ffprobe and ffmpeg both), the mount namespace (with HLS let through, the
-miner's state folder is still not there), and the limits (memory, output size), plus cancel taking ffmpeg
-down at once."""
+miner's state folder is still not there), and the limits (memory, output size, CPU), plus cancel taking ffmpeg
+down at once. ffprobe and ffmpeg run through `sandboxed_run`, as command jobs do: the same cgroups, limits,
+watchdog and failure messages."""
 
 from __future__ import annotations
 
@@ -18,13 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from aitbc.miner.config import CommandLimits, MinerConfig
+from aitbc.miner.config import JobLimits, MinerConfig
+from aitbc.miner.runtimes.command import CommandRuntime
 from aitbc.miner.runtimes.interface import JobFailed
 from aitbc.miner.runtimes.media_formats import INPUT_FORMATS
 from aitbc.miner.runtimes.reencode import ReencodeRuntime
-from aitbc.miner.runtimes.tool_sandbox import CPU_GRACE_SECONDS, ToolLimits, ToolSandbox
-from aitbc.miner.sandbox import HostUser, ScratchFolders
-from aitbc.miner.stop import StopSignal
+from aitbc.miner.runtimes.registry import build_runtimes
+from aitbc.miner.sandbox import HostUser
+from aitbc.miner.sandboxed_run import CPU_GRACE_SECONDS, Isolation, SandboxOutcome, clear_leftovers, sandbox_command
+from aitbc.miner.stop import StopReason, StopSignal
 from tests.miner.conftest import process_gone
 from tests.miner.inprocess import InProcess, in_process
 
@@ -82,6 +85,22 @@ def playlist(segment: str) -> str:
 
 def miner_config(work_dir: Path, **options: object) -> MinerConfig:
     return MinerConfig(url="http://unused", api_key="unused", name="t", work_dir=work_dir, **options)  # type: ignore[arg-type]
+
+
+async def run_tool(
+    runtime: ReencodeRuntime, argv: list[str], folder: Path, cpu_seconds: int = 60, lines: list[str] | None = None
+) -> SandboxOutcome:
+    """Run argv the way the runtime runs ffprobe and ffmpeg, in `folder` (one of its isolation's folders)."""
+    seen = lines if lines is not None else []
+    return await runtime.run_tool(
+        argv,
+        folder,
+        cpu_seconds=cpu_seconds,
+        stop=StopSignal(),
+        deadline=time.monotonic() + 60,
+        on_stdout=seen.append,
+        on_stderr=seen.append,
+    )
 
 
 def host_ffmpeg_leaks(attack: Path, tmp_path: Path) -> bool:
@@ -166,23 +185,14 @@ async def test_ffmpeg_itself_refuses_a_playlist_not_only_the_probe(tmp_path: Pat
     """The whitelists are on ffmpeg's own command line too: run it on the playlist without the probe first."""
     secret = make_secret(open_folder / "state")
     runtime = ReencodeRuntime.create(miner_config(tmp_path))
-    user = HostUser.for_jobs()
-    scratch = ScratchFolders.for_miner(open_folder, user, base=open_folder / "scratch")
-    folder = scratch.create()
+    folder = runtime.isolation.scratch.create()
     (folder / "input.mp4").write_text(playlist(f"file://{secret}"))
-    if user is not None:
-        user.give(folder)
+    if runtime.isolation.user is not None:
+        runtime.isolation.user.give(folder)
     errors: list[str] = []
-    outcome = await ToolSandbox(user).run(
-        runtime.command_line({"format": "wav"}, "input.mp4"),
-        folder,
-        ToolLimits(cpu_seconds=60),
-        stop=StopSignal(),
-        deadline=time.monotonic() + 60,
-        on_stdout=lambda line: None,
-        on_stderr=errors.append,
-    )
-    assert outcome.exit_code != 0
+    outcome = await run_tool(runtime, runtime.command_line({"format": "wav"}, "input.mp4"), folder, lines=errors)
+    assert outcome.process.exit_code != 0
+    assert outcome.limit is None
     assert any("not on whitelist" in line for line in errors), errors
     assert not (folder / "output.wav").exists() or (folder / "output.wav").stat().st_size == 0
 
@@ -209,28 +219,25 @@ async def test_the_mount_namespace_hides_the_miners_state_folder_even_from_an_al
     assert "Error when loading first segment" in str(job["error"]), job["error"]
     assert_nothing_leaked(job)
     seen: list[str] = []
-    scratch = ScratchFolders.for_miner(open_folder, user, base=open_folder / "scratch")
-    outcome = await ToolSandbox(user).run(
+    outcome = await run_tool(
+        runtime,
         ["bash", "-c", f'test -e "{secret}" && echo VISIBLE; test -e "{work_dir}" && echo VISIBLE; ls -A /job'],
-        scratch.create(),
-        ToolLimits(cpu_seconds=10),
-        stop=StopSignal(),
-        deadline=time.monotonic() + 60,
-        on_stdout=seen.append,
-        on_stderr=seen.append,
+        runtime.isolation.scratch.create(),
+        cpu_seconds=10,
+        lines=seen,
     )
-    assert outcome.exit_code == 0, seen
+    assert outcome.process.exit_code == 0, seen
     assert seen == [], f"the sandbox sees more than its empty job folder: {seen}"
 
 
 async def test_a_normal_reencode_leaves_no_scratch_folder_and_runs_as_the_jobs_user(
     stack: InProcess, tmp_path: Path, open_folder: Path
 ) -> None:
-    user = HostUser.for_jobs()
-    scratch = ScratchFolders.for_miner(open_folder, user, base=open_folder / "scratch")
+    isolation = Isolation.for_miner(miner_config(open_folder / "miner", sandbox_dir=open_folder / "scratch"))
+    user, scratch = isolation.user, isolation.scratch
     ffmpeg_path, ffprobe_path = shutil.which("ffmpeg"), shutil.which("ffprobe")
     assert ffmpeg_path and ffprobe_path
-    runtime = ReencodeRuntime(ffmpeg_path, ffprobe_path, ToolSandbox(user), scratch)
+    runtime = ReencodeRuntime(ffmpeg_path, ffprobe_path, isolation)
     clip = make_clip(tmp_path / "clip.mp4")
     file_id = await stack.upload(clip)
     job_id = await stack.submit(type="reencode", input_file_id=file_id, params={"format": "matroska", "codec": "mpeg4"})
@@ -239,11 +246,12 @@ async def test_a_normal_reencode_leaves_no_scratch_folder_and_runs_as_the_jobs_u
     assert job["status"] == "completed", job
     _, files = await stack.package(job_id)
     assert files["artifacts/output.mkv"][:4] == b"\x1a\x45\xdf\xa3"  # the Matroska (EBML) magic
-    assert scratch.leftovers() == []
-    argv = ToolSandbox(user).argv(["ffmpeg"], tmp_path, ToolLimits())
+    assert not scratch.base.exists() or scratch.leftovers() == []  # closing the runtime removes the empty base
+    argv = sandbox_command(runtime.tool_spec(["ffmpeg"], tmp_path), user, None)  # what run_in_sandbox runs
     assert "--unshare-net" in argv and "--unshare-pid" in argv
+    assert "MALLOC_ARENA_MAX" in argv
     if user is not None:
-        assert argv[0].endswith("setpriv") and f"--reuid={user.uid}" in argv
+        assert argv[0] == "setpriv" and f"--reuid={user.uid}" in argv
 
 
 @pytest.mark.parametrize("output_format", ["hls", "segment", "tee", "dash", "rtp", "-i /etc/passwd", "image2pipe"])
@@ -265,60 +273,95 @@ def test_ffmpegs_command_line_carries_both_whitelists(tmp_path: Path) -> None:
 
 
 async def test_an_absurd_size_hits_the_memory_limit_and_fails_cleanly(stack: InProcess, tmp_path: Path) -> None:
-    runtime = ReencodeRuntime.create(miner_config(tmp_path, command_limits=CommandLimits(memory_mb=512)))
+    runtime = ReencodeRuntime.create(miner_config(tmp_path, job_limits=JobLimits(memory_mb=512)))
     clip = make_clip(tmp_path / "clip.mp4")
     file_id = await stack.upload(clip)
     job_id = await stack.submit(
-        type="reencode", input_file_id=file_id, params={"format": "mp4", "width": 16384, "height": 16384}
+        type="reencode", input_file_id=file_id, params={"format": "mp4", "width": 8192, "height": 8192}
     )
     await stack.drain({"reencode": runtime})
     job = await stack.job(job_id)
     assert job["status"] == "failed", job
     assert job["failure_reason"] == "runtime_error", job["error"]
-    assert "out of memory" in job["error"] and "512 MiB" in job["error"], job["error"]
+    assert "the job hit its limit of 512 MiB of memory" in job["error"], job["error"]  # as a command job's
+    assert "ffmpeg was stopped" in job["error"], job["error"]
 
 
 async def test_an_output_past_the_file_size_limit_fails_the_job(stack: InProcess, tmp_path: Path) -> None:
-    runtime = ReencodeRuntime.create(miner_config(tmp_path, command_limits=CommandLimits(file_size_mb=1)))
-    clip = make_clip(tmp_path / "clip.mp4", seconds=20)  # 20 s of 44.1 kHz audio as WAV: about 1.7 MiB
+    runtime = ReencodeRuntime.create(miner_config(tmp_path, job_limits=JobLimits(disk_mb=1)))
+    clip = tmp_path / "tone.mp2"  # 30 s of mono sound at 32 kbit/s (120 kB); as 44.1 kHz WAV about 2.5 MiB
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=30", "-c:a", "mp2", "-b:a", "32k", "-ac", "1", str(clip))
+    assert clip.stat().st_size < 200_000
     file_id = await stack.upload(clip)
     job_id = await stack.submit(type="reencode", input_file_id=file_id, params={"format": "wav"})
     await stack.drain({"reencode": runtime})
     job = await stack.job(job_id)
     assert job["status"] == "failed"
-    assert "limit of 1 MiB" in job["error"], job["error"]
+    assert "the job hit its limit of 1 MiB of disk" in job["error"], job["error"]
 
 
-async def run_in_tool_sandbox(argv: list[str], base: Path, limits: ToolLimits) -> tuple[int, list[str]]:
-    user = HostUser.for_jobs()
-    folder = ScratchFolders.for_miner(base, user, base=base / "scratch").create()
+async def test_every_limit_is_set_hard_inside_the_tools_sandbox(tmp_path: Path) -> None:
+    """Where there are no cgroups (a miner not root) the rlimits carry every limit: the same ones as a command
+    job's, the CPU one soft first (SIGXCPU, which ffmpeg reports) and hard a little later."""
+    limits = JobLimits(memory_mb=700, disk_mb=3, open_files=77, max_processes=99)
+    made = ReencodeRuntime.create(miner_config(tmp_path)).isolation
+    runtime = ReencodeRuntime.create(miner_config(tmp_path), Isolation(made.scratch, made.user, None, limits))
     lines: list[str] = []
-    outcome = await ToolSandbox(user).run(
-        argv,
-        folder,
-        limits,
-        stop=StopSignal(),
-        deadline=time.monotonic() + 60,
-        on_stdout=lines.append,
-        on_stderr=lines.append,
-    )
-    return outcome.exit_code, lines
-
-
-async def test_every_limit_is_set_hard_inside_the_tools_sandbox(open_folder: Path) -> None:
-    limits = ToolLimits(memory_mb=700, cpu_seconds=42, file_size_mb=3, open_files=77, processes=99)
-    exit_code, lines = await run_in_tool_sandbox(["cat", "/proc/self/limits"], open_folder, limits)
-    assert exit_code == 0, lines
-    table = {line[:26].strip(): line[26:].split()[:2] for line in lines[1:]}
+    script = "cat /proc/self/limits; echo arenas=$MALLOC_ARENA_MAX"
+    outcome = await run_tool(runtime, ["bash", "-c", script], made.scratch.create(), cpu_seconds=42, lines=lines)
+    assert outcome.process.exit_code == 0, lines
+    table = {line[:26].strip(): line[26:].split()[:2] for line in lines[1:-1]}
     assert table["Max cpu time"] == ["42", str(42 + CPU_GRACE_SECONDS)]  # SIGXCPU first, SIGKILL a little later
     assert table["Max address space"] == [str(700 * 1024 * 1024)] * 2
     assert table["Max file size"] == [str(3 * 1024 * 1024)] * 2
     assert table["Max open files"] == ["77", "77"]
     assert table["Max processes"] == ["99", "99"]
+    assert lines[-1] == "arenas=2"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="job cgroups need a root miner")
+async def test_ffmpeg_runs_in_the_jobs_cgroups_as_root(tmp_path: Path) -> None:
+    """As root the memory and process caps are the job's own cgroups (not rlimits), as for a command job."""
+    runtime = ReencodeRuntime.create(miner_config(tmp_path, job_limits=JobLimits(memory_mb=300, max_processes=50)))
+    cgroups = runtime.isolation.cgroups
+    assert cgroups is not None and "memory" in cgroups.folders and "pids" in cgroups.folders
+    folder = runtime.isolation.scratch.create()
+    memory, pids = cgroups.folders["memory"] / folder.name, cgroups.folders["pids"] / folder.name
+    stop, seen, lines = StopSignal(), asyncio.Event(), []
+    inside: dict[str, str] = {}
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        if line == "started":  # read the job's cgroups from the host while the tool runs
+            inside["procs"] = (memory / "cgroup.procs").read_text()
+            inside["memory"] = (memory / "memory.limit_in_bytes").read_text().strip()
+            inside["pids"] = (pids / "pids.max").read_text().strip()
+            seen.set()
+
+    running = asyncio.create_task(
+        runtime.run_tool(
+            ["bash", "-c", "ulimit -v; ulimit -u; echo started; sleep 60"],
+            folder,
+            cpu_seconds=60,
+            stop=stop,
+            deadline=time.monotonic() + 60,
+            on_stdout=on_line,
+            on_stderr=lines.append,
+        )
+    )
+    await asyncio.wait_for(seen.wait(), timeout=30)
+    stop.request(StopReason.CANCELED)
+    outcome = await running
+    assert outcome.process.stopped is StopReason.CANCELED
+    assert lines[0] == "unlimited" and lines[1] != "50", lines  # no rlimit: the cgroups hold memory and processes
+    assert inside["procs"].split(), "the tool was not in the job's memory cgroup"
+    assert inside["memory"] == str(300 * 1024 * 1024)
+    assert inside["pids"] == "50"
+    assert not memory.exists() and not pids.exists()  # removed with the run
 
 
 async def test_cpu_time_past_the_limit_fails_the_job_with_its_reason(stack: InProcess, tmp_path: Path) -> None:
-    runtime = ReencodeRuntime.create(miner_config(tmp_path, command_limits=CommandLimits(cpu_seconds=1)))
+    runtime = ReencodeRuntime.create(miner_config(tmp_path, job_limits=JobLimits(cpu_seconds=1)))
     clip = make_clip(tmp_path / "clip.mp4", seconds=60)
     file_id = await stack.upload(clip)
     job_id = await stack.submit(
@@ -329,7 +372,7 @@ async def test_cpu_time_past_the_limit_fails_the_job_with_its_reason(stack: InPr
     await stack.drain({"reencode": runtime})
     job = await stack.job(job_id)
     assert job["status"] == "failed"
-    assert "CPU time (1 s)" in job["error"], job["error"]
+    assert "the job hit its limit of 1 CPU seconds" in job["error"], job["error"]  # as a command job's
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -398,27 +441,26 @@ PLAIN_MEDIA = {
 
 async def test_plain_media_of_every_common_kind_passes_the_whitelist(tmp_path: Path, open_folder: Path) -> None:
     """A whitelist with a wrong name would refuse good media: probe one file of each kind in the sandbox."""
-    user = HostUser.for_jobs()
-    folder = ScratchFolders.for_miner(open_folder, user, base=open_folder / "scratch").create()
+    runtime = ReencodeRuntime.create(miner_config(tmp_path))
+    folder = runtime.isolation.scratch.create()
     for name, arguments in PLAIN_MEDIA.items():
         ffmpeg(*arguments, str(folder / name))
-    if user is not None:
-        user.give(folder)
-    runtime = ReencodeRuntime.create(miner_config(tmp_path))
-    sandbox = ToolSandbox(user)
+    if runtime.isolation.user is not None:
+        runtime.isolation.user.give(folder)
     refused = {}
     for name in PLAIN_MEDIA:
         lines: list[str] = []
-        outcome = await sandbox.run(
-            ["ffprobe", "-v", "error", *runtime.input_options(), "-show_entries", "format=format_name", f"/job/{name}"],
-            folder,
-            ToolLimits(cpu_seconds=30),
-            stop=StopSignal(),
-            deadline=time.monotonic() + 60,
-            on_stdout=lines.append,
-            on_stderr=lines.append,
-        )
-        if outcome.exit_code != 0 or not any(line.startswith("format_name=") for line in lines):
+        argv = [
+            "ffprobe",
+            "-v",
+            "error",
+            *runtime.input_options(),
+            "-show_entries",
+            "format=format_name",
+            f"/job/{name}",
+        ]
+        outcome = await run_tool(runtime, argv, folder, cpu_seconds=30, lines=lines)
+        if outcome.process.exit_code != 0 or not any(line.startswith("format_name=") for line in lines):
             refused[name] = lines
     assert refused == {}
 
@@ -433,3 +475,48 @@ async def test_a_still_image_output_is_the_first_frame_in_one_file(stack: InProc
     _, files = await stack.package(job_id)
     assert files["artifacts/output.png"][:8] == b"\x89PNG\r\n\x1a\n"
     assert [path for path in files if path.startswith("artifacts/")] == ["artifacts/output.png"]
+
+
+def test_a_reencode_jobs_leftover_folder_is_cleared_at_start(tmp_path: Path) -> None:
+    """A miner killed during a reencode job leaves its folder (a mounted tmpfs as root) and maybe its cgroup:
+    the next start clears them, as it does a command job's."""
+    config = miner_config(tmp_path / "miner")
+    runtime = ReencodeRuntime.create(config)
+    isolation = runtime.isolation
+    folder = isolation.scratch.create(runtime.limits.disk_mb)  # what `run` makes for a job
+    (folder / "input.mp4").write_bytes(b"x" * 1000)
+    cgroup = isolation.cgroups.create(folder.name, runtime.limits) if isolation.cgroups else None
+    assert folder in isolation.scratch.leftovers()
+
+    assert clear_leftovers(config) >= 1
+
+    assert not folder.exists()
+    assert not os.path.ismount(folder)
+    if cgroup is not None:
+        assert not any(path.exists() for path in cgroup.folders.values())
+
+
+async def test_command_and_reencode_share_the_miners_one_isolation(tmp_path: Path) -> None:
+    """One miner, one set of scratch folders, cgroups and limits: its start-up clean-up covers both runtimes."""
+    config = miner_config(tmp_path / "miner", allow_command=True, runtimes=("command", "reencode"))
+    built, missing = build_runtimes(config)
+    try:
+        assert missing == {}
+        command, reencode = built["command"], built["reencode"]
+        assert isinstance(command, CommandRuntime) and isinstance(reencode, ReencodeRuntime)
+        assert command._isolation is reencode.isolation
+    finally:
+        for runtime in built.values():
+            await runtime.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a tmpfs job folder needs a root miner")
+async def test_an_input_larger_than_the_jobs_disk_fails_with_that_limit(stack: InProcess, tmp_path: Path) -> None:
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(2 * 1024 * 1024))
+    file_id = await stack.upload(big)
+    job_id = await stack.submit(type="reencode", input_file_id=file_id, params={"format": "wav"})
+    await stack.drain({"reencode": ReencodeRuntime.create(miner_config(tmp_path, job_limits=JobLimits(disk_mb=1)))})
+    job = await stack.job(job_id)
+    assert job["status"] == "failed"
+    assert "does not fit in its limit of 1 MiB of disk" in str(job["error"]), job["error"]

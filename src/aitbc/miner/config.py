@@ -23,9 +23,6 @@ class JobLimits:
     open_files: int = 1024
 
 
-CommandLimits = JobLimits  # the name these limits had when only `command` jobs had them
-
-
 @dataclass(frozen=True)
 class MinerConfig:
     url: str
@@ -49,10 +46,6 @@ class MinerConfig:
     job_network: bool = False  # jobs get the host's network (else a network namespace with only loopback)
     sandbox_dir: Path | None = None  # where job folders live while they run (default: see ScratchFolders)
     parent_pid: int | None = None  # stop when this process is gone (miners started by `aitbc serve`)
-
-    @property
-    def command_limits(self) -> JobLimits:
-        return self.job_limits
 
     @property
     def state_dir(self) -> Path:

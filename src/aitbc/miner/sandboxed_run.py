@@ -2,9 +2,10 @@
 
 Limits, strongest first: a cgroup per job as root (processes, memory, CPU time of all its processes) that the
 process joins before it can fork; a tmpfs of the job's disk size as its folder as root; rlimits set inside the
-sandbox before the job's program starts (CPU time per process, open files, file size, and address space and
-process count where there is no cgroup for them); a watchdog that stops the job once it has hit one, so it
-fails at once with the limit named instead of thrashing until its timeout.
+sandbox before the job's program starts (CPU time per process, SIGXCPU first, open files, file size, and
+address space and process count where there is no cgroup for them); a watchdog that stops the job once it has
+hit one, so it fails at once with the limit named instead of thrashing until its timeout. Every sandboxed
+process of a miner runs here: `command` jobs' scripts, and `reencode`'s ffprobe and ffmpeg.
 
 Order of the command line, outside in: `sh` (as root) writes its own pid into the job's cgroups and execs
 `setpriv`, which drops to the job's host user and execs `bwrap`; so everything the job runs is in its cgroups
@@ -40,6 +41,9 @@ JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done
 WATCH_SECONDS = 0.25
 WALKS_EVERY = 4  # an uncapped folder is measured every 4th check (a walk costs more than reading a counter)
 SIGXCPU, SIGXFSZ = 24, 25
+# The CPU rlimit is soft first (SIGXCPU: a program such as ffmpeg stops and says why; bash dies of it and its
+# exit code names it), then hard this much later (SIGKILL, for a program that ignores SIGXCPU).
+CPU_GRACE_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,13 @@ class SandboxOutcome:
 
 def rlimits_argv(limits: JobLimits, cpu_seconds: int, cgroup: JobCgroup | None) -> list[str]:
     """bash's `ulimit` (hard and soft: the job cannot raise them again), then exec of the job's program."""
-    settings = [("t", cpu_seconds), ("n", limits.open_files), ("f", limits.disk_mb * 1024)]
+    cpu = [f"ulimit -S -t {int(cpu_seconds)}", f"ulimit -H -t {int(cpu_seconds) + CPU_GRACE_SECONDS}"]
+    settings = [("n", limits.open_files), ("f", limits.disk_mb * 1024)]
     if cgroup is None or "memory" not in cgroup.folders:
         settings.append(("v", limits.memory_mb * 1024))
     if cgroup is None or "pids" not in cgroup.folders:
         settings.append(("u", limits.max_processes))
-    line = " && ".join(f"ulimit -H -S -{flag} {int(value)}" for flag, value in settings)
+    line = " && ".join([*cpu, *(f"ulimit -H -S -{flag} {int(value)}" for flag, value in settings)])
     return ["bash", "-c", f'{line} && exec "$@"', "aitbc-limits"]
 
 
@@ -114,9 +119,8 @@ def sandbox_command(spec: SandboxSpec, user: HostUser | None, cgroup: JobCgroup 
 
 
 def _limit_hit(
-    isolation: Isolation, folder: Path, cgroup: JobCgroup | None, cpu_seconds: int, walk: bool
+    isolation: Isolation, limits: JobLimits, folder: Path, cgroup: JobCgroup | None, cpu_seconds: int, walk: bool
 ) -> str | None:
-    limits = isolation.limits
     if cgroup is not None and (hit := cgroup.limit_hit(limits, cpu_seconds)):
         return hit
     over = isolation.scratch.disk_full(folder) or (
@@ -126,14 +130,19 @@ def _limit_hit(
 
 
 async def _watch(
-    isolation: Isolation, folder: Path, cgroup: JobCgroup | None, cpu_seconds: int, stop: StopSignal
+    isolation: Isolation,
+    limits: JobLimits,
+    folder: Path,
+    cgroup: JobCgroup | None,
+    cpu_seconds: int,
+    stop: StopSignal,
 ) -> str | None:
     checks = 0
     while True:
         await asyncio.sleep(WATCH_SECONDS)
         checks += 1
         walk = checks % WALKS_EVERY == 0
-        hit = await asyncio.to_thread(_limit_hit, isolation, folder, cgroup, cpu_seconds, walk)
+        hit = await asyncio.to_thread(_limit_hit, isolation, limits, folder, cgroup, cpu_seconds, walk)
         if hit is not None:
             stop.request(StopReason.LIMIT)
             return hit
@@ -159,10 +168,14 @@ async def run_in_sandbox(
     on_stdout: LineHandler,
     on_stderr: LineHandler,
     kill_grace_seconds: float = 1.0,
+    limits: JobLimits | None = None,
 ) -> SandboxOutcome:
     """Run `spec` (its mounts under `folder`, a folder from `isolation.scratch`) until it exits, `stop` is
-    requested, `deadline` passes or it hits a limit; when this returns, no process of it is left."""
-    limits = isolation.limits
+    requested, `deadline` passes or it hits a limit; when this returns, no process of it is left.
+
+    `limits` replaces the miner's job limits for this one process (a step that needs less, such as ffprobe's
+    look at a file); `spec.environment` is the whole environment inside (MALLOC_ARENA_MAX and the like)."""
+    limits = limits or isolation.limits
     cgroup = await asyncio.to_thread(isolation.cgroups.create, folder.name, limits) if isolation.cgroups else None
     inner = replace(spec, argv=[*rlimits_argv(limits, cpu_seconds, cgroup), *spec.argv])
     local = StopSignal()  # the job's own stop, or the watchdog's
@@ -173,7 +186,7 @@ async def run_in_sandbox(
             local.request(done.result())
 
     forward.add_done_callback(pass_on)
-    watch = asyncio.create_task(_watch(isolation, folder, cgroup, cpu_seconds, local))
+    watch = asyncio.create_task(_watch(isolation, limits, folder, cgroup, cpu_seconds, local))
     limit: str | None = None
     try:
         outcome = await run_process(
@@ -192,7 +205,7 @@ async def run_in_sandbox(
             limit = watch.result()
         watch.cancel()
         if limit is None:
-            limit = await asyncio.to_thread(_limit_hit, isolation, folder, cgroup, cpu_seconds, True)
+            limit = await asyncio.to_thread(_limit_hit, isolation, limits, folder, cgroup, cpu_seconds, True)
         if cgroup is not None:
             await asyncio.to_thread(cgroup.remove)
     if limit is None and outcome.stopped is None:

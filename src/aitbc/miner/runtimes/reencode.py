@@ -3,30 +3,33 @@
 to `artifacts/output.<ext>`, a JSON summary (from ffprobe) to `result.txt`; progress comes from ffmpeg's
 own `-progress` output. Every parameter is checked against a strict pattern: no option can be injected.
 
-ffprobe and ffmpeg parse a tenant's file, so both run in the job sandbox (`ToolSandbox`): a scratch folder
-holding a copy of the input is the only job folder they see (at /job), with no network and hard limits on
-memory, CPU time, output size, open files and processes. They read plain media containers only, through the
-`file` protocol only (`media_formats`): a playlist or list that names other files fails the job. What ffmpeg
-wrote is copied out of the scratch folder without following links, and the scratch folder is removed.
+ffprobe and ffmpeg parse a tenant's file, so both run the way a `command` job's script does
+(`sandboxed_run`): in bubblewrap as the job's host user, in the job's cgroups, under the job's limits
+(processes, memory, CPU, disk, open files) with the same watchdog and the same failure messages, never with
+the network. The job's folder (a tmpfs of its disk size on a root miner) holds a copy of the input and is the
+only job folder they see, at /job. They read plain media containers only, through the `file` protocol only
+(`media_formats`): a playlist or list that names other files fails the job. What ffmpeg wrote is copied out
+of the folder without following links, and the folder is removed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
-import os
 import re
 import shutil
 import time
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aitbc.domain.job import FailureReason
-from aitbc.miner.config import CommandLimits, MinerConfig
-from aitbc.miner.process import ProcessOutcome
+from aitbc.miner.config import JobLimits, MinerConfig
+from aitbc.miner.process import LineHandler
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult, RuntimeUnavailable
 from aitbc.miner.runtimes.job_user import copy_regular_file
 from aitbc.miner.runtimes.media_formats import (
@@ -36,8 +39,8 @@ from aitbc.miner.runtimes.media_formats import (
     output_options,
     refused_input,
 )
-from aitbc.miner.runtimes.tool_sandbox import JOB_FOLDER, ToolLimits, ToolSandbox
-from aitbc.miner.sandbox import HostUser, ScratchFolders, check_sandbox
+from aitbc.miner.sandbox import SYSTEM_FOLDERS, Mount, SandboxSpec
+from aitbc.miner.sandboxed_run import SAFE_PATH, Isolation, SandboxOutcome, run_in_sandbox
 from aitbc.miner.stop import StopReason, StopSignal
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,31}$")
@@ -46,7 +49,7 @@ SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,16}$")
 PROBE_TIMEOUT_SECONDS = 30
 PROBE_MEMORY_MB = 1024
 PROBE_OUTPUT_CHARACTERS = 1_000_000
-PROCESS_LIMIT = 512  # threads included: encoders start about one per core
+JOB_FOLDER = "/job"  # where the job's folder appears inside the sandbox
 STDERR_TAIL_LINES = 20
 PROBE_ENTRIES = "format=format_name,duration:stream=codec_type,codec_name,width,height,sample_rate"
 
@@ -58,47 +61,91 @@ class ReencodeRuntime:
         self,
         ffmpeg: str,
         ffprobe: str,
-        sandbox: ToolSandbox,
-        scratch: ScratchFolders,
-        limits: CommandLimits | None = None,
+        isolation: Isolation,
+        kill_grace_seconds: float = 1.0,
         input_formats: Sequence[str] = INPUT_FORMATS,
     ) -> None:
         self._ffmpeg = ffmpeg
         self._ffprobe = ffprobe
-        self._sandbox = sandbox
-        self._scratch = scratch
-        self._limits = limits or CommandLimits()
+        self._isolation = isolation
+        self._kill_grace = kill_grace_seconds
         self._input_formats = tuple(input_formats)
 
-    @classmethod
-    def create(cls, config: MinerConfig, input_formats: Sequence[str] = INPUT_FORMATS) -> ReencodeRuntime:
+    @staticmethod
+    def tools() -> tuple[str, str]:
+        """ffmpeg's and ffprobe's paths (RuntimeUnavailable, saying what to install, where they are missing)."""
         ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
         if ffmpeg is None or ffprobe is None:
             raise RuntimeUnavailable("ffmpeg and ffprobe are not on PATH (apt-get install ffmpeg)")
-        user = HostUser.for_jobs(config.command_user)
-        check_sandbox(user)  # never run ffmpeg on a tenant's file outside a sandbox
-        return cls(
-            ffmpeg,
-            ffprobe,
-            ToolSandbox(user, config.kill_grace_seconds),
-            ScratchFolders.for_miner(config.work_dir, user),
-            config.command_limits,
-            input_formats,
-        )
+        return ffmpeg, ffprobe
+
+    @classmethod
+    def create(
+        cls, config: MinerConfig, isolation: Isolation | None = None, input_formats: Sequence[str] = INPUT_FORMATS
+    ) -> ReencodeRuntime:
+        """With the miner's `isolation` (shared with its `command` runtime), else one of its own: never run
+        ffmpeg on a tenant's file outside a sandbox."""
+        ffmpeg, ffprobe = cls.tools()
+        isolation = isolation or Isolation.for_miner(config)
+        return cls(ffmpeg, ffprobe, isolation, config.kill_grace_seconds, input_formats)
+
+    @property
+    def isolation(self) -> Isolation:
+        return self._isolation
+
+    @property
+    def limits(self) -> JobLimits:
+        return self._isolation.limits
 
     def models(self) -> list[str]:
         return []
 
     async def close(self) -> None:
-        return None
+        self._isolation.close()
 
-    def _tool_limits(self, cpu_seconds: float, memory_mb: int | None = None) -> ToolLimits:
-        return ToolLimits(
-            memory_mb=memory_mb or self._limits.memory_mb,
-            cpu_seconds=max(1, int(cpu_seconds)),
-            file_size_mb=self._limits.disk_mb,
-            open_files=self._limits.open_files,
-            processes=min(PROCESS_LIMIT, self._limits.max_processes),
+    def tool_spec(self, argv: Sequence[str], folder: Path) -> SandboxSpec:
+        """What ffprobe or ffmpeg sees: the job's folder at /job, the read-only system, no network."""
+        tool = argv[0]
+        return SandboxSpec(
+            argv=list(argv),
+            mounts=[Mount(folder, JOB_FOLDER, writable=True)],
+            environment={
+                "PATH": SAFE_PATH,
+                "HOME": JOB_FOLDER,
+                "LANG": "C.UTF-8",
+                # Where RLIMIT_AS caps memory (no memory cgroup) it counts reserved address space: glibc's
+                # 64 MiB arena per thread would use up the limit on a many-core machine without using memory.
+                "MALLOC_ARENA_MAX": "2",
+            },
+            cwd=JOB_FOLDER,
+            network=False,
+            readonly_paths=[tool] if _outside_system_folders(tool) else [],
+        )
+
+    async def run_tool(
+        self,
+        argv: Sequence[str],
+        folder: Path,
+        *,
+        cpu_seconds: int,
+        stop: StopSignal,
+        deadline: float,
+        on_stdout: LineHandler,
+        on_stderr: LineHandler,
+        limits: JobLimits | None = None,
+    ) -> SandboxOutcome:
+        """Run ffprobe or ffmpeg (or any argv, for tests) in `folder`'s sandbox, as a command job runs."""
+        return await run_in_sandbox(
+            self._isolation,
+            folder,
+            self.tool_spec(argv, folder),
+            cpu_seconds=max(1, cpu_seconds),
+            stop=stop,
+            deadline=deadline,
+            on_stdout=on_stdout,
+            on_stderr=on_stderr,
+            kill_grace_seconds=self._kill_grace,
+            limits=limits,
         )
 
     def input_options(self) -> list[str]:
@@ -131,18 +178,21 @@ class ReencodeRuntime:
         stop = StopSignal()  # the probe's own timeout must not read as the job's
         forward = asyncio.create_task(_forward_stop(context.stop, stop))
         try:
-            outcome = await self._sandbox.run(
+            sandboxed = await self.run_tool(
                 argv,
                 scratch,
-                self._tool_limits(PROBE_TIMEOUT_SECONDS, min(PROBE_MEMORY_MB, self._limits.memory_mb)),
+                cpu_seconds=PROBE_TIMEOUT_SECONDS,
                 stop=stop,
                 deadline=min(context.deadline, time.monotonic() + PROBE_TIMEOUT_SECONDS),
                 on_stdout=collect,
                 on_stderr=stderr.append,
+                limits=replace(self.limits, memory_mb=min(PROBE_MEMORY_MB, self.limits.memory_mb)),
             )
         finally:
             forward.cancel()
-        errors = "\n".join(stderr)
+        outcome, errors = sandboxed.process, "\n".join(stderr)
+        if sandboxed.limit is not None:
+            raise JobFailed(f"ffprobe was stopped reading the file: {sandboxed.limit}")
         if outcome.stopped is not None:
             if context.stop.requested:
                 raise JobFailed(f"stopped ({context.stop.reason}) while ffprobe read the file")
@@ -218,14 +268,27 @@ class ReencodeRuntime:
         input_name = "input" + (source.suffix if SAFE_SUFFIX.match(source.suffix) else "")
         params = context.assignment.params
         arguments = self.command_line(params, input_name)
-        scratch = self._scratch.create()
+        scratch = self._isolation.scratch
+        folder = await asyncio.to_thread(scratch.create, self.limits.disk_mb)
         try:
-            _place_input(source, scratch / input_name)
-            if self._scratch.user is not None:
-                self._scratch.user.give(scratch)
-            return await self._reencode(context, scratch, input_name, arguments, _output_format(params))
+            await asyncio.to_thread(self._place_input, source, folder / input_name)
+            return await self._reencode(context, folder, input_name, arguments, _output_format(params))
         finally:
-            self._scratch.remove(scratch)
+            await asyncio.to_thread(scratch.remove, folder)
+
+    def _place_input(self, source: Path, target: Path) -> None:
+        """A copy of the input the miner downloaded, in the job's folder (the job's disk), owned by its user."""
+        try:
+            copied = copy_regular_file(source, target)
+        except OSError as error:
+            if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            limit = self.limits.disk_mb
+            raise JobFailed(f"the job's input file does not fit in its limit of {limit} MiB of disk") from None
+        if not copied:
+            raise JobFailed("the job's input is not a regular file")
+        if self._isolation.user is not None:
+            self._isolation.user.give(target)
 
     async def _reencode(
         self, context: JobContext, scratch: Path, input_name: str, arguments: list[str], output_format: str
@@ -245,28 +308,42 @@ class ReencodeRuntime:
             stderr.append(line)
             context.reporter.line("stderr", line)
 
-        limits = self._tool_limits(self._limits.cpu_seconds or context.assignment.timeout_seconds)
-        outcome = await self._sandbox.run(
+        sandboxed = await self.run_tool(
             arguments,
             scratch,
-            limits,
+            cpu_seconds=int(self.limits.cpu_seconds or context.assignment.timeout_seconds),
             stop=context.stop,
             deadline=context.deadline,
             on_stdout=on_progress,
             on_stderr=on_stderr,
         )
+        outcome, errors = sandboxed.process, "\n".join(stderr)
         usage = {"wall_seconds": round(outcome.wall_seconds, 3), "input_seconds": duration}
         target = context.package.artifacts_dir / output_name
+        failed = outcome.stopped is None and outcome.exit_code != 0
+        limit = sandboxed.limit or (self._limit_in_errors(errors, context) if failed else None)
+        if limit is not None:  # the same message as a command job's, and what to ask for instead
+            context.reporter.line("stderr", f"[aitbc] {limit}")
+            return RuntimeResult(
+                exit_code=outcome.exit_code,
+                failure=FailureReason.RUNTIME_ERROR,
+                message=f"{limit}: ffmpeg was stopped (ask for a smaller size, frame rate or bitrate)",
+                usage=usage,
+            )
         if outcome.stopped is not None:  # canceled or timed out: what ffmpeg wrote so far is the partial result
             copy_regular_file(scratch / output_name, target)
             failure = FailureReason.TIMEOUT if outcome.stopped is StopReason.TIMEOUT else None
             return RuntimeResult(exit_code=outcome.exit_code, failure=failure, usage=usage)
         if outcome.exit_code != 0:
-            errors = "\n".join(stderr)
+            refused = refused_input(errors)
             return RuntimeResult(
                 exit_code=outcome.exit_code,
-                failure=FailureReason.INVALID_INPUT if refused_input(errors) else FailureReason.RUNTIME_ERROR,
-                message=self._failure_message(outcome, errors, limits),
+                failure=FailureReason.INVALID_INPUT if refused else FailureReason.RUNTIME_ERROR,
+                message=(
+                    f"ffmpeg refused the input: it is not a plain media file ({_last_line(errors)})"
+                    if refused
+                    else f"ffmpeg exited with code {outcome.exit_code}: {_last_line(errors)} (see logs/stderr.log)"
+                ),
                 usage=usage,
             )
         probed = await self.probe(scratch, output_name, context)
@@ -291,32 +368,19 @@ class ReencodeRuntime:
         context.package.result_file.write_text(json.dumps(summary, indent=2) + "\n")
         return RuntimeResult(exit_code=0, output={"media": summary}, usage=usage)
 
-    @staticmethod
-    def _failure_message(outcome: ProcessOutcome, errors: str, limits: ToolLimits) -> str:
-        """Why ffmpeg failed, in words: a limit it hit, a whitelist that refused the input, or its last line."""
-        code = outcome.exit_code
-        if refused_input(errors):
-            return f"ffmpeg refused the input: it is not a plain media file ({_last_line(errors)})"
+    def _limit_in_errors(self, errors: str, context: JobContext) -> str | None:
+        """A limit ffmpeg itself reported hitting where no cgroup counted it (a miner without them): an
+        allocation RLIMIT_AS refused, the soft CPU rlimit's SIGXCPU (ffmpeg catches it and exits), a write
+        past the file-size rlimit. Worded as the watchdog words it."""
+        limits = self.limits
         if "Cannot allocate memory" in errors:
-            return (
-                f"ffmpeg ran out of memory: this miner allows {limits.memory_mb} MiB per job "
-                "(ask for a smaller size, frame rate or bitrate)"
-            )
-        if code in (-24, 128 + 24) or "received signal 24" in errors:
-            return f"ffmpeg used up its CPU time ({limits.cpu_seconds} s) and was stopped"
-        if code in (-25, 128 + 25) or "File too large" in errors:
-            return f"ffmpeg's output grew past this miner's limit of {limits.file_size_mb} MiB per file"
-        return f"ffmpeg exited with code {code}: {_last_line(errors)} (see logs/stderr.log)"
-
-
-def _place_input(source: Path, target: Path) -> None:
-    """The input the miner downloaded, in the scratch folder: a hard link where both lie on one filesystem (no
-    copy of a large file; nothing reads the original after the job), else a copy."""
-    try:
-        os.link(source, target, follow_symlinks=False)
-    except OSError:
-        if not copy_regular_file(source, target):
-            raise JobFailed("the job's input is not a regular file") from None
+            return f"the job hit its limit of {limits.memory_mb} MiB of memory"
+        if "received signal 24" in errors:
+            cpu_seconds = max(1, int(limits.cpu_seconds or context.assignment.timeout_seconds))
+            return f"the job hit its limit of {cpu_seconds} CPU seconds"
+        if "File too large" in errors or "No space left on device" in errors:
+            return f"the job hit its limit of {limits.disk_mb} MiB of disk"
+        return None
 
 
 def _output_format(params: dict[str, Any]) -> str:
@@ -340,3 +404,13 @@ async def _forward_stop(source: StopSignal, target: StopSignal) -> None:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1][:300] if lines else "no message"
+
+
+def _outside_system_folders(tool: str) -> bool:
+    """A tool given by its path outside /usr (and /bin, …) is bound in alone; one under them, or a bare name
+    found on the sandbox's PATH, is already in the read-only system."""
+    path = Path(tool)
+    if not path.is_absolute():
+        return False
+    resolved = path.resolve()
+    return not any(resolved.is_relative_to(folder) for folder in SYSTEM_FOLDERS if Path(folder).is_dir())

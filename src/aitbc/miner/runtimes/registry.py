@@ -10,22 +10,42 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from importlib.metadata import entry_points
+from typing import TYPE_CHECKING
 
 from aitbc.miner.config import DEFAULT_RUNTIMES, MinerConfig
 from aitbc.miner.runtimes.interface import Runtime, RuntimeUnavailable
 
+if TYPE_CHECKING:
+    from aitbc.miner.sandboxed_run import Isolation
+
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "aitbc.miner.runtimes"
 Factory = Callable[[MinerConfig], Runtime]
+SandboxedFactory = Callable[[MinerConfig, Callable[[], "Isolation"]], Runtime]
 
 
-def _command(config: MinerConfig) -> Runtime:
+class SharedIsolation:
+    """The miner's one `Isolation`, made the first time a runtime that sandboxes needs it: `command` and
+    `reencode` share its scratch folders, cgroups and limits (and the sandbox is checked once)."""
+
+    def __init__(self, config: MinerConfig) -> None:
+        self._config = config
+        self._made: Isolation | None = None
+
+    def __call__(self) -> Isolation:
+        if self._made is None:
+            from aitbc.miner.sandboxed_run import Isolation
+
+            self._made = Isolation.for_miner(self._config)
+        return self._made
+
+
+def _command(config: MinerConfig, isolation: Callable[[], Isolation]) -> Runtime:
     if not config.allow_command:
         raise RuntimeUnavailable("the command runtime runs other people's code: start the miner with --allow-command")
     from aitbc.miner.runtimes.command import CommandRuntime
-    from aitbc.miner.sandboxed_run import Isolation
 
-    return CommandRuntime(Isolation.for_miner(config), config.kill_grace_seconds)
+    return CommandRuntime(isolation(), config.kill_grace_seconds)
 
 
 def _embedding(config: MinerConfig) -> Runtime:
@@ -40,22 +60,27 @@ def _text_generation(config: MinerConfig) -> Runtime:
     return TextGenerationRuntime.create(config)
 
 
-def _reencode(config: MinerConfig) -> Runtime:
+def _reencode(config: MinerConfig, isolation: Callable[[], Isolation]) -> Runtime:
     from aitbc.miner.runtimes.reencode import ReencodeRuntime
 
-    return ReencodeRuntime.create(config)
+    ReencodeRuntime.tools()  # no ffmpeg: say so before checking the sandbox
+    return ReencodeRuntime.create(config, isolation())
 
 
-BUILT_IN: dict[str, Factory] = {
-    "command": _command,
-    "embedding": _embedding,
-    "text-generation": _text_generation,
-    "reencode": _reencode,
-}
+SANDBOXED: dict[str, SandboxedFactory] = {"command": _command, "reencode": _reencode}
+BUILT_IN: dict[str, Factory] = {"embedding": _embedding, "text-generation": _text_generation}
 
 
-def factories() -> dict[str, Factory]:
-    found = dict(BUILT_IN)
+def _given(make: SandboxedFactory, isolation: Callable[[], Isolation]) -> Factory:
+    return lambda config: make(config, isolation)
+
+
+def factories(isolation: Callable[[], Isolation]) -> dict[str, Factory]:
+    """Every runtime by name; the sandboxed built-ins get the miner's one `isolation`."""
+    found: dict[str, Factory] = {
+        **{name: _given(make, isolation) for name, make in SANDBOXED.items()},
+        **BUILT_IN,
+    }
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
             found[entry.name] = entry.load()
@@ -66,10 +91,9 @@ def factories() -> dict[str, Factory]:
 
 def build_runtimes(config: MinerConfig) -> tuple[dict[str, Runtime], dict[str, str]]:
     """The runtimes this miner offers, and why each one left out was left out."""
-    available = factories()
-    wanted = (
-        config.runtimes if config.runtimes is not None else (*DEFAULT_RUNTIMES, *sorted(set(available) - set(BUILT_IN)))
-    )
+    available = factories(SharedIsolation(config))
+    built_in = {*SANDBOXED, *BUILT_IN}
+    wanted = config.runtimes if config.runtimes is not None else (*DEFAULT_RUNTIMES, *sorted(set(available) - built_in))
     built: dict[str, Runtime] = {}
     missing: dict[str, str] = {}
     for name in wanted:
