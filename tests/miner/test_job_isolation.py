@@ -86,8 +86,9 @@ async def test_a_setsid_daemon_is_gone_when_its_job_ends(
     job = await stack.job(job_id)
     assert (job["status"], job["failure_reason"]) == (status, reason), job
     assert all_gone(marker), f"the daemon outlived its {ending} job"
-    _, files = await stack.package(job_id)
-    assert b"daemon started" in files["logs/stdout.log"]
+    if ending != "cancelled":  # a cancel may land before the echo is logged; the daemon was seen running then
+        _, files = await stack.package(job_id)
+        assert b"daemon started" in files["logs/stdout.log"]
 
 
 @ROOT_ONLY
