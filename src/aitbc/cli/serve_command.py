@@ -98,26 +98,17 @@ def serve(
     else:
         console.print(f"Using the data in {settings.data_dir} (CLI profile: {profile_path()}).")
     console.print(f"Coordinator on [bold]{settings.base_url}[/] — API docs at {settings.base_url}/docs")
+    server = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        ws_ping_interval=20,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
     if miners:
         if not allow_command:
             console.print("Local miners run the AI runtimes only; add --allow-command to let them run command jobs.")
-        server = uvicorn.Config(
-            create_app(settings),
-            host=host,
-            port=port,
-            log_level=log_level,
-            ws_ping_interval=20,
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
         serve_with_local_miners(LocalMinerOptions(miners, allow_command), settings, server)
     else:
-        CoordinatorServer(  # uvicorn's server; on stop it first releases held long polls
-            uvicorn.Config(
-                create_app(settings),
-                host=host,
-                port=port,
-                log_level=log_level,
-                ws_ping_interval=20,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            )
-        ).run()
+        CoordinatorServer(server).run()  # uvicorn's server; on stop it first releases held long polls
