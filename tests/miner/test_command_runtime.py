@@ -186,7 +186,7 @@ async def test_a_package_past_the_job_upload_quota_fails_the_job_and_is_purged(t
     async with in_process(tmp_path, **options) as small:
         script = 'for n in 1 2; do head -c 1000000 /dev/zero > "$AITBC_ARTIFACTS_DIR/part$n"; done'
         job_id = await small.submit(type="command", input=script)
-        await small.drain(command())
+        await small.drain(command(small))
         job = await small.job(job_id)
         assert (job["status"], job["failure_reason"], job["results"]) == ("failed", "runtime_error", "none")
         assert "refused the job's result package" in job["error"] and "per job" in job["error"]
