@@ -38,7 +38,7 @@ imports: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 
 pytest: $(VENV)/.test-installed
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
