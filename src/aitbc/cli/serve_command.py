@@ -72,9 +72,11 @@ def serve(
     import uvicorn
 
     from aitbc.api.app import create_app
+    from aitbc.api.memory import limit_malloc_arenas
     from aitbc.api.server import CoordinatorServer
     from aitbc.cli.local_miners import LocalMinerOptions, serve_with_local_miners
 
+    limit_malloc_arenas()  # before the database threads start: their arenas would keep RSS growing
     settings = Settings(
         data_dir=(data_dir or default_data_dir()).expanduser(),
         database_url=database_url,
