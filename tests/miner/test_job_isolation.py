@@ -10,11 +10,13 @@ import os
 import stat
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from aitbc.domain.matching import Gpu
+from aitbc.miner.cgroups import UNIFIED, MinerCgroups
 from aitbc.miner.config import JobLimits
 from aitbc.miner.gpus import GpuSlots
 from aitbc.miner.runtimes.command import CommandRuntime
@@ -336,3 +338,36 @@ async def test_a_link_left_in_place_of_the_output_folders_is_not_followed(
     assert files["result.txt"] == b"out\n"
     assert not any(path.startswith("artifacts/") for path in files)
     assert all(b"PRIVATE KEY" not in data for data in files.values())
+
+
+def v2_only(isolation: Isolation, limits: JobLimits) -> dict[str, CommandRuntime]:
+    """The command runtime as on a cgroup v2-only host: the same miner, with its v1 folders left out."""
+    assert isolation.cgroups is not None and UNIFIED in isolation.cgroups.folders, isolation.cgroups
+    cgroups = MinerCgroups({UNIFIED: isolation.cgroups.folders[UNIFIED]})
+    return {"command": CommandRuntime(replace(isolation, cgroups=cgroups, limits=limits), kill_grace_seconds=0.5)}
+
+
+@ROOT_ONLY
+@pytest.mark.skipif(" cgroup2 " not in Path("/proc/self/mounts").read_text(), reason="no cgroup v2 hierarchy")
+async def test_on_cgroup_v2_alone_a_job_is_held_whole(stack: InProcess) -> None:
+    isolation = command(stack)["command"]._isolation
+    runtimes = v2_only(isolation, JobLimits(cpu_seconds=2, max_processes=300, memory_mb=512))
+    marker = unique_marker()
+    # Two busy processes: only the cgroup's count of all of them (cpu.stat) reaches 2 s before the rlimits do.
+    burner = await stack.submit(
+        type="command", input=f"{start_daemon(marker)}(while :; do :; done) & (while :; do :; done) & wait"
+    )
+    shown = await stack.submit(type="command", input="ulimit -v; ulimit -u")
+    await stack.drain(runtimes)
+    job = await stack.job(burner)
+    assert (job["status"], job["error"]) == ("failed", "the job hit its limit of 2 CPU seconds"), job
+    assert all_gone(marker)
+    job_cgroup = runtimes["command"]._isolation.cgroups.create("probe", JobLimits())  # type: ignore[union-attr]
+    try:  # where the host's v2 hierarchy has no memory or pids controller (as here), rlimits cap those
+        expected = ["unlimited" if job_cgroup.caps("memory") else str(512 * 1024)]
+        expected.append("unlimited" if job_cgroup.caps("pids") else "300")
+    finally:
+        job_cgroup.remove()
+    assert (await stack.package(shown))[1]["result.txt"].decode().split() == expected
+    miner_folder = runtimes["command"]._isolation.cgroups.folders[UNIFIED]  # type: ignore[union-attr]
+    assert not [child for child in miner_folder.iterdir() if child.is_dir()]  # no job cgroup left behind

@@ -1,15 +1,17 @@
 """Run one job process in its sandbox, under the job's limits, and leave nothing of it behind.
 
-Limits, strongest first: a cgroup per job as root (processes, memory, CPU time of all its processes) that the
-process joins before it can fork; a tmpfs of the job's disk size as its folder as root; rlimits set inside the
-sandbox before the job's program starts (CPU time per process, SIGXCPU first, open files, file size, and
-address space and process count where there is no cgroup for them); a watchdog that stops the job once it has
-hit one, so it fails at once with the limit named instead of thrashing until its timeout. Every sandboxed
-process of a miner runs here: `command` jobs' scripts, and `reencode`'s ffprobe and ffmpeg.
+Limits, strongest first: a cgroup per job, as root or where cgroup v2 is delegated to the miner (processes,
+memory, CPU time of all its processes), that the process joins before it can fork; a tmpfs of the job's disk
+size as its folder as root; rlimits set inside the sandbox before the job's program starts (CPU time per
+process, SIGXCPU first, open files, file size, and address space and process count where no cgroup caps them);
+a watchdog that stops the job once it has hit one, so it fails at once with the limit named instead of
+thrashing until its timeout. Every sandboxed process of a miner runs here: `command` jobs' scripts, and
+`reencode`'s ffprobe and ffmpeg.
 
-Order of the command line, outside in: `sh` (as root) writes its own pid into the job's cgroups and execs
-`setpriv`, which drops to the job's host user and execs `bwrap`; so everything the job runs is in its cgroups
-and nothing of it ever runs as root. Stopping the job signals bwrap, and with it goes the whole PID namespace.
+Order of the command line, outside in: `sh` (as the miner's user) writes its own pid into the job's cgroups and
+execs `setpriv`, which drops to the job's host user and execs `bwrap`; so everything the job runs is in its
+cgroups and nothing of it ever runs as root. Stopping the job signals bwrap, and with it goes the whole PID
+namespace.
 """
 
 from __future__ import annotations
@@ -69,7 +71,7 @@ class Isolation:
         log.info(
             "jobs run in bubblewrap as %s; limits by %s; disk by %s; network %s",
             f"uid {user.uid}" if user else "this miner's user",
-            f"cgroups ({', '.join(cgroups.folders)}) and rlimits" if cgroups else "rlimits only (not root)",
+            f"cgroups ({', '.join(cgroups.folders)}) and rlimits" if cgroups else "rlimits only (no cgroup to use)",
             "a tmpfs per job" if scratch.can_cap_disk else "a watchdog on each job's folder",
             "allowed" if config.job_network else "off",
         )
@@ -93,9 +95,9 @@ def rlimits_argv(limits: JobLimits, cpu_seconds: int, cgroup: JobCgroup | None) 
     """bash's `ulimit` (hard and soft: the job cannot raise them again), then exec of the job's program."""
     cpu = [f"ulimit -S -t {int(cpu_seconds)}", f"ulimit -H -t {int(cpu_seconds) + CPU_GRACE_SECONDS}"]
     settings = [("n", limits.open_files), ("f", limits.disk_mb * 1024)]
-    if cgroup is None or "memory" not in cgroup.folders:
+    if cgroup is None or not cgroup.caps("memory"):
         settings.append(("v", limits.memory_mb * 1024))
-    if cgroup is None or "pids" not in cgroup.folders:
+    if cgroup is None or not cgroup.caps("pids"):
         settings.append(("u", limits.max_processes))
     line = " && ".join([*cpu, *(f"ulimit -H -S -{flag} {int(value)}" for flag, value in settings)])
     return ["bash", "-c", f'{line} && exec "$@"', "aitbc-limits"]
