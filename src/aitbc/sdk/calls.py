@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from aitbc.domain.job import Priority
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
-from aitbc.protocol.jobs import CancelResult, JobList, JobView
+from aitbc.protocol.jobs import CancelResult, JobList, JobRequirements, JobView, JsonInput, OutputConfig
 from aitbc.protocol.results import (
     CoordinatorKeyView,
     CreatedShareView,
@@ -57,6 +58,9 @@ def models(item: type[M]) -> Callable[[httpx.Response], list[M]]:
     return parse
 
 
+_job = model(JobView)
+
+
 def cancel_result(response: httpx.Response) -> CancelResult:
     """A cancel of a finished job is a 409 whose body still says what happened; that is an answer, not an
     error."""
@@ -69,32 +73,38 @@ def cancel_result(response: httpx.Response) -> CancelResult:
     return CancelResult.model_validate_json(response.content)
 
 
+def _wire(value: BaseModel | Mapping[str, Any]) -> Any:
+    return value.model_dump(mode="json", exclude_none=True) if isinstance(value, BaseModel) else dict(value)
+
+
 def submit(
     *,
     type: str | None = None,
-    model_name: str | None = None,
-    input: Any = None,
+    model: str | None = None,
+    input: JsonInput = None,
     input_file_id: str | None = None,
-    params: dict[str, Any] | None = None,
-    gpu_type: str | None = None,
-    gpu_count: int = 1,
-    min_vram_gb: float | None = None,
-    priority: str = "normal",
-    timeout_seconds: int = 3600,
+    params: Mapping[str, Any] | None = None,
+    requirements: JobRequirements | Mapping[str, Any] | None = None,
+    priority: Priority | str | None = None,
+    timeout_seconds: int | None = None,
+    output_config: OutputConfig | Mapping[str, Any] | None = None,
     idempotency_key: str | None = None,
 ) -> Call[JobView]:
-    body: dict[str, Any] = {
+    """POST /v1/jobs with the body's own field names; what is not given is left to the coordinator's defaults."""
+    fields: dict[str, Any] = {
         "type": type,
-        "model": model_name,
+        "model": model,
         "input": input,
         "input_file_id": input_file_id,
-        "params": params or {},
-        "requirements": {"gpu_type": gpu_type, "gpu_count": gpu_count, "min_vram_gb": min_vram_gb},
+        "params": dict(params) if params is not None else None,
+        "requirements": _wire(requirements) if requirements is not None else None,
         "priority": priority,
         "timeout_seconds": timeout_seconds,
+        "output_config": _wire(output_config) if output_config is not None else None,
     }
+    body = {name: value for name, value in fields.items() if value is not None}
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    return Call("POST", "/v1/jobs", model(JobView), json=body, headers=headers)
+    return Call("POST", "/v1/jobs", _job, json=body, headers=headers)
 
 
 def get(job_id: str) -> Call[JobView]:
