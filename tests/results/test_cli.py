@@ -24,7 +24,7 @@ from aitbc.sdk.config import read_profile, write_profile
 from aitbc.sdk.downloads import part_of, zip_path
 from aitbc.sdk.packages import inside
 from aitbc.settings import Settings
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import coordinator_session
 from tests.live_server import live_server
 from tests.results.flow import Finished, World, package_files
 
@@ -38,9 +38,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def served(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
-    coordinator = await open_coordinator(settings)
-    admin, user = await coordinator.accounts.bootstrap()
-    await coordinator.close()
+    async with coordinator_session(settings) as coordinator:
+        admin, user = await coordinator.accounts.bootstrap()
     with live_server(settings) as (url, _app):
         monkeypatch.setenv("AITBC_URL", url)
         monkeypatch.setenv("AITBC_API_KEY", user.secret)

@@ -47,9 +47,9 @@ def inside(root: Path, relative: str) -> Path:
         if parent == root:
             break
         if parent.is_symlink():
-            raise InvalidInput(f"refusing to write {relative}: {parent} is a symbolic link")
+            raise ValueError(f"refusing to write {relative}: {parent} is a symbolic link")
     if not target.resolve().is_relative_to(root.resolve()):
-        raise InvalidInput(f"refusing to write {relative}: it would land outside {root}")
+        raise ValueError(f"refusing to write {relative}: it would land outside {root}")
     return target
 
 
