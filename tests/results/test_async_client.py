@@ -144,3 +144,5 @@ def test_submit_takes_the_body_field_names(served: World) -> None:
         job = api.submit(model="gpt2", input="hello", requirements={"gpu_type": "a100"}, timeout_seconds=60)
     assert job.model == "gpt2" and job.type == "text-generation" and job.timeout_seconds == 60
     assert job.requirements.gpu_type == "a100"
+    with Client() as api, pytest.raises(TypeError, match="model_name"):
+        api.submit(model_name="gpt2")  # type: ignore[call-arg]

@@ -4,10 +4,10 @@ decisions and the multi-request work are the same code (`calls`, `downloads.Tran
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 
 import anyio
 import anyio.to_thread
@@ -15,21 +15,17 @@ import httpx
 import websockets
 
 from aitbc.domain.digests import Sha256
-from aitbc.domain.job import Priority
 from aitbc.protocol.jobs import (
     CancelResult,
     EventMessage,
     FileView,
     JobList,
-    JobRequirements,
     JobView,
-    JsonInput,
-    OutputConfig,
 )
 from aitbc.sdk import billing_calls, calls
 from aitbc.sdk.async_methods import AsyncClientMethods
 from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
-from aitbc.sdk.calls import Call, model
+from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
 from aitbc.sdk.errors import raise_for_status
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
@@ -108,65 +104,22 @@ class AsyncClient(AsyncClientMethods, ClientBase):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    async def submit(
-        self,
-        *,
-        type: str | None = None,
-        model: str | None = None,
-        input: JsonInput = None,
-        input_file_id: str | None = None,
-        params: Mapping[str, Any] | None = None,
-        requirements: JobRequirements | Mapping[str, Any] | None = None,
-        priority: Priority | str | None = None,
-        timeout_seconds: int | None = None,
-        output_config: OutputConfig | Mapping[str, Any] | None = None,
-        idempotency_key: str | None = None,
-    ) -> JobView:
-        """Submit a job; the options are the fields of the POST /v1/jobs body."""
-        return await self._run(
-            calls.submit(
-                type=type,
-                model=model,
-                input=input,
-                input_file_id=input_file_id,
-                params=params,
-                requirements=requirements,
-                priority=priority,
-                timeout_seconds=timeout_seconds,
-                output_config=output_config,
-                idempotency_key=idempotency_key,
-            )
-        )
+    async def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
+        return await self._run(calls.submit(**options))
 
     async def get(self, job_id: str) -> JobView:
         return await self._run(calls.get(job_id))
 
-    async def list(
-        self,
-        *,
-        status: builtins.list[str] | None = None,
-        days: int | None = None,
-        from_: str | None = None,
-        to: str | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> JobList:
-        return await self._run(
-            calls.list_jobs(status=status, days=days, from_=from_, to=to, limit=limit, cursor=cursor)
-        )
+    async def list(self, cursor: str | None = None, **filters: Unpack[JobFilters]) -> JobList:
+        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `limit`)."""
+        return await self._run(calls.list_jobs(cursor, **filters))
 
-    async def iter_jobs(
-        self,
-        *,
-        status: builtins.list[str] | None = None,
-        days: int | None = None,
-        from_: str | None = None,
-        to: str | None = None,
-        limit: int = 50,
-    ) -> AsyncIterator[JobView]:
+    async def iter_jobs(self, **filters: Unpack[JobFilters]) -> AsyncIterator[JobView]:
+        """Every job matching the filters, page by page (`limit` a page)."""
         cursor = None
         while True:
-            page = await self.list(status=status, days=days, from_=from_, to=to, limit=limit, cursor=cursor)
+            page = await self.list(cursor, **filters)
             for job in page.jobs:
                 yield job
             if not page.has_more:
