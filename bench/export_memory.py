@@ -26,7 +26,7 @@ from aitbc.domain.identifiers import new_job_id
 from aitbc.domain.plans import Plan, Role
 from aitbc.settings import Settings
 from aitbc.storage.sql.tables import jobs
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import coordinator_session
 
 AITBC = str(Path(sys.executable).with_name("aitbc"))
 
@@ -45,8 +45,7 @@ def peak_rss_mib(pid: int) -> float:
 
 
 async def load(data_dir: Path, count: int) -> str:
-    coordinator = await open_coordinator(Settings(data_dir=data_dir, run_reaper=False))
-    try:
+    async with coordinator_session(Settings(data_dir=data_dir, run_reaper=False)) as coordinator:
         created = await coordinator.accounts.create_key("bench", Role.CLIENT, Plan.ENTERPRISE)
         start = datetime.now(UTC) - timedelta(days=1)
         batch = []
@@ -85,8 +84,6 @@ async def load(data_dir: Path, count: int) -> str:
             async with coordinator.database.write() as connection:
                 await connection.execute(insert(jobs), batch)
         return created.secret
-    finally:
-        await coordinator.close()
 
 
 def main() -> None:

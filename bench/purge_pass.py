@@ -29,7 +29,7 @@ from aitbc.services.blob_purge import BlobPurger
 from aitbc.settings import Settings
 from aitbc.storage.sql.tables import jobs, result_files
 from aitbc.storage.sql.uploads import SqlUploadStore
-from aitbc.wiring import Coordinator, open_coordinator
+from aitbc.wiring import Coordinator, coordinator_session
 
 BATCH = 2000
 
@@ -93,8 +93,7 @@ async def run(count: int, files: int, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="aitbc-purge-bench-") as folder:
         settings = Settings(data_dir=Path(folder), database_url=database_url, run_reaper=False)
         clock = ManualClock()
-        coordinator = await open_coordinator(settings, clock)
-        try:
+        async with coordinator_session(settings, clock) as coordinator:
             await fill(coordinator, count, files, settings.blob_dir)
             if coordinator.database.dialect == "postgresql":
                 async with coordinator.database.write() as connection:
@@ -104,8 +103,6 @@ async def run(count: int, files: int, database_url: str | None) -> None:
             now = clock.now()
             await best_of("recorded files nothing refers to (every pass)", lambda: purger.purge_result_files(now))
             await best_of("blobs no record names (every scan interval)", lambda: purger.purge_orphan_blobs(now))
-        finally:
-            await coordinator.close()
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ from aitbc.domain.plans import Role
 from aitbc.miner.package import PackageLayout
 from aitbc.miner.reporter import sendable
 from aitbc.settings import Settings
-from aitbc.wiring import Coordinator, open_coordinator
+from aitbc.wiring import Coordinator, coordinator_session
 from tests.helpers import HttpMiner, job_request, principal
 from tests.live_server import live_server
 
@@ -407,10 +407,9 @@ MARKUP = "[/bold] [red]not red[/] [link=http://x]"
 async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[httpx.AsyncClient, HttpMiner]]:
     """A real server on a socket with a client key in the environment (as a user runs the CLI) and a miner."""
     settings = Settings(data_dir=tmp_path / "data", run_reaper=False, run_results_sweeper=False)
-    coordinator = await open_coordinator(settings)
-    client_key = (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
-    miner_key = (await coordinator.accounts.create_key("farm", Role.MINER)).secret
-    await coordinator.close()
+    async with coordinator_session(settings) as coordinator:
+        client_key = (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
+        miner_key = (await coordinator.accounts.create_key("farm", Role.MINER)).secret
     with live_server(settings) as (url, _app):
         monkeypatch.setenv("AITBC_URL", url)
         monkeypatch.setenv("AITBC_API_KEY", client_key)
@@ -486,11 +485,8 @@ def websocket_server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, s
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, run_reaper=False)
 
     async def make_key() -> str:
-        coordinator = await open_coordinator(settings)
-        try:
+        async with coordinator_session(settings) as coordinator:
             return (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
-        finally:
-            await coordinator.close()
 
     key = asyncio.run(make_key())
     with live_server(settings) as (url, _app):

@@ -12,18 +12,15 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from aitbc.domain.manifest import public_key_text
 from aitbc.domain.plans import Role
 from aitbc.settings import Settings
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import coordinator_session
 from tests.live_server import live_server
 
 
 async def _keys(settings: Settings) -> tuple[str, str]:
-    coordinator = await open_coordinator(settings)
-    try:
+    async with coordinator_session(settings) as coordinator:
         client = (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
         miner = (await coordinator.accounts.create_key("farm", Role.MINER)).secret
         return client, miner
-    finally:
-        await coordinator.close()
 
 
 def test_a_miner_that_hangs_up_mid_claim_gets_no_job(tmp_path: Path) -> None:

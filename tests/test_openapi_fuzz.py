@@ -39,7 +39,7 @@ from sqlalchemy import create_engine, text
 from aitbc.domain.manifest import public_key_text, sign
 from aitbc.domain.plans import Plan, PlanLimits, Role
 from aitbc.settings import Settings
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import coordinator_session
 from tests.conftest import POSTGRES_ADMIN_URL
 from tests.live_server import live_server
 
@@ -59,11 +59,8 @@ class Keys:
 
 
 async def _make_keys(settings: Settings) -> Keys:
-    coordinator = await open_coordinator(settings)
-    try:
+    async with coordinator_session(settings) as coordinator:
         made = {role: await coordinator.accounts.create_key(f"fuzz-{role.value}", role) for role in Role}
-    finally:
-        await coordinator.close()
     return Keys(
         client=made[Role.CLIENT].secret,
         miner=made[Role.MINER].secret,

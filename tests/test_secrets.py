@@ -19,7 +19,7 @@ import websocket
 from aitbc.blobs.local import LocalBlobStore
 from aitbc.cli.local_miners import LOCAL_MINER_KEY_NAME, local_miner_work_dir
 from aitbc.settings import Settings
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import coordinator_session
 from tests.miner.conftest import AITBC, Stack, wait_until
 from tests.miner.test_serve_miners_e2e import processes_with
 
@@ -90,14 +90,11 @@ def test_the_data_folder_and_everything_in_it_is_owner_only(tmp_path: Path) -> N
     data_dir = tmp_path / "data"
 
     async def use_it() -> dict[Path, int]:
-        coordinator = await open_coordinator(Settings(data_dir=data_dir, run_reaper=False))
-        try:
+        async with coordinator_session(Settings(data_dir=data_dir, run_reaper=False)) as coordinator:
             await coordinator.accounts.bootstrap()  # writes to the database: its -wal and -shm appear
             blobs = LocalBlobStore(data_dir / "blobs")
             await blobs.write("results/job_1/lease_1/abc", _chunks(b"tenant data"))
             return {path: mode(path) for path in everything_under(data_dir)}  # while the database is open
-        finally:
-            await coordinator.close()
 
     modes = asyncio.run(use_it())
     names = {path.name for path in modes}
@@ -112,9 +109,8 @@ def test_an_existing_world_readable_data_folder_is_closed_on_start(tmp_path: Pat
     data_dir = tmp_path / "data"
 
     async def start() -> None:
-        coordinator = await open_coordinator(Settings(data_dir=data_dir, run_reaper=False))
-        await coordinator.accounts.bootstrap()
-        await coordinator.close()
+        async with coordinator_session(Settings(data_dir=data_dir, run_reaper=False)) as coordinator:
+            await coordinator.accounts.bootstrap()
 
     asyncio.run(start())
     database = data_dir / "aitbc.db"

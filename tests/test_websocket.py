@@ -15,21 +15,18 @@ import websocket
 from aitbc.domain.plans import Role
 from aitbc.sdk.client import Client
 from aitbc.settings import Settings
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import coordinator_session
 from tests.live_server import live_server
 
 
 async def _make_keys(settings: Settings) -> dict[str, str]:
     """Keys made on the data folder before the server starts, by a coordinator of their own (the server's
     lives on its own event loop, in its own thread)."""
-    coordinator = await open_coordinator(settings)
-    try:
+    async with coordinator_session(settings) as coordinator:
         return {
             name: (await coordinator.accounts.create_key(name, role)).secret
             for name, role in (("alice", Role.CLIENT), ("bob", Role.CLIENT), ("farm", Role.MINER))
         }
-    finally:
-        await coordinator.close()
 
 
 @pytest.fixture

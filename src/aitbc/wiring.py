@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
@@ -133,3 +135,13 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         receipts=ReceiptIssuer(job_store, results, hub),
         uploads=uploads,
     )
+
+
+@asynccontextmanager
+async def coordinator_session(settings: Settings, clock: Clock | None = None) -> AsyncIterator[Coordinator]:
+    """`open_coordinator` and its `close`, whatever happens in between: `async with coordinator_session(s) as c:`."""
+    coordinator = await open_coordinator(settings, clock)
+    try:
+        yield coordinator
+    finally:
+        await coordinator.close()

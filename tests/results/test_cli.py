@@ -18,13 +18,13 @@ import pytest
 from typer.testing import CliRunner
 
 from aitbc.cli.main import app
-from aitbc.cli.results_commands import _inside
 from aitbc.domain.errors import InvalidInput
 from aitbc.sdk.client import Client
 from aitbc.sdk.config import read_profile, write_profile
 from aitbc.sdk.downloads import part_of, zip_path
+from aitbc.sdk.packages import inside
 from aitbc.settings import Settings
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import coordinator_session
 from tests.live_server import live_server
 from tests.results.flow import Finished, World, package_files
 
@@ -38,9 +38,8 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def served(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
-    coordinator = await open_coordinator(settings)
-    admin, user = await coordinator.accounts.bootstrap()
-    await coordinator.close()
+    async with coordinator_session(settings) as coordinator:
+        admin, user = await coordinator.accounts.bootstrap()
     with live_server(settings) as (url, _app):
         monkeypatch.setenv("AITBC_URL", url)
         monkeypatch.setenv("AITBC_API_KEY", user.secret)
@@ -236,11 +235,11 @@ async def test_logs_page_through_many_events(served: World) -> None:
 def test_the_cli_never_writes_outside_the_package_folder(tmp_path: Path) -> None:
     root = tmp_path / "results" / "job_x"
     root.mkdir(parents=True)
-    assert _inside(root, "artifacts/a/b.bin") == root / "artifacts" / "a" / "b.bin"
+    assert inside(root, "artifacts/a/b.bin") == root / "artifacts" / "a" / "b.bin"
     for hostile in ("../evil", "artifacts/../../evil", "/etc/passwd", "artifacts\\..\\evil", "evil.txt"):
         with pytest.raises(InvalidInput):
-            _inside(root, hostile)
+            inside(root, hostile)
     (tmp_path / "elsewhere").mkdir()
     (root / "artifacts").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(ValueError, match="symbolic link"):
-        _inside(root, "artifacts/planted.bin")
+        inside(root, "artifacts/planted.bin")

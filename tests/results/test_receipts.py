@@ -18,7 +18,7 @@ from aitbc.domain.manifest import digest, public_key_text, verify
 from aitbc.domain.receipts import FoundFile, check_files, check_receipt, key_id
 from aitbc.settings import Settings
 from aitbc.storage.sql.results import SqlResultStore
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import coordinator_session
 from tests.results.flow import World, package_files
 
 
@@ -84,22 +84,15 @@ async def test_tampering_breaks_the_named_link(world: World) -> None:
 
 
 async def test_the_key_is_created_once_and_kept(settings: Settings, clock: ManualClock) -> None:
-    first = await open_coordinator(settings, clock)
-    key = first.results.coordinator_key()
-    await first.close()
+    async with coordinator_session(settings, clock) as first:
+        key = first.results.coordinator_key()
     path = settings.resolved_coordinator_key_file
     assert path.exists() and path.stat().st_mode & 0o777 == 0o600
-    second = await open_coordinator(settings, clock)
-    try:
+    async with coordinator_session(settings, clock) as second:
         assert second.results.coordinator_key() == key
-    finally:
-        await second.close()
     elsewhere = replace(settings, data_dir=settings.data_dir.parent / "other", coordinator_key_file=path)
-    third = await open_coordinator(elsewhere, clock)
-    try:
+    async with coordinator_session(elsewhere, clock) as third:
         assert third.results.coordinator_key() == key, "replicas configured with one key file share the key"
-    finally:
-        await third.close()
 
 
 async def test_the_sweeper_signs_receipts_nobody_asked_for(world: World, clock: ManualClock) -> None:

@@ -66,16 +66,13 @@ def _admin_key(api_key: str | None) -> str | None:
 
 def _on_database(data_dir: Path | None, database_url: str | None, work: Callable[[Coordinator], Awaitable[T]]) -> T:
     from aitbc.settings import Settings, default_data_dir
-    from aitbc.wiring import open_coordinator
+    from aitbc.wiring import coordinator_session
 
     settings = Settings(data_dir=data_dir or default_data_dir(), database_url=database_url, run_reaper=False)
 
     async def run() -> T:
-        coordinator = await open_coordinator(settings)
-        try:
+        async with coordinator_session(settings) as coordinator:
             return await work(coordinator)
-        finally:
-            await coordinator.close()
 
     return asyncio.run(run())
 

@@ -10,8 +10,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 from rich.text import Text
 
-from aitbc.cli.client_commands import JobIdOption
-from aitbc.cli.client_commands import app as client_app
+from aitbc.cli.apps import JobIdOption, client_app
 from aitbc.cli.common import (
     JsonOption,
     KeyOption,

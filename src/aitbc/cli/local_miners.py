@@ -40,17 +40,14 @@ async def local_miner_key(settings: Settings) -> str:
     """A fresh miner key for this run's local miners, kept nowhere but in memory and the miners' pipes: the keys
     earlier runs made are revoked (their miners stopped with them), so no usable miner key is left at rest."""
     from aitbc.domain.plans import Role
-    from aitbc.wiring import open_coordinator
+    from aitbc.wiring import coordinator_session
 
-    coordinator = await open_coordinator(settings)
-    try:
+    async with coordinator_session(settings) as coordinator:
         with contextlib.suppress(NotFound):  # the account appears with its first key
             for key in await coordinator.accounts.list_keys(LOCAL_MINER_ACCOUNT):
                 if key.revoked_at is None:
                     await coordinator.accounts.revoke_key(key.id)
         created = await coordinator.accounts.create_key(LOCAL_MINER_ACCOUNT, Role.MINER, key_name=LOCAL_MINER_KEY_NAME)
-    finally:
-        await coordinator.close()
     (settings.data_dir / OLD_KEY_FILE).unlink(missing_ok=True)
     return created.secret
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from aitbc.cli import (
+from aitbc.cli import (  # the command modules register their commands on the apps as they load
     admin_commands,
     billing_commands,
-    client_commands,
+    client_commands,  # noqa: F401
     miner_command,
-    results_commands,  # noqa: F401 - registers download, logs, verify, share, delete on `client`
+    results_commands,  # noqa: F401
+    verify_command,  # noqa: F401
 )
+from aitbc.cli.apps import client_app
 from aitbc.cli.serve_command import serve
 from aitbc.version import VERSION
 
@@ -21,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("serve")(serve)
-app.add_typer(client_commands.app, name="client")
+app.add_typer(client_app, name="client")
 app.add_typer(admin_commands.app, name="admin")
 app.add_typer(billing_commands.billing_app, name="billing")
 app.add_typer(miner_command.app, name="miner")

@@ -1,31 +1,19 @@
-"""`aitbc client download / logs / verify / share / delete`: fetching, checking and managing a job's results.
+"""`aitbc client download / logs / share / delete`: fetching and managing a job's results.
 
 These register on the `client` app; importing this module (as `cli.main` does) is what adds them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
-from rich.text import Text
 
-from aitbc.cli.client_commands import JobIdOption, app
+from aitbc.cli.apps import JobIdOption, client_app
 from aitbc.cli.common import (
     JsonOption,
     KeyOption,
@@ -40,103 +28,15 @@ from aitbc.cli.common import (
     handles_errors,
     print_json,
 )
-from aitbc.cli.verify_command import HASH_CHUNK, receipt_file, sha256_file
+from aitbc.cli.result_download import fetch_results
 from aitbc.domain.clock import isoformat_z
 from aitbc.domain.durations import describe_duration, parse_duration
-from aitbc.domain.manifest import check_package_path
-from aitbc.domain.package import CHECKSUM_FILE, parse_checksum_file
-from aitbc.protocol.results import ResultPackageView
+from aitbc.domain.package import CHECKSUM_FILE
 from aitbc.sdk.client import Client
 from aitbc.sdk.downloads import file_path
 
 
-def _inside(root: Path, relative: str) -> Path:
-    """The local path of a package file; refuses names that would land outside `root` (zip-slip) or go
-    through a symlink."""
-    target = root.joinpath(*check_package_path(relative).split("/"))
-    for parent in [target, *target.parents]:
-        if parent == root:
-            break
-        if parent.is_symlink():
-            raise ValueError(f"refusing to write {relative}: {parent} is a symbolic link")
-    if not target.resolve().is_relative_to(root.resolve()):
-        raise ValueError(f"refusing to write {relative}: it would land outside {root}")
-    return target
-
-
-def _progress(as_json: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}", style="bold", markup=False),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=errors,
-        disable=as_json,
-    )
-
-
-def _save_receipt(api: Client, job_id: str, folder: Path) -> Path | None:
-    try:
-        receipt = api.receipt(job_id)
-    except Exception as error:
-        errors.print(Text.assemble(as_text("No receipt saved:", "yellow"), f" {error}"), highlight=False)
-        return None
-    path = receipt_file(folder, job_id)
-    path.write_text(json.dumps(receipt.model_dump(mode="json"), indent=2) + "\n")
-    return path
-
-
-def _download_folder(
-    api: Client, listing: ResultPackageView, output: Path, checksum: bool, progress: Progress
-) -> tuple[Path, int]:
-    root = output / listing.job_id
-    root.mkdir(parents=True, exist_ok=True)
-    task = progress.add_task(listing.job_id, total=listing.total_bytes)
-    finished = 0
-    for item in listing.files:
-        target = _inside(root, item.path)
-        if target.is_file() and target.stat().st_size == item.size and sha256_file(target) == item.sha256:
-            finished += item.size
-            progress.update(task, completed=finished)
-            continue
-        base = finished
-
-        def advance(done: int, base: int = base) -> None:
-            progress.update(task, completed=base + done)
-
-        api.download_file(listing.job_id, item.path, target, item.sha256, progress=advance)
-        finished += item.size
-    if checksum:
-        api.download(file_path(listing.job_id, CHECKSUM_FILE), root / CHECKSUM_FILE)
-        listed = parse_checksum_file((root / CHECKSUM_FILE).read_text())
-        if listed != {f.path: f.sha256 for f in listing.files}:
-            fail(f"the coordinator's {CHECKSUM_FILE} does not match the package listing")
-    return root, listing.total_bytes
-
-
-@contextlib.contextmanager
-def _writing(output: Path) -> Iterator[None]:
-    """A file that cannot be written is a one-line error, not a traceback."""
-    try:
-        yield
-    except OSError as error:
-        fail(f"cannot write the results under {output}: {error}")
-
-
-def _check_zip(path: Path, listing: ResultPackageView) -> None:
-    """Every file of the listing is in the zip with its sha256 (read back in chunks, never whole)."""
-    with zipfile.ZipFile(path) as archive:
-        for item in listing.files:
-            digest = hashlib.sha256()
-            with archive.open(f"{listing.job_id}/{item.path}") as entry:
-                while chunk := entry.read(HASH_CHUNK):
-                    digest.update(chunk)
-            if digest.hexdigest() != item.sha256:
-                fail(f"{path}: {item.path} does not have the sha256 the package lists")
-
-
-@app.command()
+@client_app.command()
 @handles_errors
 def download(
     job_id: JobIdOption,
@@ -154,39 +54,8 @@ def download(
     """Download a job's results (partial ones too); interrupted downloads resume, every file's sha256 is checked."""
     if format not in ("folder", "zip"):
         fail("--format must be folder or zip")
-    output = output.expanduser()
     with client(url, api_key) as api:
-        listing = api.results(job_id)
-        output.mkdir(parents=True, exist_ok=True)
-        with _progress(as_json) as progress, _writing(output):
-            if format == "zip":
-                path = output / f"{listing.job_id}.zip"
-                task = progress.add_task(path.name, total=listing.zip_bytes)
-                api.download_zip(listing.job_id, path, progress=lambda done: progress.update(task, completed=done))
-                _check_zip(path, listing)
-                size = listing.zip_bytes
-            else:
-                path, size = _download_folder(api, listing, output, checksum, progress)
-        saved_receipt = _save_receipt(api, listing.job_id, output)
-    summary = {
-        "job_id": listing.job_id,
-        "path": str(path),
-        "format": format,
-        "files": len(listing.files),
-        "bytes": size,
-        "partial": listing.partial,
-        "checksum_file": str(path / CHECKSUM_FILE) if checksum and format == "folder" else None,
-        "receipt_file": str(saved_receipt) if saved_receipt else None,
-    }
-    if as_json:
-        print_json(summary)
-        return
-    partial = as_text(" (partial results)", "yellow") if listing.partial else ""
-    console.print(
-        Text.assemble(f"Downloaded {len(listing.files)} files ({size} bytes) to ", as_text(path, "bold"), partial)
-    )
-    if summary["checksum_file"]:
-        console.print(as_text(f"Checksums: {summary['checksum_file']} (cd {path} && sha256sum -c {CHECKSUM_FILE})"))
+        fetch_results(api, job_id, output, format, checksum, as_json)
 
 
 def _echo_line(stream: str, line: str, as_json: bool, seq: int | None = None) -> None:
@@ -196,7 +65,7 @@ def _echo_line(stream: str, line: str, as_json: bool, seq: int | None = None) ->
         typer.echo(line, err=stream == "stderr")
 
 
-@app.command()
+@client_app.command()
 @handles_errors
 def logs(
     job_id: JobIdOption,
@@ -248,7 +117,7 @@ def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
 # -- share and delete ------------------------------------------------------------------------------------
 
 
-@app.command()
+@client_app.command()
 @handles_errors
 def share(
     job_id: JobIdOption,
@@ -319,7 +188,7 @@ def _list_shares(api: Client, job_id: str, as_json: bool) -> None:
     console.print(table)
 
 
-@app.command()
+@client_app.command()
 @handles_errors
 def delete(
     job_id: JobIdOption,

@@ -20,13 +20,10 @@ GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 async def _bootstrap(settings: Settings) -> list[CreatedKey]:
-    from aitbc.wiring import open_coordinator
+    from aitbc.wiring import coordinator_session
 
-    coordinator = await open_coordinator(settings)
-    try:
+    async with coordinator_session(settings) as coordinator:
         return await coordinator.accounts.bootstrap()
-    finally:
-        await coordinator.close()
 
 
 def parse_size(text: str, option: str) -> int:

@@ -13,7 +13,6 @@ cannot make the miner upload files from outside its package.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,12 +23,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from aitbc.domain.digests import sha256_file
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.manifest import PackagePaths, sign
 from aitbc.protocol.miners import Manifest, ManifestFile
 
 log = logging.getLogger(__name__)
-HASH_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,17 +93,9 @@ class PackageLayout:
         return found
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_manifest(layout: PackageLayout, job_id: str, miner_id: str) -> Manifest:
     files = [
-        ManifestFile(path=relative, size=path.stat().st_size, sha256=file_sha256(path))
+        ManifestFile(path=relative, size=path.stat().st_size, sha256=sha256_file(path))
         for relative, path in layout.files()
     ]
     return Manifest(job_id=job_id, miner_id=miner_id, files=files)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
+from aitbc.domain.job import Priority
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
-from aitbc.protocol.jobs import CancelResult, JobList, JobView
+from aitbc.protocol.jobs import CancelResult, JobList, JobRequirements, JobView, JsonInput, OutputConfig
 from aitbc.protocol.results import (
     CoordinatorKeyView,
     CreatedShareView,
@@ -57,6 +58,9 @@ def models(item: type[M]) -> Callable[[httpx.Response], list[M]]:
     return parse
 
 
+_job = model(JobView)
+
+
 def cancel_result(response: httpx.Response) -> CancelResult:
     """A cancel of a finished job is a 409 whose body still says what happened; that is an answer, not an
     error."""
@@ -69,51 +73,66 @@ def cancel_result(response: httpx.Response) -> CancelResult:
     return CancelResult.model_validate_json(response.content)
 
 
-def submit(
-    *,
-    type: str | None = None,
-    model_name: str | None = None,
-    input: Any = None,
-    input_file_id: str | None = None,
-    params: dict[str, Any] | None = None,
-    gpu_type: str | None = None,
-    gpu_count: int = 1,
-    min_vram_gb: float | None = None,
-    priority: str = "normal",
-    timeout_seconds: int = 3600,
-    idempotency_key: str | None = None,
-) -> Call[JobView]:
-    body: dict[str, Any] = {
-        "type": type,
-        "model": model_name,
-        "input": input,
-        "input_file_id": input_file_id,
-        "params": params or {},
-        "requirements": {"gpu_type": gpu_type, "gpu_count": gpu_count, "min_vram_gb": min_vram_gb},
-        "priority": priority,
-        "timeout_seconds": timeout_seconds,
-    }
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    return Call("POST", "/v1/jobs", model(JobView), json=body, headers=headers)
+class SubmitOptions(TypedDict, total=False):
+    """The fields of the POST /v1/jobs body by their wire names (each optional: the coordinator's defaults
+    apply), and the Idempotency-Key header that makes a retried submit safe."""
+
+    type: str | None
+    model: str | None
+    input: JsonInput
+    input_file_id: str | None
+    params: Mapping[str, Any] | None
+    requirements: JobRequirements | Mapping[str, Any] | None
+    priority: Priority | str | None
+    timeout_seconds: int | None
+    output_config: OutputConfig | Mapping[str, Any] | None
+    idempotency_key: str | None
+
+
+class JobFilters(TypedDict, total=False):
+    """Which jobs a listing returns, and how many a page."""
+
+    status: list[str] | None
+    days: int | None
+    from_: str | None
+    to: str | None
+    limit: int
+
+
+def _known(function: str, given: Mapping[str, Any], options: Any) -> None:
+    """Typed keyword options are checked by mypy; this says the same at run time to a caller without it."""
+    unknown = sorted(set(given) - set(options.__optional_keys__))
+    if unknown:
+        raise TypeError(f"{function}() got an unexpected keyword argument {unknown[0]!r}")
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude_none=True)
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def submit(**options: Unpack[SubmitOptions]) -> Call[JobView]:
+    """POST /v1/jobs with the body's own field names; what is not given is left to the coordinator's defaults."""
+    _known("submit", options, SubmitOptions)
+    fields = {name: value for name, value in options.items() if name != "idempotency_key"}
+    body = {name: _wire(value) for name, value in fields.items() if value is not None}
+    key = options.get("idempotency_key")
+    return Call("POST", "/v1/jobs", _job, json=body, headers={"Idempotency-Key": key} if key else {})
 
 
 def get(job_id: str) -> Call[JobView]:
     return Call("GET", f"/v1/jobs/{job_id}", model(JobView))
 
 
-def list_jobs(
-    *,
-    status: list[str] | None = None,
-    days: int | None = None,
-    from_: str | None = None,
-    to: str | None = None,
-    limit: int = 50,
-    cursor: str | None = None,
-) -> Call[JobList]:
-    params: dict[str, Any] = {"limit": limit}
-    for name, value in (("status", status), ("days", days), ("from", from_), ("to", to), ("cursor", cursor)):
-        if value:
+def list_jobs(cursor: str | None = None, **filters: Unpack[JobFilters]) -> Call[JobList]:
+    _known("list", filters, JobFilters)
+    params: dict[str, Any] = {"limit": filters.get("limit", 50)}
+    for name, key in (("status", "status"), ("days", "days"), ("from", "from_"), ("to", "to")):
+        if value := filters.get(key):
             params[name] = value
+    if cursor:
+        params["cursor"] = cursor
     return Call("GET", "/v1/jobs", model(JobList), params=params)
 
 

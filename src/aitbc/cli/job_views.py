@@ -1,0 +1,144 @@
+"""How the CLI shows a job: the status table of `status`, the full record of `get`, and the live progress of
+`watch` and `submit --output`, with the exit code a finished job gives."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import typer
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from aitbc.cli.common import add_text_row, as_text, console, print_json, short_time, styled_status
+from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.sdk.client import Client
+
+EXIT_FAILED = 1
+EXIT_CANCELED = 2
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def when(value: datetime | None) -> str:
+    return short_time(_iso(value))
+
+
+def status_table(job: JobView) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    rows: list[tuple[str, str | Text]] = [
+        ("Job", job.job_id),
+        ("Status", styled_status(job.status.value)),
+        ("Progress", f"{job.progress}%" + (f" — {job.progress_message}" if job.progress_message else "")),
+        ("Type / model", f"{job.type} / {job.model or '-'}"),
+        ("Priority", job.priority.value),
+        ("Miner", job.miner_id or "-"),
+        ("Created", when(job.created_at)),
+        ("Started", when(job.started_at)),
+        ("ETA", when(job.estimated_completion)),
+        ("Completed", when(job.completed_at)),
+    ]
+    if job.waiting_for:
+        rows.append(("Waiting for", as_text(job.waiting_for, "yellow")))
+    if job.cost is not None:
+        rows.append(("Cost", f"{job.cost} AITBC ({job.billed_seconds} s)"))
+    else:
+        rows.append(("Estimate", f"{job.estimated_cost} AITBC (at most {job.max_cost})"))
+    if job.results != "none":
+        expiry = f", until {when(job.results_expire_at)}" if job.results_expire_at else ""
+        rows.append(("Results", job.results + expiry))
+    if job.error or job.failure_reason:
+        reason = job.failure_reason.value if job.failure_reason else ""
+        rows.append(("Error", Text.assemble(as_text(reason, "red"), " ", job.error or "")))
+    for name, value in rows:
+        add_text_row(table, name, value)
+    return table
+
+
+def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None:
+    """A job's full record: spec, every transition, miner, attempts, cost, results."""
+    if as_json:
+        print_json({**job.model_dump(mode="json"), "timeline": [e.model_dump(mode="json") for e in events]})
+        return
+    console.print(status_table(job))
+    details = Table(show_header=False, box=None, pad_edge=False)
+    details.add_column(style="bold")
+    details.add_column()
+    add_text_row(details, "Requirements", json.dumps(job.requirements.model_dump(exclude_none=True)))
+    add_text_row(details, "Timeout", f"{job.timeout_seconds} s")
+    add_text_row(details, "Attempts", f"{job.attempt} of {job.max_attempts}")
+    add_text_row(details, "Params", json.dumps(job.params) if job.params else "-")
+    add_text_row(details, "Results", job.results)
+    if job.exit_code is not None:
+        add_text_row(details, "Exit code", str(job.exit_code))
+    add_text_row(
+        details,
+        "Estimated",
+        f"{job.estimated_cost} AITBC for ~{job.estimated_time_seconds} s (held {job.max_cost} AITBC)",
+    )
+    if job.cost is not None:
+        add_text_row(details, "Charged", f"{job.cost} AITBC for {job.billed_seconds} s")
+    if job.retry_of:
+        add_text_row(details, "Retry of", job.retry_of)
+    console.print(details)
+    timeline = Table(title="Timeline")
+    for column in ("When", "Status", "Move", "Miner"):
+        timeline.add_column(column)
+    for event in events:
+        add_text_row(
+            timeline,
+            when(event.at),
+            styled_status(event.status.value),
+            str(event.data.get("move", "submit")),
+            str(event.data.get("miner_id", "")),
+        )
+    console.print(timeline)
+
+
+def follow(api: Client, job_id: str, as_json: bool) -> JobView:
+    """Show the job's progress (a bar, or JSON events) until it ends; return it as it ended."""
+    job = api.get(job_id)
+    if not job.status.is_terminal:
+        progress = Progress(
+            TextColumn("[bold]{task.fields[status]}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[message]}", markup=False),
+            TimeElapsedColumn(),
+            console=console,
+            disable=as_json,
+        )
+        with progress:
+            task = progress.add_task(job_id, total=100, completed=job.progress, status=job.status.value, message="")
+            for event in api.events(job_id=job_id, since=0):
+                if as_json:
+                    print_json(event)
+                message = str(event.data.get("message") or "") if event.kind == "progress" else ""
+                progress.update(task, completed=event.progress, status=event.status.value, message=message)
+                if event.kind == "log" and not as_json:
+                    for line in event.data.get("lines", []):
+                        progress.console.print(as_text(line.get("line", ""), "dim"), highlight=False)
+                if event.status.is_terminal:
+                    break
+        job = api.get(job_id)
+    return job
+
+
+def finish(job: JobView, as_json: bool) -> None:
+    """Print how the job ended and exit with its code: 0 completed, 1 failed, 2 canceled."""
+    if as_json:
+        print_json(job)
+    else:
+        console.print(
+            Text.assemble(
+                f"{job.job_id}: ",
+                styled_status(job.status.value),
+                f" — {job.failure_reason.value}: {job.error}" if job.failure_reason else "",
+            )
+        )
+    raise typer.Exit({"completed": 0, "failed": EXIT_FAILED, "canceled": EXIT_CANCELED}.get(job.status.value, 0))

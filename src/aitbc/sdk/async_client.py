@@ -1,0 +1,214 @@
+"""`AsyncClient`: the same API as `Client` (`sdk/sync_client.py`), as coroutines; the requests, the download
+decisions and the multi-request work are the same code (`calls`, `downloads.Transfer`, `steps`)."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar, Unpack, cast
+
+import anyio
+import anyio.to_thread
+import httpx
+import websockets
+
+from aitbc.domain.digests import Sha256
+from aitbc.protocol.jobs import (
+    CancelResult,
+    EventMessage,
+    FileView,
+    JobList,
+    JobView,
+)
+from aitbc.sdk import billing_calls, calls
+from aitbc.sdk.async_methods import AsyncClientMethods
+from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
+from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
+from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
+from aitbc.sdk.errors import raise_for_status
+from aitbc.sdk.steps import Digest, Fetch, Step, Steps
+
+T = TypeVar("T")
+
+
+class AsyncClient(AsyncClientMethods, ClientBase):
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(url, api_key)
+        self.http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        try:
+            response = await self.http.request(
+                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            )
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from error
+        return call.parse(response)
+
+    async def _steps(self, steps: Steps[T]) -> T:
+        """As `Client._steps`; local work runs in a worker thread, off the event loop."""
+        send: Callable[[Any], Step] = steps.send
+        answer: Any = None
+        while True:
+            try:
+                step = send(answer)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            try:
+                answer, send = await self._step(step), steps.send
+            except Exception as error:
+                answer, send = error, steps.throw
+
+    async def _step(self, step: Step) -> Any:
+        if isinstance(step, Call):
+            return await self._run(step)
+        if isinstance(step, Fetch):
+            return await self.download(
+                step.path, step.destination, expected_sha256=step.expected_sha256, progress=step.progress
+            )
+        if isinstance(step, Digest):
+            digest = Sha256()
+            async for chunk in self.iter_bytes(step.path):
+                digest.update(chunk)
+            return digest.size, digest.hexdigest()
+        return await anyio.to_thread.run_sync(step.work)
+
+    @asynccontextmanager
+    async def _stream(self, path: str, **options: Any) -> AsyncIterator[httpx.Response]:
+        try:
+            async with self.http.stream("GET", path, **options) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise_for_status(response)
+                yield response
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from error
+
+    # -- jobs ---------------------------------------------------------------------------------------
+
+    async def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
+        return await self._run(calls.submit(**options))
+
+    async def get(self, job_id: str) -> JobView:
+        return await self._run(calls.get(job_id))
+
+    async def list(self, cursor: str | None = None, **filters: Unpack[JobFilters]) -> JobList:
+        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `limit`)."""
+        return await self._run(calls.list_jobs(cursor, **filters))
+
+    async def iter_jobs(self, **filters: Unpack[JobFilters]) -> AsyncIterator[JobView]:
+        """Every job matching the filters, page by page (`limit` a page)."""
+        cursor = None
+        while True:
+            page = await self.list(cursor, **filters)
+            for job in page.jobs:
+                yield job
+            if not page.has_more:
+                return
+            cursor = page.next_cursor
+
+    async def cancel(self, job_id: str) -> CancelResult:
+        return await self._run(calls.cancel(job_id))
+
+    async def upload_file(self, path: Path | str, name: str | None = None) -> FileView:
+        path = Path(path)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async with await anyio.open_file(path, "rb") as handle:
+                while chunk := await handle.read(UPLOAD_CHUNK):
+                    yield chunk
+
+        try:
+            response = await self.http.post(
+                "/v1/files",
+                params={"name": name or path.name},
+                content=chunks(),
+                headers=upload_headers(path.stat().st_size),
+            )
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from error
+        return model(FileView)(response)
+
+    async def events(self, job_id: str | None = None, since: int | None = None) -> AsyncIterator[EventMessage]:
+        try:
+            async with websockets.connect(
+                ws_url(self.url, job_id, since), additional_headers=self.headers, open_timeout=10
+            ) as socket:
+                async for message in socket:
+                    yield event(message)
+        except OSError as error:
+            raise self._unreachable(error) from error
+
+    async def export(
+        self,
+        format: str = "json",
+        status: builtins.list[str] | None = None,
+        days: int | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The matching jobs as JSON or CSV, streamed in chunks (constant memory)."""
+        params = billing_calls.export_params(status, days, from_, to, format)
+        async with self._stream("/v1/jobs/export", params=params) as response:
+            async for chunk in response.aiter_bytes():
+                yield chunk
+
+    # -- downloads ----------------------------------------------------------------------------------
+
+    async def iter_bytes(self, path: str) -> AsyncIterator[bytes]:
+        async with self._stream(path) as response:
+            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                yield chunk
+
+    async def download(
+        self,
+        path: str,
+        destination: Path,
+        *,
+        expected_sha256: str | None = None,
+        progress: Progress | None = None,
+        attempts: int = DOWNLOAD_ATTEMPTS,
+    ) -> Downloaded:
+        """As `Client.download`: streamed through a `.part` file, resumed with Range, sha256 checked, a stale
+        partial file fetched again whole."""
+        transfer = await anyio.to_thread.run_sync(Transfer, path, destination, expected_sha256, progress, attempts)
+        while True:
+            for attempt in range(attempts):
+                try:
+                    async with self.http.stream("GET", path, headers=transfer.request_headers()) as response:
+                        if not response.is_success:
+                            await response.aread()
+                        writing = transfer.answer(response)
+                        if writing is None:
+                            continue
+                        async with await anyio.open_file(transfer.part, writing.mode) as handle:
+                            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                                await handle.write(chunk)
+                                writing.wrote(len(chunk))
+                    break
+                except httpx.TransportError as error:
+                    delay = transfer.backoff(attempt)
+                    if delay is None:
+                        raise self._unreachable(error) from error
+                    await anyio.sleep(delay)
+            if (done := await anyio.to_thread.run_sync(transfer.finish)) is not None:
+                return done

@@ -1,0 +1,156 @@
+"""The methods of `AsyncClient` that are one call each, or work written once as steps: results, shares, downloads
+and verification of whole packages, history, billing and admin."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TypeVar
+
+from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
+from aitbc.protocol.billing import BalanceView, LedgerEntryView, StatsView
+from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.protocol.results import (
+    CoordinatorKeyView,
+    CreatedShareView,
+    LogsView,
+    ReceiptView,
+    ResultPackageView,
+    ResultsDeleted,
+    RevokedShares,
+    ShareList,
+    ShareView,
+)
+from aitbc.sdk import billing_calls, calls
+from aitbc.sdk.calls import Call
+from aitbc.sdk.downloads import Downloaded, Progress, file_path, zip_path
+from aitbc.sdk.packages import DownloadedPackage, PackageProgress, download_steps
+from aitbc.sdk.steps import Steps
+from aitbc.sdk.verification import Verification, verify_steps
+
+T = TypeVar("T")
+
+
+class AsyncClientMethods:
+    url: str
+
+    async def _run(self, call: Call[T]) -> T:
+        raise NotImplementedError
+
+    async def _steps(self, steps: Steps[T]) -> T:
+        raise NotImplementedError
+
+    async def download(
+        self, path: str, destination: Path, *, expected_sha256: str | None = None, progress: Progress | None = None
+    ) -> Downloaded:
+        raise NotImplementedError
+
+    # -- history ------------------------------------------------------------------------------------
+
+    async def retry(self, job_id: str) -> JobView:
+        return await self._run(billing_calls.retry(job_id))
+
+    async def timeline(self, job_id: str) -> builtins.list[EventMessage]:
+        return await self._run(billing_calls.timeline(job_id))
+
+    async def stats(self, days: int | None = None) -> StatsView:
+        return await self._run(billing_calls.stats(days))
+
+    # -- results ------------------------------------------------------------------------------------
+
+    async def results(self, job_id: str) -> ResultPackageView:
+        return await self._run(calls.result_package(job_id))
+
+    async def receipt(self, job_id: str) -> ReceiptView:
+        return await self._run(calls.receipt(job_id))
+
+    async def coordinator_key(self) -> CoordinatorKeyView:
+        return await self._run(calls.coordinator_key())
+
+    async def delete_results(self, job_id: str) -> ResultsDeleted:
+        return await self._run(calls.delete_results(job_id))
+
+    async def logs(self, job_id: str, after: int = 0) -> LogsView:
+        return await self._run(calls.logs(job_id, after))
+
+    async def create_share(self, job_id: str, expires_in_seconds: int | None = None) -> CreatedShareView:
+        return await self._run(calls.create_share(job_id, expires_in_seconds))
+
+    async def list_shares(self, job_id: str) -> ShareList:
+        return await self._run(calls.list_shares(job_id))
+
+    async def revoke_share(self, job_id: str, share_id: str) -> ShareView:
+        return await self._run(calls.revoke_share(job_id, share_id))
+
+    async def revoke_shares(self, job_id: str) -> RevokedShares:
+        return await self._run(calls.revoke_shares(job_id))
+
+    async def download_file(
+        self,
+        job_id: str,
+        path: str,
+        destination: Path,
+        expected_sha256: str | None = None,
+        progress: Progress | None = None,
+    ) -> Downloaded:
+        return await self.download(
+            file_path(job_id, path), destination, expected_sha256=expected_sha256, progress=progress
+        )
+
+    async def download_zip(self, job_id: str, destination: Path, progress: Progress | None = None) -> Downloaded:
+        return await self.download(zip_path(job_id), destination, progress=progress)
+
+    async def download_results(
+        self,
+        job_id: str,
+        output: Path,
+        *,
+        format: str = "folder",
+        checksum: bool = False,
+        progress: PackageProgress | None = None,
+    ) -> DownloadedPackage:
+        """The job's results (partial ones too) into `output`: a <job_id>/ folder (with `output.sha256` if
+        `checksum`) or <job_id>.zip, every file's sha256 checked, the receipt saved beside it."""
+        return await self._steps(download_steps(job_id, output, format, checksum, progress))
+
+    async def verify(
+        self, job_id: str, *, path: Path | None = None, receipt: ReceiptView | None = None, trust_new_key: bool = False
+    ) -> Verification:
+        """Check the job's results end to end against the coordinator key pinned on first use (`sdk/pinning.py`):
+        the receipt, both signatures, and every file of the copy at `path` (else of the coordinator)."""
+        return await self._steps(verify_steps(self.url, job_id, path, receipt, trust_new_key))
+
+    # -- billing and admin --------------------------------------------------------------------------
+
+    async def balance(self) -> BalanceView:
+        return await self._run(billing_calls.balance())
+
+    async def iter_ledger(self, from_: str | None = None, to: str | None = None) -> AsyncIterator[LedgerEntryView]:
+        """The caller's ledger entries, oldest first, page by page."""
+        after = 0
+        while True:
+            page = await self._run(billing_calls.ledger(from_, to, 1000, after))
+            for entry in page.entries:
+                yield entry
+            if not page.has_more or page.next_after is None:
+                return
+            after = page.next_after
+
+    async def grant_credits(self, account: str, amount: str, memo: str = "") -> BalanceView:
+        return await self._run(billing_calls.grant(account, amount, memo))
+
+    async def create_key(self, name: str, role: str, plan: str | None = None) -> CreatedKeyView:
+        return await self._run(calls.create_key(name, role, plan))
+
+    async def list_keys(self, account: str | None = None) -> builtins.list[KeyView]:
+        return await self._run(calls.list_keys(account))
+
+    async def revoke_key(self, key_id: str) -> KeyView:
+        return await self._run(calls.revoke_key(key_id))
+
+    async def list_accounts(self) -> builtins.list[AccountView]:
+        return await self._run(calls.list_accounts())
+
+    async def set_plan(self, name: str, plan: str) -> AccountView:
+        return await self._run(calls.set_plan(name, plan))

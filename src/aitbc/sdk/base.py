@@ -1,0 +1,47 @@
+"""What `Client` and `AsyncClient` share besides the calls: where to connect, how a failed connection reads,
+and the job events' WebSocket address and messages."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode
+
+import httpx
+
+from aitbc.protocol.jobs import EventMessage
+from aitbc.sdk.config import resolve_connection
+from aitbc.sdk.errors import ApiError, ConnectionFailed
+
+UPLOAD_CHUNK = 1024 * 1024
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=120.0)
+
+
+def ws_url(base: str, job_id: str | None, since: int | None) -> str:
+    query = {k: v for k, v in (("job_id", job_id), ("since", since)) if v is not None}
+    scheme_url = "ws" + base[4:] if base.startswith("http") else base
+    return f"{scheme_url}/v1/jobs/ws" + (f"?{urlencode(query)}" if query else "")
+
+
+def event(message: str | bytes) -> EventMessage:
+    data = json.loads(message)
+    if "error" in data and "seq" not in data:
+        raise ApiError(str(data["error"]), int(data.get("code", 4400)) - 4000)
+    return EventMessage.model_validate(data)
+
+
+def upload_headers(size: int) -> dict[str, str]:
+    return {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+
+
+class ClientBase:
+    def __init__(self, url: str | None, api_key: str | None) -> None:
+        connection = resolve_connection(url, api_key)
+        self.url = connection.url
+        self.api_key = connection.api_key
+        self.headers = {"X-Api-Key": self.api_key} if self.api_key else {}
+
+    def _unreachable(self, error: Exception) -> ConnectionFailed:
+        return ConnectionFailed(
+            f"cannot reach the coordinator at {self.url} ({error.__class__.__name__}): is `aitbc serve` running? "
+            "Set --url or AITBC_URL to point elsewhere."
+        )

@@ -1,0 +1,216 @@
+"""`Client`: the whole client API of a coordinator, blocking.
+
+from aitbc import Client
+with Client() as client:                       # AITBC_URL / AITBC_API_KEY / profile
+    job = client.submit(type="command", input="echo hi")
+    for event in client.events(job_id=job.job_id):
+        ...
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar, Unpack, cast
+
+import httpx
+import websockets.sync.client
+
+from aitbc.domain.digests import sha256_chunks
+from aitbc.protocol.jobs import (
+    CancelResult,
+    EventMessage,
+    FileView,
+    JobList,
+    JobView,
+)
+from aitbc.sdk import billing_calls, calls
+from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
+from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
+from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
+from aitbc.sdk.errors import raise_for_status
+from aitbc.sdk.steps import Digest, Fetch, Step, Steps
+from aitbc.sdk.sync_methods import ClientMethods
+
+T = TypeVar("T")
+
+
+class Client(ClientMethods, ClientBase):
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(url, api_key)
+        self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _run(self, call: Call[T]) -> T:
+        try:
+            response = self.http.request(
+                call.method, call.path, json=call.json, params=call.params, headers=call.headers
+            )
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from error
+        return call.parse(response)
+
+    def _steps(self, steps: Steps[T]) -> T:
+        """Run work written as steps (`sdk/steps.py`): each step's answer, or its error, goes back in."""
+        send: Callable[[Any], Step] = steps.send
+        answer: Any = None
+        while True:
+            try:
+                step = send(answer)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            try:
+                answer, send = self._step(step), steps.send
+            except Exception as error:
+                answer, send = error, steps.throw
+
+    def _step(self, step: Step) -> Any:
+        if isinstance(step, Call):
+            return self._run(step)
+        if isinstance(step, Fetch):
+            return self.download(
+                step.path, step.destination, expected_sha256=step.expected_sha256, progress=step.progress
+            )
+        if isinstance(step, Digest):
+            return sha256_chunks(self.iter_bytes(step.path))
+        return step.work()
+
+    @contextmanager
+    def _stream(self, path: str, **options: Any) -> Iterator[httpx.Response]:
+        """GET `path` streamed; an error answer raises its error, a lost connection `ConnectionFailed`."""
+        try:
+            with self.http.stream("GET", path, **options) as response:
+                if not response.is_success:
+                    response.read()
+                    raise_for_status(response)
+                yield response
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from error
+
+    # -- jobs ---------------------------------------------------------------------------------------
+
+    def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
+        return self._run(calls.submit(**options))
+
+    def get(self, job_id: str) -> JobView:
+        return self._run(calls.get(job_id))
+
+    def list(self, cursor: str | None = None, **filters: Unpack[JobFilters]) -> JobList:
+        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `limit`)."""
+        return self._run(calls.list_jobs(cursor, **filters))
+
+    def iter_jobs(self, **filters: Unpack[JobFilters]) -> Iterator[JobView]:
+        """Every job matching the filters, page by page (`limit` a page)."""
+        cursor = None
+        while True:
+            page = self.list(cursor, **filters)
+            yield from page.jobs
+            if not page.has_more:
+                return
+            cursor = page.next_cursor
+
+    def cancel(self, job_id: str) -> CancelResult:
+        return self._run(calls.cancel(job_id))
+
+    def upload_file(self, path: Path | str, name: str | None = None) -> FileView:
+        path = Path(path)
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as handle:
+                while chunk := handle.read(UPLOAD_CHUNK):
+                    yield chunk
+
+        try:
+            response = self.http.post(
+                "/v1/files",
+                params={"name": name or path.name},
+                content=chunks(),
+                headers=upload_headers(path.stat().st_size),
+            )
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from error
+        return model(FileView)(response)
+
+    def events(self, job_id: str | None = None, since: int | None = None) -> Iterator[EventMessage]:
+        """Job events as they happen (resuming after `since`), until the caller stops iterating."""
+        try:
+            with websockets.sync.client.connect(
+                ws_url(self.url, job_id, since), additional_headers=self.headers, open_timeout=10
+            ) as socket:
+                for message in socket:
+                    yield event(message)
+        except OSError as error:
+            raise self._unreachable(error) from error
+
+    def export(
+        self,
+        format: str = "json",
+        status: builtins.list[str] | None = None,
+        days: int | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+    ) -> Iterator[bytes]:
+        """The matching jobs as JSON or CSV, streamed in chunks (constant memory)."""
+        params = billing_calls.export_params(status, days, from_, to, format)
+        with self._stream("/v1/jobs/export", params=params) as response:
+            yield from response.iter_bytes()
+
+    # -- downloads ----------------------------------------------------------------------------------
+
+    def iter_bytes(self, path: str) -> Iterator[bytes]:
+        """The body of GET `path` as it arrives (a file of a package: `file_path(job_id, path)`)."""
+        with self._stream(path) as response:
+            yield from response.iter_bytes(DOWNLOAD_CHUNK)
+
+    def download(
+        self,
+        path: str,
+        destination: Path,
+        *,
+        expected_sha256: str | None = None,
+        progress: Progress | None = None,
+        attempts: int = DOWNLOAD_ATTEMPTS,
+    ) -> Downloaded:
+        """Stream GET `path` into `destination` through a `.part` file, resuming it with Range (guarded by
+        If-Range) after an interruption or from an earlier run; check the sha256 if one is expected."""
+        transfer = Transfer(path, destination, expected_sha256, progress, attempts)
+        while True:
+            for attempt in range(attempts):
+                try:
+                    with self.http.stream("GET", path, headers=transfer.request_headers()) as response:
+                        if not response.is_success:
+                            response.read()
+                        writing = transfer.answer(response)
+                        if writing is None:
+                            continue
+                        with transfer.part.open(writing.mode) as handle:
+                            for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                                handle.write(chunk)
+                                writing.wrote(len(chunk))
+                    break
+                except httpx.TransportError as error:
+                    delay = transfer.backoff(attempt)
+                    if delay is None:
+                        raise self._unreachable(error) from error
+                    time.sleep(delay)
+            if (done := transfer.finish()) is not None:
+                return done

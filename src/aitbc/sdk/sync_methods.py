@@ -1,0 +1,153 @@
+"""The methods of `Client` that are one call each, or work written once as steps: results, shares, downloads
+and verification of whole packages, history, billing and admin."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
+from aitbc.protocol.billing import BalanceView, LedgerEntryView, StatsView
+from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.protocol.results import (
+    CoordinatorKeyView,
+    CreatedShareView,
+    LogsView,
+    ReceiptView,
+    ResultPackageView,
+    ResultsDeleted,
+    RevokedShares,
+    ShareList,
+    ShareView,
+)
+from aitbc.sdk import billing_calls, calls
+from aitbc.sdk.calls import Call
+from aitbc.sdk.downloads import Downloaded, Progress, file_path, zip_path
+from aitbc.sdk.packages import DownloadedPackage, PackageProgress, download_steps
+from aitbc.sdk.steps import Steps
+from aitbc.sdk.verification import Verification, verify_steps
+
+T = TypeVar("T")
+
+
+class ClientMethods:
+    url: str
+
+    def _run(self, call: Call[T]) -> T:
+        raise NotImplementedError
+
+    def _steps(self, steps: Steps[T]) -> T:
+        raise NotImplementedError
+
+    def download(
+        self, path: str, destination: Path, *, expected_sha256: str | None = None, progress: Progress | None = None
+    ) -> Downloaded:
+        raise NotImplementedError
+
+    # -- history ------------------------------------------------------------------------------------
+
+    def retry(self, job_id: str) -> JobView:
+        return self._run(billing_calls.retry(job_id))
+
+    def timeline(self, job_id: str) -> builtins.list[EventMessage]:
+        return self._run(billing_calls.timeline(job_id))
+
+    def stats(self, days: int | None = None) -> StatsView:
+        return self._run(billing_calls.stats(days))
+
+    # -- results ------------------------------------------------------------------------------------
+
+    def results(self, job_id: str) -> ResultPackageView:
+        return self._run(calls.result_package(job_id))
+
+    def receipt(self, job_id: str) -> ReceiptView:
+        return self._run(calls.receipt(job_id))
+
+    def coordinator_key(self) -> CoordinatorKeyView:
+        return self._run(calls.coordinator_key())
+
+    def delete_results(self, job_id: str) -> ResultsDeleted:
+        return self._run(calls.delete_results(job_id))
+
+    def logs(self, job_id: str, after: int = 0) -> LogsView:
+        return self._run(calls.logs(job_id, after))
+
+    def create_share(self, job_id: str, expires_in_seconds: int | None = None) -> CreatedShareView:
+        return self._run(calls.create_share(job_id, expires_in_seconds))
+
+    def list_shares(self, job_id: str) -> ShareList:
+        return self._run(calls.list_shares(job_id))
+
+    def revoke_share(self, job_id: str, share_id: str) -> ShareView:
+        return self._run(calls.revoke_share(job_id, share_id))
+
+    def revoke_shares(self, job_id: str) -> RevokedShares:
+        return self._run(calls.revoke_shares(job_id))
+
+    def download_file(
+        self,
+        job_id: str,
+        path: str,
+        destination: Path,
+        expected_sha256: str | None = None,
+        progress: Progress | None = None,
+    ) -> Downloaded:
+        return self.download(file_path(job_id, path), destination, expected_sha256=expected_sha256, progress=progress)
+
+    def download_zip(self, job_id: str, destination: Path, progress: Progress | None = None) -> Downloaded:
+        return self.download(zip_path(job_id), destination, progress=progress)
+
+    def download_results(
+        self,
+        job_id: str,
+        output: Path,
+        *,
+        format: str = "folder",
+        checksum: bool = False,
+        progress: PackageProgress | None = None,
+    ) -> DownloadedPackage:
+        """The job's results (partial ones too) into `output`: a <job_id>/ folder (with `output.sha256` if
+        `checksum`) or <job_id>.zip, every file's sha256 checked, the receipt saved beside it."""
+        return self._steps(download_steps(job_id, output, format, checksum, progress))
+
+    def verify(
+        self, job_id: str, *, path: Path | None = None, receipt: ReceiptView | None = None, trust_new_key: bool = False
+    ) -> Verification:
+        """Check the job's results end to end against the coordinator key pinned on first use (`sdk/pinning.py`):
+        the receipt, both signatures, and every file of the copy at `path` (else of the coordinator)."""
+        return self._steps(verify_steps(self.url, job_id, path, receipt, trust_new_key))
+
+    # -- billing and admin --------------------------------------------------------------------------
+
+    def balance(self) -> BalanceView:
+        return self._run(billing_calls.balance())
+
+    def iter_ledger(self, from_: str | None = None, to: str | None = None) -> Iterator[LedgerEntryView]:
+        """The caller's ledger entries, oldest first, page by page."""
+        after = 0
+        while True:
+            page = self._run(billing_calls.ledger(from_, to, 1000, after))
+            yield from page.entries
+            if not page.has_more or page.next_after is None:
+                return
+            after = page.next_after
+
+    def grant_credits(self, account: str, amount: str, memo: str = "") -> BalanceView:
+        return self._run(billing_calls.grant(account, amount, memo))
+
+    def create_key(self, name: str, role: str, plan: str | None = None) -> CreatedKeyView:
+        return self._run(calls.create_key(name, role, plan))
+
+    def list_keys(self, account: str | None = None) -> builtins.list[KeyView]:
+        return self._run(calls.list_keys(account))
+
+    def revoke_key(self, key_id: str) -> KeyView:
+        return self._run(calls.revoke_key(key_id))
+
+    def list_accounts(self) -> builtins.list[AccountView]:
+        return self._run(calls.list_accounts())
+
+    def set_plan(self, name: str, plan: str) -> AccountView:
+        return self._run(calls.set_plan(name, plan))
