@@ -21,7 +21,12 @@ async def test_a_submitted_job_reads_back_with_its_first_event(stores: Stores, a
     assert event is not None
     assert (event.seq, event.job_id, event.kind, event.status, event.at) == (1, job.id, "status", "pending", T0)
     assert await stores.jobs.get_job(job.id) == job
-    assert (job.status, job.spec.type, job.spec.model, job.spec.params) == (JobStatus.PENDING, "embedding", "mini", {"a": 1})
+    assert (job.status, job.spec.type, job.spec.model, job.spec.params) == (
+        JobStatus.PENDING,
+        "embedding",
+        "mini",
+        {"a": 1},
+    )
     assert job.spec.priority.value == "high" and job.created_at == T0 and job.created_at.tzinfo is not None
     assert await stores.jobs.request_hash(job.id) == "a" * 64
     assert await stores.jobs.get_job("job_missing") is None
@@ -115,7 +120,9 @@ async def test_jobs_filter_by_account_status_and_creation_time(stores: Stores, a
     assert await ids(JobFilter(account_id=alice.id, created_from=at(2), created_to=at(3))) == [middle.id]
 
 
-async def test_the_queue_is_pending_jobs_of_the_asked_types_by_priority_then_age(stores: Stores, alice: Account) -> None:
+async def test_the_queue_is_pending_jobs_of_the_asked_types_by_priority_then_age(
+    stores: Stores, alice: Account
+) -> None:
     old = await stores.submit(alice, created_at=at(1))
     urgent = await stores.submit(alice, created_at=at(3), priority="urgent", priority_rank=3)
     young = await stores.submit(alice, created_at=at(2))
@@ -206,7 +213,11 @@ async def test_events_are_numbered_per_account_and_read_back_in_order(stores: St
     assert [e.seq for e in await stores.jobs.events_since(alice.id, 0, one.id, 2)] == [1, 3]
     assert [(e.seq, e.job_id) for e in await stores.jobs.events_since(bob.id, 0, None, 10)] == [(1, theirs.id)]
     assert [e.seq for e in await stores.jobs.job_events(one.id, ["status"])] == [1, 4]
-    assert [e.status for e in await stores.jobs.job_events(one.id, ["status", "log"])] == ["pending", "pending", "canceled"]
+    assert [e.status for e in await stores.jobs.job_events(one.id, ["status", "log"])] == [
+        "pending",
+        "pending",
+        "canceled",
+    ]
 
 
 async def test_statistics_and_estimates_come_from_completed_jobs(stores: Stores, alice: Account) -> None:
