@@ -142,9 +142,9 @@ class PostgresRelay:
             message: dict[str, Any] = json.loads(payload)
         except ValueError:
             return
-        if channel == PROBES:
-            heard = self._probes.get(str(message.get("probe")))  # another replica's probe: not ours to answer
-            if heard is not None and message.get("origin") == self.origin:
+        if channel == PROBES:  # every replica hears every probe; only the one that sent it is waiting for it
+            heard = self._probes.get(str(message.get("probe"))) if message.get("origin") == self.origin else None
+            if heard is not None:
                 heard.set()
             return
         if message.get("origin") == self.origin:
