@@ -1,10 +1,11 @@
-"""How long from typing `aitbc client cancel` to the job's processes being gone, with real processes.
+"""How long from typing `aitbc client cancel` (or POSTing the cancel) to the job's processes being gone, with
+real processes.
 
-    PYTHONPATH=. .venv/bin/python bench/cancel_latency.py [--runs 3]
+    PYTHONPATH=. .venv/bin/python bench/cancel_latency.py [--runs 3] [--via cli|http]
 
 Starts `aitbc serve` and one `aitbc miner run --allow-command` (the test suite's `Stack`), runs a
-`sleep 600` command job that records its pid, then times the CLI cancel until the pid is gone and until the
-job is `canceled`.
+`sleep 600` command job, finds its pid by name, then times the cancel until the pid is gone and until the
+job is `canceled`. `--via cli` includes the CLI's start-up; `--via http` is the coordinator and miner alone.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.miner.conftest import Stack, process_gone, wait_until
+import httpx
+from tests.miner.conftest import Stack, process_gone, processes_named, unique_marker, wait_until
 
 AITBC = str(Path(sys.executable).with_name("aitbc"))
 
@@ -24,28 +26,34 @@ AITBC = str(Path(sys.executable).with_name("aitbc"))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--via", choices=["cli", "http"], default="cli")
     options = parser.parse_args()
     stack = Stack(Path(tempfile.mkdtemp()))
     try:
         stack.start_server()
         stack.start_miner("bench", "--allow-command", "--runtimes", "command", "--claim-wait", "2")
         for _ in range(options.runs):
-            job = stack.post_job(type="command", input="echo $$ > pid.txt; sleep 600")
+            marker = unique_marker()  # the job's pid inside its sandbox means nothing out here: find it by name
+            job = stack.post_job(type="command", input=f"(exec -a {marker} sleep 600) &\nwait\n")
             stack.wait_status(job, {"running"}, timeout=30)
-            pid_file = wait_until(lambda: next(iter(stack.work_dir("bench").rglob("pid.txt")), None), 10)
-            pid = int(wait_until(lambda pid_file=pid_file: pid_file.read_text().strip() or None, 5))
+            pid = wait_until(lambda marker=marker: processes_named(marker), 10)[0]
             started = time.monotonic()
-            subprocess.run(
-                [AITBC, "client", "cancel", "--job-id", job, "--force"],
-                env=stack.environment,
-                capture_output=True,
-                check=True,
-            )
+            if options.via == "cli":
+                subprocess.run(
+                    [AITBC, "client", "cancel", "--job-id", job, "--force"],
+                    env=stack.environment,
+                    capture_output=True,
+                    check=True,
+                )
+            else:
+                headers = {"X-Api-Key": stack.client_key}
+                httpx.post(f"{stack.url}/v1/jobs/{job}/cancel", headers=headers, timeout=10).raise_for_status()
             wait_until(lambda pid=pid: process_gone(pid), 10, interval=0.01)
             gone = time.monotonic() - started
             stack.wait_status(job, {"canceled"}, timeout=10)
             canceled = time.monotonic() - started
-            print(f"`aitbc client cancel` → process gone in {gone:.2f} s, job canceled in {canceled:.2f} s")
+            how = "`aitbc client cancel`" if options.via == "cli" else "POST /v1/jobs/{id}/cancel"
+            print(f"{how} → process gone in {gone:.2f} s, job canceled in {canceled:.2f} s")
     finally:
         stack.close()
 

@@ -1,11 +1,15 @@
 """Two coordinator replicas over one PostgreSQL database: events, claim wake-ups and cancels cross between
-them through LISTEN/NOTIFY."""
+them through LISTEN/NOTIFY.
+
+No test sleeps hoping the other side is ready: each starts once both relays have heard their own probe NOTIFY
+(`listener_healthy`), and acts once the waiter on the other replica is in place (a subscriber registered, a
+claim or heartbeat long poll asleep). Every long poll is given far longer than the test waits for it, so an
+answer means it was woken, not that it timed out."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,8 @@ from aitbc.wiring import Coordinator, open_coordinator
 from tests.helpers import job_request, principal, register_miner
 
 pytestmark = pytest.mark.postgres
+LONG_POLL_SECONDS = 60  # the longest the settings allow; the tests wait at most READY_SECONDS for an answer
+READY_SECONDS = 20
 
 
 @pytest.fixture
@@ -28,9 +34,21 @@ async def replicas(postgres_url: str, tmp_path: Path) -> AsyncIterator[tuple[Coo
         )
         await coordinator.start_relay()
         opened.append(coordinator)
+    for coordinator in opened:
+        assert coordinator.relay is not None and await coordinator.relay.listener_healthy(timeout=READY_SECONDS)
     yield opened[0], opened[1]
     for coordinator in opened:
         await coordinator.close()
+
+
+async def ready(condition: Callable[[], bool], what: str) -> None:
+    """Until `condition` holds: a waiter on the other replica has reached its wait (no network in between)."""
+    try:
+        async with asyncio.timeout(READY_SECONDS):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"{what} was never ready") from None
 
 
 async def test_events_reach_subscribers_on_the_other_replica(replicas: tuple[Coordinator, Coordinator]) -> None:
@@ -38,12 +56,12 @@ async def test_events_reach_subscribers_on_the_other_replica(replicas: tuple[Coo
     alice = await principal(a, "alice", Role.CLIENT)
     stream = b.events.stream(alice.account.id, None, None)
     first = asyncio.ensure_future(stream.__anext__())
-    await asyncio.sleep(0.2)
+    await ready(lambda: b.hub.subscriber_count == 1, "the subscriber on b")
     job = (await a.jobs.submit(alice, job_request())).job
-    event = await asyncio.wait_for(first, timeout=5)
+    event = await asyncio.wait_for(first, timeout=READY_SECONDS)
     assert (event.job_id, event.status, event.seq) == (job.id, "pending", 1)
     await a.jobs.cancel(alice, job.id)
-    second = await asyncio.wait_for(stream.__anext__(), timeout=5)
+    second = await asyncio.wait_for(stream.__anext__(), timeout=READY_SECONDS)
     assert (second.status, second.seq) == ("canceled", 2)
     await stream.aclose()  # type: ignore[attr-defined]
 
@@ -53,13 +71,11 @@ async def test_a_submit_on_one_replica_wakes_a_claim_on_the_other(replicas: tupl
     alice = await principal(a, "alice", Role.CLIENT)
     owner = await principal(b, "farm", Role.MINER)
     miner = await register_miner(b, owner)
-    waiting = asyncio.create_task(b.dispatch.claim(owner, miner, 1, 20))
-    await asyncio.sleep(0.3)
-    started = time.monotonic()
+    waiting = asyncio.create_task(b.dispatch.claim(owner, miner, 1, LONG_POLL_SECONDS))
+    await ready(lambda: b.hub.claimers_waiting == 1, "the claim on b asleep")  # it found the queue empty
     job = (await a.jobs.submit(alice, job_request())).job
-    claimed = await asyncio.wait_for(waiting, timeout=10)
+    claimed = await asyncio.wait_for(waiting, timeout=READY_SECONDS)
     assert [c.job_id for c in claimed] == [job.id]
-    assert time.monotonic() - started < 5  # woken, not timed out
 
 
 async def test_a_cancel_on_one_replica_reaches_a_miner_held_on_the_other(
@@ -71,12 +87,13 @@ async def test_a_cancel_on_one_replica_reaches_a_miner_held_on_the_other(
     miner = await register_miner(b, owner)
     job = (await a.jobs.submit(alice, job_request())).job
     (assignment,) = await b.dispatch.claim(owner, miner, 1, 0)
-    held = asyncio.create_task(b.dispatch.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=20))
-    await asyncio.sleep(0.3)
-    started = time.monotonic()
+    held = asyncio.create_task(
+        b.dispatch.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=LONG_POLL_SECONDS)
+    )
+    await ready(lambda: b.hub.heartbeats_waiting(miner) == 1, "the heartbeat on b held")  # it saw no cancel
     await a.jobs.cancel(alice, job.id)
-    (state,) = await asyncio.wait_for(held, timeout=10)
-    assert state.cancel and time.monotonic() - started < 5
+    (state,) = await asyncio.wait_for(held, timeout=READY_SECONDS)
+    assert state.cancel
 
 
 async def test_a_large_event_crosses_by_reference(replicas: tuple[Coordinator, Coordinator]) -> None:
@@ -95,9 +112,18 @@ async def test_a_large_event_crosses_by_reference(replicas: tuple[Coordinator, C
         raise AssertionError("the stream ended")
 
     found = asyncio.ensure_future(first_log())
-    await asyncio.sleep(0.3)
+    await ready(lambda: b.hub.subscriber_count == 1, "the subscriber on b")
     lines = [LogLine(stream="stdout", line="x" * 1000) for _ in range(20)]
     await a.dispatch.logs(owner, miner, job.id, LogsRequest(lease_id=assignment.lease_id, lines=lines))
-    data = await asyncio.wait_for(found, timeout=5)
+    data = await asyncio.wait_for(found, timeout=READY_SECONDS)
     assert len(data["lines"]) == 20  # type: ignore[arg-type]
     await stream.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_relay_hears_its_own_probe_and_not_after_it_stops(replicas: tuple[Coordinator, Coordinator]) -> None:
+    a, _ = replicas
+    assert a.relay is not None
+    relay = a.relay
+    assert await relay.listener_healthy(timeout=READY_SECONDS)
+    await relay.stop()
+    assert not await relay.listener_healthy(timeout=0.2)  # nothing listens: the probe is never heard

@@ -8,8 +8,8 @@ import json
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import pytest
 
 from aitbc.miner.config import MinerConfig
@@ -17,7 +17,11 @@ from aitbc.miner.runtimes.embedding import EmbeddingRuntime, parse_texts
 from aitbc.miner.runtimes.interface import JobFailed
 from aitbc.miner.runtimes.reencode import ReencodeRuntime
 from aitbc.miner.runtimes.text_generation import TextGenerationRuntime
+from tests.miner.ai_extra import needs_ai
 from tests.miner.inprocess import InProcess, in_process
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @pytest.fixture
@@ -63,10 +67,15 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:  # type: ignore[type-arg]
+    import numpy as np
+
     return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+@needs_ai
 async def test_embedding_vectors_put_similar_sentences_close(stack: InProcess, tmp_path: Path) -> None:
+    import numpy as np
+
     runtime = EmbeddingRuntime.create(config(tmp_path))
     assert runtime.models() == ["all-MiniLM-L6-v2"]
     texts = ["a cat sits on the mat", "a kitten rests on a rug", "stock markets fell sharply"]
@@ -105,6 +114,7 @@ def test_embedding_input_is_text_lines_or_a_json_list() -> None:
         parse_texts("   \n")
 
 
+@needs_ai
 async def test_an_unknown_embedding_model_stays_pending_for_this_miner(stack: InProcess, tmp_path: Path) -> None:
     runtime = EmbeddingRuntime.create(config(tmp_path))
     job_id = await stack.submit(type="embedding", model="bge-large", input="hello")
@@ -114,6 +124,7 @@ async def test_an_unknown_embedding_model_stays_pending_for_this_miner(stack: In
     assert "bge-large" in job["waiting_for"]
 
 
+@needs_ai
 async def test_text_generation_produces_the_requested_number_of_tokens(
     stack: InProcess, tmp_path: Path, tiny_gpt2: Path
 ) -> None:
@@ -147,6 +158,7 @@ async def test_text_generation_produces_the_requested_number_of_tokens(
         assert f"{wanted} tokens generated" in files["logs/stdout.log"].decode()
 
 
+@needs_ai
 async def test_text_generation_refuses_bad_params(stack: InProcess, tmp_path: Path, tiny_gpt2: Path) -> None:
     runtime = TextGenerationRuntime.create(config(tmp_path, models={"tiny-gpt2": tiny_gpt2}))
     job_id = await stack.submit(type="text-generation", model="tiny-gpt2", input="hi", params={"max_tokens": -3})
@@ -215,6 +227,7 @@ async def test_reencode_refuses_option_injection(stack: InProcess, tmp_path: Pat
     assert job["failure_reason"] == "invalid_input"
 
 
+@needs_ai
 def test_more_embedding_models_can_be_named_and_the_cpu_is_used_without_a_gpu(tmp_path: Path) -> None:
     import shutil
 

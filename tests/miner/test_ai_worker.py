@@ -29,6 +29,7 @@ from aitbc.miner.worker.sandboxing import (
     worker_argv,
     worker_spec,
 )
+from tests.miner.ai_extra import needs_ai
 from tests.miner.inprocess import InProcess, in_process
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -113,6 +114,7 @@ async def embed(stack: InProcess, runtime: EmbeddingRuntime, texts: str = "a cat
     return await stack.job(job_id)
 
 
+@needs_ai
 async def test_the_worker_sees_python_its_models_and_its_job_folder_and_nothing_of_the_miner(
     stack: InProcess, runtime: EmbeddingRuntime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -168,6 +170,7 @@ async def test_the_worker_sees_python_its_models_and_its_job_folder_and_nothing_
         assert status["NoNewPrivs"].strip() == "1"
 
 
+@needs_ai
 async def test_the_worker_stays_warm_and_no_file_of_one_job_is_left_for_the_next(
     stack: InProcess, runtime: EmbeddingRuntime
 ) -> None:
@@ -190,6 +193,7 @@ async def test_the_worker_stays_warm_and_no_file_of_one_job_is_left_for_the_next
     assert worker.exchange.entries() == []
 
 
+@needs_ai
 async def test_cancel_stops_the_worker_between_batches_and_keeps_it(
     stack: InProcess, runtime: EmbeddingRuntime
 ) -> None:
@@ -212,6 +216,7 @@ async def test_cancel_stops_the_worker_between_batches_and_keeps_it(
     assert worker_python(only_worker(runtime)) == pid  # it stopped when asked: not killed
 
 
+@needs_ai
 async def test_a_stuck_worker_is_killed_and_a_crashed_one_fails_only_its_job(
     stack: InProcess, runtime: EmbeddingRuntime
 ) -> None:

@@ -21,6 +21,7 @@ from aitbc.miner.runtimes.interface import JobContext, RuntimeResult
 from aitbc.miner.sandbox import HostUser, bwrap_argv
 from aitbc.miner.worker.pool import Worker, WorkerPool
 from aitbc.miner.worker.sandboxing import worker_argv, worker_spec
+from tests.miner.ai_extra import needs_ai
 from tests.miner.inprocess import InProcess, in_process
 from tests.miner.test_ai_worker import MINER, KeptOpen, worker_python
 
@@ -116,6 +117,7 @@ async def run_jobs(stack: InProcess, runtime: EmbeddingRuntime, count: int, gpus
         assert job["status"] == "completed", job
 
 
+@needs_ai
 async def test_jobs_on_different_gpus_run_in_different_workers_and_the_same_gpu_reuses_its_warm_one(
     stack: InProcess, runtime: EmbeddingRuntime
 ) -> None:
@@ -141,6 +143,7 @@ async def test_jobs_on_different_gpus_run_in_different_workers_and_the_same_gpu_
     assert sandbox_view(after[()], dev) == ([], "")
 
 
+@needs_ai
 async def test_the_workers_alive_stay_within_max_jobs_a_job_waits_for_room(
     stack: InProcess, runtime: EmbeddingRuntime
 ) -> None:

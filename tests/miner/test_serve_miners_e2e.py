@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from aitbc.cli.local_miners import local_miner_work_dir
+from tests.miner.ai_extra import needs_ai
 from tests.miner.conftest import Stack, stored_package, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -37,6 +38,7 @@ def local_work_dir(stack: Stack, name: str) -> Path:
     return local_miner_work_dir(stack.data_dir, name, Path(stack.environment["XDG_STATE_HOME"]))
 
 
+@needs_ai
 def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> None:
     stack = local_stack(tmp_path)
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from aitbc.domain.events import JobEvent
 
@@ -51,6 +51,21 @@ class Subscription:
         return getter.result() if getter.done() and not getter.cancelled() else None
 
 
+class Wakeup(asyncio.Event):
+    """An event that counts who is waiting on it, so a held long poll can be seen (a readiness signal)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+
+    async def wait(self) -> Literal[True]:
+        self.waiting += 1
+        try:
+            return await super().wait()
+        finally:
+            self.waiting -= 1
+
+
 class Relay(Protocol):
     """Carries what happens on this replica to the others (see `streaming.postgres_relay`)."""
 
@@ -68,7 +83,8 @@ class EventHub:
         self._by_account: dict[str | None, set[Subscription]] = defaultdict(set)
         self._work = asyncio.Condition()
         self._work_version = 0
-        self._miner_wakeups: dict[str, asyncio.Event] = {}
+        self._claimers_waiting = 0
+        self._miner_wakeups: dict[str, Wakeup] = {}
         self._stopping = False
 
     @property
@@ -141,15 +157,28 @@ class EventHub:
     async def wait_for_work(self, seen_version: int, timeout: float) -> bool:
         """Sleep until work newer than `seen_version` is announced, or `timeout`; True if woken by work."""
         async with self._work:
+            self._claimers_waiting += 1
             try:
                 await asyncio.wait_for(self._work.wait_for(lambda: self._work_version != seen_version), timeout=timeout)
             except TimeoutError:
                 return False
+            finally:
+                self._claimers_waiting -= 1
         return True
 
-    def miner_wakeup(self, miner_id: str) -> asyncio.Event:
+    @property
+    def claimers_waiting(self) -> int:
+        """How many claim long polls are asleep waiting for work."""
+        return self._claimers_waiting
+
+    def miner_wakeup(self, miner_id: str) -> Wakeup:
         """An event set when something concerns this miner (a cancel); its long polls wait on it."""
-        return self._miner_wakeups.setdefault(miner_id, asyncio.Event())
+        return self._miner_wakeups.setdefault(miner_id, Wakeup())
+
+    def heartbeats_waiting(self, miner_id: str) -> int:
+        """How many of this miner's heartbeat long polls are held, waiting for a cancel."""
+        wakeup = self._miner_wakeups.get(miner_id)
+        return wakeup.waiting if wakeup is not None else 0
 
     def notify_miner(self, miner_id: str) -> None:
         self.miner_wakeup(miner_id).set()

@@ -3,7 +3,8 @@
 Each replica LISTENs on three channels: job events (delivered to its WebSocket subscribers), work (wakes its
 long-polling claimers) and miners (wakes a miner's held heartbeat so a cancel made on any replica reaches it at
 once). Payloads carry the replica's origin id so it ignores its own. An event too large for a NOTIFY payload
-is sent as its (account, seq) and read back from the store by the receiving replica.
+is sent as its (account, seq) and read back from the store by the receiving replica. A fourth channel carries
+probes: `listener_healthy()` sends one and waits to hear it back.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aitbc.domain.events import JobEvent
 from aitbc.streaming.hub import EventHub
 
 log = logging.getLogger(__name__)
-EVENTS, WORK, MINERS = "aitbc_events", "aitbc_work", "aitbc_miners"
+EVENTS, WORK, MINERS, PROBES = "aitbc_events", "aitbc_work", "aitbc_miners", "aitbc_probes"
 MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
 RECONNECT_SECONDS = 1.0
 
@@ -56,6 +57,7 @@ class PostgresRelay:
         self.origin = secrets.token_hex(8)
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=10000)
         self._tasks: list[asyncio.Task[None]] = []
+        self._probes: dict[str, asyncio.Event] = {}
         self.listening = asyncio.Event()
 
     # -- sending (called by the hub; never blocks the caller) --------------------------------------
@@ -74,6 +76,21 @@ class PostgresRelay:
 
     def send_miner(self, miner_id: str) -> None:
         self._send(MINERS, json.dumps({"origin": self.origin, "miner_id": miner_id}))
+
+    async def listener_healthy(self, timeout: float = 5.0) -> bool:
+        """Whether notices flow now: send a probe NOTIFY the way every notice goes (the outbox and its
+        connection) and wait until this replica's listener hears it back. `listening` says only that LISTEN ran
+        once; after it a connection can be lost, and a reconnect takes a while."""
+        token = secrets.token_hex(8)
+        heard = self._probes[token] = asyncio.Event()
+        try:
+            self._send(PROBES, json.dumps({"origin": self.origin, "probe": token}))
+            await asyncio.wait_for(heard.wait(), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            del self._probes[token]
+        return True
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -107,7 +124,7 @@ class PostgresRelay:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as connection:
-                    for channel in (EVENTS, WORK, MINERS):
+                    for channel in (EVENTS, WORK, MINERS, PROBES):
                         await connection.execute(f"LISTEN {channel}")
                     self.listening.set()
                     # Anything missed while reconnecting: claimers re-check, subscribers resume by seq.
@@ -124,6 +141,11 @@ class PostgresRelay:
         try:
             message: dict[str, Any] = json.loads(payload)
         except ValueError:
+            return
+        if channel == PROBES:  # every replica hears every probe; only the one that sent it is waiting for it
+            heard = self._probes.get(str(message.get("probe"))) if message.get("origin") == self.origin else None
+            if heard is not None:
+                heard.set()
             return
         if message.get("origin") == self.origin:
             return

@@ -11,8 +11,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from aitbc.domain.job import FailureReason
 from aitbc.miner.config import MinerConfig
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult, RuntimeUnavailable
@@ -83,6 +81,8 @@ class EmbeddingRuntime:
         name = context.assignment.model or DEFAULT_EMBEDDING_MODEL
         if name not in self._folders:
             raise JobFailed(f"model {name!r} is not served here (served: {', '.join(self.models())})")
+        import numpy as np  # the AI extra's: without it this module still loads, and `create` says what is missing
+
         raw = context.assignment.input if context.assignment.input is not None else context.input_text()
         texts = parse_texts(raw)
         normalize = bool(context.assignment.params.get("normalize", True))
