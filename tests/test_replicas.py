@@ -53,7 +53,7 @@ async def test_a_submit_on_one_replica_wakes_a_claim_on_the_other(replicas: tupl
     alice = await principal(a, "alice", Role.CLIENT)
     owner = await principal(b, "farm", Role.MINER)
     miner = await register_miner(b, owner)
-    waiting = asyncio.create_task(b.dispatch.claim(owner, miner, 1, 20))
+    waiting = asyncio.create_task(b.claiming.claim(owner, miner, 1, 20))
     await asyncio.sleep(0.3)
     started = time.monotonic()
     job = (await a.jobs.submit(alice, job_request())).job
@@ -70,8 +70,8 @@ async def test_a_cancel_on_one_replica_reaches_a_miner_held_on_the_other(
     owner = await principal(b, "farm", Role.MINER)
     miner = await register_miner(b, owner)
     job = (await a.jobs.submit(alice, job_request())).job
-    (assignment,) = await b.dispatch.claim(owner, miner, 1, 0)
-    held = asyncio.create_task(b.dispatch.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=20))
+    (assignment,) = await b.claiming.claim(owner, miner, 1, 0)
+    held = asyncio.create_task(b.miners.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=20))
     await asyncio.sleep(0.3)
     started = time.monotonic()
     await a.jobs.cancel(alice, job.id)
@@ -85,7 +85,7 @@ async def test_a_large_event_crosses_by_reference(replicas: tuple[Coordinator, C
     owner = await principal(a, "farm", Role.MINER)
     miner = await register_miner(a, owner)
     job = (await a.jobs.submit(alice, job_request())).job
-    (assignment,) = await a.dispatch.claim(owner, miner, 1, 0)
+    (assignment,) = await a.claiming.claim(owner, miner, 1, 0)
     stream = b.events.stream(alice.account.id, None, job.id)
 
     async def first_log() -> dict[str, object]:
@@ -97,7 +97,7 @@ async def test_a_large_event_crosses_by_reference(replicas: tuple[Coordinator, C
     found = asyncio.ensure_future(first_log())
     await asyncio.sleep(0.3)
     lines = [LogLine(stream="stdout", line="x" * 1000) for _ in range(20)]
-    await a.dispatch.logs(owner, miner, job.id, LogsRequest(lease_id=assignment.lease_id, lines=lines))
+    await a.running.logs(owner, miner, job.id, LogsRequest(lease_id=assignment.lease_id, lines=lines))
     data = await asyncio.wait_for(found, timeout=5)
     assert len(data["lines"]) == 20  # type: ignore[arg-type]
     await stream.aclose()  # type: ignore[attr-defined]
