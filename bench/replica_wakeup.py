@@ -38,21 +38,21 @@ async def measure(a: Coordinator, b: Coordinator, runs: int) -> tuple[list[float
     miner = await register_miner(b, owner)
     claims, cancels = [], []
     for _ in range(runs):
-        waiting = asyncio.create_task(b.dispatch.claim(owner, miner, 1, 60))
+        waiting = asyncio.create_task(b.claiming.claim(owner, miner, 1, 60))
         await until(lambda: b.hub.claimers_waiting == 1)
         started = time.perf_counter()
         job = (await a.jobs.submit(alice, job_request())).job
         (assignment,) = await waiting
         claims.append(time.perf_counter() - started)
 
-        held = asyncio.create_task(b.dispatch.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=60))
+        held = asyncio.create_task(b.miners.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=60))
         await until(lambda: b.hub.heartbeats_waiting(miner) == 1)
         started = time.perf_counter()
         await a.jobs.cancel(alice, job.id)
         (state,) = await held
         assert state.cancel
         cancels.append(time.perf_counter() - started)
-        await b.dispatch.fail(owner, miner, job.id, FailRequest(lease_id=assignment.lease_id, message="canceled"))
+        await b.finishing.fail(owner, miner, job.id, FailRequest(lease_id=assignment.lease_id, message="canceled"))
     return claims, cancels
 
 

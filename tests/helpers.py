@@ -31,7 +31,7 @@ async def register_miner(
 ) -> str:
     key = Ed25519PrivateKey.generate()
     request = RegisterRequest(name=name, runtimes=list(runtimes), gpus=gpus or [], public_key=public_key_text(key))
-    return (await coordinator.dispatch.register(who, request)).miner_id
+    return (await coordinator.miners.register(who, request)).miner_id
 
 
 def job_request(**overrides: Any) -> SubmitJobRequest:

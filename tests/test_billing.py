@@ -40,8 +40,8 @@ async def run_for(coordinator: Coordinator, clock: ManualClock, seconds: float, 
     owner = await principal(coordinator, "farm", Role.MINER)
     miner = await register_miner(coordinator, owner, gpus=[{"model": "NVIDIA A100-SXM4-80GB", "vram_gb": 80}])
     job = (await coordinator.jobs.submit(client, job_request(**spec))).job
-    (assignment,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
-    await coordinator.dispatch.start(owner, miner, job.id, assignment.lease_id)
+    (assignment,) = await coordinator.claiming.claim(owner, miner, 1, 0)
+    await coordinator.running.start(owner, miner, job.id, assignment.lease_id)
     clock.advance(seconds)
     return job.id, miner, assignment.lease_id
 
@@ -68,7 +68,7 @@ async def test_a_completed_job_is_charged_per_started_second(coordinator: Coordi
     )
     owner = await principal(coordinator, "farm", Role.MINER)
     before_client, before_miner = await balances(coordinator, "alice", "farm")
-    await coordinator.dispatch.complete(owner, miner, job_id, FinishRequest(lease_id=lease))
+    await coordinator.finishing.complete(owner, miner, job_id, FinishRequest(lease_id=lease))
     client = await principal(coordinator, "alice", Role.CLIENT)
     job = await coordinator.jobs.get(client, job_id)
     charge = units(3 * A100_HIGH_PER_SECOND)
@@ -80,7 +80,7 @@ async def test_a_completed_job_is_charged_per_started_second(coordinator: Coordi
     (platform,) = await balances(coordinator, PLATFORM_ACCOUNT)
     assert platform == fee
     # A retried completion changes nothing more.
-    await coordinator.dispatch.complete(owner, miner, job_id, FinishRequest(lease_id=lease))
+    await coordinator.finishing.complete(owner, miner, job_id, FinishRequest(lease_id=lease))
     assert await balances(coordinator, "alice", "farm") == [after_client, after_miner]
 
 
@@ -92,15 +92,15 @@ async def test_cancel_pays_until_the_stop_and_miner_faults_pay_nothing(
     job_id, miner, lease = await run_for(coordinator, clock, 1.0, requirements={"gpu_type": "a100"}, priority="high")
     await coordinator.jobs.cancel(client, job_id)
     clock.advance(0.4)
-    await coordinator.dispatch.fail(owner, miner, job_id, FailRequest(lease_id=lease, message="stopped"))
+    await coordinator.finishing.fail(owner, miner, job_id, FailRequest(lease_id=lease, message="stopped"))
     canceled = await coordinator.jobs.get(client, job_id)
     assert canceled.status is JobStatus.CANCELED
     assert (canceled.billed_seconds, canceled.cost) == (2, units(2 * A100_HIGH_PER_SECOND))
 
     lost = (await coordinator.jobs.submit(client, job_request(requirements={"gpu_type": "a100"}))).job
     for _ in range(lost.max_attempts):
-        (assignment,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
-        await coordinator.dispatch.start(owner, miner, lost.id, assignment.lease_id)
+        (assignment,) = await coordinator.claiming.claim(owner, miner, 1, 0)
+        await coordinator.running.start(owner, miner, lost.id, assignment.lease_id)
         clock.advance(coordinator.settings.lease_seconds + 1)
         await coordinator.reaper.run_once()
     lost = await coordinator.jobs.get(client, lost.id)
@@ -108,10 +108,10 @@ async def test_cancel_pays_until_the_stop_and_miner_faults_pay_nothing(
     assert (lost.cost, lost.billed_seconds) == (Decimal(0), 0)
 
     crashed = (await coordinator.jobs.submit(client, job_request(requirements={"gpu_type": "a100"}))).job
-    (assignment,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
-    await coordinator.dispatch.start(owner, miner, crashed.id, assignment.lease_id)
+    (assignment,) = await coordinator.claiming.claim(owner, miner, 1, 0)
+    await coordinator.running.start(owner, miner, crashed.id, assignment.lease_id)
     clock.advance(5)
-    await coordinator.dispatch.fail(
+    await coordinator.finishing.fail(
         owner, miner, crashed.id, FailRequest(lease_id=assignment.lease_id, reason="runtime_error")
     )
     crashed = await coordinator.jobs.get(client, crashed.id)
@@ -188,20 +188,20 @@ async def test_stats_export_retry_and_timeline_over_http(
         for i in range(6)
     ]
     for seconds, outcome in ((2, "complete"), (4, "complete"), (1, "fail"), (3, "cancel")):
-        (assignment,) = await coordinator.dispatch.claim(miner_owner, miner, 1, 0)
-        await coordinator.dispatch.start(miner_owner, miner, assignment.job_id, assignment.lease_id)
+        (assignment,) = await coordinator.claiming.claim(miner_owner, miner, 1, 0)
+        await coordinator.running.start(miner_owner, miner, assignment.job_id, assignment.lease_id)
         clock.advance(seconds)
         if outcome == "complete":
-            await coordinator.dispatch.complete(
+            await coordinator.finishing.complete(
                 miner_owner, miner, assignment.job_id, FinishRequest(lease_id=assignment.lease_id)
             )
         elif outcome == "fail":
-            await coordinator.dispatch.fail(
+            await coordinator.finishing.fail(
                 miner_owner, miner, assignment.job_id, FailRequest(lease_id=assignment.lease_id, reason="runtime_error")
             )
         else:
             await http.post(f"/v1/jobs/{assignment.job_id}/cancel", headers=headers)
-            await coordinator.dispatch.fail(
+            await coordinator.finishing.fail(
                 miner_owner, miner, assignment.job_id, FailRequest(lease_id=assignment.lease_id)
             )
     stats = (await http.get("/v1/stats", headers=headers)).json()

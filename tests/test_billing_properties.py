@@ -77,11 +77,11 @@ class Marketplace(RuleBasedStateMachine):
 
     @rule(miner=st.integers(0, 2), start=st.booleans(), run_for=st.floats(0, 100))
     def claim(self, miner: int, start: bool, run_for: float) -> None:
-        for assignment in self.run(self.coordinator.dispatch.claim(self.owner, self.miners[miner], 2, 0)):
+        for assignment in self.run(self.coordinator.claiming.claim(self.owner, self.miners[miner], 2, 0)):
             self.leases[assignment.job_id] = (self.miners[miner], assignment.lease_id)
             if start:
                 self.run(
-                    self.coordinator.dispatch.start(
+                    self.coordinator.running.start(
                         self.owner, self.miners[miner], assignment.job_id, assignment.lease_id
                     )
                 )
@@ -97,17 +97,21 @@ class Marketplace(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(list(self.leases)))  # in claim order: the same draw, the same job
         miner, lease = self.leases[job_id]
         self.clock.advance(seconds)
-        dispatch = self.coordinator.dispatch
+        coordinator = self.coordinator
         try:
             if action == "start":
-                self.run(dispatch.start(self.owner, miner, job_id, lease))
+                self.run(coordinator.running.start(self.owner, miner, job_id, lease))
             elif action == "progress":
-                self.run(dispatch.progress(self.owner, miner, job_id, ProgressRequest(lease_id=lease, progress=50)))
+                self.run(
+                    coordinator.running.progress(
+                        self.owner, miner, job_id, ProgressRequest(lease_id=lease, progress=50)
+                    )
+                )
             elif action == "complete":
-                self.run(dispatch.complete(self.owner, miner, job_id, FinishRequest(lease_id=lease)))
+                self.run(coordinator.finishing.complete(self.owner, miner, job_id, FinishRequest(lease_id=lease)))
             elif action in ("fail", "retryable"):
                 request = FailRequest(lease_id=lease, reason="runtime_error", retryable=action == "retryable")
-                self.run(dispatch.fail(self.owner, miner, job_id, request))
+                self.run(coordinator.finishing.fail(self.owner, miner, job_id, request))
             else:
                 job = self.run(self.coordinator.job_store.get_job(job_id))
                 assert job is not None

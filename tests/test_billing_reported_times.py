@@ -43,9 +43,9 @@ class Running:
         )
         spec = job_request(requirements={"gpu_type": "a100"}, timeout_seconds=3600)
         self.job_id = (await self.coordinator.jobs.submit(self.client, spec)).job.id
-        (assignment,) = await self.coordinator.dispatch.claim(self.owner, self.miner, 1, 0)
+        (assignment,) = await self.coordinator.claiming.claim(self.owner, self.miner, 1, 0)
         self.lease = assignment.lease_id
-        await self.coordinator.dispatch.start(self.owner, self.miner, self.job_id, self.lease)
+        await self.coordinator.running.start(self.owner, self.miner, self.job_id, self.lease)
         self.started = self.clock.now()
         return self
 
@@ -53,7 +53,7 @@ class Running:
         return self.started + timedelta(seconds=seconds)
 
     async def complete(self, **request: object) -> Job:
-        await self.coordinator.dispatch.complete(
+        await self.coordinator.finishing.complete(
             self.owner, self.miner, self.job_id, FinishRequest(lease_id=self.lease, **request)
         )
         return await self.coordinator.jobs.get(self.client, self.job_id)
@@ -144,7 +144,7 @@ async def test_a_failure_and_a_confirmed_cancel_are_billed_the_reported_run(
 ) -> None:
     failed = await Running(coordinator, clock).start()
     clock.advance(30)
-    await coordinator.dispatch.fail(
+    await coordinator.finishing.fail(
         failed.owner,
         failed.miner,
         failed.job_id,
@@ -158,7 +158,7 @@ async def test_a_failure_and_a_confirmed_cancel_are_billed_the_reported_run(
     await coordinator.jobs.cancel(canceled.client, canceled.job_id)
     stopped_at = clock.now()
     clock.advance(15)  # the miner's confirmation is late
-    await coordinator.dispatch.fail(
+    await coordinator.finishing.fail(
         canceled.owner,
         canceled.miner,
         canceled.job_id,

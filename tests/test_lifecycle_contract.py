@@ -67,7 +67,7 @@ async def test_fifty_concurrent_claimers_one_job_exactly_one_lease(coordinator: 
     miner_owner = await principal(coordinator, "farm", Role.MINER)
     miners = [await register_miner(coordinator, miner_owner, f"m{i}") for i in range(50)]
     job = (await coordinator.jobs.submit(client, job_request())).job
-    claims = await asyncio.gather(*(coordinator.dispatch.claim(miner_owner, m, 1, 0) for m in miners))
+    claims = await asyncio.gather(*(coordinator.claiming.claim(miner_owner, m, 1, 0) for m in miners))
     winners = [a for found in claims for a in found]
     assert len(winners) == 1
     assert winners[0].job_id == job.id
@@ -88,7 +88,7 @@ async def test_claim_order_is_priority_then_age(coordinator: Coordinator, clock:
     normal_new = (await coordinator.jobs.submit(client, job_request())).job
     clock.advance(1)
     urgent = (await coordinator.jobs.submit(client, job_request(priority="urgent"))).job
-    claimed = await coordinator.dispatch.claim(owner, miner, 4, 0)
+    claimed = await coordinator.claiming.claim(owner, miner, 4, 0)
     assert [a.job_id for a in claimed] == [urgent.id, normal_old.id, normal_new.id, low.id]
 
 
@@ -99,11 +99,11 @@ async def test_requirements_are_matched(coordinator: Coordinator) -> None:
     assert await coordinator.jobs.waiting_for(job) == "no miner is connected"
     cpu = await register_miner(coordinator, owner, "cpu")
     assert await coordinator.jobs.waiting_for(job) == "no connected miner meets the requirements: needs 1x a100"
-    assert await coordinator.dispatch.claim(owner, cpu, 1, 0) == []
+    assert await coordinator.claiming.claim(owner, cpu, 1, 0) == []
     a100 = await register_miner(coordinator, owner, "gpu", gpus=[{"model": "NVIDIA A100-SXM4-80GB", "vram_gb": 80}])
     assert await coordinator.jobs.waiting_for(job) == "waiting for a free miner"
     big = (await coordinator.jobs.submit(client, job_request(requirements={"min_vram_gb": 100}))).job
-    claimed = await coordinator.dispatch.claim(owner, a100, 2, 0)
+    claimed = await coordinator.claiming.claim(owner, a100, 2, 0)
     assert [a.job_id for a in claimed] == [job.id]
     assert (await coordinator.jobs.get(client, big.id)).status is JobStatus.PENDING
     assert "VRAM" in (await coordinator.jobs.waiting_for(big) or "")
@@ -113,7 +113,7 @@ async def test_long_poll_claim_wakes_on_submit(coordinator: Coordinator) -> None
     client = await principal(coordinator, "alice", Role.CLIENT)
     owner = await principal(coordinator, "farm", Role.MINER)
     miner = await register_miner(coordinator, owner)
-    waiting = asyncio.create_task(coordinator.dispatch.claim(owner, miner, 1, 20))
+    waiting = asyncio.create_task(coordinator.claiming.claim(owner, miner, 1, 20))
     await asyncio.sleep(0.2)
     assert not waiting.done()
     job = (await coordinator.jobs.submit(client, job_request())).job
@@ -126,8 +126,8 @@ async def _running_job(coordinator: Coordinator) -> tuple[str, str, str]:
     owner = await principal(coordinator, "farm", Role.MINER)
     miner = await register_miner(coordinator, owner)
     job = (await coordinator.jobs.submit(client, job_request())).job
-    (assignment,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
-    await coordinator.dispatch.start(owner, miner, job.id, assignment.lease_id)
+    (assignment,) = await coordinator.claiming.claim(owner, miner, 1, 0)
+    await coordinator.running.start(owner, miner, job.id, assignment.lease_id)
     return job.id, miner, assignment.lease_id
 
 
@@ -138,7 +138,7 @@ async def test_lease_expiry_requeues_then_fails_as_miner_lost(coordinator: Coord
     job = (await coordinator.jobs.submit(client, job_request())).job
     leases = []
     for attempt in range(1, job.max_attempts + 1):
-        (assignment,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
+        (assignment,) = await coordinator.claiming.claim(owner, miner, 1, 0)
         assert assignment.attempt == attempt
         leases.append(assignment.lease_id)
         clock.advance(coordinator.settings.lease_seconds - 1)
@@ -163,11 +163,11 @@ async def test_heartbeat_and_progress_keep_the_lease(coordinator: Coordinator, c
     owner = await principal(coordinator, "farm", Role.MINER)
     for _ in range(5):
         clock.advance(coordinator.settings.lease_seconds - 5)
-        states = await coordinator.dispatch.heartbeat(owner, miner, [lease])
+        states = await coordinator.miners.heartbeat(owner, miner, [lease])
         assert states[0].active and not states[0].cancel
         await coordinator.reaper.run_once()
     clock.advance(coordinator.settings.lease_seconds - 5)
-    directive = await coordinator.dispatch.progress(owner, miner, job_id, ProgressRequest(lease_id=lease, progress=40))
+    directive = await coordinator.running.progress(owner, miner, job_id, ProgressRequest(lease_id=lease, progress=40))
     assert directive.status is JobStatus.RUNNING and not directive.cancel
     await coordinator.reaper.run_once()
     client = await principal(coordinator, "alice", Role.CLIENT)
@@ -181,22 +181,22 @@ async def test_stale_lease_is_refused_and_changes_nothing(coordinator: Coordinat
     client = await principal(coordinator, "alice", Role.CLIENT)
     clock.advance(coordinator.settings.lease_seconds + 1)
     assert (await coordinator.reaper.run_once()).requeued == 1
-    (second,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
+    (second,) = await coordinator.claiming.claim(owner, miner, 1, 0)
     assert second.lease_id != old_lease
     before = await coordinator.jobs.get(client, job_id)
     with pytest.raises(Conflict):
-        await coordinator.dispatch.progress(owner, miner, job_id, ProgressRequest(lease_id=old_lease, progress=99))
+        await coordinator.running.progress(owner, miner, job_id, ProgressRequest(lease_id=old_lease, progress=99))
     with pytest.raises(Conflict):
-        await coordinator.dispatch.complete(owner, miner, job_id, FinishRequest(lease_id=old_lease))
+        await coordinator.finishing.complete(owner, miner, job_id, FinishRequest(lease_id=old_lease))
     with pytest.raises(Conflict):
-        await coordinator.dispatch.fail(owner, miner, job_id, FailRequest(lease_id=old_lease))
+        await coordinator.finishing.fail(owner, miner, job_id, FailRequest(lease_id=old_lease))
     with pytest.raises(Conflict):
-        await coordinator.dispatch.start(owner, miner, job_id, old_lease)
+        await coordinator.running.start(owner, miner, job_id, old_lease)
     after = await coordinator.jobs.get(client, job_id)
     assert after == before
-    done = await coordinator.dispatch.complete(owner, miner, job_id, FinishRequest(lease_id=second.lease_id))
+    done = await coordinator.finishing.complete(owner, miner, job_id, FinishRequest(lease_id=second.lease_id))
     assert done.status is JobStatus.COMPLETED
-    again = await coordinator.dispatch.complete(owner, miner, job_id, FinishRequest(lease_id=second.lease_id))
+    again = await coordinator.finishing.complete(owner, miner, job_id, FinishRequest(lease_id=second.lease_id))
     assert again.status is JobStatus.COMPLETED
 
 
@@ -205,7 +205,7 @@ async def test_completion_is_applied_once(coordinator: Coordinator) -> None:
     owner = await principal(coordinator, "farm", Role.MINER)
     results = await asyncio.gather(
         *(
-            coordinator.dispatch.complete(owner, miner, job_id, FinishRequest(lease_id=lease, exit_code=0))
+            coordinator.finishing.complete(owner, miner, job_id, FinishRequest(lease_id=lease, exit_code=0))
             for _ in range(10)
         )
     )
@@ -224,22 +224,22 @@ async def test_cancel_from_every_status(coordinator: Coordinator, clock: ManualC
     assert (outcome.outcome, outcome.status) == ("canceled", JobStatus.CANCELED)
 
     assigned = (await coordinator.jobs.submit(client, job_request())).job
-    (lease_a,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
+    (lease_a,) = await coordinator.claiming.claim(owner, miner, 1, 0)
     outcome = await coordinator.jobs.cancel(client, assigned.id)
     assert (outcome.outcome, outcome.status) == ("canceling", JobStatus.CANCELING)
     # The miner hears about it and confirms with a (partial) finish: the job is canceled.
-    states = await coordinator.dispatch.heartbeat(owner, miner, [lease_a.lease_id])
+    states = await coordinator.miners.heartbeat(owner, miner, [lease_a.lease_id])
     assert states[0].cancel
-    confirmed = await coordinator.dispatch.fail(
+    confirmed = await coordinator.finishing.fail(
         owner, miner, assigned.id, FailRequest(lease_id=lease_a.lease_id, message="stopped")
     )
     assert confirmed.status is JobStatus.CANCELED
 
     running = (await coordinator.jobs.submit(client, job_request())).job
-    (lease_r,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
-    await coordinator.dispatch.start(owner, miner, running.id, lease_r.lease_id)
+    (lease_r,) = await coordinator.claiming.claim(owner, miner, 1, 0)
+    await coordinator.running.start(owner, miner, running.id, lease_r.lease_id)
     assert (await coordinator.jobs.cancel(client, running.id)).outcome == "canceling"
-    directive = await coordinator.dispatch.progress(
+    directive = await coordinator.running.progress(
         owner, miner, running.id, ProgressRequest(lease_id=lease_r.lease_id, progress=50)
     )
     assert directive.cancel
@@ -251,7 +251,7 @@ async def test_cancel_from_every_status(coordinator: Coordinator, clock: ManualC
     forced = await coordinator.jobs.get(client, running.id)
     assert forced.status is JobStatus.CANCELED and forced.lease_id is None
     with pytest.raises(Conflict):
-        await coordinator.dispatch.complete(owner, miner, running.id, FinishRequest(lease_id=lease_r.lease_id))
+        await coordinator.finishing.complete(owner, miner, running.id, FinishRequest(lease_id=lease_r.lease_id))
 
     for finished in (pending.id, assigned.id, running.id):
         before = await coordinator.jobs.get(client, finished)
@@ -260,8 +260,8 @@ async def test_cancel_from_every_status(coordinator: Coordinator, clock: ManualC
         assert await coordinator.jobs.get(client, finished) == before
 
     done = (await coordinator.jobs.submit(client, job_request())).job
-    (lease_d,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
-    await coordinator.dispatch.complete(owner, miner, done.id, FinishRequest(lease_id=lease_d.lease_id))
+    (lease_d,) = await coordinator.claiming.claim(owner, miner, 1, 0)
+    await coordinator.finishing.complete(owner, miner, done.id, FinishRequest(lease_id=lease_d.lease_id))
     late = await coordinator.jobs.cancel(client, done.id)
     assert (late.outcome, late.status, late.reason) == ("failed", JobStatus.COMPLETED, "already_completed")
 
@@ -285,8 +285,8 @@ async def test_retryable_failure_requeues_until_the_last_attempt(coordinator: Co
     miner = await register_miner(coordinator, owner)
     job = (await coordinator.jobs.submit(client, job_request())).job
     for _ in range(job.max_attempts):
-        (assignment,) = await coordinator.dispatch.claim(owner, miner, 1, 0)
-        await coordinator.dispatch.fail(
+        (assignment,) = await coordinator.claiming.claim(owner, miner, 1, 0)
+        await coordinator.finishing.fail(
             owner, miner, job.id, FailRequest(lease_id=assignment.lease_id, reason="miner_error", retryable=True)
         )
     final = await coordinator.jobs.get(client, job.id)
@@ -336,8 +336,8 @@ async def test_every_transition_is_an_event_numbered_per_account(coordinator: Co
     job_id, miner, lease = await _running_job(coordinator)
     owner = await principal(coordinator, "farm", Role.MINER)
     client = await principal(coordinator, "alice", Role.CLIENT)
-    await coordinator.dispatch.progress(owner, miner, job_id, ProgressRequest(lease_id=lease, progress=10))
-    await coordinator.dispatch.complete(owner, miner, job_id, FinishRequest(lease_id=lease))
+    await coordinator.running.progress(owner, miner, job_id, ProgressRequest(lease_id=lease, progress=10))
+    await coordinator.finishing.complete(owner, miner, job_id, FinishRequest(lease_id=lease))
     events = await coordinator.job_store.events_since(client.account.id, 0, job_id, 100)
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert [(e.kind, e.status) for e in events] == [

@@ -71,7 +71,7 @@ async def test_a_submit_on_one_replica_wakes_a_claim_on_the_other(replicas: tupl
     alice = await principal(a, "alice", Role.CLIENT)
     owner = await principal(b, "farm", Role.MINER)
     miner = await register_miner(b, owner)
-    waiting = asyncio.create_task(b.dispatch.claim(owner, miner, 1, LONG_POLL_SECONDS))
+    waiting = asyncio.create_task(b.claiming.claim(owner, miner, 1, LONG_POLL_SECONDS))
     await ready(lambda: b.hub.claimers_waiting == 1, "the claim on b asleep")  # it found the queue empty
     job = (await a.jobs.submit(alice, job_request())).job
     claimed = await asyncio.wait_for(waiting, timeout=READY_SECONDS)
@@ -86,9 +86,9 @@ async def test_a_cancel_on_one_replica_reaches_a_miner_held_on_the_other(
     owner = await principal(b, "farm", Role.MINER)
     miner = await register_miner(b, owner)
     job = (await a.jobs.submit(alice, job_request())).job
-    (assignment,) = await b.dispatch.claim(owner, miner, 1, 0)
+    (assignment,) = await b.claiming.claim(owner, miner, 1, 0)
     held = asyncio.create_task(
-        b.dispatch.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=LONG_POLL_SECONDS)
+        b.miners.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=LONG_POLL_SECONDS)
     )
     await ready(lambda: b.hub.heartbeats_waiting(miner) == 1, "the heartbeat on b held")  # it saw no cancel
     await a.jobs.cancel(alice, job.id)
@@ -102,7 +102,7 @@ async def test_a_large_event_crosses_by_reference(replicas: tuple[Coordinator, C
     owner = await principal(a, "farm", Role.MINER)
     miner = await register_miner(a, owner)
     job = (await a.jobs.submit(alice, job_request())).job
-    (assignment,) = await a.dispatch.claim(owner, miner, 1, 0)
+    (assignment,) = await a.claiming.claim(owner, miner, 1, 0)
     stream = b.events.stream(alice.account.id, None, job.id)
 
     async def first_log() -> dict[str, object]:
@@ -114,7 +114,7 @@ async def test_a_large_event_crosses_by_reference(replicas: tuple[Coordinator, C
     found = asyncio.ensure_future(first_log())
     await ready(lambda: b.hub.subscriber_count == 1, "the subscriber on b")
     lines = [LogLine(stream="stdout", line="x" * 1000) for _ in range(20)]
-    await a.dispatch.logs(owner, miner, job.id, LogsRequest(lease_id=assignment.lease_id, lines=lines))
+    await a.running.logs(owner, miner, job.id, LogsRequest(lease_id=assignment.lease_id, lines=lines))
     data = await asyncio.wait_for(found, timeout=READY_SECONDS)
     assert len(data["lines"]) == 20  # type: ignore[arg-type]
     await stream.aclose()  # type: ignore[attr-defined]

@@ -16,18 +16,22 @@ from aitbc.private_files import private_folder
 from aitbc.services.accounts import AccountService
 from aitbc.services.billing import BillingService
 from aitbc.services.blob_purge import BlobPurger
+from aitbc.services.claiming import ClaimService
 from aitbc.services.coordinator_key import load_or_create_key
-from aitbc.services.dispatch import DispatchService
 from aitbc.services.events import EventService
+from aitbc.services.finishing import FinishService
 from aitbc.services.history import HistoryService
 from aitbc.services.jobs import JobService
+from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.logs import LogService
+from aitbc.services.miner_registry import MinerRegistry
 from aitbc.services.rate_limits import RateLimiter
 from aitbc.services.reaper import Reaper
 from aitbc.services.receipting import ReceiptIssuer
 from aitbc.services.results import ResultService
 from aitbc.services.retention import RetentionSweeper
+from aitbc.services.running import RunService
 from aitbc.services.sharing import ShareService
 from aitbc.services.uploads import UploadService
 from aitbc.settings import Settings
@@ -51,7 +55,10 @@ class Coordinator:
     hub: EventHub
     accounts: AccountService
     jobs: JobService
-    dispatch: DispatchService
+    miners: MinerRegistry
+    claiming: ClaimService
+    running: RunService
+    finishing: FinishService
     events: EventService
     reaper: Reaper
     billing: BillingService
@@ -109,6 +116,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     key = await anyio.to_thread.run_sync(load_or_create_key, settings.resolved_coordinator_key_file)
     upload_store = SqlUploadStore(database)
     uploads = UploadService(upload_store, blobs, clock, settings)
+    guard = LeaseGuard(job_store, miner_store)
     results = ResultService(job_store, result_store, account_store, miner_store, jobs, blobs, key, hub, clock, settings)
     return Coordinator(
         settings=settings,
@@ -122,7 +130,10 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         history=HistoryService(job_store, jobs, clock),
         rate_limiter=RateLimiter(settings.plan_limits, clock),
         jobs=jobs,
-        dispatch=DispatchService(job_store, miner_store, blobs, hub, clock, settings, lifecycle, uploads),
+        miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings),
+        claiming=ClaimService(job_store, miner_store, guard, lifecycle, hub, clock, settings),
+        running=RunService(job_store, guard, lifecycle, uploads, hub, clock, settings),
+        finishing=FinishService(job_store, guard, lifecycle, clock),
         events=EventService(job_store, hub),
         reaper=Reaper(job_store, jobs, lifecycle, clock, settings),
         blobs=blobs,

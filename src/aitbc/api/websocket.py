@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from aitbc.api.checked_route import check_text
+from aitbc.concurrency import unless
 from aitbc.domain.errors import AitbcError
 from aitbc.services.views import event_message
 from aitbc.wiring import Coordinator
@@ -42,14 +42,8 @@ async def job_events(websocket: WebSocket) -> None:
         await websocket.close(code=code if code != 4400 else POLICY_VIOLATION, reason=reason[:120])
         return
     await websocket.accept()
-    sender = asyncio.create_task(_send_events(websocket, coordinator, principal.account.id, since, job_id))
-    listener = asyncio.create_task(_until_disconnect(websocket))
-    try:
-        await asyncio.wait({sender, listener}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (sender, listener):
-            task.cancel()
-        await asyncio.gather(sender, listener, return_exceptions=True)
+    sending = _send_events(websocket, coordinator, principal.account.id, since, job_id)
+    await unless(sending, _until_disconnect(websocket))  # a client that hangs up is noticed at once
 
 
 async def _send_events(

@@ -27,6 +27,7 @@ from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from aitbc.concurrency import INTERRUPTED, unless
 from aitbc.domain.errors import AitbcError, Forbidden, NotFound, Unauthorized
 from aitbc.domain.job import FailureReason, JobStatus
 from aitbc.domain.manifest import public_key_text
@@ -191,18 +192,8 @@ class Agent:
 
     async def _until_stopped(self, work: Awaitable[T]) -> T | None:
         """Await `work` unless a stop comes first (then cancel it and return None)."""
-        task = asyncio.ensure_future(work)
-        stopping = asyncio.create_task(self._stopping.wait())
-        try:
-            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-        if task.done():
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-        return None
+        done = await unless(work, self._stopping.wait())
+        return None if done is INTERRUPTED else done
 
     async def _claim_loop(self) -> None:
         backoff = Backoff()
@@ -288,19 +279,8 @@ class Agent:
         backoff = Backoff()
         while True:
             self._leases_changed.clear()
-            poll = asyncio.create_task(self.client.heartbeat(self._lease_ids(), wait))
-            changed = asyncio.create_task(self._leases_changed.wait())
             try:
-                await asyncio.wait({poll, changed}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                changed.cancel()
-            if not poll.done():  # the set of leases changed: ask again with the new set
-                poll.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await poll
-                continue
-            try:
-                states = poll.result()
+                states = await unless(self.client.heartbeat(self._lease_ids(), wait), self._leases_changed.wait())
             except NotFound:
                 await self._register()
                 continue
@@ -309,6 +289,8 @@ class Agent:
                 log.warning("heartbeat failed (%s); retrying in %.1f s", error.message, delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._leases_changed.wait(), timeout=delay)
+                continue
+            if states is INTERRUPTED:  # the set of leases changed: ask again with the new set
                 continue
             backoff.reset()
             self._apply(states)

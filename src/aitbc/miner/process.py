@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from aitbc.concurrency import INTERRUPTED, unless
 from aitbc.miner.stop import StopReason, StopSignal
 
 READ_CHUNK = 64 * 1024
@@ -79,15 +80,11 @@ async def run_process(
         asyncio.create_task(_pump(process.stderr, on_stderr)),
     ]
     exited = asyncio.create_task(process.wait())
-    stopping = asyncio.create_task(stop.wait())
     stopped: StopReason | None = None
     try:
-        done, _ = await asyncio.wait(
-            {exited, stopping}, timeout=max(0.0, deadline - time.monotonic()), return_when=asyncio.FIRST_COMPLETED
-        )
-        if exited not in done:
-            if stopping not in done:
-                stop.request(StopReason.TIMEOUT)
+        timeout = max(0.0, deadline - time.monotonic())
+        if await unless(asyncio.shield(exited), stop.wait(), timeout=timeout) is INTERRUPTED:
+            stop.request(StopReason.TIMEOUT)  # unless stopped already: the first reason is kept
             stopped = stop.reason
             _signal_group(pgid, signal.SIGTERM)
             with contextlib.suppress(TimeoutError):
@@ -95,7 +92,6 @@ async def run_process(
             _signal_group(pgid, signal.SIGKILL)
         exit_code = await exited
     finally:
-        stopping.cancel()
         _signal_group(pgid, signal.SIGKILL)  # whatever the job left running in its group
         if not exited.done():
             exited.cancel()

@@ -1,1 +1,3 @@
-"""Use cases: submission, dispatch (claim/lease/reaper), events, accounts. They see store interfaces only."""
+"""Use cases: submission, miners (register, claim, run, finish), the reaper, events, accounts.
+
+They see store interfaces only."""

@@ -10,8 +10,7 @@ from datetime import timedelta
 
 from aitbc.domain.clock import Clock
 from aitbc.domain.job import FailureReason, Job, JobStatus
-from aitbc.domain.transitions import Move
-from aitbc.services.dispatch import DispatchService
+from aitbc.domain.transitions import Move, requeue_changes
 from aitbc.services.jobs import JobService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.settings import Settings
@@ -76,7 +75,7 @@ class Reaper:
     async def _lost(self, job: Job, report: ReaperReport) -> None:
         now = self._clock.now()
         if job.attempt < job.max_attempts:
-            changes = DispatchService.requeue_changes(f"miner {job.miner_id} was lost (lease expired)")
+            changes = requeue_changes(f"miner {job.miner_id} was lost (lease expired)")
             move = Move.REQUEUE
         else:
             changes = {

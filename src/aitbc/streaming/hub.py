@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from aitbc.concurrency import INTERRUPTED, unless
 from aitbc.domain.events import JobEvent
 
 DEFAULT_QUEUE_SIZE = 1000
@@ -35,20 +36,13 @@ class Subscription:
 
     async def next_event(self) -> JobEvent | None:
         """The next event, or None once the subscription is closed (dropped for falling behind, or the hub
-        stopped). Its helper tasks are cancelled however the wait ends, the caller's cancellation included:
-        a helper left pending on a queue nobody holds is what "Task was destroyed but it is pending!" reports."""
+        stopped)."""
         if not self.queue.empty():
             return self.queue.get_nowait()
         if self.closed.is_set():
             return None
-        getter = asyncio.ensure_future(self.queue.get())
-        closed = asyncio.ensure_future(self.closed.wait())
-        try:
-            await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            getter.cancel()
-            closed.cancel()
-        return getter.result() if getter.done() and not getter.cancelled() else None
+        event = await unless(self.queue.get(), self.closed.wait())
+        return None if event is INTERRUPTED else event
 
 
 class Wakeup(asyncio.Event):

@@ -34,14 +34,14 @@ router = APIRouter(route_class=CheckedRoute, prefix="/v1/miners", tags=["miners"
 
 @router.post("/register", response_model=RegisterResponse)
 async def register(body: RegisterRequest, principal: MinerDep, coordinator: CoordinatorDep) -> RegisterResponse:
-    return await coordinator.dispatch.register(principal, body)
+    return await coordinator.miners.register(principal, body)
 
 
 @router.post("/{miner_id}/heartbeat", response_model=HeartbeatResponse)
 async def heartbeat(
     miner_id: str, body: HeartbeatRequest, principal: MinerDep, coordinator: CoordinatorDep
 ) -> HeartbeatResponse:
-    leases = await coordinator.dispatch.heartbeat(principal, miner_id, body.lease_ids, body.wait_seconds)
+    leases = await coordinator.miners.heartbeat(principal, miner_id, body.lease_ids, body.wait_seconds)
     return HeartbeatResponse(leases=leases)
 
 
@@ -60,7 +60,7 @@ async def claim(
     gone = asyncio.Event()
     watcher = asyncio.create_task(_watch_disconnect(request, gone))
     try:
-        jobs = await coordinator.dispatch.claim(principal, miner_id, body.max_jobs, body.wait_seconds, gone)
+        jobs = await coordinator.claiming.claim(principal, miner_id, body.max_jobs, body.wait_seconds, gone)
     finally:
         watcher.cancel()
     return ClaimResponse(jobs=jobs)
@@ -70,28 +70,28 @@ async def claim(
 async def start(
     miner_id: str, job_id: str, body: LeaseRequest, principal: MinerDep, coordinator: CoordinatorDep
 ) -> JobDirective:
-    return await coordinator.dispatch.start(principal, miner_id, job_id, body.lease_id)
+    return await coordinator.running.start(principal, miner_id, job_id, body.lease_id)
 
 
 @router.post("/{miner_id}/jobs/{job_id}/progress", response_model=JobDirective)
 async def progress(
     miner_id: str, job_id: str, body: ProgressRequest, principal: MinerDep, coordinator: CoordinatorDep
 ) -> JobDirective:
-    return await coordinator.dispatch.progress(principal, miner_id, job_id, body)
+    return await coordinator.running.progress(principal, miner_id, job_id, body)
 
 
 @router.post("/{miner_id}/jobs/{job_id}/logs", response_model=JobDirective)
 async def logs(
     miner_id: str, job_id: str, body: LogsRequest, principal: MinerDep, coordinator: CoordinatorDep
 ) -> JobDirective:
-    return await coordinator.dispatch.logs(principal, miner_id, job_id, body)
+    return await coordinator.running.logs(principal, miner_id, job_id, body)
 
 
 @router.get("/{miner_id}/jobs/{job_id}/input")
 async def input_file(
     miner_id: str, job_id: str, lease_id: str, principal: MinerDep, coordinator: CoordinatorDep
 ) -> StreamingResponse:
-    stored = await coordinator.dispatch.input_file(principal, miner_id, job_id, lease_id)
+    stored = await coordinator.running.input_file(principal, miner_id, job_id, lease_id)
     return StreamingResponse(
         coordinator.blobs.read(stored.blob_key),
         media_type="application/octet-stream",
@@ -114,18 +114,18 @@ async def upload_result_file(
     lease_id: Annotated[str, Header(alias="X-Lease-Id", min_length=1, max_length=40)],
 ) -> UploadedFile:
     """One file of the result package, streamed into blob storage; the manifest at `complete` must agree."""
-    return await coordinator.dispatch.upload(principal, miner_id, job_id, lease_id, path, request.stream())
+    return await coordinator.running.upload(principal, miner_id, job_id, lease_id, path, request.stream())
 
 
 @router.post("/{miner_id}/jobs/{job_id}/complete", response_model=JobDirective)
 async def complete(
     miner_id: str, job_id: str, body: FinishRequest, principal: MinerDep, coordinator: CoordinatorDep
 ) -> JobDirective:
-    return await coordinator.dispatch.complete(principal, miner_id, job_id, body)
+    return await coordinator.finishing.complete(principal, miner_id, job_id, body)
 
 
 @router.post("/{miner_id}/jobs/{job_id}/fail", response_model=JobDirective)
 async def fail(
     miner_id: str, job_id: str, body: FailRequest, principal: MinerDep, coordinator: CoordinatorDep
 ) -> JobDirective:
-    return await coordinator.dispatch.fail(principal, miner_id, job_id, body)
+    return await coordinator.finishing.fail(principal, miner_id, job_id, body)

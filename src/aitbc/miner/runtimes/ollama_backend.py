@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
 
 import httpx
 
+from aitbc.concurrency import INTERRUPTED, unless
 from aitbc.miner.runtimes.generation_params import Generated, GenerationParams
 from aitbc.miner.runtimes.interface import JobContext, JobFailed
 
@@ -39,19 +39,10 @@ class OllamaBackend:
         if params.seed is not None:
             options["seed"] = params.seed
         body = {"model": self.model, "prompt": prompt, "stream": True, "options": options}
-        reading = asyncio.create_task(self._stream(context, body, params))
-        stopping = asyncio.create_task(context.stop.wait())
-        try:
-            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            stopping.cancel()
-        if not reading.done():  # stopped: closing the stream makes Ollama stop generating
-            reading.cancel()
-            try:
-                return await reading
-            except asyncio.CancelledError:
-                return Generated(text="", prompt_tokens=0, completion_tokens=0, finish_reason="canceled")
-        return reading.result()
+        generated = await unless(self._stream(context, body, params), context.stop.wait())
+        if generated is INTERRUPTED:  # stopped: the stream was closed, which makes Ollama stop generating
+            return Generated(text="", prompt_tokens=0, completion_tokens=0, finish_reason="canceled")
+        return generated
 
     async def _stream(self, context: JobContext, body: dict[str, Any], params: GenerationParams) -> Generated:
         pieces: list[str] = []

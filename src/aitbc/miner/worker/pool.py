@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aitbc.concurrency import INTERRUPTED, unless
 from aitbc.domain.job import FailureReason
 from aitbc.miner.config import MinerConfig
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeUnavailable
@@ -162,45 +163,35 @@ class Worker:
         self._broken = True  # until the worker answers this job: a job left half-way leaves it unusable
         body = dict(request)
         self._write(messages.encode(body.pop("kind"), **body))
-        stop = asyncio.ensure_future(context.stop.wait())
-        reading: asyncio.Future[dict[str, Any]] | None = None
-        deadline: float | None = None
-        loop = asyncio.get_running_loop()
         try:
-            while True:
-                if reading is None:
-                    reading = asyncio.ensure_future(self._next())
-                waiting: set[asyncio.Future[Any]] = {reading} if deadline is not None else {reading, stop}
-                timeout = None if deadline is None else max(0.0, deadline - loop.time())
-                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    await self.kill()
-                    raise JobFailed(
-                        f"the {self.settings.name} worker did not stop within {self.settings.stop_grace_seconds:g} s "
-                        "of being asked to; it was killed (the next job gets a fresh one)",
-                        FailureReason.RUNTIME_ERROR,
-                    )
-                if stop in done and deadline is None:
-                    self._write(messages.encode(messages.CANCEL))
-                    deadline = loop.time() + self.settings.stop_grace_seconds
-                if reading not in done:
-                    continue
-                message, reading = reading.result(), None
-                outcome = self._relay(message, context)
-                if outcome is not None:
-                    self._broken = False
-                    break
+            outcome = await unless(self._outcome(context), self._stop_grace_spent(context))
         except messages.ProtocolError as error:
             raise JobFailed(f"the {self.settings.name} worker broke: {error}", FailureReason.RUNTIME_ERROR) from None
         finally:
-            stop.cancel()
-            if reading is not None:
-                reading.cancel()
             if self._broken:
                 await self.kill()
+        if outcome is INTERRUPTED:
+            raise JobFailed(
+                f"the {self.settings.name} worker did not stop within {self.settings.stop_grace_seconds:g} s "
+                "of being asked to; it was killed (the next job gets a fresh one)",
+                FailureReason.RUNTIME_ERROR,
+            )
         if isinstance(outcome, JobFailed):
             raise outcome
         return outcome
+
+    async def _outcome(self, context: JobContext) -> dict[str, Any] | JobFailed:
+        """Relay what the worker says about the job until its end: its result, or the failure it reported."""
+        while (outcome := self._relay(await self._next(), context)) is None:
+            pass
+        self._broken = False
+        return outcome
+
+    async def _stop_grace_spent(self, context: JobContext) -> None:
+        """Once the job must stop, ask the worker to cancel it; return when the grace for its answer is over."""
+        await context.stop.wait()
+        self._write(messages.encode(messages.CANCEL))
+        await asyncio.sleep(self.settings.stop_grace_seconds)
 
     def _relay(self, message: dict[str, Any], context: JobContext) -> dict[str, Any] | JobFailed | None:
         """Pass progress and log lines on; the job's end is its result, or the failure the worker reported."""

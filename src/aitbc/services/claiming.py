@@ -1,0 +1,145 @@
+"""Claiming: a miner's long poll for work, and the lease each job it takes is handed out under.
+
+A claim answers at once when matching work is queued, and otherwise sleeps until a submit or requeue wakes
+it; no one polls the database in a loop. A miner that hangs up while waiting is given nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta
+
+from aitbc.concurrency import unless
+from aitbc.domain.accounts import Miner, Principal
+from aitbc.domain.clock import Clock
+from aitbc.domain.identifiers import new_lease_id
+from aitbc.domain.job import FailureReason, Job
+from aitbc.domain.matching import unmet_requirements
+from aitbc.domain.transitions import Move
+from aitbc.protocol.miners import Assignment, InputFileRef
+from aitbc.services.leases import LeaseGuard
+from aitbc.services.lifecycle import Lifecycle
+from aitbc.services.views import job_view
+from aitbc.settings import Settings
+from aitbc.storage.interfaces import JobStore, MinerStore
+from aitbc.streaming.hub import EventHub
+
+CANDIDATE_BATCH = 200
+
+
+class ClaimService:
+    def __init__(
+        self,
+        jobs: JobStore,
+        miners: MinerStore,
+        guard: LeaseGuard,
+        lifecycle: Lifecycle,
+        hub: EventHub,
+        clock: Clock,
+        settings: Settings,
+    ) -> None:
+        self._jobs = jobs
+        self._miners = miners
+        self._guard = guard
+        self._lifecycle = lifecycle
+        self._hub = hub
+        self._clock = clock
+        self._settings = settings
+
+    async def claim(
+        self,
+        principal: Principal,
+        miner_id: str,
+        max_jobs: int,
+        wait_seconds: float,
+        gone: asyncio.Event | None = None,
+    ) -> list[Assignment]:
+        """Long-poll: return at once if work is there, else sleep until a submit or requeue wakes us. When
+        `gone` is set (the miner hung up) stop waiting and claim nothing: no job goes to a miner that left."""
+        miner = await self._guard.miner(principal, miner_id)
+        deadline = time.monotonic() + min(wait_seconds, self._settings.max_claim_wait_seconds)
+        gone = gone or asyncio.Event()
+        while not gone.is_set() and not self._hub.stopping:  # stopping: answer now, hand out nothing
+            version = self._hub.work_version()
+            await self._miners.touch(miner.id, self._clock.now())
+            claimed = await self._claim_now(miner, max_jobs)
+            remaining = deadline - time.monotonic()
+            if claimed or remaining <= 0:
+                return claimed
+            await unless(self._hub.wait_for_work(version, remaining), gone.wait())
+        return []
+
+    async def _claim_now(self, miner: Miner, max_jobs: int) -> list[Assignment]:
+        assignments: list[Assignment] = []
+        candidates = await self._jobs.queued(sorted(miner.capabilities.runtimes), CANDIDATE_BATCH)
+        for job in candidates:
+            if len(assignments) >= max_jobs:
+                break
+            if unmet_requirements(job.spec, miner.capabilities):
+                continue
+            now = self._clock.now()
+            lease_id = new_lease_id()
+            expires_at = now + timedelta(seconds=self._settings.lease_seconds)
+            planned = await self._assignment(job, lease_id, expires_at, job.attempt + 1)
+            if not await self._sendable(job, planned, now):
+                continue
+            changed = await self._lifecycle.move(
+                job,
+                Move.CLAIM,
+                now,
+                changes={
+                    "miner_id": miner.id,
+                    "lease_id": lease_id,
+                    "lease_expires_at": expires_at,
+                    "assigned_at": now,
+                    "progress": 0,
+                    "progress_message": None,
+                },
+                increment_attempt=True,
+                event_data={"miner_id": miner.id},
+            )
+            if changed is None:
+                continue  # another miner won this one
+            assignments.append(planned.model_copy(update={"attempt": changed.job.attempt}))
+        return assignments
+
+    async def _sendable(self, job: Job, planned: Assignment, now: datetime) -> bool:
+        """The claim's answer is encoded only after its leases commit: a job whose assignment cannot be encoded
+        (text stored before the API checked it) would fail the whole answer, leasing every job in it to a miner
+        that never hears of them. Such a job is failed here, before it is leased, and costs nothing."""
+        try:
+            planned.model_dump_json()
+        except ValueError:
+            changes = {
+                "completed_at": now,
+                "failure_reason": FailureReason.INVALID_INPUT.value,
+                "error": "the job's input or params hold text that cannot be sent to a miner (not valid Unicode)",
+            }
+            await self._lifecycle.move(job, Move.EXPIRE, now, changes=changes)
+            return False
+        return True
+
+    async def _assignment(self, job: Job, lease_id: str, lease_expires_at: datetime, attempt: int) -> Assignment:
+        spec = job.spec
+        file_ref = None
+        if spec.input_file_id:
+            stored = await self._jobs.get_input_file(spec.input_file_id)
+            if stored is not None:
+                file_ref = InputFileRef(file_id=stored.id, name=stored.name, size=stored.size, sha256=stored.sha256)
+        return Assignment.model_validate(
+            {
+                "job_id": job.id,
+                "lease_id": lease_id,
+                "lease_expires_at": lease_expires_at,
+                "type": spec.type,
+                "model": spec.model,
+                "input": spec.input,
+                "input_file": file_ref,
+                "params": spec.params,
+                "requirements": job_view(job).requirements,
+                "priority": spec.priority,
+                "timeout_seconds": spec.timeout_seconds,
+                "attempt": attempt,
+            }
+        )

@@ -1,0 +1,153 @@
+"""Finishing a job: the miner's complete or fail, with its signed manifest checked against what it uploaded.
+
+A finish moves the job to its end (or back to the queue, for a retryable failure with attempts left) in one
+move through `Lifecycle`, which settles the bill in the same transaction. A retried finish of the same lease
+answers as the first one did, so a miner that lost the answer can safely send it again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aitbc.domain.accounts import Miner, Principal
+from aitbc.domain.clock import Clock
+from aitbc.domain.errors import Conflict, InvalidInput
+from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.manifest import PackagePaths, digest, verify
+from aitbc.domain.transitions import Move, requeue_changes
+from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective
+from aitbc.services.leases import LeaseGuard, check_lease, directive
+from aitbc.services.lifecycle import Lifecycle
+from aitbc.storage.interfaces import JobStore, StoredResult
+
+
+def _reported_times(request: FinishRequest) -> dict[str, Any]:
+    """The miner's own start and end of the work, kept with the job; billing caps them by what we observed."""
+    return {"reported_started_at": request.started_at, "reported_ended_at": request.ended_at}
+
+
+def _already_finished(job: Job, lease_id: str) -> JobDirective | None:
+    """A retried finish of the same lease answers like the first one did (exactly-once effect)."""
+    if job.status.is_terminal and job.result_lease_id == lease_id:
+        return directive(job)
+    return None
+
+
+class FinishService:
+    def __init__(self, jobs: JobStore, guard: LeaseGuard, lifecycle: Lifecycle, clock: Clock) -> None:
+        self._jobs = jobs
+        self._guard = guard
+        self._lifecycle = lifecycle
+        self._clock = clock
+
+    async def complete(self, principal: Principal, miner_id: str, job_id: str, request: FinishRequest) -> JobDirective:
+        found = await self._finishing(principal, miner_id, job_id, request.lease_id)
+        if isinstance(found, JobDirective):
+            return found
+        miner, job = found
+        canceling = job.status is JobStatus.CANCELING
+        result = await self._checked_result(miner, job, request, partial=canceling)
+        now = self._clock.now()
+        changes: dict[str, Any] = {
+            "completed_at": now,
+            "exit_code": request.exit_code,
+            "results_state": "available" if result else "none",
+            "result_lease_id": request.lease_id,
+            **_reported_times(request),
+        }
+        if not canceling:
+            changes["progress"] = 100
+        move = Move.CONFIRM_CANCEL if canceling else Move.COMPLETE
+        return await self._finish(job, move, request.lease_id, changes, result)
+
+    async def fail(self, principal: Principal, miner_id: str, job_id: str, request: FailRequest) -> JobDirective:
+        found = await self._finishing(principal, miner_id, job_id, request.lease_id)
+        if isinstance(found, JobDirective):
+            return found
+        miner, job = found
+        canceling = job.status is JobStatus.CANCELING
+        now = self._clock.now()
+        if not canceling and request.retryable and job.attempt < job.max_attempts:
+            return await self._finish(
+                job,
+                Move.REQUEUE,
+                request.lease_id,
+                requeue_changes(f"attempt {job.attempt} failed on {miner.id}: {request.message}"),
+                None,
+            )
+        result = await self._checked_result(miner, job, request, partial=True)
+        changes: dict[str, Any] = {
+            "completed_at": now,
+            "exit_code": request.exit_code,
+            "results_state": "available" if result else "none",
+            "result_lease_id": request.lease_id,
+            **_reported_times(request),
+        }
+        if canceling:
+            return await self._finish(job, Move.CONFIRM_CANCEL, request.lease_id, changes, result)
+        changes.update(failure_reason=request.reason.value, error=request.message or request.reason.value)
+        return await self._finish(job, Move.FAIL, request.lease_id, changes, result)
+
+    async def _finishing(
+        self, principal: Principal, miner_id: str, job_id: str, lease_id: str
+    ) -> tuple[Miner, Job] | JobDirective:
+        """The miner and the job it is finishing, or the answer already given if this finish is a retry. The
+        miner's ownership of the job comes first: a replay with another account's key is a 404, not a 200."""
+        miner = await self._guard.miner(principal, miner_id)
+        job = await self._guard.owned_job(miner, job_id)
+        if (done := _already_finished(job, lease_id)) is not None:
+            return done
+        check_lease(job, lease_id)
+        return miner, job
+
+    async def _checked_result(
+        self, miner: Miner, job: Job, request: FinishRequest, partial: bool
+    ) -> StoredResult | None:
+        """The result to keep, once the manifest names this job and miner, its signature verifies with the
+        miner's registered key, and every file it lists was uploaded under this lease with that size and hash."""
+        manifest = request.manifest
+        if manifest is None:
+            return None
+        if manifest.job_id != job.id or manifest.miner_id != miner.id:
+            raise InvalidInput("the manifest names another job or miner")
+        document: dict[str, Any] = manifest.model_dump(mode="json")
+        if not request.signature or not verify(miner.public_key, document, request.signature):
+            raise InvalidInput("the manifest's signature does not verify with this miner's registered public key")
+        uploaded = {f.path: f for f in await self._jobs.result_files(job.id, request.lease_id)}
+        paths = PackagePaths()
+        for entry in manifest.files:
+            paths.add(entry.path)
+            stored = uploaded.get(entry.path)
+            if stored is None:
+                raise InvalidInput(f"{entry.path} is in the manifest but was not uploaded")
+            if stored.size != entry.size or stored.sha256 != entry.sha256:
+                raise InvalidInput(
+                    f"{entry.path}: uploaded {stored.size} bytes with sha256 {stored.sha256}, "
+                    f"manifest says {entry.size} bytes with sha256 {entry.sha256}"
+                )
+        return StoredResult(
+            job_id=job.id,
+            lease_id=request.lease_id,
+            miner_id=miner.id,
+            manifest=document,
+            manifest_sha256=digest(document),
+            miner_signature=request.signature,
+            partial=partial,
+            miner_public_key=miner.public_key,
+            usage=dict(request.usage),
+            created_at=self._clock.now(),
+        )
+
+    async def _finish(
+        self, job: Job, move: Move, lease_id: str, changes: dict[str, Any], result: StoredResult | None
+    ) -> JobDirective:
+        changed = await self._lifecycle.move(
+            job, move, self._clock.now(), lease_id=lease_id, changes=changes, result=result
+        )
+        if changed is None:
+            latest = await self._jobs.get_job(job.id)
+            done = _already_finished(latest, lease_id) if latest and latest.miner_id == job.miner_id else None
+            if done is not None:
+                return done  # a concurrent copy of this call won
+            raise Conflict(f"lease {lease_id} is no longer current for job {job.id}")
+        return directive(changed.job)
