@@ -85,19 +85,19 @@ async def test_tampering_breaks_the_named_link(world: World) -> None:
 
 async def test_the_key_is_created_once_and_kept(settings: Settings, clock: ManualClock) -> None:
     first = await open_coordinator(settings, clock)
-    key = first.results.coordinator_key()
+    key = first.receipts.coordinator_key()
     await first.close()
     path = settings.resolved_coordinator_key_file
     assert path.exists() and path.stat().st_mode & 0o777 == 0o600
     second = await open_coordinator(settings, clock)
     try:
-        assert second.results.coordinator_key() == key
+        assert second.receipts.coordinator_key() == key
     finally:
         await second.close()
     elsewhere = replace(settings, data_dir=settings.data_dir.parent / "other", coordinator_key_file=path)
     third = await open_coordinator(elsewhere, clock)
     try:
-        assert third.results.coordinator_key() == key, "replicas configured with one key file share the key"
+        assert third.receipts.coordinator_key() == key, "replicas configured with one key file share the key"
     finally:
         await third.close()
 
