@@ -10,27 +10,31 @@ import anyio
 from sqlalchemy.engine import make_url
 
 from aitbc.blobs.local import LocalBlobStore
+from aitbc.coordinator_key import load_or_create_key
 from aitbc.domain.clock import Clock, SystemClock
 from aitbc.domain.events import JobEvent
 from aitbc.private_files import private_folder
 from aitbc.services.accounts import AccountService
+from aitbc.services.admin_views import AccountViews
 from aitbc.services.billing import BillingService
 from aitbc.services.blob_purge import BlobPurger
 from aitbc.services.claiming import ClaimService
-from aitbc.services.coordinator_key import load_or_create_key
+from aitbc.services.deletion import ResultDeletion
+from aitbc.services.downloads import DownloadService
 from aitbc.services.events import EventService
 from aitbc.services.finishing import FinishService
 from aitbc.services.history import HistoryService
+from aitbc.services.job_presenter import JobPresenter
 from aitbc.services.jobs import JobService
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.logs import LogService
 from aitbc.services.miner_registry import MinerRegistry
+from aitbc.services.packages import PackageService
 from aitbc.services.rate_limits import RateLimiter
 from aitbc.services.reaper import Reaper
-from aitbc.services.receipting import ReceiptIssuer
-from aitbc.services.results import ResultService
-from aitbc.services.retention import RetentionSweeper
+from aitbc.services.receipts import ReceiptService
+from aitbc.services.retention import Retention, RetentionSweeper
 from aitbc.services.running import RunService
 from aitbc.services.sharing import ShareService
 from aitbc.services.uploads import UploadService
@@ -54,11 +58,13 @@ class Coordinator:
     job_store: SqlJobStore
     hub: EventHub
     accounts: AccountService
+    account_views: AccountViews
     jobs: JobService
     miners: MinerRegistry
     claiming: ClaimService
     running: RunService
     finishing: FinishService
+    job_views: JobPresenter
     events: EventService
     reaper: Reaper
     billing: BillingService
@@ -66,11 +72,13 @@ class Coordinator:
     history: HistoryService
     rate_limiter: RateLimiter
     blobs: LocalBlobStore
-    results: ResultService
+    packages: PackageService
+    downloads: DownloadService
+    receipts: ReceiptService
+    deletion: ResultDeletion
     shares: ShareService
     logs: LogService
     retention: RetentionSweeper
-    receipts: ReceiptIssuer
     uploads: UploadService
 
     relay: PostgresRelay | None = None
@@ -117,19 +125,28 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     upload_store = SqlUploadStore(database)
     uploads = UploadService(upload_store, blobs, clock, settings)
     guard = LeaseGuard(job_store, miner_store)
-    results = ResultService(job_store, result_store, account_store, miner_store, jobs, blobs, key, hub, clock, settings)
+    accounts = AccountService(account_store, billing, clock, settings.welcome_credit)
+    retention = Retention(account_store, settings)
+    job_views = JobPresenter(jobs, retention)
+    packages = PackageService(job_store, jobs, retention, clock)
+    downloads = DownloadService(packages, result_store, blobs)
+    receipts = ReceiptService(job_store, result_store, miner_store, jobs, key, hub, clock)
+    deletion = ResultDeletion(job_store, result_store, jobs, blobs, hub, clock)
+    purger = BlobPurger(upload_store, blobs, clock, settings)
     return Coordinator(
         settings=settings,
         clock=clock,
         database=database,
         job_store=job_store,
         hub=hub,
-        accounts=AccountService(account_store, billing, clock, settings.welcome_credit),
+        accounts=accounts,
+        account_views=AccountViews(accounts, billing),
         billing=billing,
         ledger=ledger,
-        history=HistoryService(job_store, jobs, clock),
+        history=HistoryService(job_store, jobs, job_views, clock),
         rate_limiter=RateLimiter(settings.plan_limits, clock),
         jobs=jobs,
+        job_views=job_views,
         miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings),
         claiming=ClaimService(job_store, miner_store, guard, lifecycle, hub, clock, settings),
         running=RunService(job_store, guard, lifecycle, uploads, hub, clock, settings),
@@ -137,13 +154,13 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         events=EventService(job_store, hub),
         reaper=Reaper(job_store, jobs, lifecycle, clock, settings),
         blobs=blobs,
-        results=results,
-        shares=ShareService(SqlShareStore(database), job_store, results, jobs, clock, settings),
+        packages=packages,
+        downloads=downloads,
+        receipts=receipts,
+        deletion=deletion,
+        shares=ShareService(SqlShareStore(database), job_store, packages, downloads, jobs, clock, settings),
         logs=LogService(job_store, jobs),
-        retention=RetentionSweeper(
-            result_store, results, BlobPurger(upload_store, blobs, clock, settings), clock, settings
-        ),
-        receipts=ReceiptIssuer(job_store, results, hub),
+        retention=RetentionSweeper(result_store, retention, deletion, receipts, purger, clock, settings),
         uploads=uploads,
     )
 

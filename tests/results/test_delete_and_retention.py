@@ -70,7 +70,7 @@ async def test_results_expire_by_plan(world: World, clock: ManualClock, settings
     completed = parse_z(free_job["completed_at"])
     assert parse_z(free_job["results_expire_at"]) == completed + timedelta(days=7)
     assert parse_z(pro_job["results_expire_at"]) == parse_z(pro_job["completed_at"]) + timedelta(days=30)
-    view = await world.coordinator.results.job_view(await world.coordinator.job_store.get_job(free.job_id))  # type: ignore[arg-type]
+    view = await world.coordinator.job_views.view(await world.coordinator.job_store.get_job(free.job_id))  # type: ignore[arg-type]
     assert view.results_expire_at == completed + timedelta(days=7)
 
     clock.advance(7 * DAY - 1)

@@ -8,14 +8,17 @@ import io
 import subprocess
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import Update, update
 
 from aitbc.api.app import create_app
 from aitbc.domain.package import parse_checksum_file
 from aitbc.settings import Settings
+from aitbc.storage.sql.tables import result_files
 from tests.results.flow import World, package_files
 
 
@@ -191,7 +194,45 @@ async def test_job_views_carry_the_expiry(world: World) -> None:
     pending_id, _ = await world.submit()
     assert world.coordinator is not None
     jobs = [await world.coordinator.job_store.get_job(job_id) for job_id in (done.job_id, pending_id)]
-    views = await world.coordinator.results.job_views([job for job in jobs if job is not None])
+    views = await world.coordinator.job_views.views([job for job in jobs if job is not None])
     listing = (await world.http.get(f"/v1/jobs/{done.job_id}/results", headers=done.headers)).json()
     assert views[0].model_dump(mode="json")["results_expire_at"] == listing["results_expire_at"]
     assert views[1].results_expire_at is None
+
+
+async def test_the_zip_carries_the_crc32_kept_since_upload(world: World) -> None:
+    """Each file's CRC-32 is computed while it uploads and kept with its record, and the zip's headers take it
+    from there, so a download reads each blob once; a record without one (made before CRC-32s were kept) gets
+    it computed on its first zip download, and kept."""
+    done = await world.finished(package_files(artifact_size=200_000))
+    coordinator = world.coordinator
+    assert coordinator is not None
+    result = await coordinator.job_store.get_result(done.job_id)
+    assert result is not None
+    expected = {path: zlib.crc32(data) for path, data in done.files.items()}
+
+    async def recorded() -> dict[str, int | None]:
+        return {f.path: f.crc32 for f in await coordinator.job_store.result_files(done.job_id, result.lease_id)}
+
+    async def zip_crc32s() -> dict[str, int]:
+        response = await world.http.get(f"/v1/jobs/{done.job_id}/download", headers=done.headers)
+        assert response.status_code == 200
+        archive = zipfile.ZipFile(io.BytesIO(response.content))
+        return {info.filename.removeprefix(f"{done.job_id}/"): info.CRC for info in archive.infolist()}
+
+    assert await recorded() == expected, "kept before any download"
+    checksums = zlib.crc32(
+        (await world.http.get(f"/v1/jobs/{done.job_id}/files/output.sha256", headers=done.headers)).content
+    )
+    assert await zip_crc32s() == {**expected, "output.sha256": checksums}
+
+    def one(path: str) -> Update:
+        return update(result_files).where(result_files.c.job_id == done.job_id, result_files.c.path == path)
+
+    async with coordinator.database.write() as connection:
+        await connection.execute(one("result.txt").values(crc32=12345))  # a record that says otherwise shows through
+        await connection.execute(one("artifacts/model.bin").values(crc32=None))  # as recorded before 0008
+    crc32s = await zip_crc32s()
+    assert crc32s["result.txt"] == 12345, "the zip takes the recorded value, it does not compute its own"
+    assert crc32s["artifacts/model.bin"] == expected["artifacts/model.bin"]
+    assert (await recorded())["artifacts/model.bin"] == expected["artifacts/model.bin"], "computed once, kept"

@@ -85,14 +85,14 @@ async def test_tampering_breaks_the_named_link(world: World) -> None:
 
 async def test_the_key_is_created_once_and_kept(settings: Settings, clock: ManualClock) -> None:
     async with coordinator_session(settings, clock) as first:
-        key = first.results.coordinator_key()
+        key = first.receipts.coordinator_key()
     path = settings.resolved_coordinator_key_file
     assert path.exists() and path.stat().st_mode & 0o777 == 0o600
     async with coordinator_session(settings, clock) as second:
-        assert second.results.coordinator_key() == key
+        assert second.receipts.coordinator_key() == key
     elsewhere = replace(settings, data_dir=settings.data_dir.parent / "other", coordinator_key_file=path)
     async with coordinator_session(elsewhere, clock) as third:
-        assert third.results.coordinator_key() == key, "replicas configured with one key file share the key"
+        assert third.receipts.coordinator_key() == key, "replicas configured with one key file share the key"
 
 
 async def test_the_sweeper_signs_receipts_nobody_asked_for(world: World, clock: ManualClock) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from aitbc.blobs.local import LocalBlobStore
-from aitbc.services.zip_stream import ZipLayout, ZipMember, build_layout, dos_time, stream_range
+from aitbc.blobs.zip_stream import ZipLayout, ZipMember, build_layout, dos_time, stream_range
 
 MOMENT = datetime(2026, 3, 4, 5, 6, 8, tzinfo=UTC)
 

@@ -9,8 +9,11 @@ from typing import Protocol
 
 @dataclass(frozen=True)
 class BlobInfo:
+    """What a write stored, measured while it streamed: the zip download needs the CRC-32 up front."""
+
     size: int
     sha256: str
+    crc32: int
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,8 @@ class BlobEntry:
 
 class BlobStore(Protocol):
     async def write(self, key: str, chunks: AsyncIterable[bytes], max_bytes: int | None = None) -> BlobInfo:
-        """Store a stream under `key` (replacing what was there only once it is complete); raise
-        PayloadTooLarge, storing nothing, if it grows past `max_bytes`."""
+        """Store a stream under `key` (replacing what was there only once it is complete), with its size,
+        SHA-256 and CRC-32; raise PayloadTooLarge, storing nothing, if it grows past `max_bytes`."""
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """Stream bytes [start, end) of the blob; NotFound if there is none."""

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import zlib
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from stat import S_ISREG
@@ -41,6 +42,7 @@ class LocalBlobStore:
         await anyio.to_thread.run_sync(make_private_folders, path.parent)
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{id(chunks)}.partial")
         digest = hashlib.sha256()
+        crc32 = 0
         size = 0
         try:
             async with await anyio.open_file(temporary, "wb", opener=open_private) as handle:
@@ -49,12 +51,13 @@ class LocalBlobStore:
                     if max_bytes is not None and size > max_bytes:
                         raise PayloadTooLarge(f"upload exceeds the limit of {max_bytes} bytes")
                     digest.update(chunk)
+                    crc32 = zlib.crc32(chunk, crc32)
                     await handle.write(chunk)
             await anyio.to_thread.run_sync(os.replace, temporary, path)
         except BaseException:
             await anyio.to_thread.run_sync(lambda: temporary.unlink(missing_ok=True))
             raise
-        return BlobInfo(size=size, sha256=digest.hexdigest())
+        return BlobInfo(size=size, sha256=digest.hexdigest(), crc32=crc32)
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         path = self._path(key)

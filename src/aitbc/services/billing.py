@@ -133,10 +133,6 @@ class BillingService:
         held = from_units(await self._ledger.held_units(account.id))
         return Balance(account=account, available=available, held=held)
 
-    @staticmethod
-    def amount(units: int) -> Decimal:
-        return from_units(units)
-
     async def balance(self, principal: Principal) -> Balance:
         return await self.balance_of(principal.account)
 

@@ -1,4 +1,4 @@
-"""A client's past jobs: the full record with its timeline, stats, streamed exports, and retries."""
+"""A client's past jobs: the timeline of one, stats over them, streamed exports of them, and retries."""
 
 from __future__ import annotations
 
@@ -6,17 +6,18 @@ import csv
 import io
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from typing import Literal
 
 from aitbc.domain.accounts import Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import InvalidInput
-from aitbc.domain.events import JobEvent
 from aitbc.domain.job import JobStatus
 from aitbc.domain.money import from_units
 from aitbc.protocol.billing import StatsView
-from aitbc.protocol.jobs import JobView, SubmitJobRequest
-from aitbc.services.jobs import JobService, Submitted
-from aitbc.services.views import job_view
+from aitbc.protocol.jobs import EventMessage, JobView, SubmitJobRequest
+from aitbc.services.job_presenter import JobPresenter
+from aitbc.services.jobs import JobService
+from aitbc.services.views import event_message
 from aitbc.storage.interfaces import JobFilter, JobStore
 
 EXPORT_PAGE = 500
@@ -46,15 +47,16 @@ CSV_COLUMNS = (
 
 
 class HistoryService:
-    def __init__(self, jobs: JobStore, job_service: JobService, clock: Clock) -> None:
+    def __init__(self, jobs: JobStore, job_service: JobService, presenter: JobPresenter, clock: Clock) -> None:
         self._jobs = jobs
         self._job_service = job_service
+        self._presenter = presenter
         self._clock = clock
 
-    async def timeline(self, principal: Principal, job_id: str) -> list[JobEvent]:
+    async def timeline(self, principal: Principal, job_id: str) -> list[EventMessage]:
         """Every status change of the job, in order."""
         job = await self._job_service.get(principal, job_id)
-        return await self._jobs.job_events(job.id, ["status"])
+        return [event_message(event) for event in await self._jobs.job_events(job.id, ["status"])]
 
     async def stats(self, principal: Principal, days: int | None) -> StatsView:
         if days is not None and days < 1:
@@ -81,11 +83,23 @@ class HistoryService:
         cursor = None
         while True:
             page = await self._jobs.list_jobs(where, EXPORT_PAGE, cursor, with_total=False)
-            for job in page.jobs:
-                yield job_view(job)
+            for view in await self._presenter.views(page.jobs):
+                yield view
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    def export(
+        self,
+        principal: Principal,
+        format: Literal["json", "csv"],
+        statuses: list[JobStatus],
+        since: datetime | None,
+        until: datetime | None,
+    ) -> AsyncIterator[bytes]:
+        """Every matching job as a JSON array or as CSV (a header row, one row per job), streamed."""
+        views = self.views(principal, statuses, since, until)
+        return self.export_csv(views) if format == "csv" else self.export_json(views)
 
     async def export_json(self, views: AsyncIterator[JobView]) -> AsyncIterator[bytes]:
         yield b"["
@@ -108,7 +122,7 @@ class HistoryService:
                 buffer.truncate()
         yield buffer.getvalue().encode()
 
-    async def retry(self, principal: Principal, job_id: str) -> Submitted:
+    async def retry(self, principal: Principal, job_id: str) -> JobView:
         """Submit a failed or canceled job's spec again, as a new job that points back at the old one."""
         old = await self._job_service.get(principal, job_id)
         if old.status not in (JobStatus.FAILED, JobStatus.CANCELED):
@@ -130,4 +144,4 @@ class HistoryService:
                 "timeout_seconds": spec.timeout_seconds,
             }
         )
-        return await self._job_service.submit(principal, request, retry_of=old.id)
+        return await self._presenter.view((await self._job_service.submit(principal, request, retry_of=old.id)).job)

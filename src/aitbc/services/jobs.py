@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
@@ -18,10 +18,9 @@ from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.money import from_units, to_units
 from aitbc.domain.plans import Role
 from aitbc.domain.transitions import Move
-from aitbc.protocol.jobs import CancelResult, SubmitJobRequest
+from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.services.billing import BillingService
 from aitbc.services.lifecycle import Lifecycle
-from aitbc.services.views import job_view
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobFilter, JobPage, JobStore, MinerStore, StoredFile
 from aitbc.streaming.hub import EventHub
@@ -33,6 +32,20 @@ ESTIMATE_SAMPLE = 100
 class Submitted:
     job: Job
     created: bool
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """What a cancel did: `canceled`, `canceling` (the miner is stopping it) or `failed` (nothing changed)."""
+
+    outcome: Literal["canceling", "canceled", "failed"]
+    job: Job
+    message: str
+    reason: str | None = None
+
+    @property
+    def status(self) -> JobStatus:
+        return self.job.status
 
 
 def _request_hash(request: SubmitJobRequest) -> str:
@@ -189,7 +202,7 @@ class JobService:
         )
         return await self._jobs.list_jobs(where, limit, cursor)
 
-    async def cancel(self, principal: Principal, job_id: str) -> CancelResult:
+    async def cancel(self, principal: Principal, job_id: str) -> Cancellation:
         for _ in range(5):
             job = await self.get(principal, job_id)
             now = self._clock.now()
@@ -197,7 +210,7 @@ class JobService:
                 changes = {"completed_at": now, "cancel_requested_at": now}
                 changed = await self._lifecycle.move(job, Move.CANCEL_PENDING, now, changes=changes)
                 if changed:
-                    return self._outcome("canceled", changed.job, "canceled before any miner took it")
+                    return Cancellation("canceled", changed.job, "canceled before any miner took it")
             elif job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
                 deadline = now + timedelta(seconds=self._settings.cancel_grace_seconds)
                 changes = {"cancel_requested_at": now, "lease_expires_at": deadline}
@@ -205,30 +218,17 @@ class JobService:
                 if changed:
                     if job.miner_id:
                         self._hub.notify_miner(job.miner_id)
-                    return self._outcome("canceling", changed.job, "the miner has been told to stop the job")
+                    return Cancellation("canceling", changed.job, "the miner has been told to stop the job")
             elif job.status is JobStatus.CANCELING:
-                return self._outcome("canceling", job, "cancellation already requested; the miner is stopping it")
+                return Cancellation("canceling", job, "cancellation already requested; the miner is stopping it")
             else:
-                return self._outcome(
+                return Cancellation(
                     "failed",
                     job,
                     f"job already {job.status.value}; nothing was changed",
                     reason=f"already_{job.status.value}",
                 )
         raise Conflict(f"job {job_id} kept changing while it was being canceled; try again")
-
-    @staticmethod
-    def _outcome(outcome: str, job: Job, message: str, reason: str | None = None) -> CancelResult:
-        return CancelResult.model_validate(
-            {
-                "job_id": job.id,
-                "outcome": outcome,
-                "status": job.status,
-                "reason": reason,
-                "message": message,
-                "job": job_view(job),
-            }
-        )
 
     async def input_file(self, principal: Principal, file_id: str) -> StoredFile:
         stored = await self._jobs.get_input_file(file_id) if looks_like_id(file_id, "file") else None

@@ -14,8 +14,9 @@ from aitbc.domain.clock import Clock, isoformat_z
 from aitbc.domain.errors import Gone, InvalidInput, NotFound
 from aitbc.domain.identifiers import hash_secret, new_id
 from aitbc.protocol.results import CreatedShareView, RevokedShares, ShareList, ShareState, ShareView
+from aitbc.services.downloads import Download, DownloadService
 from aitbc.services.jobs import JobService
-from aitbc.services.results import Package, ResultService
+from aitbc.services.packages import PackageService
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore
 from aitbc.storage.results import Share, ShareStore
@@ -53,14 +54,16 @@ class ShareService:
         self,
         shares: ShareStore,
         jobs: JobStore,
-        results: ResultService,
+        packages: PackageService,
+        downloads: DownloadService,
         job_service: JobService,
         clock: Clock,
         settings: Settings,
     ) -> None:
         self._shares = shares
         self._jobs = jobs
-        self._results = results
+        self._packages = packages
+        self._downloads = downloads
         self._job_service = job_service
         self._clock = clock
         self._settings = settings
@@ -70,7 +73,7 @@ class ShareService:
     ) -> CreatedShareView:
         """A new link to the job's package, valid `expires_in_seconds` (default 7 days) but never past the
         moment its results expire."""
-        package = await self._results.package(principal, job_id)
+        package = await self._packages.package(principal, job_id)
         seconds = expires_in_seconds if expires_in_seconds is not None else self._settings.share_default_seconds
         if seconds < MIN_SHARE_SECONDS:
             raise InvalidInput(f"a share link must last at least {MIN_SHARE_SECONDS} seconds")
@@ -115,9 +118,9 @@ class ShareService:
         job = await self._job_service.get(principal, job_id)
         return RevokedShares(job_id=job.id, revoked=await self._shares.revoke_shares(job.id, self._clock.now()))
 
-    async def open(self, token: str) -> tuple[Share, Package]:
-        """The share and package a token stands for: 404 if no such link was ever made, 410 if it was
-        revoked, has expired, or its results are gone."""
+    async def open(self, token: str) -> tuple[Share, Download]:
+        """The share a token stands for and its package's zip: 404 if no such link was ever made, 410 if it
+        was revoked, has expired, or its results are gone."""
         share = None
         if token.startswith(TOKEN_PREFIX) and len(token) <= 100:
             share = await self._shares.share_by_token_hash(hash_secret(token))
@@ -131,7 +134,7 @@ class ShareService:
         job = await self._jobs.get_job(share.job_id)
         if job is None:
             raise Gone("the job this link shared no longer exists")
-        return share, await self._results.package_of(job)
+        return share, self._downloads.zip_of(await self._packages.package_of(job))
 
     async def count_download(self, share: Share) -> None:
         await self._shares.count_download(share.id, self._clock.now())

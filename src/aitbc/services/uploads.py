@@ -21,6 +21,7 @@ from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict, InvalidInput, PayloadTooLarge
 from aitbc.domain.identifiers import new_file_id
 from aitbc.domain.job import Job
+from aitbc.protocol.jobs import FileView
 from aitbc.protocol.miners import UploadedFile
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import ResultFile, StoredFile
@@ -70,7 +71,15 @@ class UploadService:
             raise PayloadTooLarge(
                 f"upload refused: {path} is over the limit of {describe_size(per_file)} per file; nothing was stored"
             ) from error
-        item = ResultFile(job_id=job.id, lease_id=lease_id, path=path, size=info.size, sha256=info.sha256, blob_key=key)
+        item = ResultFile(
+            job_id=job.id,
+            lease_id=lease_id,
+            path=path,
+            size=info.size,
+            sha256=info.sha256,
+            blob_key=key,
+            crc32=info.crc32,
+        )
         recorded = await self._uploads.record_result_file(item, self._clock.now(), limit)
         if not recorded.stored:
             await self._blobs.delete(key)
@@ -91,6 +100,13 @@ class UploadService:
             f"upload refused: the {plan.value} plan keeps at most {describe_size(limits.input_storage_bytes)} of "
             f"input files and this account already stores {describe_size(used)}; input files are deleted "
             f"{limits.retention_days} days after upload, or move to a larger plan; nothing was stored"
+        )
+
+    async def upload_input_file(self, principal: Principal, name: str, chunks: AsyncIterable[bytes]) -> FileView:
+        """`store_input_file`, answered as the client sees it: the id to pass as `input_file_id`."""
+        stored = await self.store_input_file(principal, name, chunks)
+        return FileView(
+            file_id=stored.id, name=stored.name, size=stored.size, sha256=stored.sha256, created_at=stored.created_at
         )
 
     async def store_input_file(self, principal: Principal, name: str, chunks: AsyncIterable[bytes]) -> StoredFile:

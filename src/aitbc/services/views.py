@@ -1,4 +1,5 @@
-"""Domain jobs and events as the wire models clients see."""
+"""Domain jobs and events as the wire models clients and miners see, field by field (no I/O): what a view
+needs beyond the job itself is the job presenter's (`job_presenter.py`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from aitbc.protocol.jobs import EventMessage, JobRequirements, JobView
 
 
 def job_view(job: Job, waiting_for: str | None = None, results_expire_at: datetime | None = None) -> JobView:
-    """`results_expire_at` depends on the account's plan, which the job does not carry: the results service
-    computes it (`ResultService.expire_at`)."""
+    """`results_expire_at` depends on the account's plan and `waiting_for` on the miners connected, neither of
+    which the job carries: `JobPresenter.view` fills them in."""
     spec = job.spec
     return JobView(
         job_id=job.id,

@@ -56,6 +56,7 @@ class ResultFile:
     size: int
     sha256: str
     blob_key: str
+    crc32: int | None = None  # computed while the blob was written; None for files recorded before that
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The store interfaces of results beyond the miner's upload: cached CRC-32s for zip downloads, receipts,
+"""The store interfaces of results beyond the miner's upload: CRC-32s of files recorded without one, receipts,
 share links, and the state changes of a job's results (delete, expire) with the blob purges they queue."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from typing import Protocol
 
 from aitbc.domain.job import Job
 from aitbc.domain.package import ResultsState
+from aitbc.storage.interfaces import ResultFile
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,8 @@ class Purge:
 
 
 class ResultStore(Protocol):
-    async def crc32s(self, job_id: str, lease_id: str) -> dict[str, int]:
-        """The CRC-32 of each result file computed so far, by path."""
-
-    async def save_crc32(self, job_id: str, lease_id: str, path: str, crc32: int) -> None: ...
+    async def save_crc32(self, item: ResultFile, crc32: int) -> None:
+        """Keep the CRC-32 of a result file recorded without one (unless its record changed meanwhile)."""
 
     async def get_receipt(self, job_id: str) -> StoredReceipt | None: ...
 

@@ -21,9 +21,9 @@ from aitbc.api.routes.jobs import (
 )
 from aitbc.protocol.billing import StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
-from aitbc.services.views import event_message
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["history"])
+EXPORT_MEDIA_TYPES = {"json": "application/json", "csv": "text/csv"}
 
 
 @router.get("/stats", response_model=StatsView)
@@ -43,25 +43,19 @@ async def export(
 ) -> StreamingResponse:
     """Every matching job, streamed as a JSON array or CSV (header row, one row per job)."""
     since = since_days(coordinator.clock.now(), days, parse_moment(from_, "from"))
-    views = coordinator.history.views(principal, parse_statuses(status), since, parse_moment(to, "to", True))
-    if format == "csv":
-        body = coordinator.history.export_csv(views)
-        return StreamingResponse(
-            body, media_type="text/csv", headers={"Content-Disposition": 'attachment; filename="jobs.csv"'}
-        )
+    body = coordinator.history.export(principal, format, parse_statuses(status), since, parse_moment(to, "to", True))
     return StreamingResponse(
-        coordinator.history.export_json(views),
-        media_type="application/json",
-        headers={"Content-Disposition": 'attachment; filename="jobs.json"'},
+        body,
+        media_type=EXPORT_MEDIA_TYPES[format],
+        headers={"Content-Disposition": f'attachment; filename="jobs.{format}"'},
     )
 
 
 @router.get("/jobs/{job_id}/timeline", response_model=list[EventMessage])
 async def timeline(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> list[EventMessage]:
-    return [event_message(event) for event in await coordinator.history.timeline(principal, job_id)]
+    return await coordinator.history.timeline(principal, job_id)
 
 
 @router.post("/jobs/{job_id}/retry", status_code=201, response_model=JobView)
 async def retry(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> JobView:
-    submitted = await coordinator.history.retry(principal, job_id)
-    return await coordinator.results.job_view(submitted.job)
+    return await coordinator.history.retry(principal, job_id)

@@ -135,11 +135,11 @@ async def submit_job(
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> JobView:
-    submitted = await coordinator.jobs.submit(principal, body, idempotency_key)
+    submitted = await coordinator.job_views.submit(principal, body, idempotency_key)
     if not submitted.created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
-    return await coordinator.results.job_view(submitted.job, await coordinator.jobs.waiting_for(submitted.job))
+    return submitted.view
 
 
 async def _list(
@@ -153,19 +153,13 @@ async def _list(
     cursor: str | None,
 ) -> JobList:
     created_from = since_days(coordinator.clock.now(), days, parse_moment(from_, "from"))
-    page = await coordinator.jobs.list(
+    return await coordinator.job_views.list(
         principal,
         parse_statuses(status),
         created_from,
         parse_moment(to, "to", end_of_day=True),
         limit,
         cursor,
-    )
-    return JobList(
-        jobs=await coordinator.results.job_views(page.jobs),
-        total=page.total,
-        has_more=page.next_cursor is not None,
-        next_cursor=page.next_cursor,
     )
 
 
@@ -198,15 +192,14 @@ async def job_history(
 
 @router.get("/jobs/{job_id}", response_model=JobView)
 async def get_job(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> JobView:
-    job = await coordinator.jobs.get(principal, job_id)
-    return await coordinator.results.job_view(job, await coordinator.jobs.waiting_for(job))
+    return await coordinator.job_views.get(principal, job_id)
 
 
 _CANCEL_STATUS = {"canceled": 200, "canceling": 202, "failed": 409}
 
 
 async def _cancel(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> JSONResponse:
-    result = await coordinator.jobs.cancel(principal, job_id)
+    result = await coordinator.job_views.cancel(principal, job_id)
     return JSONResponse(result.model_dump(mode="json"), status_code=_CANCEL_STATUS[result.outcome])
 
 
@@ -246,11 +239,4 @@ async def upload_file(
 ) -> FileView:
     """Upload an input file as the raw request body (streamed to storage); pass its id as input_file_id.
     413 if it is over the per-file limit or would take the account past its plan's input storage quota."""
-    stored = await coordinator.uploads.store_input_file(principal, name, request.stream())
-    return FileView(
-        file_id=stored.id,
-        name=stored.name,
-        size=stored.size,
-        sha256=stored.sha256,
-        created_at=stored.created_at,
-    )
+    return await coordinator.uploads.upload_input_file(principal, name, request.stream())

@@ -23,7 +23,7 @@ from aitbc.protocol.results import (
     ShareList,
     ShareView,
 )
-from aitbc.services.results import Download
+from aitbc.services.downloads import Download
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/jobs", tags=["results"])
 
@@ -109,22 +109,21 @@ def download_response(request: Request, download: Download) -> Response:
 @router.get("/{job_id}/results", response_model=ResultPackageView)
 async def result_package(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> ResultPackageView:
     """What the job's result package holds (the files of its signed manifest) and until when it is kept."""
-    return coordinator.results.summary(await coordinator.results.package(principal, job_id))
+    return await coordinator.packages.summary(principal, job_id)
 
 
 @router.delete("/{job_id}/results", response_model=ResultsDeleted)
 async def delete_results(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> ResultsDeleted:
     """Delete the result files and revoke the job's share links; the job stays in history. Refused (409)
     while the job runs."""
-    return await coordinator.results.delete(principal, job_id)
+    return await coordinator.deletion.delete(principal, job_id)
 
 
 @router.get("/{job_id}/download", response_class=StreamingResponse, operation_id="download_results")
 @router.head("/{job_id}/download", response_class=StreamingResponse, operation_id="head_download_results")
 async def download(job_id: str, request: Request, principal: ClientDep, coordinator: CoordinatorDep) -> Response:
     """The package as a zip (entries under `<job_id>/`, with `output.sha256`); resumable with Range."""
-    package = await coordinator.results.package(principal, job_id)
-    return download_response(request, coordinator.results.zip_download(package))
+    return download_response(request, await coordinator.downloads.zip(principal, job_id))
 
 
 @router.get("/{job_id}/files/{path:path}", response_class=StreamingResponse, operation_id="download_result_file")
@@ -133,14 +132,13 @@ async def download_file(
     job_id: str, path: str, request: Request, principal: ClientDep, coordinator: CoordinatorDep
 ) -> Response:
     """One file of the package by its path (`result.txt`, `artifacts/…`), or `output.sha256`."""
-    package = await coordinator.results.package(principal, job_id)
-    return download_response(request, coordinator.results.file_download(package, path))
+    return download_response(request, await coordinator.downloads.file(principal, job_id, path))
 
 
 @router.get("/{job_id}/receipt", response_model=ReceiptView)
 async def receipt(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> ReceiptView:
     """The coordinator-signed receipt and the miner-signed manifest it vouches for."""
-    return await coordinator.results.receipt(principal, job_id)
+    return await coordinator.receipts.receipt(principal, job_id)
 
 
 @router.get("/{job_id}/logs", response_model=LogsView)

@@ -18,8 +18,7 @@ router = APIRouter(route_class=CheckedRoute, tags=["public"])
 @router.head("/v1/shared/{token}", response_class=StreamingResponse, operation_id="head_shared")
 async def shared_download(token: str, request: Request, coordinator: CoordinatorDep) -> Response:
     """The shared package as a zip; 410 once the link is revoked or expired, 404 for a token never issued."""
-    share, package = await coordinator.shares.open(token)
-    download = coordinator.results.zip_download(package)
+    share, download = await coordinator.shares.open(token)
     response = download_response(request, download)
     try:
         wanted = parse_range(request.headers.get("range"), download.size)
@@ -35,9 +34,9 @@ async def shared_download(token: str, request: Request, coordinator: Coordinator
 @router.get("/v1/coordinator/key", response_model=CoordinatorKeyView)
 async def coordinator_key(coordinator: CoordinatorDep) -> CoordinatorKeyView:
     """The Ed25519 key receipts are signed with; `aitbc client verify` pins it on first use."""
-    return coordinator.results.coordinator_key()
+    return coordinator.receipts.coordinator_key()
 
 
 @router.get("/.well-known/aitbc-coordinator.json", response_model=CoordinatorKeyView)
 async def well_known(coordinator: CoordinatorDep) -> CoordinatorKeyView:
-    return coordinator.results.coordinator_key()
+    return coordinator.receipts.coordinator_key()

@@ -386,6 +386,7 @@ class SqlJobStore:
                 size=r.size,
                 sha256=r.sha256,
                 blob_key=r.blob_key,
+                crc32=r.crc32,
             )
             for r in rows
         ]

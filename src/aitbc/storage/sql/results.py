@@ -1,4 +1,4 @@
-"""The SQL stores of results: CRC-32 cache, receipts, retiring results (delete / expire) with their purge
+"""The SQL stores of results: late CRC-32s, receipts, retiring results (delete / expire) with their purge
 queue, and share links."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from aitbc.domain.job import Job
 from aitbc.domain.package import ResultsState
+from aitbc.storage.interfaces import ResultFile
 from aitbc.storage.results import Purge, Share, StoredReceipt
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.rows import job_from_row
@@ -20,7 +21,7 @@ from aitbc.storage.sql.tables import (
     job_results,
     jobs,
     receipts,
-    result_file_crc32,
+    result_files,
     result_purges,
     result_shares,
 )
@@ -45,20 +46,20 @@ class SqlResultStore:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def crc32s(self, job_id: str, lease_id: str) -> dict[str, int]:
-        query = select(result_file_crc32.c.path, result_file_crc32.c.crc32).where(
-            result_file_crc32.c.job_id == job_id, result_file_crc32.c.lease_id == lease_id
+    async def save_crc32(self, item: ResultFile, crc32: int) -> None:
+        query = (
+            update(result_files)
+            .where(
+                result_files.c.job_id == item.job_id,
+                result_files.c.lease_id == item.lease_id,
+                result_files.c.path == item.path,
+                result_files.c.blob_key == item.blob_key,
+                result_files.c.crc32.is_(None),
+            )
+            .values(crc32=crc32)
         )
-        async with self._db.read() as connection:
-            return {row.path: int(row.crc32) for row in (await connection.execute(query)).all()}
-
-    async def save_crc32(self, job_id: str, lease_id: str, path: str, crc32: int) -> None:
-        row = {"job_id": job_id, "lease_id": lease_id, "path": path, "crc32": crc32}
-        try:
-            async with self._db.write() as connection:
-                await connection.execute(insert(result_file_crc32).values(**row))
-        except IntegrityError:
-            pass  # a concurrent download computed the same value first
+        async with self._db.write() as connection:
+            await connection.execute(query)
 
     async def get_receipt(self, job_id: str) -> StoredReceipt | None:
         async with self._db.read() as connection:

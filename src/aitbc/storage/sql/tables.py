@@ -192,6 +192,9 @@ result_files = Table(
     Column("sha256", String(64), nullable=False),
     Column("blob_key", String(700), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Computed while the blob was written, for the zip's headers; null only for files recorded before 0008,
+    # filled in on their first zip download.
+    Column("crc32", BigInteger),
 )
 
 job_results = Table(
@@ -214,15 +217,6 @@ job_results = Table(
 
 # The sweeper finds available results by completion time.
 Index("ix_jobs_results_state_completed", jobs.c.results_state, jobs.c.completed_at)
-
-result_file_crc32 = Table(
-    "result_file_crc32",
-    metadata,
-    Column("job_id", String(40), primary_key=True),
-    Column("lease_id", String(40), primary_key=True),
-    Column("path", String(500), primary_key=True),
-    Column("crc32", BigInteger, nullable=False),
-)
 
 receipts = Table(
     "receipts",

@@ -28,6 +28,7 @@ def _result_file(row: Any) -> ResultFile:
         size=row.size,
         sha256=row.sha256,
         blob_key=row.blob_key,
+        crc32=row.crc32,
     )
 
 
@@ -88,7 +89,9 @@ class SqlUploadStore:
                 await connection.execute(
                     update(result_files)
                     .where(*same)
-                    .values(size=item.size, sha256=item.sha256, blob_key=item.blob_key, created_at=now)
+                    .values(
+                        size=item.size, sha256=item.sha256, blob_key=item.blob_key, crc32=item.crc32, created_at=now
+                    )
                 )
         return Recorded(stored=True, used=used, replaced=previous)
 

@@ -1,5 +1,8 @@
 """The coordinator's own Ed25519 key, which signs receipts: created once in the data folder (or read from the
-file `coordinator_key_file` names, so that every replica signs with the same key), never sent anywhere."""
+file `coordinator_key_file` names, so that every replica signs with the same key), never sent anywhere.
+
+A key file is not a use case: it lives beside the wiring, which hands it to the receipt service as its
+`ReceiptSigner`; services may not import it (import-linter's layers)."""
 
 from __future__ import annotations
 

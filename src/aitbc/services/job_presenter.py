@@ -1,0 +1,82 @@
+"""The job presenter: the one place a job becomes the `JobView` a client sees, whichever call answers with it.
+
+A view needs more than the job row: when its results expire depends on its account's plan, and a pending
+job says why no miner has taken it yet. Submit, read, list, cancel, retry and export all answer through
+here, so every route makes one call for its response and no two of them show the same job differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from aitbc.domain.accounts import Principal
+from aitbc.domain.job import Job, JobStatus
+from aitbc.protocol.jobs import CancelResult, JobList, JobView, SubmitJobRequest
+from aitbc.services.jobs import JobService, Submitted
+from aitbc.services.retention import Retention
+from aitbc.services.views import job_view
+
+
+@dataclass(frozen=True)
+class SubmittedView:
+    """The new job's view, and whether this call made it (False: an Idempotency-Key replay)."""
+
+    view: JobView
+    created: bool
+
+
+class JobPresenter:
+    def __init__(self, jobs: JobService, retention: Retention) -> None:
+        self._jobs = jobs
+        self._retention = retention
+
+    async def view(self, job: Job) -> JobView:
+        """The job's full view: its results' expiry and, while pending, what it waits for."""
+        waiting_for = await self._jobs.waiting_for(job)
+        return job_view(job, waiting_for, await self._retention.expire_at(job))
+
+    async def views(self, jobs: Sequence[Job]) -> list[JobView]:
+        """Views for a page of jobs (each account's plan looked up once; `waiting_for` only on a single job)."""
+        moments = await self._retention.expire_at_each(jobs)
+        return [job_view(job, None, expire_at) for job, expire_at in zip(jobs, moments, strict=True)]
+
+    async def submitted(self, submitted: Submitted) -> SubmittedView:
+        return SubmittedView(view=await self.view(submitted.job), created=submitted.created)
+
+    async def submit(
+        self, principal: Principal, request: SubmitJobRequest, idempotency_key: str | None = None
+    ) -> SubmittedView:
+        return await self.submitted(await self._jobs.submit(principal, request, idempotency_key))
+
+    async def get(self, principal: Principal, job_id: str) -> JobView:
+        return await self.view(await self._jobs.get(principal, job_id))
+
+    async def list(
+        self,
+        principal: Principal,
+        statuses: list[JobStatus],
+        created_from: datetime | None,
+        created_to: datetime | None,
+        limit: int,
+        cursor: str | None,
+    ) -> JobList:
+        page = await self._jobs.list(principal, statuses, created_from, created_to, limit, cursor)
+        return JobList(
+            jobs=await self.views(page.jobs),
+            total=page.total,
+            has_more=page.next_cursor is not None,
+            next_cursor=page.next_cursor,
+        )
+
+    async def cancel(self, principal: Principal, job_id: str) -> CancelResult:
+        canceled = await self._jobs.cancel(principal, job_id)
+        return CancelResult(
+            job_id=canceled.job.id,
+            outcome=canceled.outcome,
+            status=canceled.job.status,
+            reason=canceled.reason,
+            message=canceled.message,
+            job=await self.view(canceled.job),
+        )
