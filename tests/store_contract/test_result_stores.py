@@ -5,6 +5,7 @@ uploads themselves under their quotas, and what the purge may remove."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from aitbc.domain.accounts import Account
 from aitbc.domain.job import JobStatus
@@ -16,13 +17,26 @@ from aitbc.storage.results import Purge, Share, StoredReceipt
 from tests.store_contract.conftest import T0, Stores, at, result_file
 
 
-async def test_a_crc32_is_saved_once_per_file(stores: Stores, alice: Account) -> None:
+async def test_a_file_recorded_with_its_crc32_keeps_it(stores: Stores, alice: Account) -> None:
+    job = await stores.claim(await stores.submit(alice))
+    recorded = replace(result_file(job.id, "lease_1", "a.txt"), crc32=0xFFFFFFFF)
+    assert (await stores.uploads.record_result_file(recorded, at(2), 10**9)).stored
+    (found,) = await stores.jobs.result_files(job.id, "lease_1")
+    assert found.crc32 == 0xFFFFFFFF
+
+
+async def test_a_missing_crc32_is_saved_once_per_file(stores: Stores, alice: Account) -> None:
     job = await stores.with_results(alice, ("a.txt", "b.txt"))
-    await stores.results.save_crc32(job.id, "lease_1", "a.txt", 0xFFFFFFFF)
-    await stores.results.save_crc32(job.id, "lease_1", "a.txt", 1)  # a racing download: the first value stays
-    await stores.results.save_crc32(job.id, "lease_1", "b.txt", 0)
-    assert await stores.results.crc32s(job.id, "lease_1") == {"a.txt": 0xFFFFFFFF, "b.txt": 0}
-    assert await stores.results.crc32s(job.id, "lease_2") == {}
+    first, second = sorted(await stores.jobs.result_files(job.id, "lease_1"), key=lambda item: item.path)
+    assert (first.crc32, second.crc32) == (None, None)  # recorded before CRCs were kept
+    await stores.results.save_crc32(first, 0xFFFFFFFF)
+    await stores.results.save_crc32(first, 1)  # a racing download: the first value stays
+    await stores.results.save_crc32(second, 0)
+    moved = replace(second, blob_key="results/elsewhere")  # a record that changed meanwhile is left alone
+    await stores.results.save_crc32(moved, 7)
+    found = {item.path: item.crc32 for item in await stores.jobs.result_files(job.id, "lease_1")}
+    assert found == {"a.txt": 0xFFFFFFFF, "b.txt": 0}
+    assert await stores.jobs.result_files(job.id, "lease_2") == []
 
 
 async def test_a_job_has_one_receipt_and_the_unreceipted_are_found(stores: Stores, alice: Account) -> None:

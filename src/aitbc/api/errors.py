@@ -6,12 +6,15 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from aitbc.domain.errors import AitbcError, RateLimited
 
 log = logging.getLogger(__name__)
+# nginx's code for "the client closed the connection before the answer": it shows in the access log only.
+CLIENT_CLOSED_REQUEST = 499
 
 
 def error_body(code: str, message: str) -> dict[str, str]:
@@ -43,6 +46,12 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=error.status_code,
             headers=getattr(error, "headers", None),
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_left(_request: Request, _error: ClientDisconnect) -> Response:
+        """The client hung up while sending its request: nothing was stored, nobody waits for an answer, and
+        it is not the server's error (a dropped upload or a cancelled submit, not a traceback in the log)."""
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, error: Exception) -> JSONResponse:
