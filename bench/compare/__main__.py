@@ -186,9 +186,12 @@ class Bench:
             if "reads" in wanted:
                 if not submitted:
                     submitted = asyncio.run(our_side.submit_all(ours, min(s.jobs, 2000), s.clients))
+                wrk = f"--wrk-seconds {s.wrk_seconds} --wrk-connections {s.wrk_connections}"
                 for name, result in our_side.reads(ours, submitted, self.load).items():
                     self.add(
-                        self.read_row("reads", f"{ours.system} {name}", result, self.ours_command("reads", backend))
+                        self.read_row(
+                            "reads", f"{ours.system} {name}", result, self.ours_command("reads", backend, wrk)
+                        )
                     )
             if "roundtrip" in wanted:
                 self.round_trips(ours)
@@ -278,7 +281,8 @@ class Bench:
             "reads",
             "hello-world (FastAPI, uvicorn)",
             result,
-            f".venv/bin/python bench/compare/hello.py --port {port} & {command_line(self.load, url)}",
+            f".venv/bin/python bench/compare/hello.py --port 8001 & "
+            f"{command_line(self.load, 'http://127.0.0.1:8001')}  # targets.tsv: one line '/<TAB>none'",
         )
         row.reference = True
         self.add(row)
