@@ -452,7 +452,11 @@ def main() -> None:
     print()
     print(render(rows))
     flags = " ".join(Load(1, settings.wrk_connections, settings.wrk_seconds).flags())
-    print(f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s; wrk {flags}; {os.cpu_count()} CPUs")
+    print(
+        f"\n{len(rows)} rows in {time.perf_counter() - started:.0f} s; wrk {flags}; {os.cpu_count()} CPUs; "
+        f"our load spread over {settings.accounts} enterprise accounts with credits (plan rate limits are not "
+        "what is measured)"
+    )
     if settings.json:
         recorded = {k: v for k, v in vars(settings).items() if isinstance(v, int | str | list | bool)}
         write_json(rows, settings.json, recorded)

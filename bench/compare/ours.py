@@ -91,6 +91,13 @@ class NoopMiners:
             if "ready" not in line:
                 raise RuntimeError(f"a no-op miner did not start (exit {process.wait()})")
 
+    def kill(self) -> None:
+        """On an error: no miner process outlives the bench."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
     def finish(self) -> tuple[int, float, float]:
         """Stop once the queue is empty: jobs done, first and last completion (time.time())."""
         self.stop_file.touch()
@@ -108,10 +115,13 @@ class NoopMiners:
 def e2e(ours: Ours, jobs: int, miners: int, clients: int) -> tuple[float, float, list[Submitted]]:
     """jobs/s from the first submit to the last completion, and the submit rate alone."""
     crew = NoopMiners(ours, miners, "e2e")
-    started = time.time()
-    submitted = asyncio.run(submit_all(ours, jobs, clients))
-    submit_seconds = time.time() - started
-    done, _, last = crew.finish()
+    try:
+        started = time.time()
+        submitted = asyncio.run(submit_all(ours, jobs, clients))
+        submit_seconds = time.time() - started
+        done, _, last = crew.finish()
+    finally:
+        crew.kill()
     if done != jobs:
         raise RuntimeError(f"e2e: {done} of {jobs} jobs finished")
     return jobs / (last - started), jobs / submit_seconds, submitted
@@ -121,7 +131,10 @@ def drain(ours: Ours, jobs: int, miners: int, clients: int) -> tuple[float, list
     """A backlog of `jobs`, then M miners: jobs/s from the first completion to the last."""
     submitted = asyncio.run(submit_all(ours, jobs, clients))
     crew = NoopMiners(ours, miners, "drain")
-    done, first, last = crew.finish()
+    try:
+        done, first, last = crew.finish()
+    finally:
+        crew.kill()
     if done != jobs:
         raise RuntimeError(f"drain: {done} of {jobs} jobs finished")
     return (jobs - 1) / (last - first), submitted
