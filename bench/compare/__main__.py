@@ -129,7 +129,8 @@ class Bench:
         print(f"  {row.workload} | {row.system} | {row.value:.1f} {row.metric} | {detail_text(row.detail)}", flush=True)
 
     def ours_command(self, workload: str, backend: str, *extra: str) -> str:
-        return f"{SCRIPT} --ours-only --only {workload} --backends {backend} " + " ".join(extra)
+        accounts = f"--accounts {self.settings.accounts}"
+        return " ".join([SCRIPT, "--ours-only --only", workload, "--backends", backend, accounts, *extra])
 
     # -- our side ------------------------------------------------------------------------------------
 
@@ -347,20 +348,12 @@ class Bench:
         for workload in ("e2e", "drain", "latency"):
             if workload not in s.workloads:
                 continue
-            arguments = [
-                "--peer",
-                peer,
-                "--workload",
-                workload,
-                "--workers",
-                str(s.miners),
-                "--clients",
-                str(s.clients),
-                "--jobs",
-                str(s.backlog if workload == "drain" else s.jobs),
-                "--probes",
-                str(s.probes),
-            ]
+            arguments = ["--peer", peer, "--workload", workload]
+            if workload == "latency":
+                arguments += ["--probes", str(s.probes)]
+            else:
+                jobs = s.backlog if workload == "drain" else s.jobs
+                arguments += ["--jobs", str(jobs), "--workers", str(s.miners), "--clients", str(s.clients)]
             command = " ".join(
                 [shlex.quote(str(python.relative_to(REPOSITORY))), "bench/compare/peers/runner.py", *arguments]
             )
