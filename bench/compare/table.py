@@ -7,6 +7,7 @@ trip: the runtime's own time; growth: the smallest history), so a ratio reads th
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -89,5 +90,5 @@ def render(rows: list[Row]) -> str:
     return "\n".join(out)
 
 
-def write_json(rows: list[Row], path: Path, settings: dict[str, object]) -> None:
+def write_json(rows: list[Row], path: Path, settings: Mapping[str, object]) -> None:
     path.write_text(json.dumps({"settings": settings, "rows": [asdict(row) for row in rows]}, indent=2) + "\n")
