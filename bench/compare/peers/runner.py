@@ -34,15 +34,16 @@ import shared  # noqa: E402
 POSTGRES_PEERS = {"pgqueuer", "procrastinate"}
 
 
-def fresh_postgres() -> None:
-    """A new, empty database for this run (dropped and made again), with the peer's schema."""
+def fresh_postgres(create: bool = True) -> None:
+    """A new, empty database for this run (dropped and made again); `create=False` only drops it."""
     import psycopg
 
     url = shared.POSTGRES_URL
     base, name = url.rsplit("/", 1)
     with psycopg.connect(f"{base}/postgres", autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
+        if create:
+            connection.execute(f'CREATE DATABASE "{name}"')
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -189,6 +190,8 @@ def main() -> None:
     finally:
         bench.stop_workers()
         bench.pool.shutdown()
+        if options.peer in POSTGRES_PEERS:
+            fresh_postgres(create=False)
     print(json.dumps({"peer": options.peer, "workload": options.workload, **found}))
 
 
