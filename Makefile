@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip install --disable-pip-version-check -q
 DATA_DIR ?= .aitbc
 MINERS ?= 2
 
-.PHONY: run test lint typecheck imports pytest clean
+.PHONY: run test lint typecheck imports pytest clean bench bench-quick bench-all
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,8 @@ $(VENV)/.run-installed: $(BIN)/python pyproject.toml
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 	@command -v ffmpeg >/dev/null || { echo "installing ffmpeg (the reencode runtime and its tests need it)"; \
 		apt-get update -qq && apt-get install -y -qq ffmpeg; }
+	@command -v wrk >/dev/null || { echo "installing wrk (the bench's HTTP load; its smoke test runs it)"; \
+		apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[test,ai]'
 	touch $@ $(VENV)/.run-installed
@@ -40,5 +42,19 @@ imports: $(VENV)/.test-installed
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest -q --durations=15
 
+# The comparison with the peer queues (README: Performance). BENCH_ARGS passes options, e.g. BENCH_ARGS="--json bench.json".
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench.compare $(BENCH_ARGS)
+
+bench-quick: $(VENV)/.test-installed
+	$(BIN)/python -m bench.compare --quick $(BENCH_ARGS)
+
+# The other benches, small sizes, one after another (`python -m bench.compare --list` names them all).
+bench-all: bench
+	$(BIN)/python bench/lifecycle_throughput.py --jobs 500 --miners 4
+	PYTHONPATH=. $(BIN)/python bench/cancel_latency.py --runs 3
+	$(BIN)/python bench/results_throughput.py --sizes 64M
+	$(BIN)/python bench/export_memory.py --jobs 100000
+
 clean:
-	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache bench/.venv-peers
