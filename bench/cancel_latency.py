@@ -16,7 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.miner.conftest import Stack, process_gone, wait_until
+from tests.support.processes import process_gone
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 AITBC = str(Path(sys.executable).with_name("aitbc"))
 

@@ -33,8 +33,9 @@ from aitbc.miner.package import PackageLayout
 from aitbc.miner.reporter import sendable
 from aitbc.settings import Settings
 from aitbc.wiring import Coordinator, open_coordinator
-from tests.helpers import HttpMiner, job_request, principal
-from tests.live_server import live_server
+from tests.helpers import job_request, principal
+from tests.support.protocol_miner import HttpMiner
+from tests.support.served import served_in_thread
 
 Api = tuple[httpx.AsyncClient, Coordinator]
 
@@ -411,7 +412,7 @@ async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     client_key = (await coordinator.accounts.create_key("alice", Role.CLIENT)).secret
     miner_key = (await coordinator.accounts.create_key("farm", Role.MINER)).secret
     await coordinator.close()
-    with live_server(settings) as (url, _app):
+    with served_in_thread(settings) as url:
         monkeypatch.setenv("AITBC_URL", url)
         monkeypatch.setenv("AITBC_API_KEY", client_key)
         monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))
@@ -493,7 +494,7 @@ def websocket_server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, s
             await coordinator.close()
 
     key = asyncio.run(make_key())
-    with live_server(settings) as (url, _app):
+    with served_in_thread(settings) as url:
         yield url.replace("http://", "ws://") + "/v1/jobs/ws", key
 
 

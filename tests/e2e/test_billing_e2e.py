@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.miner.conftest import Stack, wait_until
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 A100_HIGH_PER_SECOND = Decimal("0.10") * Decimal("1.5") / 3600

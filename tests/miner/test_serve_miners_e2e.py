@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from aitbc.cli.local_miners import local_miner_work_dir
-from tests.miner.conftest import Stack, stored_package, wait_until
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -45,10 +46,10 @@ def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> Non
         command_job = stack.submit("--type", "command", "--input", "echo hello from a local miner")
         embedding_job = stack.post_job(type="embedding", input=["a cat", "a dog"])
         assert stack.wait_status(command_job, {"completed", "failed"}, timeout=60)["status"] == "completed"
-        assert stored_package(stack, command_job)[1]["result.txt"] == b"hello from a local miner\n"
+        assert stack.package(command_job).files["result.txt"] == b"hello from a local miner\n"
         done = stack.wait_status(embedding_job, {"completed", "failed"}, timeout=90)
         assert done["status"] == "completed", done
-        assert json.loads(stored_package(stack, embedding_job)[1]["result.txt"])["dimensions"] == 384
+        assert json.loads(stack.package(embedding_job).files["result.txt"])["dimensions"] == 384
         assert processes_with(work_dir)
 
         # SIGTERM (or Ctrl-C): the miners stop first, while the coordinator still answers, and hand back what

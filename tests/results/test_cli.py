@@ -25,8 +25,8 @@ from aitbc.sdk.config import read_profile, write_profile
 from aitbc.sdk.downloads import part_of, zip_path
 from aitbc.settings import Settings
 from aitbc.wiring import open_coordinator
-from tests.live_server import live_server
 from tests.results.flow import Finished, World, package_files
+from tests.support.served import served_in_thread
 
 AITBC = str(Path(sys.executable).with_name("aitbc"))
 
@@ -41,7 +41,7 @@ async def served(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyP
     coordinator = await open_coordinator(settings)
     admin, user = await coordinator.accounts.bootstrap()
     await coordinator.close()
-    with live_server(settings) as (url, _app):
+    with served_in_thread(settings) as url:
         monkeypatch.setenv("AITBC_URL", url)
         monkeypatch.setenv("AITBC_API_KEY", user.secret)
         monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))
