@@ -10,7 +10,6 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -33,17 +32,8 @@ def charge(seconds: int) -> Decimal:
     return (A100_HIGH_PER_SECOND * seconds).quantize(Decimal("0.000000001"))
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path, lease_seconds=3)
-    try:
-        stack.start_server()
-        yield stack
-    finally:
-        stack.close()
-
-
-def test_charges_follow_the_seconds_used(stack: Stack) -> None:
+def test_charges_follow_the_seconds_used(short_lease_stack: Stack) -> None:
+    stack = short_lease_stack
     miner = stack.start_miner(
         "a100-box", "--gpus", "a100:80x1", "--allow-command", "--runtimes", "command", "--claim-wait", "2"
     )
