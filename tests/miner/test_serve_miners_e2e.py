@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from aitbc.cli.local_miners import local_miner_work_dir
+from tests.support.processes import processes_with
 from tests.support.stack import Stack
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def processes_with(argument: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if argument in cmdline.read_bytes().decode(errors="replace").split("\0"):
-                found.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 def local_stack(root: Path) -> Stack:
@@ -61,9 +50,8 @@ def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> Non
         assert stack.server.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it stopped on
         stack.server = None
         assert not processes_with(work_dir)
-        with sqlite3.connect(stack.data_dir / "aitbc.db") as database:
-            status, error = database.execute("SELECT status, error FROM jobs WHERE id = ?", (running,)).fetchone()
-        assert status == "pending" and "shut down" in error
+        handed_back = stack.job_while_stopped(running)
+        assert handed_back.status.value == "pending" and "shut down" in (handed_back.error or "")
     finally:
         stack.close()
 

@@ -9,18 +9,21 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
+from aitbc.domain.job import Job
 from aitbc.domain.plans import Role
 from aitbc.settings import Settings
-from aitbc.wiring import open_coordinator
+from aitbc.wiring import Coordinator, open_coordinator
 from tests.support.packages import Package, read_package
 from tests.support.served import START_TIMEOUT, free_port, healthy
 from tests.support.waiting import wait_until
 
+T = TypeVar("T")
 AITBC = [sys.executable, "-c", "from aitbc.cli.main import main; main()"]
 
 
@@ -102,19 +105,35 @@ class Stack:
         text = self.server_log.read_text()
         return text[: text.index("Coordinator on")]
 
-    def new_key(self, account: str, role: str) -> str:
-        """An API key made on the data folder's database directly, as `aitbc admin keys create --data-dir`
-        does (through the same account service), without paying for a CLI start-up each time."""
+    def _offline(self, use: Callable[[Coordinator], Awaitable[T]]) -> T:
+        """`use` the coordinator's services on the stack's database directly, as `aitbc admin … --data-dir`
+        does: for when no coordinator serves it, or to skip a CLI start-up."""
 
-        async def make() -> str:
+        async def run() -> T:
             settings = Settings(data_dir=self.data_dir, database_url=self.database_url, run_reaper=False)
             coordinator = await open_coordinator(settings)
             try:
-                return (await coordinator.accounts.create_key(account, Role(role))).secret
+                return await use(coordinator)
             finally:
                 await coordinator.close()
 
-        return asyncio.run(make())
+        return asyncio.run(run())
+
+    def new_key(self, account: str, role: str) -> str:
+        """An API key, made through the account service on the database (no CLI start-up each time)."""
+
+        async def make(coordinator: Coordinator) -> str:
+            return (await coordinator.accounts.create_key(account, Role(role))).secret
+
+        return self._offline(make)
+
+    def job_while_stopped(self, job_id: str) -> Job:
+        """A job as the job service reads it (with the admin key) while no coordinator serves the database."""
+
+        async def read(coordinator: Coordinator) -> Job:
+            return await coordinator.jobs.get(await coordinator.accounts.authenticate(self.admin_key), job_id)
+
+        return self._offline(read)
 
     def stop_server(self, signum: int = signal.SIGTERM) -> None:
         assert self.server is not None
@@ -224,7 +243,7 @@ class Stack:
 
     def wait_status(self, job_id: str, statuses: set[str], timeout: float) -> dict[str, Any]:
         return wait_until(
-            lambda: (job := self.job(job_id))["status"] in statuses and job,
+            lambda: job if (job := self.job(job_id))["status"] in statuses else None,
             timeout,
             what=f"{job_id} to become {' or '.join(sorted(statuses))}",
         )
