@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 import httpx
-from tests.miner.conftest import Stack, process_gone, processes_named, unique_marker, wait_until
+from tests.support.processes import process_gone, processes_named, unique_marker
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 AITBC = str(Path(sys.executable).with_name("aitbc"))
 

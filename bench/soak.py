@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 import websockets
 from bench.fault_loop import fresh_database
-from tests.miner.conftest import Stack
+from tests.support.stack import Stack
 
 SAMPLE_SECONDS = 10.0
 SETTLE_SECONDS = 90.0

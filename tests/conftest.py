@@ -22,6 +22,8 @@ from aitbc.wiring import Coordinator, open_coordinator
 POSTGRES_ADMIN_URL = os.environ.get("AITBC_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TEMPLATE = f"aitbc_test_template_{os.getpid()}"
 
+pytest_plugins = ["tests.support.plugin"]
+
 
 @pytest.fixture(scope="session")
 def postgres_template() -> Iterator[str]:

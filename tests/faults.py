@@ -37,7 +37,9 @@ from sqlalchemy.engine import make_url
 
 from aitbc.domain.job import TERMINAL_STATUSES
 from aitbc.storage.sql.tables import accounts, job_events, job_results, jobs, ledger_entries
-from tests.miner.conftest import Stack, process_gone, wait_until
+from tests.support.processes import process_gone
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 TERMINAL = sorted(status.value for status in TERMINAL_STATUSES)
 RETRY_SECONDS = 60.0  # how long a submit or cancel is retried while the coordinator is down

@@ -12,7 +12,7 @@ from aitbc.domain.clock import ManualClock
 from aitbc.domain.plans import Role
 from aitbc.storage.interfaces import JobFilter
 from aitbc.wiring import Coordinator
-from tests.helpers import HttpMiner
+from tests.support.protocol_miner import HttpMiner
 
 Api = tuple[httpx.AsyncClient, Coordinator]
 

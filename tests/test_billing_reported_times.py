@@ -15,7 +15,8 @@ from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.plans import Role
 from aitbc.protocol.miners import FailRequest, FinishRequest
 from aitbc.wiring import Coordinator
-from tests.helpers import HttpMiner, job_request, principal, register_miner
+from tests.helpers import job_request, principal, register_miner
+from tests.support.protocol_miner import HttpMiner
 
 A100_PER_SECOND = Decimal("0.10") / 3600
 MINER_NUMBERS = itertools.count(1)

@@ -13,7 +13,7 @@ from aitbc.domain.manifest import public_key_text
 from aitbc.domain.plans import Role
 from aitbc.settings import Settings
 from aitbc.wiring import coordinator_session
-from tests.live_server import live_server
+from tests.support.served import served_in_thread
 
 
 async def _keys(settings: Settings) -> tuple[str, str]:
@@ -26,7 +26,7 @@ async def _keys(settings: Settings) -> tuple[str, str]:
 def test_a_miner_that_hangs_up_mid_claim_gets_no_job(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     client_key, miner_key = asyncio.run(_keys(settings))
-    with live_server(settings) as (url, _app):
+    with served_in_thread(settings) as url:
         miner = httpx.Client(base_url=url, headers={"X-Api-Key": miner_key}, timeout=30)
         miner_id = miner.post(
             "/v1/miners/register",

@@ -41,7 +41,7 @@ from aitbc.domain.plans import Plan, PlanLimits, Role
 from aitbc.settings import Settings
 from aitbc.wiring import coordinator_session
 from tests.conftest import POSTGRES_ADMIN_URL
-from tests.live_server import live_server
+from tests.support.served import served_in_thread
 
 pytestmark = pytest.mark.fuzz
 
@@ -109,7 +109,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, fuzz_database_url: str) -> 
         plan_limits=dict.fromkeys(Plan, UNLIMITED),
     )
     keys = asyncio.run(_make_keys(settings))
-    with live_server(settings) as (url, _app), httpx.Client(base_url=url, timeout=60) as http:
+    with served_in_thread(settings) as url, httpx.Client(base_url=url, timeout=60) as http:
         served = Served(url, keys, http)
         served.call("POST", "/v1/admin/credits", keys.admin, json={"account": keys.client_account, "amount": "100000"})
         yield served

@@ -87,9 +87,7 @@ async def test_a_cancel_on_one_replica_reaches_a_miner_held_on_the_other(
     miner = await register_miner(b, owner)
     job = (await a.jobs.submit(alice, job_request())).job
     (assignment,) = await b.claiming.claim(owner, miner, 1, 0)
-    held = asyncio.create_task(
-        b.miners.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=LONG_POLL_SECONDS)
-    )
+    held = asyncio.create_task(b.miners.heartbeat(owner, miner, [assignment.lease_id], wait_seconds=LONG_POLL_SECONDS))
     await ready(lambda: b.hub.heartbeats_waiting(miner) == 1, "the heartbeat on b held")  # it saw no cancel
     await a.jobs.cancel(alice, job.id)
     (state,) = await asyncio.wait_for(held, timeout=READY_SECONDS)

@@ -20,8 +20,9 @@ from aitbc.blobs.local import LocalBlobStore
 from aitbc.cli.local_miners import LOCAL_MINER_KEY_NAME, local_miner_work_dir
 from aitbc.settings import Settings
 from aitbc.wiring import coordinator_session
-from tests.miner.conftest import AITBC, Stack, wait_until
-from tests.miner.test_serve_miners_e2e import processes_with
+from tests.support.processes import processes_with
+from tests.support.stack import AITBC, Stack
+from tests.support.waiting import wait_until
 
 
 def mode(path: Path) -> int:

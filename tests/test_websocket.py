@@ -16,7 +16,7 @@ from aitbc.domain.plans import Role
 from aitbc.sdk.client import Client
 from aitbc.settings import Settings
 from aitbc.wiring import coordinator_session
-from tests.live_server import live_server
+from tests.support.served import served_in_thread
 
 
 async def _make_keys(settings: Settings) -> dict[str, str]:
@@ -33,7 +33,7 @@ async def _make_keys(settings: Settings) -> dict[str, str]:
 def server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     settings = Settings(data_dir=tmp_path / "data")
     made = asyncio.run(_make_keys(settings))
-    with live_server(settings) as (url, _app):
+    with served_in_thread(settings) as url:
         yield url, made
 
 

@@ -10,7 +10,6 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.miner.conftest import Stack, wait_until
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 A100_HIGH_PER_SECOND = Decimal("0.10") * Decimal("1.5") / 3600
@@ -32,17 +32,8 @@ def charge(seconds: int) -> Decimal:
     return (A100_HIGH_PER_SECOND * seconds).quantize(Decimal("0.000000001"))
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(tmp_path, lease_seconds=3)
-    try:
-        stack.start_server()
-        yield stack
-    finally:
-        stack.close()
-
-
-def test_charges_follow_the_seconds_used(stack: Stack) -> None:
+def test_charges_follow_the_seconds_used(short_lease_stack: Stack) -> None:
+    stack = short_lease_stack
     miner = stack.start_miner(
         "a100-box", "--gpus", "a100:80x1", "--allow-command", "--runtimes", "command", "--claim-wait", "2"
     )

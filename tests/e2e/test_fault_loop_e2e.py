@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults import FaultLoop
-from tests.miner.conftest import wait_until
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

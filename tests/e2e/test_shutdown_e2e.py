@@ -19,7 +19,8 @@ import httpx
 import pytest
 import websocket
 
-from tests.miner.conftest import Stack, wait_until
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 WATCHERS = 20

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.miner.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

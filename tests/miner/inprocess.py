@@ -21,6 +21,7 @@ from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.runtimes.interface import Runtime
 from aitbc.settings import Settings
 from aitbc.wiring import Coordinator
+from tests.support.packages import read_package_async
 
 BASE_URL = "http://aitbc.test"
 
@@ -49,6 +50,7 @@ class InProcess:
     miner_key: str
     root: Path
     miner_transport: CountingTransport
+    admin_key: str
 
     @property
     def headers(self) -> dict[str, str]:
@@ -87,13 +89,10 @@ class InProcess:
         return agent
 
     async def package(self, job_id: str) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """The stored result's manifest and the bytes of each of its files."""
-        result = await self.coordinator.job_store.get_result(job_id)
-        assert result is not None, f"no result stored for {job_id}"
-        files: dict[str, bytes] = {}
-        for item in await self.coordinator.job_store.result_files(job_id, result.lease_id):
-            files[item.path] = b"".join([chunk async for chunk in self.coordinator.blobs.read(item.blob_key)])
-        return result.manifest, files
+        """The stored result's manifest and the bytes of each of its files, read through the HTTP API (with
+        the admin key: the client's plan allows only so many requests a minute)."""
+        package = await read_package_async(self.http, job_id, {"X-Api-Key": self.admin_key})
+        return package.manifest, package.files
 
 
 @asynccontextmanager
@@ -105,5 +104,8 @@ async def in_process(root: Path, **settings_options: Any) -> AsyncIterator[InPro
         coordinator: Coordinator = app.state.coordinator
         client_key = (await coordinator.accounts.create_key("tester", Role.CLIENT)).secret
         miner_key = (await coordinator.accounts.create_key("miners", Role.MINER)).secret
+        admin_key = (await coordinator.accounts.create_key("admin", Role.ADMIN)).secret
         async with httpx.AsyncClient(transport=transport, base_url=BASE_URL, timeout=60) as http:
-            yield InProcess(http, transport, coordinator, client_key, miner_key, root, CountingTransport(transport))
+            yield InProcess(
+                http, transport, coordinator, client_key, miner_key, root, CountingTransport(transport), admin_key
+            )

@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tests.miner.conftest import Stack, stored_package
+from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ def test_a_job_finds_no_api_key_anywhere_it_can_look(stack: Stack) -> None:
     job_id = stack.post_job(type="command", input=script)
     done = stack.wait_status(job_id, {"completed", "failed"}, timeout=30)
     assert done["status"] == "completed", done
-    _, files = stored_package(stack, job_id)
+    files = stack.package(job_id).files
     seen = files["result.txt"].decode()
     assert "AITBC_RESULT_FILE=/job/output/result.txt" in seen  # it did read its own environment
     assert "bwrap" in seen  # and /proc: its own PID namespace, where the sandbox is process 1
@@ -51,4 +51,4 @@ def test_the_limit_flags_of_miner_run_hold_and_the_miner_keeps_working(stack: St
         assert (job["status"], job["error"]) == ("failed", f"the job hit its limit of {reason}"), job
     done = stack.wait_status(after, {"completed", "failed"}, timeout=30)
     assert done["status"] == "completed", done
-    assert stored_package(stack, after)[1]["result.txt"] == b"8192\nstill working\n"
+    assert stack.package(after).files["result.txt"] == b"8192\nstill working\n"

@@ -22,9 +22,9 @@ from aitbc.miner.gpus import GpuSlots
 from aitbc.miner.runtimes.command import CommandRuntime
 from aitbc.miner.sandbox import HostUser, SandboxSpec, ScratchFolders, bwrap_argv, gpu_devices, miner_tag
 from aitbc.miner.sandboxed_run import Isolation
-from tests.miner.conftest import all_gone, processes_named, unique_marker
 from tests.miner.inprocess import InProcess, in_process
 from tests.miner.test_command_runtime import command
+from tests.support.processes import all_gone, processes_named, unique_marker
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups and tmpfs job folders need a root miner")
 

@@ -21,8 +21,8 @@ from starlette.routing import Route
 
 from aitbc.miner.config import MinerConfig
 from aitbc.miner.runtimes.text_generation import TextGenerationRuntime
-from tests.live_server import free_port
 from tests.miner.inprocess import InProcess, in_process
+from tests.support.served import free_port
 
 
 class StandIn:

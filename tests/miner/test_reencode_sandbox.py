@@ -28,8 +28,8 @@ from aitbc.miner.runtimes.registry import build_runtimes
 from aitbc.miner.sandbox import HostUser
 from aitbc.miner.sandboxed_run import CPU_GRACE_SECONDS, Isolation, SandboxOutcome, clear_leftovers, sandbox_command
 from aitbc.miner.stop import StopReason, StopSignal
-from tests.miner.conftest import process_gone
 from tests.miner.inprocess import InProcess, in_process
+from tests.support.processes import process_gone
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 SECRET_SERVICE = "AITBC-SECRET-SERVICE"

@@ -12,7 +12,9 @@ import pytest
 
 from aitbc.miner.cgroups import MinerCgroups
 from aitbc.miner.sandbox import HostUser, ScratchFolders, miner_tag
-from tests.miner.conftest import Stack, job_folder, processes_named, stored_package, unique_marker, wait_until
+from tests.support.processes import job_folder, processes_named, unique_marker
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -45,9 +47,10 @@ echo finished
     assert done["status"] == "completed", done
     assert done["attempt"] == 2
     assert done["miner_id"] != first_miner
-    record, files = stored_package(stack, job_id)
+    package = stack.package(job_id)
+    files = package.files
     assert files["result.txt"] == b"attempt 2\n"
-    assert record["miner_id"] == done["miner_id"]
+    assert package.miner_id == done["miner_id"]
 
     # What the killed miner left: its job's folder (a tmpfs, as root) and cgroups. Put a process into those
     # cgroups, as one that escaped the sandbox's end would be, for the next start to find.
@@ -72,7 +75,7 @@ echo finished
         assert cgroups.leftovers() == []
     assert "refused" in stack.miner_log("first")
     assert stack.job(job_id)["status"] == "completed"
-    assert stored_package(stack, job_id)[1]["result.txt"] == b"attempt 2\n"
+    assert stack.package(job_id).files["result.txt"] == b"attempt 2\n"
 
 
 def test_a_coordinator_restart_in_the_middle_of_a_job_loses_nothing(stack: Stack) -> None:
@@ -99,9 +102,10 @@ echo finished
     done = stack.wait_status(job_id, {"completed", "failed"}, timeout=30)
     assert done["status"] == "completed", done
     assert done["attempt"] == 1
-    record, files = stored_package(stack, job_id)
+    package = stack.package(job_id)
+    files = package.files
     assert files["result.txt"] == b"the answer\n"
     assert files["artifacts/data.txt"] == artifact
-    sizes = {entry["path"]: (entry["size"], entry["sha256"]) for entry in record["manifest"]["files"]}
+    sizes = {entry["path"]: (entry["size"], entry["sha256"]) for entry in package.manifest["files"]}
     assert sizes["artifacts/data.txt"] == (len(artifact), hashlib.sha256(artifact).hexdigest())
     wait_until(lambda: not job_dir.exists(), timeout=5, what="the delivered result to be cleared from disk")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aitbc.miner.sandbox import HostUser, Mount, SandboxSpec, ScratchFolders, bwrap_argv
-from tests.miner.conftest import all_gone
+from tests.support.processes import all_gone
 
 
 def run_sandboxed(

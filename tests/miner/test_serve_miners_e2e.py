@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from aitbc.cli.local_miners import local_miner_work_dir
 from tests.miner.ai_extra import needs_ai
-from tests.miner.conftest import Stack, stored_package, wait_until
+from tests.support.processes import processes_with
+from tests.support.stack import Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-def processes_with(argument: str) -> list[int]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if argument in cmdline.read_bytes().decode(errors="replace").split("\0"):
-                found.append(int(cmdline.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 def local_stack(root: Path) -> Stack:
@@ -47,10 +37,10 @@ def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> Non
         command_job = stack.submit("--type", "command", "--input", "echo hello from a local miner")
         embedding_job = stack.post_job(type="embedding", input=["a cat", "a dog"])
         assert stack.wait_status(command_job, {"completed", "failed"}, timeout=60)["status"] == "completed"
-        assert stored_package(stack, command_job)[1]["result.txt"] == b"hello from a local miner\n"
+        assert stack.package(command_job).files["result.txt"] == b"hello from a local miner\n"
         done = stack.wait_status(embedding_job, {"completed", "failed"}, timeout=90)
         assert done["status"] == "completed", done
-        assert json.loads(stored_package(stack, embedding_job)[1]["result.txt"])["dimensions"] == 384
+        assert json.loads(stack.package(embedding_job).files["result.txt"])["dimensions"] == 384
         assert processes_with(work_dir)
 
         # SIGTERM (or Ctrl-C): the miners stop first, while the coordinator still answers, and hand back what
@@ -62,9 +52,8 @@ def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> Non
         assert stack.server.wait(timeout=60) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it stopped on
         stack.server = None
         assert not processes_with(work_dir)
-        with sqlite3.connect(stack.data_dir / "aitbc.db") as database:
-            status, error = database.execute("SELECT status, error FROM jobs WHERE id = ?", (running,)).fetchone()
-        assert status == "pending" and "shut down" in error
+        handed_back = stack.job_while_stopped(running)
+        assert handed_back.status.value == "pending" and "shut down" in (handed_back.error or "")
     finally:
         stack.close()
 

@@ -10,7 +10,7 @@ import httpx
 
 from aitbc.domain.plans import Plan, Role
 from aitbc.wiring import Coordinator
-from tests.helpers import HttpMiner
+from tests.support.protocol_miner import HttpMiner
 
 
 @dataclass

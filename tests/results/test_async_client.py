@@ -21,8 +21,8 @@ from aitbc.sdk.config import read_profile
 from aitbc.sdk.downloads import part_of, zip_path
 from aitbc.settings import Settings
 from aitbc.wiring import coordinator_session
-from tests.live_server import live_server
 from tests.results.flow import World, package_files
+from tests.support.served import served_in_thread
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     settings = Settings(data_dir=tmp_path / "data", run_reaper=False, run_results_sweeper=False)
     async with coordinator_session(settings) as coordinator:
         admin, user = await coordinator.accounts.bootstrap()
-    with live_server(settings) as (url, _app):
+    with served_in_thread(settings) as url:
         monkeypatch.setenv("AITBC_URL", url)
         monkeypatch.setenv("AITBC_API_KEY", user.secret)
         monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))

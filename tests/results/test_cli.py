@@ -25,8 +25,8 @@ from aitbc.sdk.downloads import part_of, zip_path
 from aitbc.sdk.packages import inside
 from aitbc.settings import Settings
 from aitbc.wiring import coordinator_session
-from tests.live_server import live_server
 from tests.results.flow import Finished, World, package_files
+from tests.support.served import served_in_thread
 
 AITBC = str(Path(sys.executable).with_name("aitbc"))
 
@@ -40,7 +40,7 @@ def settings(tmp_path: Path) -> Settings:
 async def served(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[World]:
     async with coordinator_session(settings) as coordinator:
         admin, user = await coordinator.accounts.bootstrap()
-    with live_server(settings) as (url, _app):
+    with served_in_thread(settings) as url:
         monkeypatch.setenv("AITBC_URL", url)
         monkeypatch.setenv("AITBC_API_KEY", user.secret)
         monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))

@@ -1,0 +1,56 @@
+"""A served coordinator: real uvicorn on a free port. In a thread of the test process (`served_in_thread`:
+no process start-up, for tests that need real sockets) or as `aitbc serve` in a `Stack` (for tests that
+signal, kill or restart it); both are ready when `GET /v1/health` answers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import uvicorn
+
+from aitbc.api.app import create_app
+from aitbc.api.server import CoordinatorServer
+from aitbc.settings import Settings
+from tests.support.waiting import wait_until
+
+START_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def healthy(url: str) -> bool:
+    """Whether the coordinator at `url` answers its health check (False while nothing listens yet)."""
+    try:
+        return httpx.get(f"{url}/v1/health", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+@contextmanager
+def served_in_thread(settings: Settings) -> Iterator[str]:
+    """The coordinator `aitbc serve` runs (same app, same server class), in a thread; yields its URL."""
+    port = free_port()
+    server = CoordinatorServer(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+
+    def started() -> bool:
+        if not thread.is_alive():
+            raise AssertionError("the test server stopped while starting")
+        return server.started
+
+    wait_until(started, START_TIMEOUT, interval=0.02, what="the test server to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
