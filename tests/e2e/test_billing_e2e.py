@@ -109,6 +109,10 @@ def test_a_coordinator_outage_after_the_job_ended_is_not_billed(tmp_path: Path) 
             timeout=60,
             what="the miner to retry its delivery twice",
         )
+        (finished,) = stack.work_dir("a100-box").rglob("finish.json")
+        wait_until(  # an outage that outlasts the work by 3 s: billing the observed time would show it
+            lambda: time.time() - finished.stat().st_mtime >= 3, timeout=30, what="3 s of outage after the job ended"
+        )
         stack.start_server()
         done = stack.wait_status(job_id, {"completed", "failed"}, timeout=120)
         assert done["status"] == "completed", done
