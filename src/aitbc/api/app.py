@@ -17,6 +17,7 @@ from aitbc.api.redaction import redacted_logs
 from aitbc.api.routes import admin, billing, history, jobs, miners, results, runtime, shared
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
+from aitbc.protocol.batches import MAX_BATCH_BYTES
 from aitbc.settings import Settings
 from aitbc.version import VERSION as __version__
 from aitbc.wiring import open_coordinator
@@ -56,7 +57,11 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     )
     app.router.route_class = CheckedRoute
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_inline_input_bytes + JSON_BODY_SLACK)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_inline_input_bytes + JSON_BODY_SLACK,
+        larger={"/v1/jobs/batch": MAX_BATCH_BYTES},
+    )
     app.include_router(history.router)
     app.include_router(billing.router)
     app.include_router(jobs.router)

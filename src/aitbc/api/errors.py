@@ -17,8 +17,12 @@ log = logging.getLogger(__name__)
 CLIENT_CLOSED_REQUEST = 499
 
 
-def error_body(code: str, message: str) -> dict[str, str]:
-    return {"error": code, "message": message, "detail": message}
+def error_body(code: str, message: str, item: int | None = None) -> dict[str, str | int]:
+    """`item`: in a refused batch, the index of the item that was refused."""
+    body: dict[str, str | int] = {"error": code, "message": message, "detail": message}
+    if item is not None:
+        body["item"] = item
+    return body
 
 
 def _validation_message(error: RequestValidationError) -> str:
@@ -29,15 +33,28 @@ def _validation_message(error: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def _batch_item(error: RequestValidationError) -> int | None:
+    """The index of the first refused item of a batch body (`{"jobs": [...]}`), if that is what failed."""
+    for item in error.errors():
+        loc = tuple(item.get("loc", ()))
+        if len(loc) >= 3 and loc[:2] == ("body", "jobs") and isinstance(loc[2], int):
+            return loc[2]
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AitbcError)
     async def aitbc_error(_request: Request, error: AitbcError) -> JSONResponse:
         headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
-        return JSONResponse(error_body(error.code, error.message), status_code=error.status_code, headers=headers)
+        return JSONResponse(
+            error_body(error.code, error.message, error.item), status_code=error.status_code, headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse(error_body("invalid_input", _validation_message(error)), status_code=422)
+        return JSONResponse(
+            error_body("invalid_input", _validation_message(error), _batch_item(error)), status_code=422
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -20,10 +20,20 @@ class AitbcError(Exception):
 
     status_code = 400
     code = "error"
+    item: int | None = None  # in a batch, the index of the item that was refused
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def at_item(error: AitbcError, index: int) -> AitbcError:
+    """The same error, naming the batch item that caused it (`item 3: …`), for a refused batch."""
+    if error.item is None:
+        error.item = index
+        error.message = f"item {index}: {error.message}"
+        error.args = (error.message,)
+    return error
 
 
 class InvalidInput(AitbcError):

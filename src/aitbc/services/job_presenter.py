@@ -13,6 +13,7 @@ from datetime import datetime
 
 from aitbc.domain.accounts import Principal
 from aitbc.domain.job import Job, JobStatus
+from aitbc.protocol.batches import BatchItemResult, BatchJobRequest, BatchResult
 from aitbc.protocol.jobs import CancelResult, JobList, JobView, SubmitJobRequest
 from aitbc.services.jobs import JobService, Submitted
 from aitbc.services.retention import Retention
@@ -49,6 +50,19 @@ class JobPresenter:
         self, principal: Principal, request: SubmitJobRequest, idempotency_key: str | None = None
     ) -> SubmittedView:
         return await self.submitted(await self._jobs.submit(principal, request, idempotency_key))
+
+    async def submit_many(self, principal: Principal, requests: Sequence[BatchJobRequest]) -> BatchResult:
+        """A batch's answer: a result per item, in order (views as a page shows them: no `waiting_for`)."""
+        pairs = [(request.job_request(), request.idempotency_key) for request in requests]
+        submitted = await self._jobs.submit_many(principal, pairs)
+        views = await self.views([each.job for each in submitted])
+        return BatchResult(
+            jobs=[
+                BatchItemResult(index=index, created=each.created, job=view)
+                for index, (each, view) in enumerate(zip(submitted, views, strict=True))
+            ],
+            created=sum(each.created for each in submitted),
+        )
 
     async def get(self, principal: Principal, job_id: str) -> JobView:
         return await self.view(await self._jobs.get(principal, job_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -11,7 +12,8 @@ from typing import Any, Literal
 from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
 from aitbc.domain.clock import Clock
-from aitbc.domain.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from aitbc.domain.errors import AitbcError, Conflict, InvalidInput, NotFound, PayloadTooLarge, at_item
+from aitbc.domain.events import JobEvent
 from aitbc.domain.identifiers import looks_like_id, new_job_id
 from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements
 from aitbc.domain.matching import unmet_requirements
@@ -22,7 +24,7 @@ from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.services.billing import BillingService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobFilter, JobPage, JobStore, MinerStore, StoredFile
+from aitbc.storage.interfaces import JobFilter, JobPage, JobStore, MinerStore, NewJob, StoredFile
 from aitbc.streaming.hub import EventHub
 
 ESTIMATE_SAMPLE = 100
@@ -80,6 +82,58 @@ class JobService:
         idempotency_key: str | None = None,
         retry_of: str | None = None,
     ) -> Submitted:
+        now = self._clock.now()
+        new = await self._new_job(principal, request, idempotency_key, retry_of, now, {})
+        limits = self._settings.plan_limits[principal.account.plan]
+        job, event = await self._jobs.insert_job(new.row, now, new.hold_units, limits.max_concurrent_jobs)
+        if event is None and await self._jobs.request_hash(job.id) != new.row["request_hash"]:
+            raise Conflict(
+                f"Idempotency-Key {idempotency_key!r} was already used for a different request (job {job.id})"
+            )
+        (submitted,) = await self._announce([(job, event)])
+        return submitted
+
+    async def submit_many(
+        self, principal: Principal, requests: Sequence[tuple[SubmitJobRequest, str | None]]
+    ) -> list[Submitted]:
+        """A batch: each (request, idempotency key) checked as `submit` checks one, then all stored in one
+        transaction, or none; an error names the item (its index) that was refused."""
+        now = self._clock.now()
+        estimates: dict[tuple[str, str | None], float | None] = {}
+        seen: dict[str, int] = {}
+        new: list[NewJob] = []
+        for index, (request, key) in enumerate(requests):
+            if key is not None and key in seen:
+                raise at_item(InvalidInput(f"idempotency_key {key!r} is also item {seen[key]}'s"), index)
+            if key is not None:
+                seen[key] = index
+            try:
+                new.append(await self._new_job(principal, request, key, None, now, estimates))
+            except AitbcError as error:
+                raise at_item(error, index) from None
+        limits = self._settings.plan_limits[principal.account.plan]
+        return await self._announce(await self._jobs.insert_jobs(new, now, limits.max_concurrent_jobs))
+
+    async def _announce(self, inserted: Sequence[tuple[Job, JobEvent | None]]) -> list[Submitted]:
+        """Publish the new jobs' events and wake waiting miners once (replays announce nothing)."""
+        for _, event in inserted:
+            if event is not None:
+                self._hub.publish(event)
+        if any(event is not None for _, event in inserted):
+            await self._hub.work_available()
+        return [Submitted(job=job, created=event is not None) for job, event in inserted]
+
+    async def _new_job(
+        self,
+        principal: Principal,
+        request: SubmitJobRequest,
+        idempotency_key: str | None,
+        retry_of: str | None,
+        now: datetime,
+        estimates: dict[tuple[str, str | None], float | None],
+    ) -> NewJob:
+        """The row a submit inserts and what it holds, after the checks that need no write (`estimates`: the
+        typical run time by type and model, looked up once a batch)."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
         job_type = request.type or ("text-generation" if request.model else None)
@@ -99,11 +153,9 @@ class JobService:
             stored = await self._jobs.get_input_file(file_id)
             if stored is None or stored.account_id != principal.account.id:
                 raise NotFound(f"input file {file_id} not found")
-        now = self._clock.now()
         params = dict(request.params)
         if request.output_config is not None:
             params.setdefault("output_config", request.output_config.model_dump(exclude_none=True))
-        digest = _request_hash(request)
         spec = JobSpec(
             type=job_type,
             model=request.model,
@@ -115,7 +167,10 @@ class JobService:
             timeout_seconds=request.timeout_seconds,
         )
         quote = self._billing.quote(spec)
-        typical = await self._jobs.average_billed_seconds(job_type, request.model, ESTIMATE_SAMPLE)
+        if (job_type, request.model) not in estimates:
+            typical = await self._jobs.average_billed_seconds(job_type, request.model, ESTIMATE_SAMPLE)
+            estimates[(job_type, request.model)] = typical
+        typical = estimates[(job_type, request.model)]
         estimated_seconds = min(request.timeout_seconds, max(1, round(typical))) if typical else request.timeout_seconds
         estimated_cost = min(quote.max_cost, from_units(to_units(quote.rate_per_second * estimated_seconds)))
         row: dict[str, Any] = {
@@ -141,23 +196,13 @@ class JobService:
             "queue_expires_at": now + timedelta(seconds=self._settings.queue_ttl_seconds),
             "results_state": "none",
             "idempotency_key": idempotency_key,
-            "request_hash": digest,
+            "request_hash": _request_hash(request),
             "retry_of": retry_of,
             "max_cost_units": to_units(quote.max_cost),
             "estimated_cost_units": to_units(estimated_cost),
             "estimated_time_seconds": estimated_seconds,
         }
-        limits = self._settings.plan_limits[principal.account.plan]
-        job, event = await self._jobs.insert_job(row, now, to_units(quote.max_cost), limits.max_concurrent_jobs)
-        if event is None:
-            if await self._jobs.request_hash(job.id) != digest:
-                raise Conflict(
-                    f"Idempotency-Key {idempotency_key!r} was already used for a different request (job {job.id})"
-                )
-            return Submitted(job=job, created=False)
-        self._hub.publish(event)
-        await self._hub.work_available()
-        return Submitted(job=job, created=True)
+        return NewJob(row=row, hold_units=to_units(quote.max_cost))
 
     async def get(self, principal: Principal, job_id: str) -> Job:
         job = await self._jobs.get_job(job_id) if looks_like_id(job_id, "job") else None

@@ -103,6 +103,14 @@ class Changed:
     event: JobEvent
 
 
+@dataclass(frozen=True)
+class NewJob:
+    """A job to insert: its row, and what it holds on the account's balance until it ends."""
+
+    row: Mapping[str, Any]
+    hold_units: int = 0
+
+
 class JobStore(Protocol):
     """Jobs, their events, their input files and their result files."""
 
@@ -113,6 +121,13 @@ class JobStore(Protocol):
         idempotency key was used already, return that job and no event. Raise PaymentRequired if the balance
         cannot cover the hold and RateLimited if the account already has `max_active` unfinished jobs —
         storing nothing."""
+
+    async def insert_jobs(
+        self, new: Sequence[NewJob], now: datetime, max_active: int | None = None
+    ) -> list[tuple[Job, JobEvent | None]]:
+        """A batch of one account's jobs, as `insert_job` inserts one, in one transaction: an answer per job,
+        in order (a replayed key: the job it made, and no event). If one job does not fit (the balance, the
+        cap, a key used for a different request) nothing is stored and the error's `item` names it."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
 

@@ -14,6 +14,7 @@ from aitbc.api.dependencies import ClientDep, CoordinatorDep
 from aitbc.domain.clock import MOMENT_RANGE, in_moment_range
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.job import JobStatus
+from aitbc.protocol.batches import MAX_BATCH_BYTES, BatchResult, SubmitBatchRequest
 from aitbc.protocol.jobs import (
     INPUT_FILE_NAME_MAX_LENGTH,
     INPUT_FILE_NAME_PATTERN,
@@ -140,6 +141,31 @@ async def submit_job(
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
     return submitted.view
+
+
+@router.post(
+    "/jobs/batch",
+    status_code=201,
+    response_model=BatchResult,
+    responses={
+        200: {"model": BatchResult, "description": "Every item was a replay of its idempotency_key"},
+        402: {"description": "An item's hold does not fit the balance; `item` names it and nothing was stored"},
+        413: {"description": f"The body is over {MAX_BATCH_BYTES} bytes, or an item's inline input over its limit"},
+        422: {"description": "An item is invalid (or there are over 1000); `item` names it and nothing was stored"},
+        429: {"description": "The batch would pass the plan's unfinished-job cap; `item` names the first past it"},
+    },
+)
+async def submit_batch(
+    body: SubmitBatchRequest, principal: ClientDep, coordinator: CoordinatorDep, response: Response
+) -> BatchResult:
+    """Submit up to 1000 jobs in one request and one transaction: all are stored, or none. Each item is the
+    body of POST /v1/jobs plus an optional `idempotency_key`; an item replayed with its key answers the job it
+    made. The batch counts as one request toward the rate limit and as one job per item toward the cap."""
+    result = await coordinator.job_views.submit_many(principal, body.jobs)
+    if not result.created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return result
 
 
 async def _list(

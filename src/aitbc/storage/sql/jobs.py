@@ -11,7 +11,7 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from aitbc.domain.errors import InvalidInput, PaymentRequired, RateLimited
+from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import LEASED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from aitbc.domain.money import display, from_units
@@ -22,6 +22,7 @@ from aitbc.storage.interfaces import (
     JobPage,
     JobStats,
     LedgerEntry,
+    NewJob,
     ResultFile,
     StoredFile,
     StoredResult,
@@ -55,28 +56,43 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidInput("invalid cursor: pass back the next_cursor of a previous page") from error
 
 
-async def _next_seq(connection: AsyncConnection, account_id: str) -> int:
+async def _next_seqs(connection: AsyncConnection, account_id: str, count: int) -> range:
+    """Take the account's next `count` event numbers in one update."""
     bumped = update(accounts).where(accounts.c.id == account_id)
-    bumped = bumped.values(event_seq=accounts.c.event_seq + 1).returning(accounts.c.event_seq)
-    return int((await connection.execute(bumped)).scalar_one())
+    bumped = bumped.values(event_seq=accounts.c.event_seq + count).returning(accounts.c.event_seq)
+    last = int((await connection.execute(bumped)).scalar_one())
+    return range(last - count + 1, last + 1)
+
+
+async def _write_events(
+    connection: AsyncConnection, made: Sequence[Job], kind: str, now: datetime, data: Mapping[str, Any]
+) -> list[JobEvent]:
+    """One event per job, all of one account (a batch's jobs are), numbered in order and inserted at once."""
+    if not made:
+        return []
+    seqs = _next_seqs(connection, made[0].account_id, len(made))
+    rows: list[dict[str, Any]] = [
+        {
+            "account_id": job.account_id,
+            "seq": seq,
+            "job_id": job.id,
+            "kind": kind,
+            "status": job.status.value,
+            "progress": job.progress,
+            "at": now,
+            "data": dict(data),
+        }
+        for job, seq in zip(made, await seqs, strict=True)
+    ]
+    await connection.execute(insert(job_events), rows)
+    return [JobEvent(**row) for row in rows]
 
 
 async def _write_event(
     connection: AsyncConnection, job: Job, kind: str, now: datetime, data: Mapping[str, Any]
 ) -> JobEvent:
-    seq = await _next_seq(connection, job.account_id)
-    row: dict[str, Any] = {
-        "account_id": job.account_id,
-        "seq": seq,
-        "job_id": job.id,
-        "kind": kind,
-        "status": job.status.value,
-        "progress": job.progress,
-        "at": now,
-        "data": dict(data),
-    }
-    await connection.execute(insert(job_events).values(**row))
-    return JobEvent(**row)
+    (event,) = await _write_events(connection, [job], kind, now, data)
+    return event
 
 
 async def _forget_unlisted_files(connection: AsyncConnection, result: StoredResult) -> None:
@@ -92,29 +108,66 @@ async def _forget_unlisted_files(connection: AsyncConnection, result: StoredResu
 
 
 async def _check_account_can_submit(
-    connection: AsyncConnection, account_id: str, hold_units: int, max_active: int | None
+    connection: AsyncConnection,
+    account_id: str,
+    holds: Sequence[tuple[int, int]],
+    max_active: int | None,
+    batch: bool,
 ) -> None:
-    """Under the account's row lock (PostgreSQL; SQLite writes are serial anyway), so two submits racing for
-    the last credit cannot both pass."""
+    """Whether the account may add these jobs (`holds`: each one's index in its request and what it holds),
+    under the account's row lock (PostgreSQL; SQLite writes are serial anyway), so two submits racing for the
+    last credit cannot both pass. In a batch, the error names the first item that does not fit."""
     await connection.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
     if max_active is not None:
         active = select(func.count()).select_from(jobs)
         active = active.where(jobs.c.account_id == account_id, jobs.c.status.in_(_UNFINISHED))
         count = int((await connection.execute(active)).scalar_one())
-        if count >= max_active:
-            raise RateLimited(
-                f"your plan allows {max_active} unfinished jobs at once and you have {count}: wait for some to "
-                "finish or cancel them",
+        if count + len(holds) > max_active:
+            if not batch:
+                raise RateLimited(
+                    f"your plan allows {max_active} unfinished jobs at once and you have {count}: wait for some to "
+                    "finish or cancel them",
+                    retry_after=30,
+                )
+            capped = RateLimited(
+                f"your plan allows {max_active} unfinished jobs at once; you have {count} and this batch would add "
+                f"{len(holds)}: submit fewer, or wait for some to finish or cancel them",
                 retry_after=30,
             )
-    if hold_units:
-        balance = await balance_units(connection, account_id)
-        if balance < hold_units:
-            raise PaymentRequired(
-                f"this job can cost up to {display(from_units(hold_units))} AITBC (its timeout at its rate) but the "
-                f"available balance is {display(from_units(balance))} AITBC: lower --timeout, or ask an admin for "
-                "credits (aitbc admin credits grant)"
+            raise at_item(capped, holds[max(0, max_active - count)][0])
+    total = sum(hold for _, hold in holds)
+    if not total:
+        return
+    balance = await balance_units(connection, account_id)
+    if balance >= total:
+        return
+    if not batch:
+        raise PaymentRequired(
+            f"this job can cost up to {display(from_units(total))} AITBC (its timeout at its rate) but the "
+            f"available balance is {display(from_units(balance))} AITBC: lower --timeout, or ask an admin for "
+            "credits (aitbc admin credits grant)"
+        )
+    running = 0
+    for index, hold in holds:
+        running += hold
+        if running > balance:
+            short = PaymentRequired(
+                f"this job can cost up to {display(from_units(hold))} AITBC (its timeout at its rate), "
+                f"{display(from_units(running))} AITBC with the batch's jobs before it, but the available balance "
+                f"is {display(from_units(balance))} AITBC: lower the timeouts, submit fewer jobs, or ask an admin "
+                "for credits (aitbc admin credits grant)"
             )
+            raise at_item(short, index)
+
+
+def _replayed(row: Mapping[str, Any], stored: Any, batch: bool) -> Job:
+    """The job an idempotency key already made. In a batch, only if this item is the request that made it (a
+    single submit checks that itself, after the answer: it has nothing else to roll back)."""
+    if batch and stored.request_hash != row.get("request_hash"):
+        raise Conflict(
+            f"Idempotency-Key {stored.idempotency_key!r} was already used for a different request (job {stored.id})"
+        )
+    return job_from_row(stored)
 
 
 class SqlJobStore:
@@ -124,37 +177,81 @@ class SqlJobStore:
     async def insert_job(
         self, row: Mapping[str, Any], now: datetime, hold_units: int = 0, max_active: int | None = None
     ) -> tuple[Job, JobEvent | None]:
-        key = row.get("idempotency_key")
-        if key is not None:
-            existing = await self._by_idempotency_key(row["account_id"], key)
-            if existing is not None:
-                return existing, None
-        try:
-            async with self._db.write() as connection:
-                await _check_account_can_submit(connection, row["account_id"], hold_units, max_active)
-                if hold_units:
-                    await write_ledger(
-                        connection,
-                        [LedgerEntry(row["account_id"], "hold", -hold_units, row["id"], "held until the job ends")],
-                        now,
-                    )
-                inserted = await connection.execute(insert(jobs).values(**row).returning(*jobs.c))
-                job = job_from_row(inserted.one())
-                event = await _write_event(connection, job, "status", now, {})
-                return job, event
-        except IntegrityError:
-            if key is None:
-                raise
-            existing = await self._by_idempotency_key(row["account_id"], key)
-            if existing is None:
-                raise
-            return existing, None
+        (inserted,) = await self._insert([NewJob(row, hold_units)], now, max_active, batch=False)
+        return inserted
 
-    async def _by_idempotency_key(self, account_id: str, key: str) -> Job | None:
-        query = select(jobs).where(jobs.c.account_id == account_id, jobs.c.idempotency_key == key)
+    async def insert_jobs(
+        self, new: Sequence[NewJob], now: datetime, max_active: int | None = None
+    ) -> list[tuple[Job, JobEvent | None]]:
+        return await self._insert(new, now, max_active, batch=True)
+
+    async def _insert(
+        self, new: Sequence[NewJob], now: datetime, max_active: int | None, batch: bool
+    ) -> list[tuple[Job, JobEvent | None]]:
+        """The one insert of jobs: replays of used idempotency keys answered from the store, the rest inserted
+        with their events and holds in one transaction (or, if one does not fit, none of them)."""
+        if not new:
+            return []
+        account_id = new[0].row["account_id"]
+        keys = [str(item.row["idempotency_key"]) for item in new if item.row.get("idempotency_key") is not None]
+        for attempt in range(2):
+            stored = await self._by_idempotency_keys(account_id, keys)
+            answers: list[tuple[Job, JobEvent | None] | None] = []
+            fresh: list[tuple[int, NewJob]] = []
+            for index, item in enumerate(new):
+                used = stored.get(item.row.get("idempotency_key") or "")
+                if used is None:
+                    answers.append(None)
+                    fresh.append((index, item))
+                    continue
+                try:
+                    answers.append((_replayed(item.row, used, batch), None))
+                except Conflict as error:
+                    raise at_item(error, index) from None
+            if not fresh:
+                return [answer for answer in answers if answer is not None]
+            try:
+                made = await self._insert_fresh(account_id, fresh, now, max_active, batch)
+            except IntegrityError:
+                if not keys or attempt:
+                    raise
+                continue  # a concurrent submit used one of the keys first: answer it as a replay
+            for (index, _), inserted in zip(fresh, made, strict=True):
+                answers[index] = inserted
+            return [answer for answer in answers if answer is not None]
+        raise AssertionError("unreachable")
+
+    async def _insert_fresh(
+        self,
+        account_id: str,
+        fresh: Sequence[tuple[int, NewJob]],
+        now: datetime,
+        max_active: int | None,
+        batch: bool,
+    ) -> list[tuple[Job, JobEvent | None]]:
+        holds = [(index, item.hold_units) for index, item in fresh]
+        ledger = [
+            LedgerEntry(account_id, "hold", -item.hold_units, item.row["id"], "held until the job ends")
+            for _, item in fresh
+            if item.hold_units
+        ]
+        async with self._db.write() as connection:
+            await _check_account_can_submit(connection, account_id, holds, max_active, batch)
+            if ledger:
+                await write_ledger(connection, ledger, now)
+            statement = insert(jobs).returning(*jobs.c, sort_by_parameter_order=True)
+            inserted = await connection.execute(statement, [dict(item.row) for _, item in fresh])
+            made = [job_from_row(row) for row in inserted.all()]
+            events = await _write_events(connection, made, "status", now, {})
+        return list(zip(made, events, strict=True))
+
+    async def _by_idempotency_keys(self, account_id: str, keys: Sequence[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
+        query = select(jobs).where(jobs.c.account_id == account_id, jobs.c.idempotency_key.in_(list(keys)))
         async with self._db.read() as connection:
-            row = (await connection.execute(query)).first()
-        return job_from_row(row) if row else None
+            rows = (await connection.execute(query)).all()
+        return {row.idempotency_key: row for row in rows}
 
     async def job_stats(self, account_id: str, since: datetime | None) -> JobStats:
         conditions: list[Any] = [jobs.c.account_id == account_id]
