@@ -172,3 +172,15 @@ async def test_a_full_batch_of_1000_is_one_request_and_one_transaction(api: Api)
     too_big = [{"type": "command", "input": "x" * 20_000}] * MAX_BATCH_JOBS
     response = await http.post("/v1/jobs/batch", json={"jobs": too_big}, headers=headers)
     assert response.status_code == 413, response.text
+
+
+async def test_the_schema_declares_the_batch_and_links_its_jobs(api: Api) -> None:
+    http, _coordinator = api
+    schema = (await http.get("/openapi.json")).json()
+    batch = schema["paths"]["/v1/jobs/batch"]["post"]
+    assert {"200", "201", "402", "413", "422", "429"} <= set(batch["responses"])
+    jobs = schema["components"]["schemas"]["SubmitBatchRequest"]["properties"]["jobs"]
+    assert (jobs["minItems"], jobs["maxItems"]) == (1, MAX_BATCH_JOBS)
+    get_job = schema["paths"]["/v1/jobs/{job_id}"]["get"]["operationId"]
+    link = batch["responses"]["201"]["links"][get_job]
+    assert link["parameters"] == {"path.job_id": "$response.body#/jobs/0/job/job_id"}

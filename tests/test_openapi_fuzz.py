@@ -250,6 +250,10 @@ def aim_at_live_objects(case: Any, world: World, data: st.DataObject) -> None:
     if isinstance(case.body, dict):
         if "input_file_id" in case.body:
             case.body["input_file_id"] = world.file_id
+        batch = case.body.get("jobs")
+        for item in batch if isinstance(batch, list) else []:  # a batch's items
+            if isinstance(item, dict) and "input_file_id" in item:
+                item["input_file_id"] = world.file_id
         if "account" in case.body:
             case.body["account"] = world.account
         if "lease_ids" in case.body:

@@ -48,6 +48,9 @@ JOB_SOURCES: list[tuple[Operation, str]] = [
     (("GET", "/v1/jobs/{job_id}"), "200"),
 ]
 
+# A batch's answer: its first item's job.
+BATCH_JOB_ID = {"path.job_id": "$response.body#/jobs/0/job/job_id"}
+
 MINER = "/v1/miners/{miner_id}"
 # A claimed job's lease, from the claim's answer (its first job) or from the request of the call before.
 CLAIMED = {"path.miner_id": "$request.path.miner_id", "path.job_id": "$response.body#/jobs/0/job_id"}
@@ -58,6 +61,11 @@ LEASED_CALLS = ("start", "progress", "logs", "complete", "fail")
 
 LINKS: list[Link] = [
     *(Link(source, status, target, JOB_ID) for source, status in JOB_SOURCES for target in JOB_OPERATIONS),
+    *(
+        Link(("POST", "/v1/jobs/batch"), status, target, BATCH_JOB_ID)
+        for status in ("201", "200")
+        for target in JOB_OPERATIONS
+    ),
     Link(
         ("GET", "/v1/jobs/{job_id}/results"),
         "200",
@@ -88,6 +96,13 @@ LINKS: list[Link] = [
         ("POST", "/v1/jobs"),
         {},
         {"type": "command", "input_file_id": "$response.body#/file_id"},
+    ),
+    Link(
+        ("POST", "/v1/files"),
+        "201",
+        ("POST", "/v1/jobs/batch"),
+        {},
+        {"jobs": [{"type": "command", "input_file_id": "$response.body#/file_id"}]},
     ),
     *(
         Link(
