@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from aitbc.domain.errors import InvalidInput
+from aitbc.sdk.calls import SubmitOptions
 from aitbc.sdk.client import AsyncClient, Client
 from aitbc.sdk.config import read_profile
 from aitbc.sdk.downloads import part_of, zip_path
@@ -146,3 +147,23 @@ def test_submit_takes_the_body_field_names(served: World) -> None:
     assert job.requirements.gpu_type == "a100"
     with Client() as api, pytest.raises(TypeError, match="model_name"):
         api.submit(model_name="gpt2")  # type: ignore[call-arg]
+
+
+async def test_submit_many_on_both_clients_and_a_refused_item_named(served: World) -> None:
+    jobs: list[SubmitOptions] = [
+        {"type": "command", "input": "echo 1", "idempotency_key": "batch-1"},
+        {"model": "gpt2", "input": "hello", "timeout_seconds": 60},
+    ]
+    with Client() as api:
+        made = api.submit_many(jobs)
+    assert [(each.index, each.created) for each in made.jobs] == [(0, True), (1, True)]
+    assert made.jobs[1].job.type == "text-generation" and made.jobs[1].job.timeout_seconds == 60
+    async with AsyncClient() as api:
+        replay = await api.submit_many(jobs[:1])
+        assert replay.jobs[0].job.job_id == made.jobs[0].job.job_id and not replay.jobs[0].created
+        with pytest.raises(InvalidInput) as refused:
+            await api.submit_many([{"type": "command"}, {"type": "command", "timeout_seconds": 0}])
+        assert refused.value.item == 1 and "jobs.1.timeout_seconds" in refused.value.message
+        assert (await api.list()).total == 2
+    with Client() as api, pytest.raises(TypeError, match="job 0 has an unexpected field 'model_name'"):
+        api.submit_many([{"model_name": "gpt2"}])  # type: ignore[typeddict-unknown-key]

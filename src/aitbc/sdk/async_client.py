@@ -4,7 +4,7 @@ decisions and the multi-request work are the same code (`calls`, `downloads.Tran
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
@@ -15,6 +15,7 @@ import httpx
 import websockets
 
 from aitbc.domain.digests import Sha256
+from aitbc.protocol.batches import BatchResult
 from aitbc.protocol.jobs import (
     CancelResult,
     EventMessage,
@@ -107,6 +108,12 @@ class AsyncClient(AsyncClientMethods, ClientBase):
     async def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
         """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
         return await self._run(calls.submit(**options))
+
+    async def submit_many(self, jobs: Iterable[SubmitOptions]) -> BatchResult:
+        """Submit many jobs in one request and one transaction: each job as `submit` takes it (with its own
+        `idempotency_key`); a result per job, in order. If one is refused none is stored, and the error's
+        `item` is its index."""
+        return await self._run(calls.submit_many(jobs))
 
     async def get(self, job_id: str) -> JobView:
         return await self._run(calls.get(job_id))

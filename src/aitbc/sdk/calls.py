@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypedDict, TypeVar, Unpack
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel, TypeAdapter
 
 from aitbc.domain.job import Priority
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
+from aitbc.protocol.batches import BatchResult
 from aitbc.protocol.jobs import CancelResult, JobList, JobRequirements, JobView, JsonInput, OutputConfig
 from aitbc.protocol.results import (
     CoordinatorKeyView,
@@ -119,6 +120,18 @@ def submit(**options: Unpack[SubmitOptions]) -> Call[JobView]:
     body = {name: _wire(value) for name, value in fields.items() if value is not None}
     key = options.get("idempotency_key")
     return Call("POST", "/v1/jobs", _job, json=body, headers={"Idempotency-Key": key} if key else {})
+
+
+def submit_many(jobs: Iterable[SubmitOptions]) -> Call[BatchResult]:
+    """POST /v1/jobs/batch: each job as `submit` takes it (the body's field names, and its own
+    `idempotency_key`); one request, all stored or none."""
+    items = []
+    for index, job in enumerate(jobs):
+        unknown = sorted(set(job) - set(SubmitOptions.__optional_keys__))
+        if unknown:
+            raise TypeError(f"submit_many(): job {index} has an unexpected field {unknown[0]!r}")
+        items.append({name: _wire(value) for name, value in job.items() if value is not None})
+    return Call("POST", "/v1/jobs/batch", model(BatchResult), json={"jobs": items})
 
 
 def get(job_id: str) -> Call[JobView]:

@@ -44,17 +44,23 @@ _BY_STATUS: dict[int, type[AitbcError]] = {
 
 
 def error_from_response(response: httpx.Response) -> AitbcError:
+    """The error, with the index of the refused item (`item`) when a batch was refused."""
+    item = None
     try:
         body = response.json()
         message = str(body.get("message") or body.get("detail") or response.text)
-    except ValueError:
+        item = body.get("item") if isinstance(body.get("item"), int) else None
+    except (ValueError, AttributeError):
         message = response.text or response.reason_phrase
+    error: AitbcError
     if response.status_code == 429:
-        return RateLimited(message, int(response.headers.get("Retry-After", "1")))
-    cls = _BY_STATUS.get(response.status_code)
-    if cls is None:
-        return ApiError(f"HTTP {response.status_code}: {message}", response.status_code)
-    return cls(message)
+        error = RateLimited(message, int(response.headers.get("Retry-After", "1")))
+    elif (cls := _BY_STATUS.get(response.status_code)) is None:
+        error = ApiError(f"HTTP {response.status_code}: {message}", response.status_code)
+    else:
+        error = cls(message)
+    error.item = item
+    return error
 
 
 def raise_for_status(response: httpx.Response) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
@@ -20,6 +20,7 @@ import httpx
 import websockets.sync.client
 
 from aitbc.domain.digests import sha256_chunks
+from aitbc.protocol.batches import BatchResult
 from aitbc.protocol.jobs import (
     CancelResult,
     EventMessage,
@@ -110,6 +111,12 @@ class Client(ClientMethods, ClientBase):
     def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
         """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
         return self._run(calls.submit(**options))
+
+    def submit_many(self, jobs: Iterable[SubmitOptions]) -> BatchResult:
+        """Submit many jobs in one request and one transaction: each job as `submit` takes it (with its own
+        `idempotency_key`); a result per job, in order. If one is refused none is stored, and the error's
+        `item` is its index."""
+        return self._run(calls.submit_many(jobs))
 
     def get(self, job_id: str) -> JobView:
         return self._run(calls.get(job_id))
