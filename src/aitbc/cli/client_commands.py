@@ -26,23 +26,9 @@ from aitbc.cli.common import (
     print_json,
     styled_status,
 )
+from aitbc.cli.job_inputs import parse_input
 from aitbc.cli.job_views import finish, follow, show_record, status_table, when
 from aitbc.cli.result_download import fetch_results
-
-
-def parse_input(value: str) -> tuple[Any, Path | None]:
-    """A path that exists is uploaded as a file; text that parses as a JSON object or list is JSON; anything
-    else is plain text."""
-    candidate = Path(value).expanduser()
-    if len(value) < 4096 and "\n" not in value and candidate.is_file():
-        return None, candidate
-    stripped = value.strip()
-    if stripped[:1] in ("{", "["):
-        try:
-            return json.loads(stripped), None
-        except ValueError:
-            pass
-    return value, None
 
 
 @client_app.command()

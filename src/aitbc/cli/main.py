@@ -6,6 +6,7 @@ import typer
 
 from aitbc.cli import (  # the command modules register their commands on the apps as they load
     admin_commands,
+    batch_commands,  # noqa: F401
     billing_commands,
     client_commands,  # noqa: F401
     miner_command,
