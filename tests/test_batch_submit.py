@@ -9,6 +9,7 @@ import httpx
 
 from aitbc.domain.plans import Plan, PlanLimits, Role
 from aitbc.protocol.batches import MAX_BATCH_JOBS
+from aitbc.storage.interfaces import JobFilter
 from aitbc.wiring import Coordinator
 
 Api = tuple[httpx.AsyncClient, Coordinator]
@@ -184,3 +185,16 @@ async def test_the_schema_declares_the_batch_and_links_its_jobs(api: Api) -> Non
     get_job = schema["paths"]["/v1/jobs/{job_id}"]["get"]["operationId"]
     link = batch["responses"]["201"]["links"][get_job]
     assert link["parameters"] == {"path.job_id": "$response.body#/jobs/0/job/job_id"}
+
+
+async def test_a_batch_is_one_request_toward_the_rate_limit(api: Api) -> None:
+    http, coordinator = api
+    coordinator.settings.plan_limits[Plan.FREE] = PlanLimits(7, 2, 1000, 100)  # this test's own settings
+    headers = await client_key(coordinator)
+    for _ in range(2):
+        response = await http.post("/v1/jobs/batch", json={"jobs": [{"type": "command"}] * 10}, headers=headers)
+        assert response.status_code == 201, response.text
+    refused = await http.post("/v1/jobs/batch", json={"jobs": [{"type": "command"}]}, headers=headers)
+    assert refused.status_code == 429 and "2 requests per minute" in refused.json()["message"]
+    assert "item" not in refused.json()
+    assert (await coordinator.job_store.list_jobs(JobFilter(), 100, None)).total == 20
