@@ -19,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event, select
 
 from aitbc.api.app import create_app
 from aitbc.domain.accounts import Account, Principal
@@ -27,6 +29,8 @@ from aitbc.domain.errors import Unauthorized
 from aitbc.domain.plans import Plan, Role
 from aitbc.services.principal_cache import PrincipalCache
 from aitbc.settings import Settings
+from aitbc.storage.sql.database import migrate, sync_engine
+from aitbc.storage.sql.tables import metadata, principal_version
 from aitbc.wiring import Coordinator, open_coordinator
 from tests.support.served import served_app_in_thread
 from tests.support.stack import Stack
@@ -193,3 +197,16 @@ def test_a_row_read_while_the_cache_was_emptied_is_not_kept() -> None:
     assert cache.get("hash") is None
     cache.put("hash", alice, cache.generation)
     assert cache.get("hash") == alice
+
+
+def test_the_migration_makes_the_version_row_that_the_tables_declare(database_url: str) -> None:
+    migrate(database_url)
+    engine = sync_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            differences = [d for d in compare_metadata(context, metadata) if "principal_version" in repr(d)]
+            rows = [tuple(row) for row in connection.execute(select(principal_version)).all()]
+    finally:
+        engine.dispose()
+    assert differences == [] and rows == [(1, 0)]
