@@ -210,3 +210,25 @@ def test_the_migration_makes_the_version_row_that_the_tables_declare(database_ur
     finally:
         engine.dispose()
     assert differences == [] and rows == [(1, 0)]
+
+
+async def test_requests_that_find_the_version_check_due_share_one_read() -> None:
+    reads: list[int] = []
+    release = asyncio.Event()
+    now = [0.0]
+
+    async def version() -> int:
+        reads.append(1)
+        await release.wait()
+        return len(reads)
+
+    cache = PrincipalCache(version, check_seconds=0.5, monotonic=lambda: now[0])
+    waiting = [asyncio.create_task(cache.refresh()) for _ in range(50)]
+    await asyncio.sleep(0)  # every refresh reaches the one check in flight
+    release.set()
+    await asyncio.gather(*waiting)
+    assert len(reads) == 1
+    await cache.refresh()  # not due yet: no read
+    now[0] = 0.5
+    await cache.refresh()
+    assert len(reads) == 2
