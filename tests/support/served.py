@@ -11,6 +11,7 @@ from contextlib import contextmanager
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from aitbc.api.app import create_app
 from aitbc.api.server import CoordinatorServer
@@ -38,8 +39,16 @@ def healthy(url: str) -> bool:
 @contextmanager
 def served_in_thread(settings: Settings) -> Iterator[str]:
     """The coordinator `aitbc serve` runs (same app, same server class), in a thread; yields its URL."""
+    with served_app_in_thread(create_app(settings)) as url:
+        yield url
+
+
+@contextmanager
+def served_app_in_thread(app: FastAPI) -> Iterator[str]:
+    """`app` served as `aitbc serve` serves it, in a thread; yields its URL. Once it answers, the test can
+    reach its coordinator (`app.state.coordinator`), e.g. to watch its database."""
     port = free_port()
-    server = CoordinatorServer(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    server = CoordinatorServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
 

@@ -1,4 +1,8 @@
-"""Accounts and API keys: authenticate a caller, create and revoke keys, set plans, first-start bootstrap."""
+"""Accounts and API keys: authenticate a caller, create and revoke keys, set plans, first-start bootstrap.
+
+`authenticate` answers from a cache of principals (see `principal_cache`); a revocation or a plan change made
+here empties it on this replica at once and, through the hub, on the others.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from aitbc.domain.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from aitbc.domain.identifiers import hash_secret, new_api_key, new_key_id
 from aitbc.domain.plans import Plan, Role
 from aitbc.services.billing import BillingService
+from aitbc.services.principal_cache import PrincipalCache
 from aitbc.storage.interfaces import AccountStore
+from aitbc.streaming.hub import EventHub
 
 
 @dataclass(frozen=True)
@@ -25,23 +31,39 @@ class CreatedKey:
 
 class AccountService:
     def __init__(
-        self, accounts: AccountStore, billing: BillingService, clock: Clock, welcome_credit: Decimal = Decimal(0)
+        self,
+        accounts: AccountStore,
+        billing: BillingService,
+        clock: Clock,
+        hub: EventHub,
+        welcome_credit: Decimal = Decimal(0),
     ) -> None:
         self._accounts = accounts
         self._billing = billing
         self._clock = clock
+        self._hub = hub
         self._welcome_credit = welcome_credit
+        self.principals = PrincipalCache(accounts.principals_version)
+        hub.on_principals_changed(self.principals.clear)
 
     async def authenticate(self, secret: str | None) -> Principal:
         if not secret:
             raise Unauthorized("missing API key: send it in the X-Api-Key header")
-        found = await self._accounts.find_key(hash_secret(secret))
+        key_hash = hash_secret(secret)
+        await self.principals.refresh()
+        cached = self.principals.get(key_hash)
+        if cached is not None:
+            return cached
+        generation = self.principals.generation
+        found = await self._accounts.find_key(key_hash)
         if found is None:
             raise Unauthorized("invalid API key")
         key, account = found
         if key.revoked_at is not None:
             raise Unauthorized("this API key was revoked")
-        return Principal(account=account, key_id=key.id, role=key.role)
+        principal = Principal(account=account, key_id=key.id, role=key.role)
+        self.principals.put(key_hash, principal, generation)
+        return principal
 
     async def create_key(
         self, account_name: str, role: Role, plan: Plan | None = None, key_name: str | None = None
@@ -55,6 +77,7 @@ class AccountService:
             await self._billing.welcome(account, self._welcome_credit)
         if plan is not None and account.plan is not plan:
             account = await self._accounts.set_plan(account.id, plan) or account
+            self._hub.principals_changed()
         secret = new_api_key()
         key = await self._accounts.create_key(
             new_key_id(),
@@ -77,6 +100,7 @@ class AccountService:
         key = await self._accounts.revoke_key(key_id, self._clock.now())
         if key is None:
             raise NotFound(f"API key {key_id} not found")
+        self._hub.principals_changed()
         return key
 
     async def account_named(self, name: str) -> Account:
@@ -90,7 +114,9 @@ class AccountService:
 
     async def set_plan(self, name: str, plan: Plan) -> Account:
         account = await self.account_named(name)
-        return await self._accounts.set_plan(account.id, plan) or account
+        changed = await self._accounts.set_plan(account.id, plan)
+        self._hub.principals_changed()
+        return changed or account
 
     async def bootstrap(self) -> list[CreatedKey]:
         """On an empty database, an admin key and a client key so a fresh install works at once."""

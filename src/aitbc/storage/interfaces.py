@@ -243,6 +243,11 @@ class AccountStore(Protocol):
 
     async def count_keys(self) -> int: ...
 
+    async def principals_version(self) -> int:
+        """A counter that every revocation and plan change moves (whichever process made it): a cache of
+        principals is still right while it stands still. Key creation leaves it: no cache holds a key it
+        has not seen."""
+
 
 class MinerStore(Protocol):
     """Registered miners and what they offer."""

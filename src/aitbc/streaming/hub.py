@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -69,6 +70,8 @@ class Relay(Protocol):
 
     def send_miner(self, miner_id: str) -> None: ...
 
+    def send_principals(self) -> None: ...
+
 
 class EventHub:
     def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
@@ -79,6 +82,7 @@ class EventHub:
         self._work_version = 0
         self._claimers_waiting = 0
         self._miner_wakeups: dict[str, Wakeup] = {}
+        self._principal_listeners: list[Callable[[], None]] = []
         self._stopping = False
 
     @property
@@ -181,3 +185,18 @@ class EventHub:
 
     def wake_miner(self, miner_id: str) -> None:
         self.miner_wakeup(miner_id).set()
+
+    def on_principals_changed(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (a cache of principals forgetting them) when keys or plans change anywhere."""
+        self._principal_listeners.append(listener)
+
+    def principals_changed(self) -> None:
+        """A key was revoked or a plan changed here: forget cached principals here and on the other replicas."""
+        self.forget_principals()
+        if self.relay is not None:
+            self.relay.send_principals()
+
+    def forget_principals(self) -> None:
+        """Forget cached principals on this replica only (another replica changed one)."""
+        for listener in self._principal_listeners:
+            listener()

@@ -1,10 +1,11 @@
 """Replicas over one PostgreSQL database share their events with LISTEN/NOTIFY.
 
-Each replica LISTENs on three channels: job events (delivered to its WebSocket subscribers), work (wakes its
-long-polling claimers) and miners (wakes a miner's held heartbeat so a cancel made on any replica reaches it at
-once). Payloads carry the replica's origin id so it ignores its own. An event too large for a NOTIFY payload
-is sent as its (account, seq) and read back from the store by the receiving replica. A fourth channel carries
-probes: `listener_healthy()` sends one and waits to hear it back.
+Each replica LISTENs on four channels: job events (delivered to its WebSocket subscribers), work (wakes its
+long-polling claimers), miners (wakes a miner's held heartbeat so a cancel made on any replica reaches it at
+once) and principals (a key revoked or a plan changed: forget cached principals). Payloads carry the
+replica's origin id so it ignores its own. An event too large for a NOTIFY payload is sent as its (account,
+seq) and read back from the store by the receiving replica. A fifth channel carries probes:
+`listener_healthy()` sends one and waits to hear it back.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aitbc.streaming.hub import EventHub
 
 log = logging.getLogger(__name__)
 EVENTS, WORK, MINERS, PROBES = "aitbc_events", "aitbc_work", "aitbc_miners", "aitbc_probes"
+PRINCIPALS = "aitbc_principals"
 MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
 RECONNECT_SECONDS = 1.0
 
@@ -77,6 +79,9 @@ class PostgresRelay:
     def send_miner(self, miner_id: str) -> None:
         self._send(MINERS, json.dumps({"origin": self.origin, "miner_id": miner_id}))
 
+    def send_principals(self) -> None:
+        self._send(PRINCIPALS, json.dumps({"origin": self.origin}))
+
     async def listener_healthy(self, timeout: float = 5.0) -> bool:
         """Whether notices flow now: send a probe NOTIFY the way every notice goes (the outbox and its
         connection) and wait until this replica's listener hears it back. `listening` says only that LISTEN ran
@@ -124,10 +129,12 @@ class PostgresRelay:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as connection:
-                    for channel in (EVENTS, WORK, MINERS, PROBES):
+                    for channel in (EVENTS, WORK, MINERS, PRINCIPALS, PROBES):
                         await connection.execute(f"LISTEN {channel}")
                     self.listening.set()
-                    # Anything missed while reconnecting: claimers re-check, subscribers resume by seq.
+                    # Anything missed while reconnecting: claimers re-check, subscribers resume by seq, cached
+                    # principals are read again.
+                    self._hub.forget_principals()
                     await self._hub.wake_claimers()
                     async for notice in connection.notifies():
                         await self._receive(notice.channel, notice.payload)
@@ -151,6 +158,8 @@ class PostgresRelay:
             return
         if channel == WORK:
             await self._hub.wake_claimers()
+        elif channel == PRINCIPALS:
+            self._hub.forget_principals()
         elif channel == MINERS and isinstance(message.get("miner_id"), str):
             self._hub.wake_miner(message["miner_id"])
         elif channel == EVENTS:

@@ -1,4 +1,8 @@
-"""The SQL account store: accounts and their hashed API keys."""
+"""The SQL account store: accounts and their hashed API keys.
+
+A revocation or a plan change bumps the principal version in its own transaction: coordinators cache
+principals and read that one row now and then to learn of changes made by any process.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,12 @@ from aitbc.domain.identifiers import new_account_id
 from aitbc.domain.plans import Plan, Role
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.rows import account_from_row, key_from_row
-from aitbc.storage.sql.tables import accounts, api_keys
+from aitbc.storage.sql.tables import accounts, api_keys, principal_version
+
+# What every change that can make a cached principal wrong runs in its transaction.
+BUMP_PRINCIPAL_VERSION = (
+    update(principal_version).where(principal_version.c.id == 1).values(version=principal_version.c.version + 1)
+)
 
 
 class SqlAccountStore:
@@ -63,6 +72,8 @@ class SqlAccountStore:
                     update(accounts).where(accounts.c.id == account_id).values(plan=plan.value).returning(*accounts.c)
                 )
             ).first()
+            if row is not None:
+                await connection.execute(BUMP_PRINCIPAL_VERSION)
         return account_from_row(row) if row else None
 
     async def create_key(
@@ -121,10 +132,17 @@ class SqlAccountStore:
         )
         async with self._db.write() as connection:
             row = (await connection.execute(revoke)).first()
-            if row is None:
+            if row is not None:
+                await connection.execute(BUMP_PRINCIPAL_VERSION)
+            else:
                 row = (await connection.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
         return key_from_row(row) if row else None
 
     async def count_keys(self) -> int:
         async with self._db.read() as connection:
             return int((await connection.execute(select(func.count()).select_from(api_keys))).scalar_one())
+
+    async def principals_version(self) -> int:
+        query = select(principal_version.c.version).where(principal_version.c.id == 1)
+        async with self._db.read() as connection:
+            return int((await connection.execute(query)).scalar_one())

@@ -80,6 +80,15 @@ api_keys = Table(
     Column("last_used_at", UtcDateTime()),
 )
 
+# One row (id 1): bumped in the transaction of every key, plan or account change, so a coordinator that
+# caches principals sees a change made by any process (another replica, `aitbc admin … --data-dir`).
+principal_version = Table(
+    "principal_version",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("version", BigInteger, nullable=False),
+)
+
 miners = Table(
     "miners",
     metadata,
