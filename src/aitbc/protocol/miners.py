@@ -80,6 +80,11 @@ class HeartbeatResponse(BaseModel):
 class ClaimRequest(Strict):
     max_jobs: int = Field(default=1, ge=1, le=64)
     wait_seconds: float = Field(default=30, ge=0, le=300)
+    start: bool = Field(
+        default=False,
+        description="also start every claimed job, in the claim's one transaction: the jobs come back `running` "
+        "(billed from now, as a `start` call now would bill them), and no `start` call per job is needed",
+    )
 
 
 class InputFileRef(BaseModel):
@@ -102,6 +107,9 @@ class Assignment(Timestamped):
     priority: Priority
     timeout_seconds: int
     attempt: int
+    status: JobStatus = Field(
+        default=JobStatus.ASSIGNED, description="`running` when the claim also started the job (`start: true`)"
+    )
 
 
 class ClaimResponse(BaseModel):
@@ -170,6 +178,46 @@ class FinishRequest(LeaseRequest):
         if self.started_at is not None and self.ended_at is not None and self.ended_at < self.started_at:
             raise ValueError("ended_at is before started_at")
         return self
+
+
+COMPLETE_BATCH_MAX = 64
+
+
+class BatchCompleteItem(FinishRequest):
+    """One job of a batch complete: its id, and exactly what `complete` takes for it."""
+
+    job_id: str = Field(min_length=1, max_length=40)
+
+
+class BatchCompleteRequest(Strict):
+    jobs: list[BatchCompleteItem] = Field(min_length=1, max_length=COMPLETE_BATCH_MAX)
+
+    @model_validator(mode="after")
+    def _each_job_once(self) -> BatchCompleteRequest:
+        seen: set[str] = set()
+        for item in self.jobs:
+            if item.job_id in seen:
+                raise ValueError(f"job {item.job_id} is named twice")
+            seen.add(item.job_id)
+        return self
+
+
+class ItemError(BaseModel):
+    status: int = Field(description="the HTTP status the single `complete` would have answered (404, 409, 422)")
+    code: str
+    message: str
+
+
+class BatchCompleteResult(BaseModel):
+    """One job's answer: its directive, as the single `complete` answers, or the error that refused it alone."""
+
+    job_id: str
+    directive: JobDirective | None = None
+    error: ItemError | None = None
+
+
+class BatchCompleteResponse(BaseModel):
+    results: list[BatchCompleteResult]
 
 
 class FailRequest(FinishRequest):

@@ -19,7 +19,7 @@ from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.transitions import Move
 from aitbc.protocol.miners import Assignment, InputFileRef
 from aitbc.services.leases import LeaseGuard
-from aitbc.services.lifecycle import Lifecycle
+from aitbc.services.lifecycle import Lifecycle, Planned
 from aitbc.services.views import job_view
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore, MinerStore
@@ -54,55 +54,78 @@ class ClaimService:
         max_jobs: int,
         wait_seconds: float,
         gone: asyncio.Event | None = None,
+        start: bool = False,
     ) -> list[Assignment]:
         """Long-poll: return at once if work is there, else sleep until a submit or requeue wakes us. When
-        `gone` is set (the miner hung up) stop waiting and claim nothing: no job goes to a miner that left."""
+        `gone` is set (the miner hung up) stop waiting and claim nothing: no job goes to a miner that left. With
+        `start`, the jobs are started in the claim's transaction too and come back `running`."""
         miner = await self._guard.miner(principal, miner_id)
         deadline = time.monotonic() + min(wait_seconds, self._settings.max_claim_wait_seconds)
         gone = gone or asyncio.Event()
         while not gone.is_set() and not self._hub.stopping:  # stopping: answer now, hand out nothing
             version = self._hub.work_version()
             await self._miners.touch(miner.id, self._clock.now())
-            claimed = await self._claim_now(miner, max_jobs)
+            claimed = await self._claim_now(miner, max_jobs, start)
             remaining = deadline - time.monotonic()
             if claimed or remaining <= 0:
                 return claimed
             await unless(self._hub.wait_for_work(version, remaining), gone.wait())
         return []
 
-    async def _claim_now(self, miner: Miner, max_jobs: int) -> list[Assignment]:
+    async def _claim_now(self, miner: Miner, max_jobs: int, start: bool) -> list[Assignment]:
+        """Claim up to `max_jobs` matching queued jobs (and start them, with `start`) in one transaction; if
+        another miner wins some of them, the next candidates are tried in another."""
         assignments: list[Assignment] = []
-        candidates = await self._jobs.queued(sorted(miner.capabilities.runtimes), CANDIDATE_BATCH)
-        for job in candidates:
-            if len(assignments) >= max_jobs:
-                break
-            if unmet_requirements(job.spec, miner.capabilities):
-                continue
+        candidates = iter(await self._jobs.queued(sorted(miner.capabilities.runtimes), CANDIDATE_BATCH))
+        while len(assignments) < max_jobs:
+            batch: list[tuple[Job, Assignment]] = []
             now = self._clock.now()
-            lease_id = new_lease_id()
-            expires_at = now + timedelta(seconds=self._settings.lease_seconds)
-            planned = await self._assignment(job, lease_id, expires_at, job.attempt + 1)
-            if not await self._sendable(job, planned, now):
-                continue
-            changed = await self._lifecycle.move(
-                job,
-                Move.CLAIM,
-                now,
-                changes={
-                    "miner_id": miner.id,
-                    "lease_id": lease_id,
-                    "lease_expires_at": expires_at,
-                    "assigned_at": now,
-                    "progress": 0,
-                    "progress_message": None,
-                },
-                increment_attempt=True,
-                event_data={"miner_id": miner.id},
-            )
-            if changed is None:
-                continue  # another miner won this one
-            assignments.append(planned.model_copy(update={"attempt": changed.job.attempt}))
+            for job in candidates:
+                if unmet_requirements(job.spec, miner.capabilities):
+                    continue
+                planned = await self._assignment(
+                    job, new_lease_id(), now + timedelta(seconds=self._settings.lease_seconds), job.attempt + 1
+                )
+                if await self._sendable(job, planned, now):
+                    batch.append((job, planned))
+                if len(assignments) + len(batch) >= max_jobs:
+                    break
+            if not batch:
+                break
+            assignments.extend(await self._take(miner, batch, now, start))
         return assignments
+
+    async def _take(
+        self, miner: Miner, batch: list[tuple[Job, Assignment]], now: datetime, start: bool
+    ) -> list[Assignment]:
+        """Lease each job to `miner` (each a compare-and-set: a job another miner took meanwhile is skipped),
+        and with `start` start it too, all in one transaction."""
+        moves: list[Planned] = []
+        for job, planned in batch:
+            claim = {
+                "miner_id": miner.id,
+                "lease_id": planned.lease_id,
+                "lease_expires_at": planned.lease_expires_at,
+                "assigned_at": now,
+                "progress": 0,
+                "progress_message": None,
+            }
+            moves.append(
+                Planned(job, Move.CLAIM, changes=claim, increment_attempt=True, event_data={"miner_id": miner.id})
+            )
+            if start:
+                begun = {"started_at": now, "lease_expires_at": planned.lease_expires_at}
+                moves.append(Planned(job, Move.START, lease_id=planned.lease_id, changes=begun))
+        answers = await self._lifecycle.move_many(moves, now)
+        per_job = 2 if start else 1
+        taken: list[Assignment] = []
+        for index, (_, planned) in enumerate(batch):
+            outcome = [changed for changed in answers[index * per_job : (index + 1) * per_job] if changed]
+            if not outcome:
+                continue  # another miner won this one
+            latest = outcome[-1].job
+            taken.append(planned.model_copy(update={"attempt": latest.attempt, "status": latest.status}))
+        return taken
 
     async def _sendable(self, job: Job, planned: Assignment, now: datetime) -> bool:
         """The claim's answer is encoded only after its leases commit: a job whose assignment cannot be encoded

@@ -4,7 +4,8 @@ else happens with it, once."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +13,23 @@ from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.money import to_units
 from aitbc.domain.transitions import Move, transition
 from aitbc.services.billing import BillingService
-from aitbc.storage.interfaces import Changed, JobStore, LedgerEntry, StoredResult
+from aitbc.storage.interfaces import Changed, GuardedMove, JobStore, LedgerEntry, StoredResult
 from aitbc.streaming.hub import EventHub
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A move a caller asks for: the job as it read it, the move, and what goes with it (see `Lifecycle.move`).
+    A job's later move in the same batch (start after claim) reads its job as the earlier move leaves it."""
+
+    job: Job
+    move: Move
+    lease_id: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    increment_attempt: bool = False
+    event_data: Mapping[str, Any] | None = None
+    result: StoredResult | None = None
+    lease_expired_by: datetime | None = None
 
 
 class Lifecycle:
@@ -38,7 +54,37 @@ class Lifecycle:
         """Apply `move` to `job` (a snapshot read by the caller; the store re-checks its status and lease).
         A move that ends the job settles its hold: charge for the seconds used (the miner's reported run times
         in `changes`, capped by what we observed), release the rest, pay the miner and the platform fee."""
-        values = dict(changes or {})
+        planned = Planned(
+            job,
+            move,
+            lease_id=lease_id,
+            changes=changes or {},
+            increment_attempt=increment_attempt,
+            event_data=event_data,
+            result=result,
+            lease_expired_by=lease_expired_by,
+        )
+        (changed,) = await self.move_many([planned], now)
+        return changed
+
+    async def move_many(self, planned: Sequence[Planned], now: datetime) -> list[Changed | None]:
+        """Several moves in one transaction (a miner's claim-and-start, its batch of completions), each settled
+        and guarded exactly as `move` does one: a move whose guard fails is None and the others still apply."""
+        guarded = [await self._guarded(item, now) for item in planned]
+        answers = await self._jobs.transitions(guarded, now)
+        requeued = False
+        for changed in answers:
+            if changed is None:
+                continue
+            self._hub.publish(changed.event)
+            requeued = requeued or changed.job.status is JobStatus.PENDING
+        if requeued:
+            await self._hub.work_available()
+        return answers
+
+    async def _guarded(self, item: Planned, now: datetime) -> GuardedMove:
+        job, move = item.job, item.move
+        values = dict(item.changes)
         target = transition(move).target
         ledger: list[LedgerEntry] = []
         if target.is_terminal:
@@ -57,21 +103,14 @@ class Lifecycle:
                 billed_from=interval.start if interval else None,
                 billed_until=interval.end if interval else None,
             )
-        changed = await self._jobs.transition(
+        return GuardedMove(
             job.id,
             move,
-            now,
-            lease_id=lease_id,
+            lease_id=item.lease_id,
             changes=values,
-            increment_attempt=increment_attempt,
-            event_data=event_data,
-            result=result,
-            lease_expired_by=lease_expired_by,
+            increment_attempt=item.increment_attempt,
+            event_data=item.event_data,
+            result=item.result,
+            lease_expired_by=item.lease_expired_by,
             ledger=ledger,
         )
-        if changed is None:
-            return None
-        self._hub.publish(changed.event)
-        if target is JobStatus.PENDING:
-            await self._hub.work_available()
-        return changed

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -104,6 +104,22 @@ class Changed:
 
 
 @dataclass(frozen=True)
+class GuardedMove:
+    """One move of the transition table to apply as a compare-and-set, with what goes with it (see
+    `JobStore.transition`); several of them can share one transaction (`JobStore.transitions`)."""
+
+    job_id: str
+    move: Move
+    lease_id: str | None = None
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    increment_attempt: bool = False
+    event_data: Mapping[str, Any] | None = None
+    result: StoredResult | None = None
+    lease_expired_by: datetime | None = None
+    ledger: Sequence[LedgerEntry] = ()
+
+
+@dataclass(frozen=True)
 class NewJob:
     """A job to insert: its row, and what it holds on the account's balance until it ends."""
 
@@ -159,6 +175,11 @@ class JobStore(Protocol):
         """Apply one move of the transition table as a compare-and-set, with its event (and the job's result
         record, when given) in the same transaction; None if the job was not in a source status (or, for
         moves that need it, not under `lease_id`, or, with `lease_expired_by`, its lease was extended)."""
+
+    async def transitions(self, moves: Sequence[GuardedMove], now: datetime) -> list[Changed | None]:
+        """Apply several moves, in order, in one transaction: each is its own compare-and-set exactly as
+        `transition` applies it (a move whose guard does not hold is None and changes nothing; the others still
+        apply). Two moves of one job (claim, then start) see each other. An answer per move, in order."""
 
     async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
         """Pending jobs of these types, highest priority first, then oldest."""

@@ -60,7 +60,9 @@ async def claim(
     gone = asyncio.Event()
     watcher = asyncio.create_task(_watch_disconnect(request, gone))
     try:
-        jobs = await coordinator.claiming.claim(principal, miner_id, body.max_jobs, body.wait_seconds, gone)
+        jobs = await coordinator.claiming.claim(
+            principal, miner_id, body.max_jobs, body.wait_seconds, gone, start=body.start
+        )
     finally:
         watcher.cancel()
     return ClaimResponse(jobs=jobs)

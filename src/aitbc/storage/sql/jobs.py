@@ -18,6 +18,7 @@ from aitbc.domain.money import display, from_units
 from aitbc.domain.transitions import Move, transition
 from aitbc.storage.interfaces import (
     Changed,
+    GuardedMove,
     JobFilter,
     JobPage,
     JobStats,
@@ -105,6 +106,53 @@ async def _forget_unlisted_files(connection: AsyncConnection, result: StoredResu
             or_(result_files.c.lease_id != result.lease_id, result_files.c.path.not_in(listed)),
         )
     )
+
+
+def _guarded_update(guarded: GuardedMove, now: datetime) -> Any:
+    """The compare-and-set UPDATE … RETURNING for one move, or None when it cannot apply (no lease named)."""
+    rule = transition(guarded.move)
+    values: dict[str, Any] = dict(guarded.changes)
+    unknown = set(values) - _JOB_COLUMNS
+    if unknown:
+        raise ValueError(f"unknown job columns {sorted(unknown)}")
+    values.update(status=rule.target.value, updated_at=now)
+    if guarded.increment_attempt:
+        values["attempt"] = jobs.c.attempt + 1
+    statement = update(jobs).where(jobs.c.id == guarded.job_id, jobs.c.status.in_([s.value for s in rule.sources]))
+    if rule.needs_lease:
+        if guarded.lease_id is None:
+            return None
+        statement = statement.where(jobs.c.lease_id == guarded.lease_id)
+    if guarded.lease_expired_by is not None:
+        statement = statement.where(jobs.c.lease_expires_at < guarded.lease_expired_by)
+    return statement.values(**values).returning(*jobs.c)
+
+
+async def _write_status_events(
+    connection: AsyncConnection, moved: Sequence[tuple[Job, Mapping[str, Any]]], now: datetime
+) -> list[JobEvent]:
+    """The status event of each move, in order: one numbering update and one insert per account, however many
+    moves the transaction made (a miner's batch is usually one account's jobs, or a few)."""
+    by_account: dict[str, list[int]] = {}
+    for index, (job, _) in enumerate(moved):
+        by_account.setdefault(job.account_id, []).append(index)
+    rows: list[dict[str, Any]] = [{} for _ in moved]
+    for account_id, indexes in by_account.items():
+        for index, seq in zip(indexes, await _next_seqs(connection, account_id, len(indexes)), strict=True):
+            job, data = moved[index]
+            rows[index] = {
+                "account_id": job.account_id,
+                "seq": seq,
+                "job_id": job.id,
+                "kind": "status",
+                "status": job.status.value,
+                "progress": job.progress,
+                "at": now,
+                "data": dict(data),
+            }
+    if rows:
+        await connection.execute(insert(job_events), rows)
+    return [JobEvent(**row) for row in rows]
 
 
 async def _check_account_can_submit(
@@ -343,34 +391,49 @@ class SqlJobStore:
         lease_expired_by: datetime | None = None,
         ledger: Sequence[LedgerEntry] = (),
     ) -> Changed | None:
-        rule = transition(move)
-        values: dict[str, Any] = dict(changes or {})
-        unknown = set(values) - _JOB_COLUMNS
-        if unknown:
-            raise ValueError(f"unknown job columns {sorted(unknown)}")
-        values.update(status=rule.target.value, updated_at=now)
-        if increment_attempt:
-            values["attempt"] = jobs.c.attempt + 1
-        guarded = update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_([s.value for s in rule.sources]))
-        if rule.needs_lease:
-            if lease_id is None:
-                return None
-            guarded = guarded.where(jobs.c.lease_id == lease_id)
-        if lease_expired_by is not None:
-            guarded = guarded.where(jobs.c.lease_expires_at < lease_expired_by)
+        (changed,) = await self.transitions(
+            [
+                GuardedMove(
+                    job_id,
+                    move,
+                    lease_id=lease_id,
+                    changes=changes or {},
+                    increment_attempt=increment_attempt,
+                    event_data=event_data,
+                    result=result,
+                    lease_expired_by=lease_expired_by,
+                    ledger=ledger,
+                )
+            ],
+            now,
+        )
+        return changed
+
+    async def transitions(self, moves: Sequence[GuardedMove], now: datetime) -> list[Changed | None]:
+        updates = [_guarded_update(guarded, now) for guarded in moves]
+        if all(update_ is None for update_ in updates):
+            return [None] * len(moves)
+        applied: list[tuple[int, Job, Mapping[str, Any]]] = []
         async with self._db.write() as connection:
-            row = (await connection.execute(guarded.values(**values).returning(*jobs.c))).first()
-            if row is None:
-                return None
-            job = job_from_row(row)
-            if ledger:
-                await write_ledger(connection, ledger, now)
-            if result is not None:
-                await connection.execute(job_results.delete().where(job_results.c.job_id == job_id))
-                await connection.execute(insert(job_results).values(**result.__dict__))
-                await _forget_unlisted_files(connection, result)
-            event = await _write_event(connection, job, "status", now, {"move": move.value, **(event_data or {})})
-        return Changed(job=job, event=event)
+            for index, (guarded, statement) in enumerate(zip(moves, updates, strict=True)):
+                if statement is None:
+                    continue
+                row = (await connection.execute(statement)).first()
+                if row is None:
+                    continue
+                job = job_from_row(row)
+                if guarded.ledger:
+                    await write_ledger(connection, guarded.ledger, now)
+                if guarded.result is not None:
+                    await connection.execute(job_results.delete().where(job_results.c.job_id == job.id))
+                    await connection.execute(insert(job_results).values(**guarded.result.__dict__))
+                    await _forget_unlisted_files(connection, guarded.result)
+                applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
+            events = await _write_status_events(connection, [(job, data) for _, job, data in applied], now)
+        answers: list[Changed | None] = [None] * len(moves)
+        for (index, job, _), event in zip(applied, events, strict=True):
+            answers[index] = Changed(job=job, event=event)
+        return answers
 
     async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
         query = (
