@@ -1,6 +1,7 @@
 """OpenAPI links: which field of an answer feeds which parameter of the next call. They let a reader of the
 schema (and a stateful fuzzer) follow a job from its submit to its status, results, receipt and shares, a miner
-from register to claim to complete, and an API key from its creation to its revocation, with live ids."""
+from register to claim to complete (one job, or a batch), and an API key from its creation to its revocation,
+with live ids."""
 
 from __future__ import annotations
 
@@ -122,6 +123,13 @@ LINKS: list[Link] = [
             {"lease_id": CLAIMED_LEASE},
         )
         for verb in LEASED_CALLS
+    ),
+    Link(
+        ("POST", f"{MINER}/claim"),
+        "200",
+        ("POST", f"{MINER}/jobs/complete"),
+        {"path.miner_id": "$request.path.miner_id"},
+        {"jobs": [{"job_id": "$response.body#/jobs/0/job_id", "lease_id": CLAIMED_LEASE}]},
     ),
     Link(
         ("POST", f"{MINER}/claim"),

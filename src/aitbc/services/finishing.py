@@ -7,23 +7,37 @@ answers as the first one did, so a miner that lost the answer can safely send it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
-from aitbc.domain.errors import Conflict, InvalidInput
+from aitbc.domain.errors import AitbcError, Conflict, InvalidInput
 from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.manifest import PackagePaths, digest, verify
 from aitbc.domain.transitions import Move, requeue_changes
-from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective
+from aitbc.protocol.miners import (
+    BatchCompleteItem,
+    BatchCompleteResult,
+    FailRequest,
+    FinishRequest,
+    ItemError,
+    JobDirective,
+)
 from aitbc.services.leases import LeaseGuard, check_lease, directive
-from aitbc.services.lifecycle import Lifecycle
+from aitbc.services.lifecycle import Lifecycle, Planned
 from aitbc.storage.interfaces import JobStore, StoredResult
 
 
 def _reported_times(request: FinishRequest) -> dict[str, Any]:
     """The miner's own start and end of the work, kept with the job; billing caps them by what we observed."""
     return {"reported_started_at": request.started_at, "reported_ended_at": request.ended_at}
+
+
+def _refused(job_id: str, error: AitbcError) -> BatchCompleteResult:
+    return BatchCompleteResult(
+        job_id=job_id, error=ItemError(status=error.status_code, code=error.code, message=error.message)
+    )
 
 
 def _already_finished(job: Job, lease_id: str) -> JobDirective | None:
@@ -45,11 +59,44 @@ class FinishService:
         if isinstance(found, JobDirective):
             return found
         miner, job = found
+        planned = await self._completion(miner, job, request)
+        return await self._finish(job, planned.move, request.lease_id, dict(planned.changes), planned.result)
+
+    async def complete_many(
+        self, principal: Principal, miner_id: str, items: Sequence[BatchCompleteItem]
+    ) -> list[BatchCompleteResult]:
+        """Complete several jobs in one transaction, each checked and settled as `complete` does one. An item
+        refused (not this miner's job, a stale lease, a manifest that does not check) fails alone with its
+        error and the others still complete; a retried item answers as its first completion did."""
+        miner = await self._guard.miner(principal, miner_id)
+        answers: dict[int, BatchCompleteResult] = {}
+        planned: list[tuple[int, Planned]] = []
+        for index, item in enumerate(items):
+            try:
+                job = await self._guard.owned_job(miner, item.job_id)
+                if (done := _already_finished(job, item.lease_id)) is not None:
+                    answers[index] = BatchCompleteResult(job_id=item.job_id, directive=done)
+                    continue
+                check_lease(job, item.lease_id)
+                planned.append((index, await self._completion(miner, job, item)))
+            except AitbcError as error:
+                answers[index] = _refused(item.job_id, error)
+        moved = await self._lifecycle.move_many([move for _, move in planned], self._clock.now())
+        for (index, move), changed in zip(planned, moved, strict=True):
+            job_id = move.job.id
+            try:
+                done = directive(changed.job) if changed else await self._lost(move.job, move.lease_id or "")
+                answers[index] = BatchCompleteResult(job_id=job_id, directive=done)
+            except AitbcError as error:
+                answers[index] = _refused(job_id, error)
+        return [answers[index] for index in range(len(items))]
+
+    async def _completion(self, miner: Miner, job: Job, request: FinishRequest) -> Planned:
+        """The move that completes `job` (or confirms its cancel, if one was asked for meanwhile)."""
         canceling = job.status is JobStatus.CANCELING
         result = await self._checked_result(miner, job, request, partial=canceling)
-        now = self._clock.now()
         changes: dict[str, Any] = {
-            "completed_at": now,
+            "completed_at": self._clock.now(),
             "exit_code": request.exit_code,
             "results_state": "available" if result else "none",
             "result_lease_id": request.lease_id,
@@ -58,7 +105,7 @@ class FinishService:
         if not canceling:
             changes["progress"] = 100
         move = Move.CONFIRM_CANCEL if canceling else Move.COMPLETE
-        return await self._finish(job, move, request.lease_id, changes, result)
+        return Planned(job, move, lease_id=request.lease_id, changes=changes, result=result)
 
     async def fail(self, principal: Principal, miner_id: str, job_id: str, request: FailRequest) -> JobDirective:
         found = await self._finishing(principal, miner_id, job_id, request.lease_id)
@@ -145,9 +192,13 @@ class FinishService:
             job, move, self._clock.now(), lease_id=lease_id, changes=changes, result=result
         )
         if changed is None:
-            latest = await self._jobs.get_job(job.id)
-            done = _already_finished(latest, lease_id) if latest and latest.miner_id == job.miner_id else None
-            if done is not None:
-                return done  # a concurrent copy of this call won
-            raise Conflict(f"lease {lease_id} is no longer current for job {job.id}")
+            return await self._lost(job, lease_id)
         return directive(changed.job)
+
+    async def _lost(self, job: Job, lease_id: str) -> JobDirective:
+        """A finish whose compare-and-set did not apply: the answer of a concurrent copy of it that won, or 409."""
+        latest = await self._jobs.get_job(job.id)
+        done = _already_finished(latest, lease_id) if latest and latest.miner_id == job.miner_id else None
+        if done is not None:
+            return done
+        raise Conflict(f"lease {lease_id} is no longer current for job {job.id}")

@@ -12,8 +12,11 @@ from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import CoordinatorDep, MinerDep
 from aitbc.protocol.jobs import RAW_BODY
 from aitbc.protocol.miners import (
+    COMPLETE_BATCH_MAX,
     RESULT_PATH_MAX_LENGTH,
     RESULT_PATH_PATTERN,
+    BatchCompleteRequest,
+    BatchCompleteResponse,
     ClaimRequest,
     ClaimResponse,
     FailRequest,
@@ -66,6 +69,28 @@ async def claim(
     finally:
         watcher.cancel()
     return ClaimResponse(jobs=jobs)
+
+
+@router.post(
+    "/{miner_id}/jobs/complete",
+    response_model=BatchCompleteResponse,
+    responses={
+        200: {"description": "A result per item, in order: each a directive, or the error that refused it alone"},
+        404: {"description": "No such miner for this key (no item was looked at)"},
+        422: {"description": f"The body is invalid: no item, over {COMPLETE_BATCH_MAX}, or a job named twice"},
+    },
+)
+async def complete_many(
+    miner_id: str, body: BatchCompleteRequest, principal: MinerDep, coordinator: CoordinatorDep
+) -> BatchCompleteResponse:
+    """Complete up to 64 jobs in one call and one transaction. Each item is the body of `complete` (lease,
+    signed manifest, usage, run times) plus its `job_id`; upload each job's files first, as for `complete`.
+    Items succeed or fail one by one: an item refused — another miner's job (404), a stale lease (409), a
+    manifest that does not check (422) — gets that status and message in its result and changes nothing,
+    while the others complete and settle in the same transaction. A retried item answers as it did the first
+    time, so the whole call can be safely sent again; no job is completed twice."""
+    results = await coordinator.finishing.complete_many(principal, miner_id, body.jobs)
+    return BatchCompleteResponse(results=results)
 
 
 @router.post("/{miner_id}/jobs/{job_id}/start", response_model=JobDirective)
