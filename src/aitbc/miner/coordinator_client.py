@@ -8,6 +8,7 @@ A 4xx answer is never retried: it is raised as the matching `AitbcError` (409 `C
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 from collections.abc import AsyncIterator
@@ -22,7 +23,9 @@ from pydantic import BaseModel
 from aitbc.domain.errors import InvalidInput
 from aitbc.miner.backoff import Backoff
 from aitbc.protocol.miners import (
+    COMPLETE_BATCH_MAX,
     Assignment,
+    BatchCompleteResponse,
     ClaimResponse,
     FailRequest,
     FinishRequest,
@@ -34,7 +37,7 @@ from aitbc.protocol.miners import (
     RegisterResponse,
     UploadedFile,
 )
-from aitbc.sdk.errors import ConnectionFailed, raise_for_status
+from aitbc.sdk.errors import ConnectionFailed, error_for_status, raise_for_status
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -65,9 +68,18 @@ class CoordinatorClient:
         )
         self.miner_id = ""
         self._closed = asyncio.Event()
+        self._completions: list[tuple[str, FinishRequest, asyncio.Future[JobDirective]]] = []
+        self._completer: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
         self._closed.set()
+        if self._completer is not None and not self._completer.done():
+            self._completer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._completer
+        for _, _, waiting in self._completions:
+            _settle(waiting, Unreachable("the miner stopped before this result was sent"))
+        self._completions.clear()
         await self._http.aclose()
 
     # -- plumbing -----------------------------------------------------------------------------------
@@ -127,13 +139,18 @@ class CoordinatorClient:
         self.miner_id = answer.miner_id
         return answer
 
-    async def claim(self, max_jobs: int, wait_seconds: float) -> list[Assignment]:
+    async def claim(self, max_jobs: int, wait_seconds: float, start: bool = False) -> list[Assignment]:
+        """Claim up to `max_jobs`; with `start`, the coordinator starts them in the same call (they come back
+        `running`, and need no `start` call each)."""
+        body: dict[str, Any] = {"max_jobs": max_jobs, "wait_seconds": wait_seconds}
+        if start:
+            body["start"] = True
         answer = await self._model(
             ClaimResponse,
             "POST",
             f"/v1/miners/{self.miner_id}/claim",
             retry=False,
-            json={"max_jobs": max_jobs, "wait_seconds": wait_seconds},
+            json=body,
             timeout=wait_seconds + LONG_POLL_SLACK_SECONDS,
         )
         return answer.jobs
@@ -210,12 +227,55 @@ class CoordinatorClient:
         )
 
     async def complete(self, job_id: str, request: FinishRequest) -> JobDirective:
-        body = request.model_dump(mode="json")
-        return await self._model(JobDirective, "POST", self._job_path(job_id, "complete"), retry=True, json=body)
+        """Complete one job. A job whose completion is ready while another's is on its way waits for that call
+        and then goes with every other one ready by then, in one batch call: a lone job is never held back to
+        wait for company, and a miner with several slots finishing jobs together makes one call, not one each."""
+        waiting: asyncio.Future[JobDirective] = asyncio.get_running_loop().create_future()
+        self._completions.append((job_id, request, waiting))
+        if self._completer is None or self._completer.done():
+            self._completer = asyncio.create_task(self._send_completions(), name="completions")
+        return await asyncio.shield(waiting)
+
+    async def _send_completions(self) -> None:
+        await asyncio.sleep(0)  # completions readied in this same turn of the event loop go together
+        while self._completions:
+            batch, self._completions = self._completions[:COMPLETE_BATCH_MAX], self._completions[COMPLETE_BATCH_MAX:]
+            try:
+                if len(batch) == 1:
+                    ((job_id, request, waiting),) = batch
+                    body = request.model_dump(mode="json")
+                    path = self._job_path(job_id, "complete")
+                    answer = await self._model(JobDirective, "POST", path, retry=True, json=body)
+                    _settle(waiting, answer)
+                    continue
+                items = [{"job_id": job_id, **request.model_dump(mode="json")} for job_id, request, _ in batch]
+                path = f"/v1/miners/{self.miner_id}/jobs/complete"
+                response = await self._model(BatchCompleteResponse, "POST", path, retry=True, json={"jobs": items})
+                for (_, _, waiting), result in zip(batch, response.results, strict=True):
+                    if result.directive is not None:
+                        _settle(waiting, result.directive)
+                    elif result.error is not None:
+                        _settle(waiting, error_for_status(result.error.status, result.error.message))
+            except asyncio.CancelledError:
+                for _, _, waiting in batch:
+                    _settle(waiting, Unreachable("the miner stopped before this result was sent"))
+                raise
+            except Exception as error:  # every job of this call hears why it failed
+                for _, _, waiting in batch:
+                    _settle(waiting, error)
 
     async def fail(self, job_id: str, request: FailRequest) -> JobDirective:
         body = request.model_dump(mode="json")
         return await self._model(JobDirective, "POST", self._job_path(job_id, "fail"), retry=True, json=body)
+
+
+def _settle(waiting: asyncio.Future[JobDirective], outcome: JobDirective | BaseException) -> None:
+    if waiting.done():
+        return
+    if isinstance(outcome, BaseException):
+        waiting.set_exception(outcome)
+    else:
+        waiting.set_result(outcome)
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:

@@ -128,11 +128,12 @@ class JobRun:
 
     async def _run(self) -> Finish | None:
         work_dir, layout = self._prepare()
-        try:
-            self.on_directive(await self._client.start(self.job_id, self.lease_id))
-        except (Conflict, NotFound) as error:
-            log.warning("job %s: lease lost before it started (%s)", self.job_id, error.message)
-            return None
+        if self.assignment.status is not JobStatus.RUNNING:  # not started by its claim already
+            try:
+                self.on_directive(await self._client.start(self.job_id, self.lease_id))
+            except (Conflict, NotFound) as error:
+                log.warning("job %s: lease lost before it started (%s)", self.job_id, error.message)
+                return None
         self._started_at = datetime.now(UTC)
         log.info("job %s (%s) started, attempt %d", self.job_id, self.assignment.type, self.assignment.attempt)
         reporter = JobReporter(

@@ -43,6 +43,12 @@ _BY_STATUS: dict[int, type[AitbcError]] = {
 }
 
 
+def error_for_status(status_code: int, message: str) -> AitbcError:
+    """The error a call answered with `status_code` raises (an item's error inside a batch's answer)."""
+    cls = _BY_STATUS.get(status_code)
+    return cls(message) if cls is not None else ApiError(f"HTTP {status_code}: {message}", status_code)
+
+
 def error_from_response(response: httpx.Response) -> AitbcError:
     """The error, with the index of the refused item (`item`) when a batch was refused."""
     item = None

@@ -137,7 +137,7 @@ async def _write_status_events(
     for index, (job, _) in enumerate(moved):
         by_account.setdefault(job.account_id, []).append(index)
     rows: list[dict[str, Any]] = [{} for _ in moved]
-    for account_id, indexes in by_account.items():
+    for account_id, indexes in sorted(by_account.items()):
         for index, seq in zip(indexes, await _next_seqs(connection, account_id, len(indexes)), strict=True):
             job, data = moved[index]
             rows[index] = {
@@ -413,22 +413,33 @@ class SqlJobStore:
         updates = [_guarded_update(guarded, now) for guarded in moves]
         if all(update_ is None for update_ in updates):
             return [None] * len(moves)
+        # Rows are locked in one order whatever order the caller gave (jobs by id, a job's own moves in turn;
+        # then accounts by id), so two batches over the same jobs wait for each other and never deadlock.
+        order = sorted(range(len(moves)), key=lambda index: moves[index].job_id)
         applied: list[tuple[int, Job, Mapping[str, Any]]] = []
+        ledger: list[LedgerEntry] = []
         async with self._db.write() as connection:
-            for index, (guarded, statement) in enumerate(zip(moves, updates, strict=True)):
+            for index in order:
+                guarded, statement = moves[index], updates[index]
                 if statement is None:
                     continue
                 row = (await connection.execute(statement)).first()
                 if row is None:
                     continue
                 job = job_from_row(row)
-                if guarded.ledger:
-                    await write_ledger(connection, guarded.ledger, now)
+                ledger.extend(guarded.ledger)
                 if guarded.result is not None:
                     await connection.execute(job_results.delete().where(job_results.c.job_id == job.id))
                     await connection.execute(insert(job_results).values(**guarded.result.__dict__))
                     await _forget_unlisted_files(connection, guarded.result)
                 applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
+            applied.sort(key=lambda item: item[0])  # events in the caller's order
+            touched = {entry.account_id for entry in ledger} | {job.account_id for _, job, _ in applied}
+            if len(moves) > 1 and len(touched) > 1:
+                locking = select(accounts.c.id).where(accounts.c.id.in_(sorted(touched))).order_by(accounts.c.id)
+                await connection.execute(locking.with_for_update())
+            if ledger:
+                await write_ledger(connection, ledger, now)
             events = await _write_status_events(connection, [(job, data) for _, job, data in applied], now)
         answers: list[Changed | None] = [None] * len(moves)
         for (index, job, _), event in zip(applied, events, strict=True):
