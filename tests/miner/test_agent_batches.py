@@ -1,0 +1,91 @@
+"""The real agent with several slots against the real app: its claim starts the jobs it takes (no `start` call
+per job), and results ready at the same time are completed in one batch call, while a lone one goes at once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aitbc.miner.agent import Agent
+from aitbc.miner.config import MinerConfig
+from aitbc.miner.coordinator_client import CoordinatorClient
+from aitbc.miner.runtimes.command import CommandRuntime
+from aitbc.miner.sandboxed_run import Isolation
+from tests.miner.inprocess import BASE_URL, CountingTransport, InProcess, in_process
+
+JOBS = 4
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[InProcess]:
+    async with in_process(tmp_path) as made:
+        yield made
+
+
+class HeldFirstComplete(CountingTransport):
+    """The real transport, holding the miner's first `complete` until every job's result file is uploaded: the
+    other jobs' results are then ready while that call is on its way, as on a busy miner."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, uploads: int) -> None:
+        super().__init__(inner)
+        self.uploads_expected = uploads
+        self.uploaded = asyncio.Event()
+        self.held = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/complete") and not self.held:
+            self.held = True
+            await self.uploaded.wait()
+            for _ in range(100):  # the uploaders get back to their jobs and hand over their completions
+                await asyncio.sleep(0)
+        answer = await super().handle_async_request(request)
+        if self.count("/files/result.txt") >= self.uploads_expected:
+            self.uploaded.set()
+        return answer
+
+
+def agent(stack: InProcess, transport: httpx.AsyncBaseTransport, max_jobs: int) -> Agent:
+    work_dir = stack.root / "miners" / "batcher"
+    config = MinerConfig(
+        url=BASE_URL,
+        api_key=stack.miner_key,
+        name="batcher",
+        work_dir=work_dir,
+        drain=True,
+        claim_wait_seconds=2,
+        max_jobs=max_jobs,
+    )
+    runtime = CommandRuntime(Isolation.for_miner(config), kill_grace_seconds=0.5)
+    return Agent(config, {"command": runtime}, CoordinatorClient(BASE_URL, stack.miner_key, transport=transport))
+
+
+async def test_an_agent_with_several_slots_claims_and_starts_at_once_and_completes_in_a_batch(
+    stack: InProcess,
+) -> None:
+    job_ids = [await stack.submit(type="command", input=f"echo job {n}") for n in range(JOBS)]
+    transport = HeldFirstComplete(stack.transport, JOBS)
+    await asyncio.wait_for(agent(stack, transport, max_jobs=JOBS).run(), timeout=120)
+    for job_id in job_ids:
+        job = await stack.job(job_id)
+        assert job["status"] == "completed", job
+        _, files = await stack.package(job_id)
+        assert files["result.txt"].decode().startswith("job ")
+    assert transport.count("/start") == 0  # the claim started them
+    assert transport.count("/jobs/complete") == 1  # the three ready while the first was on its way: one call
+    assert transport.count("/complete") == 2
+    # What the coordinator recorded: every job's history is claim, start, complete.
+    for job_id in job_ids:
+        moves = [e.data.get("move") for e in await stack.coordinator.job_store.job_events(job_id, ["status"])]
+        assert moves[-3:] == ["claim", "start", "complete"]
+
+
+async def test_an_agent_with_one_slot_speaks_the_protocol_job_by_job(stack: InProcess) -> None:
+    job_ids = [await stack.submit(type="command", input="echo one") for _ in range(2)]
+    transport = CountingTransport(stack.transport)
+    await asyncio.wait_for(agent(stack, transport, max_jobs=1).run(), timeout=120)
+    assert [(await stack.job(job_id))["status"] for job_id in job_ids] == ["completed", "completed"]
+    assert transport.count("/start") == 2 and transport.count("/jobs/complete") == 0
