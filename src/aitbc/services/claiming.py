@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from aitbc.concurrency import unless
@@ -62,21 +63,37 @@ class ClaimService:
         miner = await self._guard.miner(principal, miner_id)
         deadline = time.monotonic() + min(wait_seconds, self._settings.max_claim_wait_seconds)
         gone = gone or asyncio.Event()
+        announced: list[Job] | None = None
         while not gone.is_set() and not self._hub.stopping:  # stopping: answer now, hand out nothing
             version = self._hub.work_version()
             await self._miners.touch(miner.id, self._clock.now())
-            claimed = await self._claim_now(miner, max_jobs, start)
+            claimed = await self._claim_now(miner, max_jobs, start, announced)
             remaining = deadline - time.monotonic()
             if claimed or remaining <= 0:
                 return claimed
             await unless(self._hub.wait_for_work(version, remaining), gone.wait())
+            announced = self._hub.new_work(version)
         return []
 
-    async def _claim_now(self, miner: Miner, max_jobs: int, start: bool) -> list[Assignment]:
+    async def _claim_now(
+        self, miner: Miner, max_jobs: int, start: bool, announced: list[Job] | None = None
+    ) -> list[Assignment]:
         """Claim up to `max_jobs` matching queued jobs (and start them, with `start`) in one transaction; if
-        another miner wins some of them, the next candidates are tried in another."""
+        another miner wins some of them, the next candidates are tried in another. Woken by a submit or requeue
+        that named its jobs (`announced`: everything that became claimable while this claimer slept, since it
+        found nothing before), the claimer takes those by id, with no query for what is queued; only if others
+        took them all does it ask the store."""
+        if announced:
+            taken = await self._claim_from(iter(announced), miner, max_jobs, start)
+            if taken:
+                return taken
+        candidates = await self._jobs.queued(sorted(miner.capabilities.runtimes), CANDIDATE_BATCH)
+        return await self._claim_from(iter(candidates), miner, max_jobs, start)
+
+    async def _claim_from(
+        self, candidates: Iterator[Job], miner: Miner, max_jobs: int, start: bool
+    ) -> list[Assignment]:
         assignments: list[Assignment] = []
-        candidates = iter(await self._jobs.queued(sorted(miner.capabilities.runtimes), CANDIDATE_BATCH))
         while len(assignments) < max_jobs:
             batch: list[tuple[Job, Assignment]] = []
             now = self._clock.now()

@@ -120,7 +120,7 @@ class JobService:
             if event is not None:
                 self._hub.publish(event)
         if any(event is not None for _, event in inserted):
-            await self._hub.work_available()
+            await self._hub.work_available([job for job, event in inserted if event is not None])
         return [Submitted(job=job, created=event is not None) for job, event in inserted]
 
     async def _new_job(

@@ -72,14 +72,15 @@ class Lifecycle:
         and guarded exactly as `move` does one: a move whose guard fails is None and the others still apply."""
         guarded = [await self._guarded(item, now) for item in planned]
         answers = await self._jobs.transitions(guarded, now)
-        requeued = False
+        requeued: list[Job] = []
         for changed in answers:
             if changed is None:
                 continue
             self._hub.publish(changed.event)
-            requeued = requeued or changed.job.status is JobStatus.PENDING
+            if changed.job.status is JobStatus.PENDING:
+                requeued.append(changed.job)
         if requeued:
-            await self._hub.work_available()
+            await self._hub.work_available(requeued)
         return answers
 
     async def _guarded(self, item: Planned, now: datetime) -> GuardedMove:

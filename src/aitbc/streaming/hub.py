@@ -11,15 +11,17 @@ answer at once instead of being cut off when the server's shutdown grace runs ou
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
-from collections.abc import Callable
+from collections import defaultdict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from aitbc.concurrency import INTERRUPTED, unless
 from aitbc.domain.events import JobEvent
+from aitbc.domain.job import Job
 
 DEFAULT_QUEUE_SIZE = 1000
+ANNOUNCEMENTS_KEPT = 256  # wake-ups remembered with their jobs, for claimers that wake late
 
 
 @dataclass(eq=False)
@@ -80,6 +82,7 @@ class EventHub:
         self._by_account: dict[str | None, set[Subscription]] = defaultdict(set)
         self._work = asyncio.Condition()
         self._work_version = 0
+        self._announced: deque[tuple[int, tuple[Job, ...] | None]] = deque(maxlen=ANNOUNCEMENTS_KEPT)
         self._claimers_waiting = 0
         self._miner_wakeups: dict[str, Wakeup] = {}
         self._principal_listeners: list[Callable[[], None]] = []
@@ -138,19 +141,31 @@ class EventHub:
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._by_account.values())
 
-    async def work_available(self) -> None:
-        """Wake every claimer waiting for work (a job was submitted or requeued), here and on other replicas."""
+    async def work_available(self, jobs: Sequence[Job] = ()) -> None:
+        """Wake every claimer waiting for work (a job was submitted or requeued), here and on other replicas.
+        `jobs`, when given, are all the jobs that became claimable: a claimer woken here takes them by id
+        without asking the store what is queued (see `new_work`)."""
         if self.relay is not None:
             self.relay.send_work()
-        await self.wake_claimers()
+        await self.wake_claimers(jobs)
 
-    async def wake_claimers(self) -> None:
+    async def wake_claimers(self, jobs: Sequence[Job] = ()) -> None:
         async with self._work:
             self._work_version += 1
+            self._announced.append((self._work_version, tuple(jobs) or None))
             self._work.notify_all()
 
     def work_version(self) -> int:
         return self._work_version
+
+    def new_work(self, seen_version: int) -> list[Job] | None:
+        """Every job announced after `seen_version`, if each wake-up since then named its jobs (a submit or a
+        requeue here does; a wake from another replica or a new miner does not) and none has been forgotten;
+        else None, and the claimer asks the store. A hint is only a hint: the claim is still a compare-and-set."""
+        since = [jobs for version, jobs in self._announced if version > seen_version]
+        if len(since) != self._work_version - seen_version or any(jobs is None for jobs in since):
+            return None
+        return [job for jobs in since for job in jobs or ()]
 
     async def wait_for_work(self, seen_version: int, timeout: float) -> bool:
         """Sleep until work newer than `seen_version` is announced, or `timeout`; True if woken by work."""

@@ -1,0 +1,71 @@
+"""Wake-ups, on SQLite and PostgreSQL: a submit that wakes a waiting claim hands it the new job, and the claim
+takes it by id (still a compare-and-set) without asking the store what is queued; a wake that names no jobs
+(from another replica, a new miner) still sends the claimer to the store (`tests/test_replicas.py` runs that
+across two coordinators)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aitbc.domain.job import JobStatus
+from aitbc.domain.plans import Role
+from aitbc.streaming.hub import EventHub
+from aitbc.wiring import Coordinator
+from tests.helpers import job_request, principal, register_miner
+from tests.test_miner_batches import transactions
+
+QUEUE_QUERY = "ORDER BY jobs.priority_rank"  # the claim's query for what is queued
+
+
+async def asleep(coordinator: Coordinator, count: int) -> None:
+    for _ in range(2000):
+        if coordinator.hub.claimers_waiting == count:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("the claims never went to sleep")
+
+
+async def test_a_woken_claim_takes_the_submitted_job_without_querying_the_queue(coordinator: Coordinator) -> None:
+    client = await principal(coordinator, "alice", Role.CLIENT)
+    owner = await principal(coordinator, "farm", Role.MINER)
+    miner = await register_miner(coordinator, owner)
+    claim = asyncio.create_task(coordinator.claiming.claim(owner, miner, 4, 20, start=True))
+    await asleep(coordinator, 1)
+    with transactions(coordinator) as seen:
+        job = (await coordinator.jobs.submit(client, job_request())).job
+        (assignment,) = await asyncio.wait_for(claim, 10)
+    assert assignment.job_id == job.id and assignment.status is JobStatus.RUNNING
+    assert not [text for text in seen if QUEUE_QUERY in text]
+
+
+async def test_two_woken_claims_never_both_get_the_job(coordinator: Coordinator) -> None:
+    client = await principal(coordinator, "alice", Role.CLIENT)
+    owner = await principal(coordinator, "farm", Role.MINER)
+    miners = [await register_miner(coordinator, owner, name) for name in ("m1", "m2")]
+    claims = [asyncio.create_task(coordinator.claiming.claim(owner, m, 1, 1.5)) for m in miners]
+    await asleep(coordinator, 2)
+    job = (await coordinator.jobs.submit(client, job_request())).job
+    answers: list[Any] = await asyncio.gather(*claims)
+    assert sorted(len(answer) for answer in answers) == [0, 1]
+    assert [a.job_id for answer in answers for a in answer] == [job.id]
+    stored = await coordinator.job_store.get_job(job.id)
+    assert stored is not None and stored.status is JobStatus.ASSIGNED and stored.attempt == 1
+
+
+def test_the_hub_hands_over_announced_jobs_only_when_it_knows_them_all() -> None:
+    async def run() -> None:
+        hub = EventHub()
+        start = hub.work_version()
+        await hub.wake_claimers()
+        assert hub.new_work(start) is None  # a wake without jobs: ask the store
+        middle = hub.work_version()
+        assert hub.new_work(middle) == []
+        await hub.work_available(["a", "b"])  # type: ignore[list-item]
+        await hub.work_available(["c"])  # type: ignore[list-item]
+        assert hub.new_work(middle) == ["a", "b", "c"]
+        for _ in range(300):
+            await hub.work_available(["x"])  # type: ignore[list-item]
+        assert hub.new_work(middle) is None  # forgotten: ask the store
+
+    asyncio.run(run())
