@@ -18,7 +18,7 @@ from aitbc.domain.clock import ManualClock
 from aitbc.domain.errors import AitbcError
 from aitbc.domain.job import JobStatus
 from aitbc.domain.plans import Role
-from aitbc.protocol.miners import FailRequest, FinishRequest, ProgressRequest
+from aitbc.protocol.miners import BatchCompleteItem, FailRequest, FinishRequest, ProgressRequest
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobFilter
 from aitbc.wiring import Coordinator, open_coordinator
@@ -75,11 +75,13 @@ class Marketplace(RuleBasedStateMachine):
     def grant(self, client: int, amount: int) -> None:
         self.run(self.coordinator.billing.grant(self.clients[client].account.name, Decimal(amount) / 10))
 
-    @rule(miner=st.integers(0, 2), start=st.booleans(), run_for=st.floats(0, 100))
-    def claim(self, miner: int, start: bool, run_for: float) -> None:
-        for assignment in self.run(self.coordinator.claiming.claim(self.owner, self.miners[miner], 2, 0)):
+    @rule(miner=st.integers(0, 2), start=st.sampled_from(["no", "after", "with the claim"]), run_for=st.floats(0, 100))
+    def claim(self, miner: int, start: str, run_for: float) -> None:
+        together = start == "with the claim"
+        claimed = self.run(self.coordinator.claiming.claim(self.owner, self.miners[miner], 2, 0, start=together))
+        for assignment in claimed:
             self.leases[assignment.job_id] = (self.miners[miner], assignment.lease_id)
-            if start:
+            if start == "after":
                 self.run(
                     self.coordinator.running.start(
                         self.owner, self.miners[miner], assignment.job_id, assignment.lease_id
@@ -123,6 +125,21 @@ class Marketplace(RuleBasedStateMachine):
             current = self.run(self.coordinator.job_store.get_job(job_id))
             assert current is not None
             assert error.status_code == (409 if current.miner_id == miner else 404), (error, current)
+
+    @precondition(lambda self: self.leases)
+    @rule(data=st.data(), seconds=st.floats(0, 50))
+    def complete_several(self, data: st.DataObject, seconds: float) -> None:
+        """One miner's batch complete of some of the jobs it believes it holds (stale leases among them)."""
+        miner = data.draw(st.sampled_from(sorted({m for m, _ in self.leases.values()})))
+        mine = [job_id for job_id, (m, _) in self.leases.items() if m == miner]
+        chosen = data.draw(st.lists(st.sampled_from(mine), min_size=1, max_size=4, unique=True))
+        self.clock.advance(seconds)
+        items = [BatchCompleteItem(job_id=job_id, lease_id=self.leases[job_id][1]) for job_id in chosen]
+        for result in self.run(self.coordinator.finishing.complete_many(self.owner, miner, items)):
+            if result.error is not None:
+                current = self.run(self.coordinator.job_store.get_job(result.job_id))
+                assert current is not None
+                assert result.error.status == (409 if current.miner_id == miner else 404), (result, current)
 
     @rule(client=st.integers(0, 1))
     def cancel_something(self, client: int) -> None:
