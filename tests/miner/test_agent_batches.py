@@ -4,6 +4,7 @@ per job), and results ready at the same time are completed in one batch call, wh
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.runtimes.command import CommandRuntime
 from aitbc.miner.sandboxed_run import Isolation
 from tests.miner.inprocess import BASE_URL, CountingTransport, InProcess, in_process
+from tests.support.stack import Stack
 
 JOBS = 4
 
@@ -89,3 +91,24 @@ async def test_an_agent_with_one_slot_speaks_the_protocol_job_by_job(stack: InPr
     await asyncio.wait_for(agent(stack, transport, max_jobs=1).run(), timeout=120)
     assert [(await stack.job(job_id))["status"] for job_id in job_ids] == ["completed", "completed"]
     assert transport.count("/start") == 2 and transport.count("/jobs/complete") == 0
+
+
+def test_a_real_miner_with_four_slots_starts_jobs_with_its_claims(tmp_path: Path) -> None:
+    """`aitbc miner run --max-jobs 4` against `aitbc serve`, read in the coordinator's access log: no `start`
+    call at all (its claims started the jobs), and never more completion calls than jobs."""
+    stack = Stack(tmp_path, log_level="info")
+    stack.start_server()
+    try:
+        jobs = [stack.post_job(type="command", input=f"echo job {n}") for n in range(8)]
+        miner = stack.start_miner("slots", "--allow-command", "--drain", "--max-jobs", "4")
+        assert miner.wait(timeout=60) == 0, stack.miner_log("slots")
+        for job_id in jobs:
+            assert stack.job(job_id)["status"] == "completed"
+        requests = [line for line in stack.server_log.read_text().splitlines() if '"POST /v1/miners/' in line]
+        assert not [line for line in requests if "/start " in line]
+        singles = [line for line in requests if re.search(r"/jobs/job_[^/ ]+/complete ", line)]
+        batches = [line for line in requests if "/jobs/complete " in line]
+        assert singles or batches
+        assert len(singles) + len(batches) <= len(jobs)
+    finally:
+        stack.close()
