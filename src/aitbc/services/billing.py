@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from aitbc.domain.accounts import Account, Principal
+from aitbc.domain.accounts import Account, Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import InvalidInput, NotFound
 from aitbc.domain.job import FailureReason, Job, JobSpec, JobStatus
@@ -75,10 +75,15 @@ class BillingService:
         ended_at: datetime,
         reported_start: datetime | None = None,
         reported_end: datetime | None = None,
+        miners: dict[str, Miner | None] | None = None,
     ) -> tuple[Settlement, BilledInterval | None, list[LedgerEntry]]:
         """What ending `job` in `target` moves: its release, the miner's credit and the platform's fee; and the
-        interval it was charged for: the miner's reported run times, within the started→ended we observed."""
-        miner = await self._miners.get_miner(job.miner_id) if job.miner_id else None
+        interval it was charged for: the miner's reported run times, within the started→ended we observed.
+        `miners`: miners already read (a batch of one miner's jobs reads it once), and where to keep this one."""
+        miners = {} if miners is None else miners
+        if job.miner_id and job.miner_id not in miners:
+            miners[job.miner_id] = await self._miners.get_miner(job.miner_id)
+        miner = miners.get(job.miner_id) if job.miner_id else None
         interval = billed_interval(job.started_at, ended_at, reported_start, reported_end)
         if not is_billable(target, reason) or miner is None:
             interval = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from aitbc.domain.accounts import Miner
 from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.money import to_units
 from aitbc.domain.transitions import Move, transition
@@ -70,7 +71,8 @@ class Lifecycle:
     async def move_many(self, planned: Sequence[Planned], now: datetime) -> list[Changed | None]:
         """Several moves in one transaction (a miner's claim-and-start, its batch of completions), each settled
         and guarded exactly as `move` does one: a move whose guard fails is None and the others still apply."""
-        guarded = [await self._guarded(item, now) for item in planned]
+        miners: dict[str, Miner | None] = {}
+        guarded = [await self._guarded(item, now, miners) for item in planned]
         answers = await self._jobs.transitions(guarded, now)
         requeued: list[Job] = []
         for changed in answers:
@@ -83,7 +85,7 @@ class Lifecycle:
             await self._hub.work_available(requeued)
         return answers
 
-    async def _guarded(self, item: Planned, now: datetime) -> GuardedMove:
+    async def _guarded(self, item: Planned, now: datetime, miners: dict[str, Miner | None]) -> GuardedMove:
         job, move = item.job, item.move
         values = dict(item.changes)
         target = transition(move).target
@@ -96,7 +98,13 @@ class Lifecycle:
                 job.cancel_requested_at if move is Move.FORCE_CANCEL and job.cancel_requested_at else observed_end
             )
             settlement, interval, ledger = await self._billing.settle(
-                job, target, reason, ended_at, values.get("reported_started_at"), values.get("reported_ended_at")
+                job,
+                target,
+                reason,
+                ended_at,
+                values.get("reported_started_at"),
+                values.get("reported_ended_at"),
+                miners,
             )
             values.update(
                 cost_units=to_units(settlement.charge),
