@@ -1,4 +1,5 @@
-"""Miners: registering under a name and key, and the heartbeat that keeps their leases alive.
+"""Miners: registering under a name and key, the heartbeat that keeps their leases alive, and the
+coordinator's in-memory view of the miners that are live (`LiveMiners`).
 
 The heartbeat is also how a cancel reaches a miner at once: held open, it answers as soon as one of the
 miner's jobs is being cancelled.
@@ -7,10 +8,13 @@ miner's jobs is being cancelled.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
 
-from aitbc.domain.accounts import Principal
+from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict
 from aitbc.domain.identifiers import new_miner_id
@@ -22,6 +26,89 @@ from aitbc.services.leases import HELD_STATUSES, LeaseGuard
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore, MinerStore
 from aitbc.streaming.hub import EventHub
+
+log = logging.getLogger(__name__)
+REFRESH_SECONDS = 1.0
+
+
+class LiveMiners:
+    """The miner store, plus an in-memory view of who was heard from when, so that a status GET can say what a
+    pending job waits for (`waiting_for`) without a query.
+
+    Every register and every touch (heartbeat, claim) goes through this wrapper, which records the miner and
+    the moment; `live(since)` answers from memory, and forgets miners not heard from since (their expiry is the
+    same `miner_active_seconds` the table's `last_seen_at` was compared with). A miner this replica has not
+    seen yet is read once, on its first touch.
+
+    Other replicas (PostgreSQL): a replica learns of miners that register or poll elsewhere by `load`: once at
+    start (`open_coordinator`), then every `REFRESH_SECONDS` (`refresh_forever`, run by the app on
+    PostgreSQL), one indexed query on `last_seen_at`. So `waiting_for` on one replica lags what another
+    replica heard by at most about a second; it is a hint, not part of a job's state, and a status's job
+    fields are always read fresh. SQLite has one coordinator per database, so there nothing is refreshed.
+    """
+
+    def __init__(self, store: MinerStore) -> None:
+        self._store = store
+        self._seen: dict[str, Miner] = {}
+
+    def _remember(self, miner: Miner) -> None:
+        known = self._seen.get(miner.id)
+        if known is not None and known.last_seen_at > miner.last_seen_at:
+            miner = replace(miner, last_seen_at=known.last_seen_at)
+        self._seen[miner.id] = miner
+
+    def live(self, since: datetime) -> list[Miner]:
+        """The miners heard from at or after `since` (from memory; the rest are forgotten)."""
+        for gone in [id_ for id_, miner in self._seen.items() if miner.last_seen_at < since]:
+            del self._seen[gone]
+        return list(self._seen.values())
+
+    async def load(self, since: datetime) -> None:
+        """Merge in the miners the database heard from since `since` (those of other replicas included)."""
+        for miner in await self._store.seen_since(since):
+            self._remember(miner)
+
+    async def refresh_forever(self, since: Callable[[], datetime], seconds: float = REFRESH_SECONDS) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await self.load(since())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("refreshing the live miners failed; retrying")
+
+    async def register(
+        self,
+        miner_id: str,
+        account_id: str,
+        name: str,
+        capabilities: Capabilities,
+        max_concurrency: int,
+        public_key: str,
+        now: datetime,
+    ) -> Miner:
+        miner = await self._store.register(miner_id, account_id, name, capabilities, max_concurrency, public_key, now)
+        self._seen[miner.id] = miner  # capabilities may have changed: the new row wins whole
+        return miner
+
+    async def get_miner(self, miner_id: str) -> Miner | None:
+        return await self._store.get_miner(miner_id)
+
+    async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None:
+        return await self._store.get_miner_by_name(account_id, name)
+
+    async def touch(self, miner_id: str, now: datetime) -> None:
+        await self._store.touch(miner_id, now)
+        known = self._seen.get(miner_id)
+        if known is None:
+            known = await self._store.get_miner(miner_id)
+            if known is None:
+                return
+        self._remember(replace(known, last_seen_at=max(now, known.last_seen_at)))
+
+    async def seen_since(self, moment: datetime) -> list[Miner]:
+        return await self._store.seen_since(moment)
 
 
 class MinerRegistry:

@@ -89,6 +89,17 @@ principal_version = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+# How many jobs each account has in each status, so a list's `total` is a sum of a few rows, not a count
+# over the whole history. Maintained by triggers on `jobs` (migration 0010): every insert, status move and
+# delete, by any writer (the coordinator, the admin CLI, a bench seeding rows), in the writer's transaction.
+job_counts = Table(
+    "job_counts",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("status", String(12), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
 miners = Table(
     "miners",
     metadata,
