@@ -113,9 +113,9 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     clock = clock or SystemClock()
     database = open_database(url)
     job_store = SqlJobStore(database)
-    miner_store = LiveMiners(SqlMinerStore(database))
     blobs = LocalBlobStore(settings.blob_dir)
     hub = EventHub()
+    miner_store = LiveMiners(SqlMinerStore(database), hub)
     account_store = SqlAccountStore(database)
     ledger = SqlLedgerStore(database)
     billing = BillingService(ledger, account_store, miner_store, clock, settings.prices)
@@ -126,7 +126,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     upload_store = SqlUploadStore(database)
     uploads = UploadService(upload_store, blobs, clock, settings)
     guard = LeaseGuard(job_store, miner_store)
-    await miner_store.load(jobs.miners_since())  # those heard from before a restart, or by another replica
+    await miner_store.start(jobs.miners_since)  # those heard from before a restart, or by another replica
     accounts = AccountService(account_store, billing, clock, hub, settings.welcome_credit)
     retention = Retention(account_store, settings)
     job_views = JobPresenter(jobs, retention)

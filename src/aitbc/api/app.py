@@ -32,9 +32,6 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         await coordinator.start_relay()
         app.state.coordinator = coordinator
         tasks = []
-        if coordinator.database.dialect == "postgresql":  # learn of miners other replicas hear from
-            since = coordinator.jobs.miners_since
-            tasks.append(asyncio.create_task(coordinator.live_miners.refresh_forever(since)))
         if settings.run_reaper:
             await coordinator.reaper.grace_after_start()
             tasks.append(asyncio.create_task(coordinator.reaper.run_forever()))

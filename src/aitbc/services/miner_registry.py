@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
@@ -28,7 +29,7 @@ from aitbc.storage.interfaces import JobStore, MinerStore
 from aitbc.streaming.hub import EventHub
 
 log = logging.getLogger(__name__)
-REFRESH_SECONDS = 1.0
+RELAY_EVERY_SECONDS = 10.0  # how often a miner's liveness is told to the other replicas while it keeps polling
 
 
 class LiveMiners:
@@ -36,20 +37,29 @@ class LiveMiners:
     pending job waits for (`waiting_for`) without a query.
 
     Every register and every touch (heartbeat, claim) goes through this wrapper, which records the miner and
-    the moment; `live(since)` answers from memory, and forgets miners not heard from since (their expiry is the
-    same `miner_active_seconds` the table's `last_seen_at` was compared with). A miner this replica has not
-    seen yet is read once, on its first touch.
+    the moment; `live(since)` answers from memory and forgets miners not heard from since (the expiry is the
+    same `miner_active_seconds` the table's `last_seen_at` is compared with). It is loaded once at start
+    (`open_coordinator`: miners heard from before a restart or by other replicas); a miner this replica did
+    not know is read once, on its first touch.
 
-    Other replicas (PostgreSQL): a replica learns of miners that register or poll elsewhere by `load`: once at
-    start (`open_coordinator`), then every `REFRESH_SECONDS` (`refresh_forever`, run by the app on
-    PostgreSQL), one indexed query on `last_seen_at`. So `waiting_for` on one replica lags what another
-    replica heard by at most about a second; it is a hint, not part of a job's state, and a status's job
-    fields are always read fresh. SQLite has one coordinator per database, so there nothing is refreshed.
+    Other replicas (PostgreSQL): relayed, not polled. A register, and a touch at most every
+    `RELAY_EVERY_SECONDS` per miner, send the miner's record over the relay (LISTEN/NOTIFY), and each replica
+    merges what it hears into its view with no query. A registration reaches the others at once; a miner that
+    keeps polling one replica stays live on all of them (their `last_seen_at` lags by at most
+    `RELAY_EVERY_SECONDS`, far inside the 120 s window); after a relay reconnect the view is read again.
+    `waiting_for` is a hint about the fleet, not part of a job's state: the job fields of a status are always
+    read fresh.
     """
 
-    def __init__(self, store: MinerStore) -> None:
+    def __init__(self, store: MinerStore, hub: EventHub) -> None:
         self._store = store
+        self._hub = hub
         self._seen: dict[str, Miner] = {}
+        self._relayed: dict[str, datetime] = {}
+        self._since: Callable[[], datetime] | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
+        hub.on_miner_seen(self._heard_elsewhere)
+        hub.on_notices_missed(self._reload_soon)
 
     def _remember(self, miner: Miner) -> None:
         known = self._seen.get(miner.id)
@@ -57,10 +67,33 @@ class LiveMiners:
             miner = replace(miner, last_seen_at=known.last_seen_at)
         self._seen[miner.id] = miner
 
+    def _relay(self, miner: Miner, force: bool) -> None:
+        last = self._relayed.get(miner.id)
+        if not force and last is not None and (miner.last_seen_at - last).total_seconds() < RELAY_EVERY_SECONDS:
+            return
+        self._relayed[miner.id] = miner.last_seen_at
+        self._hub.miner_seen(_record(miner))
+
+    def _heard_elsewhere(self, record: Mapping[str, Any]) -> None:
+        try:
+            miner = _miner(record)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed live-miner notice")
+            return
+        self._remember(miner)  # its capabilities (a re-registration elsewhere), the later last_seen_at
+
+    def _reload_soon(self) -> None:
+        if self._since is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.load(self._since()))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
     def live(self, since: datetime) -> list[Miner]:
         """The miners heard from at or after `since` (from memory; the rest are forgotten)."""
         for gone in [id_ for id_, miner in self._seen.items() if miner.last_seen_at < since]:
             del self._seen[gone]
+            self._relayed.pop(gone, None)
         return list(self._seen.values())
 
     async def load(self, since: datetime) -> None:
@@ -68,15 +101,11 @@ class LiveMiners:
         for miner in await self._store.seen_since(since):
             self._remember(miner)
 
-    async def refresh_forever(self, since: Callable[[], datetime], seconds: float = REFRESH_SECONDS) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await self.load(since())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("refreshing the live miners failed; retrying")
+    async def start(self, since: Callable[[], datetime]) -> None:
+        """Load the view; `since` (the start of the live window) is also what a reload after a relay
+        reconnect uses."""
+        self._since = since
+        await self.load(since())
 
     async def register(
         self,
@@ -90,6 +119,7 @@ class LiveMiners:
     ) -> Miner:
         miner = await self._store.register(miner_id, account_id, name, capabilities, max_concurrency, public_key, now)
         self._seen[miner.id] = miner  # capabilities may have changed: the new row wins whole
+        self._relay(miner, force=True)
         return miner
 
     async def get_miner(self, miner_id: str) -> Miner | None:
@@ -106,9 +136,44 @@ class LiveMiners:
             if known is None:
                 return
         self._remember(replace(known, last_seen_at=max(now, known.last_seen_at)))
+        self._relay(self._seen[miner_id], force=False)
 
     async def seen_since(self, moment: datetime) -> list[Miner]:
         return await self._store.seen_since(moment)
+
+
+def _record(miner: Miner) -> dict[str, Any]:
+    """A miner as JSON, for the relay."""
+    capabilities = miner.capabilities
+    return {
+        "id": miner.id,
+        "account_id": miner.account_id,
+        "name": miner.name,
+        "runtimes": sorted(capabilities.runtimes),
+        "models": sorted(capabilities.models),
+        "gpus": [{"model": gpu.model, "vram_gb": gpu.vram_gb} for gpu in capabilities.gpus],
+        "max_concurrency": miner.max_concurrency,
+        "public_key": miner.public_key,
+        "registered_at": miner.registered_at.isoformat(),
+        "last_seen_at": miner.last_seen_at.isoformat(),
+    }
+
+
+def _miner(record: Mapping[str, Any]) -> Miner:
+    return Miner(
+        id=str(record["id"]),
+        account_id=str(record["account_id"]),
+        name=str(record["name"]),
+        capabilities=Capabilities(
+            runtimes=frozenset(str(r) for r in record["runtimes"]),
+            models=frozenset(str(m) for m in record["models"]),
+            gpus=tuple(Gpu(model=str(g["model"]), vram_gb=float(g["vram_gb"])) for g in record["gpus"]),
+        ),
+        max_concurrency=int(record["max_concurrency"]),
+        public_key=str(record["public_key"]),
+        registered_at=datetime.fromisoformat(str(record["registered_at"])),
+        last_seen_at=datetime.fromisoformat(str(record["last_seen_at"])),
+    )
 
 
 class MinerRegistry:
