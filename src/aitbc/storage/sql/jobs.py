@@ -323,7 +323,7 @@ class SqlJobStore:
 
     async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
         query = select(jobs, _ACCOUNT_PLAN).join(accounts, accounts.c.id == jobs.c.account_id)
-        async with self._db.read() as connection:
+        async with self._db.read_statement() as connection:
             row = (await connection.execute(query.where(jobs.c.id == job_id))).first()
         return (job_from_row(row), Plan(row.account_plan)) if row else None
 
@@ -331,7 +331,8 @@ class SqlJobStore:
         """A page by keyset on (account_id, created_at, id) (index `ix_jobs_account_created`), with the plans of
         its jobs' accounts joined in. `total` is the sum of the maintained `job_counts` rows of the account (of
         the statuses asked for), not a count of its history; with a `from`/`to` filter it is an exact count
-        bounded by that range, on the same index. Two statements, whatever the history's size."""
+        bounded by that range, on the same index. One statement, whatever the history's size (the total a
+        scalar subquery on it); two when the page is empty."""
         conditions: list[Any] = []
         if where.account_id is not None:
             conditions.append(jobs.c.account_id == where.account_id)
@@ -348,9 +349,15 @@ class SqlJobStore:
                 or_(jobs.c.created_at < created_at, and_(jobs.c.created_at == created_at, jobs.c.id < job_id))
             )
         page = page.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
-        async with self._db.read() as connection:
+        total = -1
+        if with_total:  # the total rides on every row of the page: one statement, one snapshot
+            page = page.add_columns(_total(where, conditions).scalar_subquery().label("matching_total"))
+        async with self._db.read_statement() as connection:
             rows = (await connection.execute(page)).all()
-            total = int((await connection.execute(_total(where, conditions))).scalar_one()) if with_total else -1
+            if with_total and rows:
+                total = int(rows[0].matching_total)
+            elif with_total:  # an empty page (past the end, or nothing matches): the total on its own
+                total = int((await connection.execute(_total(where, conditions))).scalar_one())
         found = [job_from_row(row) for row in rows[:limit]]
         plans = {row.account_id: Plan(row.account_plan) for row in rows[:limit]}
         more = len(rows) > limit
