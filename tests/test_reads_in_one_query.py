@@ -26,8 +26,8 @@ from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.miners import FailRequest, FinishRequest
 from aitbc.settings import Settings
 from aitbc.storage.sql.tables import jobs
-from aitbc.wiring import Coordinator
-from tests.helpers import job_request, register_miner
+from aitbc.wiring import Coordinator, open_coordinator
+from tests.helpers import job_request, principal, register_miner
 from tests.test_authentication_cache import AN_HOUR, statements
 
 Api = tuple[httpx.AsyncClient, Coordinator]
@@ -177,3 +177,48 @@ async def _ids_by_status(coordinator: Coordinator, account_id: str) -> dict[JobS
         for job_id, status in (await connection.execute(query)).all():
             found.setdefault(JobStatus(status), []).append(job_id)
     return found
+
+
+async def test_waiting_for_follows_miners_registering_going_away_and_coming_back(quiet_api: Api) -> None:
+    http, coordinator = quiet_api
+    alice, _ = await _key(coordinator, "alice", Role.CLIENT)
+    _, farm = await _key(coordinator, "farm", Role.MINER)
+    body = {"type": "command", "input": "echo hi", "requirements": {"gpu_type": "a100"}}
+    job_id = (await http.post("/v1/jobs", json=body, headers=alice)).json()["job_id"]
+    assert (await _status(http, job_id, alice))["waiting_for"] == "no miner is connected"
+    await register_miner(coordinator, farm, "cpu")
+    assert (await _status(http, job_id, alice))["waiting_for"] == (
+        "no connected miner meets the requirements: needs 1x a100"
+    )
+    gpu = await register_miner(coordinator, farm, "gpu", gpus=A100)
+    assert (await _status(http, job_id, alice))["waiting_for"] == "waiting for a free miner"
+    active = coordinator.settings.miner_active_seconds
+    coordinator.clock.advance(active - 1)  # type: ignore[attr-defined]
+    await coordinator.miners.heartbeat(farm, gpu, [])  # the GPU miner polls; the CPU one has gone quiet
+    coordinator.clock.advance(2)  # type: ignore[attr-defined]
+    assert (await _status(http, job_id, alice))["waiting_for"] == "waiting for a free miner"
+    coordinator.clock.advance(active)  # type: ignore[attr-defined]
+    assert (await _status(http, job_id, alice))["waiting_for"] == "no miner is connected"
+    await coordinator.claiming.claim(farm, gpu, 1, 0)  # a claim is hearing from the miner too: it takes the job
+    assert (await _status(http, job_id, alice))["waiting_for"] is None
+    second = (await http.post("/v1/jobs", json=body, headers=alice)).json()["job_id"]
+    assert (await _status(http, second, alice))["waiting_for"] == "waiting for a free miner"
+
+
+async def test_a_restarted_coordinator_knows_the_miners_heard_from_before(
+    tmp_path: Path, database_url: str, clock: ManualClock
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, run_reaper=False)
+    first = await open_coordinator(settings, clock)
+    try:
+        farm = await principal(first, "farm", Role.MINER)
+        await register_miner(first, farm, "gpu", gpus=A100)
+    finally:
+        await first.close()
+    second = await open_coordinator(settings, clock)
+    try:
+        client = await principal(second, "alice", Role.CLIENT)
+        job = (await second.jobs.submit(client, job_request(requirements={"gpu_type": "a100"}))).job
+        assert await second.jobs.waiting_for(job) == "waiting for a free miner"
+    finally:
+        await second.close()
