@@ -169,7 +169,7 @@ jobs = Table(
     Column("billed_until", UtcDateTime()),
     UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
-    Index("ix_jobs_account_status_created", "account_id", "status", "created_at"),
+    Index("ix_jobs_account_status_created_id", "account_id", "status", "created_at", "id"),  # ?status= keyset
     Index("ix_jobs_queue", "status", "type", "priority_rank", "created_at"),
     Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     Index("ix_jobs_status_queue_ttl", "status", "queue_expires_at"),

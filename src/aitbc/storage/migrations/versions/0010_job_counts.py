@@ -5,6 +5,9 @@ writes it, updates them in the same transaction. On PostgreSQL a move takes the 
 the order of their status names, so two moves in opposite directions cannot deadlock on them. Existing rows
 are counted once here.
 
+The per-status index gains `id`, so a `?status=` page is a keyset range on it too: (created_at, id) in order,
+no sort, whatever the history's size.
+
 Revision ID: 0010
 Revises: 0009
 """
@@ -74,9 +77,13 @@ def upgrade() -> None:
     for statement in statements:
         op.execute(statement)
     op.execute(_BACKFILL)
+    op.create_index("ix_jobs_account_status_created_id", "jobs", ["account_id", "status", "created_at", "id"])
+    op.drop_index("ix_jobs_account_status_created", table_name="jobs")
 
 
 def downgrade() -> None:
+    op.create_index("ix_jobs_account_status_created", "jobs", ["account_id", "status", "created_at"])
+    op.drop_index("ix_jobs_account_status_created_id", table_name="jobs")
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER job_counts_move ON jobs")
         op.execute("DROP TRIGGER job_counts_insert_delete ON jobs")
