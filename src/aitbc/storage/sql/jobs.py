@@ -49,6 +49,11 @@ _UNFINISHED = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
 _ACCOUNT_PLAN = accounts.c.plan.label("account_plan")
 
 
+def _plan(value: str | None) -> Plan:
+    """The plan read with a job (an account that is gone counts as free, as `Retention.plan_of` has it)."""
+    return Plan(value) if value is not None else Plan.FREE
+
+
 def _total(where: JobFilter, conditions: Sequence[Any]) -> Any:
     """How many jobs match: from the maintained counts unless a date bounds the filter (then a count over
     that range, which the index on (account_id, created_at) bounds)."""
@@ -322,10 +327,10 @@ class SqlJobStore:
         return job_from_row(row) if row else None
 
     async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
-        query = select(jobs, _ACCOUNT_PLAN).join(accounts, accounts.c.id == jobs.c.account_id)
+        query = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id)
         async with self._db.read_statement() as connection:
             row = (await connection.execute(query.where(jobs.c.id == job_id))).first()
-        return (job_from_row(row), Plan(row.account_plan)) if row else None
+        return (job_from_row(row), _plan(row.account_plan)) if row else None
 
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
         """A page by keyset on (account_id, created_at, id) (index `ix_jobs_account_created`), with the plans of
@@ -342,7 +347,7 @@ class SqlJobStore:
             conditions.append(jobs.c.created_at >= where.created_from)
         if where.created_to is not None:
             conditions.append(jobs.c.created_at < where.created_to)
-        page = select(jobs, _ACCOUNT_PLAN).join(accounts, accounts.c.id == jobs.c.account_id).where(*conditions)
+        page = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id).where(*conditions)
         if cursor:
             created_at, job_id = decode_cursor(cursor)
             page = page.where(
@@ -359,7 +364,7 @@ class SqlJobStore:
             elif with_total:  # an empty page (past the end, or nothing matches): the total on its own
                 total = int((await connection.execute(_total(where, conditions))).scalar_one())
         found = [job_from_row(row) for row in rows[:limit]]
-        plans = {row.account_id: Plan(row.account_plan) for row in rows[:limit]}
+        plans = {row.account_id: _plan(row.account_plan) for row in rows[:limit]}
         more = len(rows) > limit
         next_cursor = encode_cursor(found[-1].created_at, found[-1].id) if more and found else None
         return JobPage(jobs=found, total=total, next_cursor=next_cursor, plans=plans)
