@@ -147,3 +147,18 @@ async def test_a_relay_hears_its_own_probe_and_not_after_it_stops(replicas: tupl
     assert await relay.listener_healthy(timeout=READY_SECONDS)
     await relay.stop()
     assert not await relay.listener_healthy(timeout=0.2)  # nothing listens: the probe is never heard
+
+
+async def test_a_miner_registered_on_one_replica_is_live_on_the_other(
+    replicas: tuple[Coordinator, Coordinator],
+) -> None:
+    """The other replica's in-memory view of live miners hears of it over the relay, with no query."""
+    a, b = replicas
+    alice = await principal(b, "alice", Role.CLIENT)
+    job = (await b.jobs.submit(alice, job_request(requirements={"gpu_type": "a100"}))).job
+    assert await b.jobs.waiting_for(job) == "no miner is connected"
+    farm = await principal(a, "farm", Role.MINER)
+    await register_miner(a, farm, "gpu", gpus=[{"model": "NVIDIA A100-SXM4-80GB", "vram_gb": 80}])
+    since = b.jobs.miners_since()
+    await ready(lambda: bool(b.live_miners.live(since)), "the miner on the other replica")
+    assert await b.jobs.waiting_for(job) == "waiting for a free miner"

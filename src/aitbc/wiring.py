@@ -29,7 +29,7 @@ from aitbc.services.jobs import JobService
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.logs import LogService
-from aitbc.services.miner_registry import MinerRegistry
+from aitbc.services.miner_registry import LiveMiners, MinerRegistry
 from aitbc.services.packages import PackageService
 from aitbc.services.rate_limits import RateLimiter
 from aitbc.services.reaper import Reaper
@@ -61,6 +61,7 @@ class Coordinator:
     account_views: AccountViews
     jobs: JobService
     miners: MinerRegistry
+    live_miners: LiveMiners
     claiming: ClaimService
     running: RunService
     finishing: FinishService
@@ -112,9 +113,9 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     clock = clock or SystemClock()
     database = open_database(url)
     job_store = SqlJobStore(database)
-    miner_store = SqlMinerStore(database)
     blobs = LocalBlobStore(settings.blob_dir)
     hub = EventHub()
+    miner_store = LiveMiners(SqlMinerStore(database), hub)
     account_store = SqlAccountStore(database)
     ledger = SqlLedgerStore(database)
     billing = BillingService(ledger, account_store, miner_store, clock, settings.prices)
@@ -125,6 +126,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     upload_store = SqlUploadStore(database)
     uploads = UploadService(upload_store, blobs, clock, settings)
     guard = LeaseGuard(job_store, miner_store)
+    await miner_store.start(jobs.miners_since)  # those heard from before a restart, or by another replica
     accounts = AccountService(account_store, billing, clock, hub, settings.welcome_credit)
     retention = Retention(account_store, settings)
     job_views = JobPresenter(jobs, retention)
@@ -148,6 +150,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         jobs=jobs,
         job_views=job_views,
         miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings),
+        live_miners=miner_store,
         claiming=ClaimService(job_store, miner_store, guard, lifecycle, hub, clock, settings),
         running=RunService(job_store, guard, lifecycle, uploads, hub, clock, settings),
         finishing=FinishService(job_store, guard, lifecycle, clock),

@@ -11,7 +11,8 @@ from aitbc.domain.accounts import Account
 from aitbc.domain.errors import InvalidInput, PaymentRequired, RateLimited
 from aitbc.domain.job import JobStatus
 from aitbc.domain.transitions import Move
-from aitbc.storage.interfaces import JobFilter, LedgerEntry, StoredFile
+from aitbc.storage.interfaces import JobFilter, LedgerEntry, NewJob, StoredFile
+from aitbc.storage.sql.jobs import encode_cursor
 from tests.store_contract.conftest import T0, Stores, at, job_row
 
 
@@ -244,3 +245,40 @@ async def test_an_input_file_reads_back_once_recorded(stores: Stores, alice: Acc
     assert (await stores.uploads.record_input_file(stored, 10**6)).stored
     assert await stores.jobs.get_input_file("file_1") == stored
     assert await stores.jobs.get_input_file("file_missing") is None
+
+
+async def test_job_counts_follow_every_insert_and_move_and_give_the_list_totals(stores: Stores, alice: Account) -> None:
+    """The maintained per-status counts equal a real count after inserts (one, a batch, an idempotent replay),
+    moves (claim, requeue, cancel, fail, complete) and a move that did not apply; the list's totals use them."""
+    bob = await stores.account("bob")
+    for status in JobStatus:
+        await stores.in_status(alice, status)
+    await stores.in_status(bob, JobStatus.RUNNING)
+    await stores.jobs.insert_jobs([NewJob(job_row(alice)) for _ in range(3)], T0)
+    await stores.jobs.insert_job(job_row(alice, idempotency_key="k"), T0)
+    await stores.jobs.insert_job(job_row(alice, idempotency_key="k"), T0)  # a replay: nothing new
+    requeued = await stores.claim(await stores.submit(alice), lease_id="lease_9")
+    await stores.move(requeued, Move.REQUEUE, "lease_9", {"lease_id": None, "miner_id": None})
+    pending = await stores.submit(alice)
+    assert await stores.jobs.transition(pending.id, Move.START, at(2), lease_id="none") is None  # refused
+
+    listed = (await stores.jobs.list_jobs(JobFilter(account_id=alice.id), 1000, None, with_total=False)).jobs
+    real: dict[JobStatus, int] = {}
+    for job in listed:
+        real[job.status] = real.get(job.status, 0) + 1
+    assert await stores.jobs.job_counts(alice.id) == real
+    assert await stores.jobs.job_counts(bob.id) == {JobStatus.RUNNING: 1}
+    assert (await stores.jobs.list_jobs(JobFilter(account_id=alice.id), 2, None)).total == len(listed)
+    for status in JobStatus:
+        page = await stores.jobs.list_jobs(JobFilter(account_id=alice.id, statuses=[status]), 1, None)
+        assert page.total == real.get(status, 0), status
+    both = [JobStatus.PENDING, JobStatus.COMPLETED]
+    page = await stores.jobs.list_jobs(JobFilter(account_id=alice.id, statuses=both), 1, None)
+    assert page.total == real[JobStatus.PENDING] + real[JobStatus.COMPLETED]
+    dated = JobFilter(account_id=alice.id, created_from=T0, created_to=at(1))
+    assert (await stores.jobs.list_jobs(dated, 1, None)).total == len(listed)
+    past_the_end = await stores.jobs.list_jobs(JobFilter(account_id=alice.id), 1000, None)
+    assert past_the_end.total == len(listed) and past_the_end.next_cursor is None
+    oldest = past_the_end.jobs[-1]
+    empty = await stores.jobs.list_jobs(JobFilter(account_id=alice.id), 5, encode_cursor(oldest.created_at, oldest.id))
+    assert empty.jobs == [] and empty.total == len(listed)  # an empty page still says how many match

@@ -7,12 +7,13 @@ here, so every route makes one call for its response and no two of them show the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from aitbc.domain.accounts import Principal
 from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.plans import Plan
 from aitbc.protocol.batches import BatchItemResult, BatchJobRequest, BatchResult
 from aitbc.protocol.jobs import CancelResult, JobList, JobView, SubmitJobRequest
 from aitbc.services.jobs import JobService, Submitted
@@ -38,9 +39,10 @@ class JobPresenter:
         waiting_for = await self._jobs.waiting_for(job)
         return job_view(job, waiting_for, await self._retention.expire_at(job))
 
-    async def views(self, jobs: Sequence[Job]) -> list[JobView]:
-        """Views for a page of jobs (each account's plan looked up once; `waiting_for` only on a single job)."""
-        moments = await self._retention.expire_at_each(jobs)
+    async def views(self, jobs: Sequence[Job], plans: Mapping[str, Plan] | None = None) -> list[JobView]:
+        """Views for a page of jobs (each account's plan looked up once, unless `plans` were read with the
+        page; `waiting_for` only on a single job)."""
+        moments = await self._retention.expire_at_each(jobs, plans)
         return [job_view(job, None, expire_at) for job, expire_at in zip(jobs, moments, strict=True)]
 
     async def submitted(self, submitted: Submitted) -> SubmittedView:
@@ -65,7 +67,10 @@ class JobPresenter:
         )
 
     async def get(self, principal: Principal, job_id: str) -> JobView:
-        return await self.view(await self._jobs.get(principal, job_id))
+        """The status GET: one statement (the job with its account's plan); `waiting_for` comes from the
+        in-memory view of live miners."""
+        job, plan = await self._jobs.get_with_plan(principal, job_id)
+        return job_view(job, await self._jobs.waiting_for(job), self._retention.expire_at_on(job, plan))
 
     async def list(
         self,
@@ -78,7 +83,7 @@ class JobPresenter:
     ) -> JobList:
         page = await self._jobs.list(principal, statuses, created_from, created_to, limit, cursor)
         return JobList(
-            jobs=await self.views(page.jobs),
+            jobs=await self.views(page.jobs, page.plans),
             total=page.total,
             has_more=page.next_cursor is not None,
             next_cursor=page.next_cursor,

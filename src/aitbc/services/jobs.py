@@ -18,13 +18,14 @@ from aitbc.domain.identifiers import looks_like_id, new_job_id
 from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements
 from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.money import from_units, to_units
-from aitbc.domain.plans import Role
+from aitbc.domain.plans import Plan, Role
 from aitbc.domain.transitions import Move
 from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.services.billing import BillingService
 from aitbc.services.lifecycle import Lifecycle
+from aitbc.services.miner_registry import LiveMiners
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobFilter, JobPage, JobStore, MinerStore, NewJob, StoredFile
+from aitbc.storage.interfaces import JobFilter, JobPage, JobStore, NewJob, StoredFile
 from aitbc.streaming.hub import EventHub
 
 ESTIMATE_SAMPLE = 100
@@ -58,7 +59,7 @@ class JobService:
     def __init__(
         self,
         jobs: JobStore,
-        miners: MinerStore,
+        miners: LiveMiners,
         blobs: BlobStore,
         hub: EventHub,
         clock: Clock,
@@ -211,11 +212,11 @@ class JobService:
         return job
 
     async def waiting_for(self, job: Job) -> str | None:
-        """Why a pending job has not been taken: no miner at all, or none that meets its requirements."""
+        """Why a pending job has not been taken: no miner at all, or none that meets its requirements (from
+        the in-memory view of live miners: no query)."""
         if job.status is not JobStatus.PENDING:
             return None
-        since = self._clock.now() - timedelta(seconds=self._settings.miner_active_seconds)
-        miners = await self._miners.seen_since(since)
+        miners = self._miners.live(self.miners_since())
         if not miners:
             return "no miner is connected"
         reasons: list[str] = []
@@ -225,6 +226,17 @@ class JobService:
                 return "waiting for a free miner"
             reasons.extend(r for r in unmet if r not in reasons)
         return "no connected miner meets the requirements: " + "; ".join(reasons)
+
+    def miners_since(self) -> datetime:
+        """Miners heard from before this moment count as gone."""
+        return self._clock.now() - timedelta(seconds=self._settings.miner_active_seconds)
+
+    async def get_with_plan(self, principal: Principal, job_id: str) -> tuple[Job, Plan]:
+        """`get`, and the plan of the job's account, read in the same statement."""
+        found = await self._jobs.get_job_with_plan(job_id) if looks_like_id(job_id, "job") else None
+        if found is None or (principal.role is not Role.ADMIN and found[0].account_id != principal.account.id):
+            raise NotFound(f"job {job_id} not found")
+        return found
 
     async def list(
         self,

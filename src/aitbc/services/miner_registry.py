@@ -1,4 +1,5 @@
-"""Miners: registering under a name and key, and the heartbeat that keeps their leases alive.
+"""Miners: registering under a name and key, the heartbeat that keeps their leases alive, and the
+coordinator's in-memory view of the miners that are live (`LiveMiners`).
 
 The heartbeat is also how a cancel reaches a miner at once: held open, it answers as soon as one of the
 miner's jobs is being cancelled.
@@ -7,10 +8,14 @@ miner's jobs is being cancelled.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
 
-from aitbc.domain.accounts import Principal
+from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict
 from aitbc.domain.identifiers import new_miner_id
@@ -22,6 +27,153 @@ from aitbc.services.leases import HELD_STATUSES, LeaseGuard
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore, MinerStore
 from aitbc.streaming.hub import EventHub
+
+log = logging.getLogger(__name__)
+RELAY_EVERY_SECONDS = 10.0  # how often a miner's liveness is told to the other replicas while it keeps polling
+
+
+class LiveMiners:
+    """The miner store, plus an in-memory view of who was heard from when, so that a status GET can say what a
+    pending job waits for (`waiting_for`) without a query.
+
+    Every register and every touch (heartbeat, claim) goes through this wrapper, which records the miner and
+    the moment; `live(since)` answers from memory and forgets miners not heard from since (the expiry is the
+    same `miner_active_seconds` the table's `last_seen_at` is compared with). It is loaded once at start
+    (`open_coordinator`: miners heard from before a restart or by other replicas); a miner this replica did
+    not know is read once, on its first touch.
+
+    Other replicas (PostgreSQL): relayed, not polled. A register, and a touch at most every
+    `RELAY_EVERY_SECONDS` per miner, send the miner's record over the relay (LISTEN/NOTIFY), and each replica
+    merges what it hears into its view with no query. A registration reaches the others at once; a miner that
+    keeps polling one replica stays live on all of them (their `last_seen_at` lags by at most
+    `RELAY_EVERY_SECONDS`, far inside the 120 s window); after a relay reconnect the view is read again.
+    `waiting_for` is a hint about the fleet, not part of a job's state: the job fields of a status are always
+    read fresh.
+    """
+
+    def __init__(self, store: MinerStore, hub: EventHub) -> None:
+        self._store = store
+        self._hub = hub
+        self._seen: dict[str, Miner] = {}
+        self._relayed: dict[str, datetime] = {}
+        self._since: Callable[[], datetime] | None = None
+        self._reloads: set[asyncio.Task[None]] = set()
+        hub.on_miner_seen(self._heard_elsewhere)
+        hub.on_notices_missed(self._reload_soon)
+
+    def _remember(self, miner: Miner) -> None:
+        known = self._seen.get(miner.id)
+        if known is not None and known.last_seen_at > miner.last_seen_at:
+            miner = replace(miner, last_seen_at=known.last_seen_at)
+        self._seen[miner.id] = miner
+
+    def _relay(self, miner: Miner, force: bool) -> None:
+        last = self._relayed.get(miner.id)
+        if not force and last is not None and (miner.last_seen_at - last).total_seconds() < RELAY_EVERY_SECONDS:
+            return
+        self._relayed[miner.id] = miner.last_seen_at
+        self._hub.miner_seen(_record(miner))
+
+    def _heard_elsewhere(self, record: Mapping[str, Any]) -> None:
+        try:
+            miner = _miner(record)
+        except (KeyError, TypeError, ValueError):
+            log.warning("ignored a malformed live-miner notice")
+            return
+        self._remember(miner)  # its capabilities (a re-registration elsewhere), the later last_seen_at
+
+    def _reload_soon(self) -> None:
+        if self._since is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.load(self._since()))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    def live(self, since: datetime) -> list[Miner]:
+        """The miners heard from at or after `since` (from memory; the rest are forgotten)."""
+        for gone in [id_ for id_, miner in self._seen.items() if miner.last_seen_at < since]:
+            del self._seen[gone]
+            self._relayed.pop(gone, None)
+        return list(self._seen.values())
+
+    async def load(self, since: datetime) -> None:
+        """Merge in the miners the database heard from since `since` (those of other replicas included)."""
+        for miner in await self._store.seen_since(since):
+            self._remember(miner)
+
+    async def start(self, since: Callable[[], datetime]) -> None:
+        """Load the view; `since` (the start of the live window) is also what a reload after a relay
+        reconnect uses."""
+        self._since = since
+        await self.load(since())
+
+    async def register(
+        self,
+        miner_id: str,
+        account_id: str,
+        name: str,
+        capabilities: Capabilities,
+        max_concurrency: int,
+        public_key: str,
+        now: datetime,
+    ) -> Miner:
+        miner = await self._store.register(miner_id, account_id, name, capabilities, max_concurrency, public_key, now)
+        self._seen[miner.id] = miner  # capabilities may have changed: the new row wins whole
+        self._relay(miner, force=True)
+        return miner
+
+    async def get_miner(self, miner_id: str) -> Miner | None:
+        return await self._store.get_miner(miner_id)
+
+    async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None:
+        return await self._store.get_miner_by_name(account_id, name)
+
+    async def touch(self, miner_id: str, now: datetime) -> None:
+        await self._store.touch(miner_id, now)
+        known = self._seen.get(miner_id)
+        if known is None:
+            known = await self._store.get_miner(miner_id)
+            if known is None:
+                return
+        self._remember(replace(known, last_seen_at=max(now, known.last_seen_at)))
+        self._relay(self._seen[miner_id], force=False)
+
+    async def seen_since(self, moment: datetime) -> list[Miner]:
+        return await self._store.seen_since(moment)
+
+
+def _record(miner: Miner) -> dict[str, Any]:
+    """A miner as JSON, for the relay."""
+    capabilities = miner.capabilities
+    return {
+        "id": miner.id,
+        "account_id": miner.account_id,
+        "name": miner.name,
+        "runtimes": sorted(capabilities.runtimes),
+        "models": sorted(capabilities.models),
+        "gpus": [{"model": gpu.model, "vram_gb": gpu.vram_gb} for gpu in capabilities.gpus],
+        "max_concurrency": miner.max_concurrency,
+        "public_key": miner.public_key,
+        "registered_at": miner.registered_at.isoformat(),
+        "last_seen_at": miner.last_seen_at.isoformat(),
+    }
+
+
+def _miner(record: Mapping[str, Any]) -> Miner:
+    return Miner(
+        id=str(record["id"]),
+        account_id=str(record["account_id"]),
+        name=str(record["name"]),
+        capabilities=Capabilities(
+            runtimes=frozenset(str(r) for r in record["runtimes"]),
+            models=frozenset(str(m) for m in record["models"]),
+            gpus=tuple(Gpu(model=str(g["model"]), vram_gb=float(g["vram_gb"])) for g in record["gpus"]),
+        ),
+        max_concurrency=int(record["max_concurrency"]),
+        public_key=str(record["public_key"]),
+        registered_at=datetime.fromisoformat(str(record["registered_at"])),
+        last_seen_at=datetime.fromisoformat(str(record["last_seen_at"])),
+    )
 
 
 class MinerRegistry:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,9 +49,17 @@ class Retention:
         """None unless the job's results are available."""
         return (await self.expire_at_each([job]))[0]
 
-    async def expire_at_each(self, jobs: Sequence[Job]) -> list[datetime | None]:
-        """`expire_at` of each job, looking each account's plan up once."""
-        plans: dict[str, Plan] = {}
+    def expire_at_on(self, job: Job, plan: Plan) -> datetime | None:
+        """`expire_at` when the plan of the job's account was read with the job (no lookup)."""
+        if job.results_state != ResultsState.AVAILABLE.value:
+            return None
+        return results_expire_at(job.completed_at, self.days(plan))
+
+    async def expire_at_each(
+        self, jobs: Sequence[Job], known: Mapping[str, Plan] | None = None
+    ) -> list[datetime | None]:
+        """`expire_at` of each job, looking each account's plan up once (unless `known`: read with the jobs)."""
+        plans: dict[str, Plan] = dict(known or {})
         moments: list[datetime | None] = []
         for job in jobs:
             if job.results_state != ResultsState.AVAILABLE.value:

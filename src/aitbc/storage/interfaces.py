@@ -20,6 +20,7 @@ class JobPage:
     jobs: list[Job]
     total: int
     next_cursor: str | None
+    plans: dict[str, Plan] = field(default_factory=dict)  # the plan of each account on the page, read with it
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,12 @@ class JobStore(Protocol):
         cap, a key used for a different request) nothing is stored and the error's `item` names it."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
+        """The job and its account's plan (for `results_expire_at`), in one statement."""
+
+    async def job_counts(self, account_id: str) -> dict[JobStatus, int]:
+        """The account's jobs by status, as the maintained counts say (statuses with none left out)."""
 
     async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
         """How long the last `sample` completed jobs of this type and model ran (for estimates)."""

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from aitbc.concurrency import INTERRUPTED, unless
 from aitbc.domain.events import JobEvent
@@ -74,6 +74,8 @@ class Relay(Protocol):
 
     def send_principals(self) -> None: ...
 
+    def send_miner_seen(self, record: Mapping[str, Any]) -> None: ...
+
 
 class EventHub:
     def __init__(self, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
@@ -86,6 +88,8 @@ class EventHub:
         self._claimers_waiting = 0
         self._miner_wakeups: dict[str, Wakeup] = {}
         self._principal_listeners: list[Callable[[], None]] = []
+        self._miner_seen_listeners: list[Callable[[Mapping[str, Any]], None]] = []
+        self._missed_listeners: list[Callable[[], None]] = []
         self._stopping = False
 
     @property
@@ -214,4 +218,25 @@ class EventHub:
     def forget_principals(self) -> None:
         """Forget cached principals on this replica only (another replica changed one)."""
         for listener in self._principal_listeners:
+            listener()
+
+    def on_miner_seen(self, listener: Callable[[Mapping[str, Any]], None]) -> None:
+        """Call `listener` with a miner's record (JSON) when another replica hears from that miner."""
+        self._miner_seen_listeners.append(listener)
+
+    def miner_seen(self, record: Mapping[str, Any]) -> None:
+        """This replica heard from a miner: tell the other replicas (their views of live miners)."""
+        if self.relay is not None:
+            self.relay.send_miner_seen(record)
+
+    def deliver_miner_seen(self, record: Mapping[str, Any]) -> None:
+        for listener in self._miner_seen_listeners:
+            listener(record)
+
+    def on_notices_missed(self, listener: Callable[[], None]) -> None:
+        """Call `listener` when the relay reconnected: notices sent meanwhile were lost."""
+        self._missed_listeners.append(listener)
+
+    def notices_missed(self) -> None:
+        for listener in self._missed_listeners:
             listener()

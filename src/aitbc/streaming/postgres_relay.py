@@ -2,7 +2,9 @@
 
 Each replica LISTENs on four channels: job events (delivered to its WebSocket subscribers), work (wakes its
 long-polling claimers), miners (wakes a miner's held heartbeat so a cancel made on any replica reaches it at
-once) and principals (a key revoked or a plan changed: forget cached principals). Payloads carry the
+once), principals (a key revoked or a plan changed: forget cached principals) and live miners (a miner
+registered or was heard from: the record each replica's in-memory view of live miners keeps, so no replica
+queries the miners table for it). Payloads carry the
 replica's origin id so it ignores its own. An event too large for a NOTIFY payload is sent as its (account,
 seq) and read back from the store by the receiving replica. A fifth channel carries probes:
 `listener_healthy()` sends one and waits to hear it back.
@@ -15,7 +17,7 @@ import contextlib
 import json
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -26,7 +28,7 @@ from aitbc.streaming.hub import EventHub
 
 log = logging.getLogger(__name__)
 EVENTS, WORK, MINERS, PROBES = "aitbc_events", "aitbc_work", "aitbc_miners", "aitbc_probes"
-PRINCIPALS = "aitbc_principals"
+PRINCIPALS, LIVE_MINERS = "aitbc_principals", "aitbc_live_miners"
 MAX_PAYLOAD = 7900  # PostgreSQL's limit is 8000 bytes
 RECONNECT_SECONDS = 1.0
 
@@ -82,6 +84,9 @@ class PostgresRelay:
     def send_principals(self) -> None:
         self._send(PRINCIPALS, json.dumps({"origin": self.origin}))
 
+    def send_miner_seen(self, record: Mapping[str, Any]) -> None:
+        self._send(LIVE_MINERS, json.dumps({"origin": self.origin, "miner": dict(record)}, default=str))
+
     async def listener_healthy(self, timeout: float = 5.0) -> bool:
         """Whether notices flow now: send a probe NOTIFY the way every notice goes (the outbox and its
         connection) and wait until this replica's listener hears it back. `listening` says only that LISTEN ran
@@ -129,8 +134,10 @@ class PostgresRelay:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as connection:
-                    for channel in (EVENTS, WORK, MINERS, PRINCIPALS, PROBES):
+                    for channel in (EVENTS, WORK, MINERS, PRINCIPALS, LIVE_MINERS, PROBES):
                         await connection.execute(f"LISTEN {channel}")
+                    if self.listening.is_set():
+                        self._hub.notices_missed()  # a reconnect: e.g. live miners are read again
                     self.listening.set()
                     # Anything missed while reconnecting: claimers re-check, subscribers resume by seq, cached
                     # principals are read again.
@@ -160,6 +167,8 @@ class PostgresRelay:
             await self._hub.wake_claimers()
         elif channel == PRINCIPALS:
             self._hub.forget_principals()
+        elif channel == LIVE_MINERS and isinstance(message.get("miner"), dict):
+            self._hub.deliver_miner_seen(message["miner"])
         elif channel == MINERS and isinstance(message.get("miner_id"), str):
             self._hub.wake_miner(message["miner_id"])
         elif channel == EVENTS:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
 
@@ -55,8 +57,13 @@ def _sqlite_pragmas() -> Any:
     return on_connect
 
 
+SINGLE_STATEMENT = "aitbc_single_statement"
+
+
 def _sqlite_begin(statement: str) -> Any:
     def on_begin(connection: Any) -> None:
+        if connection.get_execution_options().get(SINGLE_STATEMENT):
+            return  # one read statement is consistent on its own: no BEGIN, one trip to the driver fewer
         connection.exec_driver_sql(statement)
 
     return on_begin
@@ -81,6 +88,14 @@ class Database:
 
     def read(self) -> Any:
         return self.reader.connect()
+
+    @asynccontextmanager
+    async def read_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a read that is one statement: on SQLite no transaction is opened around it (the
+        statement is its own snapshot), so the read costs that one statement and nothing else."""
+        async with self.reader.connect() as connection:
+            await connection.execution_options(**{SINGLE_STATEMENT: True})
+            yield connection
 
     async def dispose(self) -> None:
         await self.writer.dispose()

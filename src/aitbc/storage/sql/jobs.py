@@ -15,6 +15,7 @@ from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLim
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import LEASED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from aitbc.domain.money import display, from_units
+from aitbc.domain.plans import Plan
 from aitbc.domain.transitions import Move, transition
 from aitbc.storage.interfaces import (
     Changed,
@@ -34,6 +35,7 @@ from aitbc.storage.sql.rows import event_from_row, job_from_row
 from aitbc.storage.sql.tables import (
     accounts,
     input_files,
+    job_counts,
     job_events,
     job_results,
     jobs,
@@ -43,6 +45,27 @@ from aitbc.storage.sql.tables import (
 _JOB_COLUMNS = frozenset(jobs.c.keys())
 _LEASED = [s.value for s in LEASED_STATUSES]
 _UNFINISHED = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
+
+
+_ACCOUNT_PLAN = accounts.c.plan.label("account_plan")
+
+
+def _plan(value: str | None) -> Plan:
+    """The plan read with a job (an account that is gone counts as free, as `Retention.plan_of` has it)."""
+    return Plan(value) if value is not None else Plan.FREE
+
+
+def _total(where: JobFilter, conditions: Sequence[Any]) -> Any:
+    """How many jobs match: from the maintained counts unless a date bounds the filter (then a count over
+    that range, which the index on (account_id, created_at) bounds)."""
+    if where.created_from is not None or where.created_to is not None:
+        return select(func.count()).select_from(jobs).where(*conditions)
+    counted: list[Any] = []
+    if where.account_id is not None:
+        counted.append(job_counts.c.account_id == where.account_id)
+    if where.statuses:
+        counted.append(job_counts.c.status.in_([s.value for s in where.statuses]))
+    return select(func.coalesce(func.sum(job_counts.c.count), 0)).where(*counted)
 
 
 def encode_cursor(created_at: datetime, job_id: str) -> str:
@@ -351,7 +374,18 @@ class SqlJobStore:
             row = (await connection.execute(select(jobs).where(jobs.c.id == job_id))).first()
         return job_from_row(row) if row else None
 
+    async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
+        query = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id)
+        async with self._db.read_statement() as connection:
+            row = (await connection.execute(query.where(jobs.c.id == job_id))).first()
+        return (job_from_row(row), _plan(row.account_plan)) if row else None
+
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
+        """A page by keyset on (account_id, created_at, id) (index `ix_jobs_account_created`), with the plans of
+        its jobs' accounts joined in. `total` is the sum of the maintained `job_counts` rows of the account (of
+        the statuses asked for), not a count of its history; with a `from`/`to` filter it is an exact count
+        bounded by that range, on the same index. One statement, whatever the history's size (the total a
+        scalar subquery on it); two when the page is empty."""
         conditions: list[Any] = []
         if where.account_id is not None:
             conditions.append(jobs.c.account_id == where.account_id)
@@ -361,21 +395,33 @@ class SqlJobStore:
             conditions.append(jobs.c.created_at >= where.created_from)
         if where.created_to is not None:
             conditions.append(jobs.c.created_at < where.created_to)
-        page = select(jobs).where(*conditions)
+        page = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id).where(*conditions)
         if cursor:
             created_at, job_id = decode_cursor(cursor)
             page = page.where(
                 or_(jobs.c.created_at < created_at, and_(jobs.c.created_at == created_at, jobs.c.id < job_id))
             )
         page = page.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
-        count = select(func.count()).select_from(jobs).where(*conditions)
-        async with self._db.read() as connection:
+        total = -1
+        if with_total:  # the total rides on every row of the page: one statement, one snapshot
+            page = page.add_columns(_total(where, conditions).scalar_subquery().label("matching_total"))
+        async with self._db.read_statement() as connection:
             rows = (await connection.execute(page)).all()
-            total = int((await connection.execute(count)).scalar_one()) if with_total else -1
+            if with_total and rows:
+                total = int(rows[0].matching_total)
+            elif with_total:  # an empty page (past the end, or nothing matches): the total on its own
+                total = int((await connection.execute(_total(where, conditions))).scalar_one())
         found = [job_from_row(row) for row in rows[:limit]]
+        plans = {row.account_id: _plan(row.account_plan) for row in rows[:limit]}
         more = len(rows) > limit
         next_cursor = encode_cursor(found[-1].created_at, found[-1].id) if more and found else None
-        return JobPage(jobs=found, total=total, next_cursor=next_cursor)
+        return JobPage(jobs=found, total=total, next_cursor=next_cursor, plans=plans)
+
+    async def job_counts(self, account_id: str) -> dict[JobStatus, int]:
+        query = select(job_counts.c.status, job_counts.c.count).where(job_counts.c.account_id == account_id)
+        async with self._db.read() as connection:
+            rows = (await connection.execute(query)).all()
+        return {JobStatus(status): int(count) for status, count in rows if count}
 
     async def transition(
         self,

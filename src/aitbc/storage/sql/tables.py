@@ -89,6 +89,17 @@ principal_version = Table(
     Column("version", BigInteger, nullable=False),
 )
 
+# How many jobs each account has in each status, so a list's `total` is a sum of a few rows, not a count
+# over the whole history. Maintained by triggers on `jobs` (migration 0010): every insert, status move and
+# delete, by any writer (the coordinator, the admin CLI, a bench seeding rows), in the writer's transaction.
+job_counts = Table(
+    "job_counts",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("status", String(12), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
 miners = Table(
     "miners",
     metadata,
@@ -158,7 +169,7 @@ jobs = Table(
     Column("billed_until", UtcDateTime()),
     UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
-    Index("ix_jobs_account_status_created", "account_id", "status", "created_at"),
+    Index("ix_jobs_account_status_created_id", "account_id", "status", "created_at", "id"),  # ?status= keyset
     Index("ix_jobs_queue", "status", "type", "priority_rank", "created_at"),
     Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     Index("ix_jobs_status_queue_ttl", "status", "queue_expires_at"),
