@@ -114,8 +114,9 @@ async def test_long_poll_claim_wakes_on_submit(coordinator: Coordinator) -> None
     owner = await principal(coordinator, "farm", Role.MINER)
     miner = await register_miner(coordinator, owner)
     waiting = asyncio.create_task(coordinator.claiming.claim(owner, miner, 1, 20))
-    await asyncio.sleep(0.2)
-    assert not waiting.done()
+    while coordinator.hub.claimers_waiting == 0:  # the claim found the queue empty and sleeps
+        assert not waiting.done()
+        await asyncio.sleep(0.01)
     job = (await coordinator.jobs.submit(client, job_request())).job
     claimed = await asyncio.wait_for(waiting, timeout=5)
     assert [a.job_id for a in claimed] == [job.id]

@@ -127,7 +127,12 @@ async def test_the_receipt_is_signed_when_the_job_finishes(settings: Settings, c
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://aitbc.test") as http:
             world = World(http, app.state.coordinator)
-            await asyncio.sleep(0.1)  # the sweeper's first pass, before the job exists, is over
+            coordinator = app.state.coordinator
+            for _ in range(500):  # the sweeper's first pass is over (it must not be what signs the receipt),
+                if coordinator.retention.passes and coordinator.hub.subscriber_count >= 1:  # and the issuer follows
+                    break
+                await asyncio.sleep(0.01)
+            assert coordinator.retention.passes == 1 and coordinator.hub.subscriber_count >= 1
             done = await world.finished(package_files())
             store = SqlResultStore(app.state.coordinator.database)
             for _ in range(100):

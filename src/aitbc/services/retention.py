@@ -106,6 +106,7 @@ class RetentionSweeper:
         self._purger = purger
         self._clock = clock
         self._settings = settings
+        self.passes = 0  # finished passes of `run_forever`, for whoever must know one is over (tests, probes)
 
     async def run_once(self) -> SweepReport:
         report = SweepReport()
@@ -148,4 +149,5 @@ class RetentionSweeper:
                 raise
             except Exception:
                 log.exception("results sweep failed; retrying")
+            self.passes += 1
             await asyncio.sleep(self._settings.results_sweep_interval_seconds)
