@@ -254,6 +254,9 @@ def aim_at_live_objects(case: Any, world: World, data: st.DataObject) -> None:
         for item in batch if isinstance(batch, list) else []:  # a batch's items
             if isinstance(item, dict) and "input_file_id" in item:
                 item["input_file_id"] = world.file_id
+        first = batch[0] if isinstance(batch, list) and batch else None
+        if lease is not None and isinstance(first, dict) and "job_id" in first:  # a batch complete: one live item,
+            first.update(job_id=lease.job_id, lease_id=lease.lease_id)  # the others as generated (refused alone)
         if "account" in case.body:
             case.body["account"] = world.account
         if "lease_ids" in case.body:
