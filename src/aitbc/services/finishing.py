@@ -73,11 +73,10 @@ class FinishService:
         planned: list[tuple[int, Planned]] = []
         for index, item in enumerate(items):
             try:
-                job = await self._guard.owned_job(miner, item.job_id)
-                if (done := _already_finished(job, item.lease_id)) is not None:
-                    answers[index] = BatchCompleteResult(job_id=item.job_id, directive=done)
+                job = await self._job_to_finish(miner, item.job_id, item.lease_id)
+                if isinstance(job, JobDirective):
+                    answers[index] = BatchCompleteResult(job_id=item.job_id, directive=job)
                     continue
-                check_lease(job, item.lease_id)
                 planned.append((index, await self._completion(miner, job, item)))
             except AitbcError as error:
                 answers[index] = _refused(item.job_id, error)
@@ -141,11 +140,16 @@ class FinishService:
         """The miner and the job it is finishing, or the answer already given if this finish is a retry. The
         miner's ownership of the job comes first: a replay with another account's key is a 404, not a 200."""
         miner = await self._guard.miner(principal, miner_id)
+        job = await self._job_to_finish(miner, job_id, lease_id)
+        return job if isinstance(job, JobDirective) else (miner, job)
+
+    async def _job_to_finish(self, miner: Miner, job_id: str, lease_id: str) -> Job | JobDirective:
+        """The miner's job under a current lease, or the answer already given if this finish is a retry."""
         job = await self._guard.owned_job(miner, job_id)
         if (done := _already_finished(job, lease_id)) is not None:
             return done
         check_lease(job, lease_id)
-        return miner, job
+        return job
 
     async def _checked_result(
         self, miner: Miner, job: Job, request: FinishRequest, partial: bool
