@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import anyio
 from sqlalchemy.engine import make_url
 
+from aitbc.blobs.interface import BlobStore
 from aitbc.blobs.local import LocalBlobStore
 from aitbc.coordinator_key import load_or_create_key
 from aitbc.domain.clock import Clock, SystemClock
@@ -39,6 +40,7 @@ from aitbc.services.running import RunService
 from aitbc.services.sharing import ShareService
 from aitbc.services.uploads import UploadService
 from aitbc.settings import Settings
+from aitbc.storage.interfaces import JobStore, LedgerStore
 from aitbc.storage.sql.accounts import SqlAccountStore
 from aitbc.storage.sql.database import Database, migrate, open_database
 from aitbc.storage.sql.jobs import SqlJobStore
@@ -55,7 +57,7 @@ class Coordinator:
     settings: Settings
     clock: Clock
     database: Database
-    job_store: SqlJobStore
+    job_store: JobStore
     hub: EventHub
     accounts: AccountService
     account_views: AccountViews
@@ -69,10 +71,10 @@ class Coordinator:
     events: EventService
     reaper: Reaper
     billing: BillingService
-    ledger: SqlLedgerStore
+    ledger: LedgerStore
     history: HistoryService
     rate_limiter: RateLimiter
-    blobs: LocalBlobStore
+    blobs: BlobStore
     packages: PackageService
     downloads: DownloadService
     receipts: ReceiptService
@@ -112,7 +114,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     await anyio.to_thread.run_sync(migrate, url)
     clock = clock or SystemClock()
     database = open_database(url)
-    job_store = SqlJobStore(database)
+    job_store: JobStore = SqlJobStore(database)
     blobs = LocalBlobStore(settings.blob_dir)
     hub = EventHub()
     miner_store = LiveMiners(SqlMinerStore(database), hub)
@@ -120,7 +122,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     ledger = SqlLedgerStore(database)
     billing = BillingService(ledger, account_store, miner_store, clock, settings.prices)
     lifecycle = Lifecycle(job_store, billing, hub)
-    jobs = JobService(job_store, miner_store, blobs, hub, clock, settings, lifecycle, billing)
+    jobs = JobService(job_store, job_store, job_store, miner_store, blobs, hub, clock, settings, lifecycle, billing)
     result_store = SqlResultStore(database)
     key = await anyio.to_thread.run_sync(load_or_create_key, settings.resolved_coordinator_key_file)
     upload_store = SqlUploadStore(database)
@@ -132,7 +134,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     job_views = JobPresenter(jobs, retention)
     packages = PackageService(job_store, jobs, retention, clock)
     downloads = DownloadService(packages, result_store, blobs)
-    receipts = ReceiptService(job_store, result_store, miner_store, jobs, key, hub, clock)
+    receipts = ReceiptService(job_store, job_store, result_store, miner_store, jobs, key, hub, clock)
     deletion = ResultDeletion(job_store, result_store, jobs, blobs, hub, clock)
     purger = BlobPurger(upload_store, blobs, clock, settings)
     return Coordinator(
@@ -145,15 +147,15 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         account_views=AccountViews(accounts, billing),
         billing=billing,
         ledger=ledger,
-        history=HistoryService(job_store, jobs, job_views, clock),
+        history=HistoryService(job_store, job_store, jobs, job_views, clock),
         rate_limiter=RateLimiter(settings.plan_limits, clock),
         jobs=jobs,
         job_views=job_views,
         miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings),
         live_miners=miner_store,
-        claiming=ClaimService(job_store, miner_store, guard, lifecycle, hub, clock, settings),
-        running=RunService(job_store, guard, lifecycle, uploads, hub, clock, settings),
-        finishing=FinishService(job_store, guard, lifecycle, clock),
+        claiming=ClaimService(job_store, job_store, miner_store, guard, lifecycle, hub, clock, settings),
+        running=RunService(job_store, job_store, job_store, guard, lifecycle, uploads, hub, clock, settings),
+        finishing=FinishService(job_store, job_store, guard, lifecycle, clock),
         events=EventService(job_store, hub),
         reaper=Reaper(job_store, jobs, lifecycle, clock, settings),
         blobs=blobs,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Any
 
 from aitbc.domain.job import JobStatus
 
@@ -64,19 +63,3 @@ TRANSITIONS: dict[Move, Transition] = {
 
 def transition(move: Move) -> Transition:
     return TRANSITIONS[move]
-
-
-def requeue_changes(error: str) -> dict[str, Any]:
-    """What a requeue clears, whoever sends the job back (a miner's retryable failure, the reaper's lost lease):
-    the job forgets its miner and lease and waits again from 0 %, with `error` saying why."""
-    return {
-        "miner_id": None,
-        "lease_id": None,
-        "lease_expires_at": None,
-        "assigned_at": None,
-        "started_at": None,
-        "progress": 0,
-        "progress_message": None,
-        "estimated_completion": None,
-        "error": error,
-    }

@@ -17,13 +17,13 @@ from aitbc.domain.clock import Clock
 from aitbc.domain.identifiers import new_lease_id
 from aitbc.domain.job import FailureReason, Job
 from aitbc.domain.matching import unmet_requirements
-from aitbc.domain.transitions import Move
+from aitbc.domain.moves import Claim, Expire, Start
 from aitbc.protocol.miners import Assignment, InputFileRef
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle, Planned
 from aitbc.services.views import job_view
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobStore, MinerStore
+from aitbc.storage.interfaces import JobLifecycleStore, MinerStore, ResultRecords
 from aitbc.streaming.hub import EventHub
 
 CANDIDATE_BATCH = 200
@@ -32,7 +32,8 @@ CANDIDATE_BATCH = 200
 class ClaimService:
     def __init__(
         self,
-        jobs: JobStore,
+        jobs: JobLifecycleStore,
+        files: ResultRecords,
         miners: MinerStore,
         guard: LeaseGuard,
         lifecycle: Lifecycle,
@@ -41,6 +42,7 @@ class ClaimService:
         settings: Settings,
     ) -> None:
         self._jobs = jobs
+        self._files = files
         self._miners = miners
         self._guard = guard
         self._lifecycle = lifecycle
@@ -119,20 +121,16 @@ class ClaimService:
         and with `start` start it too, all in one transaction."""
         moves: list[Planned] = []
         for job, planned in batch:
-            claim = {
-                "miner_id": miner.id,
-                "lease_id": planned.lease_id,
-                "lease_expires_at": planned.lease_expires_at,
-                "assigned_at": now,
-                "progress": 0,
-                "progress_message": None,
-            }
-            moves.append(
-                Planned(job, Move.CLAIM, changes=claim, increment_attempt=True, event_data={"miner_id": miner.id})
+            claim = Claim(
+                miner_id=miner.id,
+                lease_id=planned.lease_id,
+                lease_expires_at=planned.lease_expires_at,
+                assigned_at=now,
             )
+            moves.append(Planned(job, claim, event_data={"miner_id": miner.id}))
             if start:
-                begun = {"started_at": now, "lease_expires_at": planned.lease_expires_at}
-                moves.append(Planned(job, Move.START, lease_id=planned.lease_id, changes=begun))
+                begun = Start(started_at=now, lease_expires_at=planned.lease_expires_at)
+                moves.append(Planned(job, begun, lease_id=planned.lease_id))
         answers = await self._lifecycle.move_many(moves, now)
         per_job = 2 if start else 1
         taken: list[Assignment] = []
@@ -151,12 +149,12 @@ class ClaimService:
         try:
             planned.model_dump_json()
         except ValueError:
-            changes = {
-                "completed_at": now,
-                "failure_reason": FailureReason.INVALID_INPUT.value,
-                "error": "the job's input or params hold text that cannot be sent to a miner (not valid Unicode)",
-            }
-            await self._lifecycle.move(job, Move.EXPIRE, now, changes=changes)
+            refused = Expire(
+                completed_at=now,
+                failure_reason=FailureReason.INVALID_INPUT,
+                error="the job's input or params hold text that cannot be sent to a miner (not valid Unicode)",
+            )
+            await self._lifecycle.move(job, refused, now)
             return False
         return True
 
@@ -164,7 +162,7 @@ class ClaimService:
         spec = job.spec
         file_ref = None
         if spec.input_file_id:
-            stored = await self._jobs.get_input_file(spec.input_file_id)
+            stored = await self._files.get_input_file(spec.input_file_id)
             if stored is not None:
                 file_ref = InputFileRef(file_id=stored.id, name=stored.name, size=stored.size, sha256=stored.sha256)
         return Assignment.model_validate(

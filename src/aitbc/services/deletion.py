@@ -13,7 +13,7 @@ from aitbc.domain.job import Job
 from aitbc.domain.package import ResultsState
 from aitbc.protocol.results import ResultsDeleted
 from aitbc.services.jobs import JobService
-from aitbc.storage.interfaces import JobStore
+from aitbc.storage.interfaces import JobEventLog
 from aitbc.storage.results import ResultStore
 from aitbc.streaming.hub import EventHub
 
@@ -21,14 +21,14 @@ from aitbc.streaming.hub import EventHub
 class ResultDeletion:
     def __init__(
         self,
-        jobs: JobStore,
+        events: JobEventLog,
         results: ResultStore,
         job_service: JobService,
         blobs: BlobStore,
         hub: EventHub,
         clock: Clock,
     ) -> None:
-        self._jobs = jobs
+        self._events = events
         self._results = results
         self._job_service = job_service
         self._blobs = blobs
@@ -58,7 +58,7 @@ class ResultDeletion:
     async def after_retire(self, job: Job) -> None:
         """Tell the job's followers, then remove the blobs (a crash here leaves the purge queued for the
         sweeper)."""
-        event = await self._jobs.append_event(job, "results", self._clock.now(), {"results": job.results_state})
+        event = await self._events.append_event(job, "results", self._clock.now(), {"results": job.results_state})
         self._hub.publish(event)
         await self.purge(job.id)
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from aitbc.domain.events import JobEvent
-from aitbc.storage.interfaces import JobStore
+from aitbc.storage.interfaces import JobEventLog
 from aitbc.streaming.hub import EventHub, Subscription
 
 BACKLOG_PAGE = 500
 
 
 class EventService:
-    def __init__(self, jobs: JobStore, hub: EventHub) -> None:
-        self._jobs = jobs
+    def __init__(self, events: JobEventLog, hub: EventHub) -> None:
+        self._events = events
         self._hub = hub
 
     async def stream(self, account_id: str, since: int | None, job_id: str | None) -> AsyncIterator[JobEvent]:
@@ -45,7 +45,7 @@ class EventService:
 
     async def _backlog(self, account_id: str, after: int, job_id: str | None) -> AsyncIterator[JobEvent]:
         while True:
-            page = await self._jobs.events_since(account_id, after, job_id, BACKLOG_PAGE)
+            page = await self._events.events_since(account_id, after, job_id, BACKLOG_PAGE)
             for event in page:
                 yield event
             if len(page) < BACKLOG_PAGE:

@@ -15,7 +15,8 @@ from aitbc.domain.clock import Clock
 from aitbc.domain.errors import AitbcError, Conflict, InvalidInput
 from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.manifest import PackagePaths, digest, verify
-from aitbc.domain.transitions import Move, requeue_changes
+from aitbc.domain.moves import Complete, ConfirmCancel, Fail, MinerReport, Requeue, WriteSet
+from aitbc.domain.package import ResultsState
 from aitbc.protocol.miners import (
     BatchCompleteItem,
     BatchCompleteResult,
@@ -26,12 +27,19 @@ from aitbc.protocol.miners import (
 )
 from aitbc.services.leases import LeaseGuard, check_lease, directive
 from aitbc.services.lifecycle import Lifecycle, Planned
-from aitbc.storage.interfaces import JobStore, StoredResult
+from aitbc.storage.interfaces import JobReadModel, ResultRecords, StoredResult
 
 
-def _reported_times(request: FinishRequest) -> dict[str, Any]:
-    """The miner's own start and end of the work, kept with the job; billing caps them by what we observed."""
-    return {"reported_started_at": request.started_at, "reported_ended_at": request.ended_at}
+def _report(request: FinishRequest, result: StoredResult | None) -> MinerReport:
+    """What the finish reports, kept with the job: its lease, whether it left results, its exit code and the
+    miner's own start and end of the work (billing caps them by what we observed)."""
+    return MinerReport(
+        result_lease_id=request.lease_id,
+        results_state=ResultsState.AVAILABLE if result else ResultsState.NONE,
+        exit_code=request.exit_code,
+        started_at=request.started_at,
+        ended_at=request.ended_at,
+    )
 
 
 def _refused(job_id: str, error: AitbcError) -> BatchCompleteResult:
@@ -48,8 +56,11 @@ def _already_finished(job: Job, lease_id: str) -> JobDirective | None:
 
 
 class FinishService:
-    def __init__(self, jobs: JobStore, guard: LeaseGuard, lifecycle: Lifecycle, clock: Clock) -> None:
+    def __init__(
+        self, jobs: JobReadModel, files: ResultRecords, guard: LeaseGuard, lifecycle: Lifecycle, clock: Clock
+    ) -> None:
         self._jobs = jobs
+        self._files = files
         self._guard = guard
         self._lifecycle = lifecycle
         self._clock = clock
@@ -60,7 +71,7 @@ class FinishService:
             return found
         miner, job = found
         planned = await self._completion(miner, job, request)
-        return await self._finish(job, planned.move, request.lease_id, dict(planned.changes), planned.result)
+        return await self._finish(job, planned.write, request.lease_id, planned.result)
 
     async def complete_many(
         self, principal: Principal, miner_id: str, items: Sequence[BatchCompleteItem]
@@ -94,17 +105,9 @@ class FinishService:
         """The move that completes `job` (or confirms its cancel, if one was asked for meanwhile)."""
         canceling = job.status is JobStatus.CANCELING
         result = await self._checked_result(miner, job, request, partial=canceling)
-        changes: dict[str, Any] = {
-            "completed_at": self._clock.now(),
-            "exit_code": request.exit_code,
-            "results_state": "available" if result else "none",
-            "result_lease_id": request.lease_id,
-            **_reported_times(request),
-        }
-        if not canceling:
-            changes["progress"] = 100
-        move = Move.CONFIRM_CANCEL if canceling else Move.COMPLETE
-        return Planned(job, move, lease_id=request.lease_id, changes=changes, result=result)
+        now, report = self._clock.now(), _report(request, result)
+        write = ConfirmCancel(now, report) if canceling else Complete(now, report)
+        return Planned(job, write, lease_id=request.lease_id, result=result)
 
     async def fail(self, principal: Principal, miner_id: str, job_id: str, request: FailRequest) -> JobDirective:
         found = await self._finishing(principal, miner_id, job_id, request.lease_id)
@@ -114,25 +117,14 @@ class FinishService:
         canceling = job.status is JobStatus.CANCELING
         now = self._clock.now()
         if not canceling and request.retryable and job.attempt < job.max_attempts:
-            return await self._finish(
-                job,
-                Move.REQUEUE,
-                request.lease_id,
-                requeue_changes(f"attempt {job.attempt} failed on {miner.id}: {request.message}"),
-                None,
-            )
+            requeue = Requeue(error=f"attempt {job.attempt} failed on {miner.id}: {request.message}")
+            return await self._finish(job, requeue, request.lease_id, None)
         result = await self._checked_result(miner, job, request, partial=True)
-        changes: dict[str, Any] = {
-            "completed_at": now,
-            "exit_code": request.exit_code,
-            "results_state": "available" if result else "none",
-            "result_lease_id": request.lease_id,
-            **_reported_times(request),
-        }
+        report = _report(request, result)
         if canceling:
-            return await self._finish(job, Move.CONFIRM_CANCEL, request.lease_id, changes, result)
-        changes.update(failure_reason=request.reason.value, error=request.message or request.reason.value)
-        return await self._finish(job, Move.FAIL, request.lease_id, changes, result)
+            return await self._finish(job, ConfirmCancel(now, report), request.lease_id, result)
+        failed = Fail(now, request.reason, request.message or request.reason.value, report)
+        return await self._finish(job, failed, request.lease_id, result)
 
     async def _finishing(
         self, principal: Principal, miner_id: str, job_id: str, lease_id: str
@@ -164,7 +156,7 @@ class FinishService:
         document: dict[str, Any] = manifest.model_dump(mode="json")
         if not request.signature or not verify(miner.public_key, document, request.signature):
             raise InvalidInput("the manifest's signature does not verify with this miner's registered public key")
-        uploaded = {f.path: f for f in await self._jobs.result_files(job.id, request.lease_id)}
+        uploaded = {f.path: f for f in await self._files.result_files(job.id, request.lease_id)}
         paths = PackagePaths()
         for entry in manifest.files:
             paths.add(entry.path)
@@ -189,12 +181,8 @@ class FinishService:
             created_at=self._clock.now(),
         )
 
-    async def _finish(
-        self, job: Job, move: Move, lease_id: str, changes: dict[str, Any], result: StoredResult | None
-    ) -> JobDirective:
-        changed = await self._lifecycle.move(
-            job, move, self._clock.now(), lease_id=lease_id, changes=changes, result=result
-        )
+    async def _finish(self, job: Job, write: WriteSet, lease_id: str, result: StoredResult | None) -> JobDirective:
+        changed = await self._lifecycle.move(job, write, self._clock.now(), lease_id=lease_id, result=result)
         if changed is None:
             return await self._lost(job, lease_id)
         return directive(changed.job)

@@ -18,7 +18,7 @@ from aitbc.protocol.jobs import EventMessage, JobView, SubmitJobRequest
 from aitbc.services.job_presenter import JobPresenter
 from aitbc.services.jobs import JobService
 from aitbc.services.views import event_message
-from aitbc.storage.interfaces import JobFilter, JobStore
+from aitbc.storage.interfaces import JobEventLog, JobFilter, JobReadModel
 
 EXPORT_PAGE = 500
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
@@ -47,8 +47,11 @@ CSV_COLUMNS = (
 
 
 class HistoryService:
-    def __init__(self, jobs: JobStore, job_service: JobService, presenter: JobPresenter, clock: Clock) -> None:
+    def __init__(
+        self, jobs: JobReadModel, events: JobEventLog, job_service: JobService, presenter: JobPresenter, clock: Clock
+    ) -> None:
         self._jobs = jobs
+        self._events = events
         self._job_service = job_service
         self._presenter = presenter
         self._clock = clock
@@ -56,7 +59,7 @@ class HistoryService:
     async def timeline(self, principal: Principal, job_id: str) -> list[EventMessage]:
         """Every status change of the job, in order."""
         job = await self._job_service.get(principal, job_id)
-        return [event_message(event) for event in await self._jobs.job_events(job.id, ["status"])]
+        return [event_message(event) for event in await self._events.job_events(job.id, ["status"])]
 
     async def stats(self, principal: Principal, days: int | None) -> StatsView:
         if days is not None and days < 1:

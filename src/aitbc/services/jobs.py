@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
@@ -18,14 +18,22 @@ from aitbc.domain.identifiers import looks_like_id, new_job_id
 from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements
 from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.money import from_units, to_units
+from aitbc.domain.moves import CancelPending, RequestCancel
 from aitbc.domain.plans import Plan, Role
-from aitbc.domain.transitions import Move
 from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.services.billing import BillingService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobFilter, JobPage, JobStore, NewJob, StoredFile
+from aitbc.storage.interfaces import (
+    JobFilter,
+    JobLifecycleStore,
+    JobPage,
+    JobReadModel,
+    NewJob,
+    ResultRecords,
+    StoredFile,
+)
 from aitbc.streaming.hub import EventHub
 
 ESTIMATE_SAMPLE = 100
@@ -58,7 +66,9 @@ def _request_hash(request: SubmitJobRequest) -> str:
 class JobService:
     def __init__(
         self,
-        jobs: JobStore,
+        jobs: JobLifecycleStore,
+        reads: JobReadModel,
+        files: ResultRecords,
         miners: LiveMiners,
         blobs: BlobStore,
         hub: EventHub,
@@ -70,6 +80,8 @@ class JobService:
         self._lifecycle = lifecycle
         self._billing = billing
         self._jobs = jobs
+        self._reads = reads
+        self._files = files
         self._miners = miners
         self._blobs = blobs
         self._hub = hub
@@ -86,8 +98,8 @@ class JobService:
         now = self._clock.now()
         new = await self._new_job(principal, request, idempotency_key, retry_of, now, {})
         limits = self._settings.plan_limits[principal.account.plan]
-        job, event = await self._jobs.insert_job(new.row, now, new.hold_units, limits.max_concurrent_jobs)
-        if event is None and await self._jobs.request_hash(job.id) != new.row["request_hash"]:
+        job, event = await self._jobs.insert_job(new, now, limits.max_concurrent_jobs)
+        if event is None and await self._jobs.request_hash(job.id) != new.request_hash:
             raise Conflict(
                 f"Idempotency-Key {idempotency_key!r} was already used for a different request (job {job.id})"
             )
@@ -133,7 +145,7 @@ class JobService:
         now: datetime,
         estimates: dict[tuple[str, str | None], float | None],
     ) -> NewJob:
-        """The row a submit inserts and what it holds, after the checks that need no write (`estimates`: the
+        """The job a submit inserts and what it holds, after the checks that need no write (`estimates`: the
         typical run time by type and model, looked up once a batch)."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
@@ -151,7 +163,7 @@ class JobService:
         if file_id is None and isinstance(input_value, str) and looks_like_id(input_value, "file"):
             file_id, input_value = input_value, None
         if file_id is not None:
-            stored = await self._jobs.get_input_file(file_id)
+            stored = await self._files.get_input_file(file_id)
             if stored is None or stored.account_id != principal.account.id:
                 raise NotFound(f"input file {file_id} not found")
         params = dict(request.params)
@@ -160,7 +172,9 @@ class JobService:
         spec = JobSpec(
             type=job_type,
             model=request.model,
-            input=None,
+            input=input_value,
+            input_file_id=file_id,
+            params=params,
             requirements=Requirements(
                 request.requirements.gpu_type, request.requirements.gpu_count, request.requirements.min_vram_gb
             ),
@@ -169,44 +183,29 @@ class JobService:
         )
         quote = self._billing.quote(spec)
         if (job_type, request.model) not in estimates:
-            typical = await self._jobs.average_billed_seconds(job_type, request.model, ESTIMATE_SAMPLE)
+            typical = await self._reads.average_billed_seconds(job_type, request.model, ESTIMATE_SAMPLE)
             estimates[(job_type, request.model)] = typical
         typical = estimates[(job_type, request.model)]
         estimated_seconds = min(request.timeout_seconds, max(1, round(typical))) if typical else request.timeout_seconds
         estimated_cost = min(quote.max_cost, from_units(to_units(quote.rate_per_second * estimated_seconds)))
-        row: dict[str, Any] = {
-            "id": new_job_id(),
-            "account_id": principal.account.id,
-            "type": job_type,
-            "model": request.model,
-            "input": input_value,
-            "input_file_id": file_id,
-            "params": params,
-            "gpu_type": request.requirements.gpu_type,
-            "gpu_count": request.requirements.gpu_count,
-            "min_vram_gb": request.requirements.min_vram_gb,
-            "priority": request.priority.value,
-            "priority_rank": request.priority.rank,
-            "timeout_seconds": request.timeout_seconds,
-            "status": JobStatus.PENDING.value,
-            "progress": 0,
-            "attempt": 0,
-            "max_attempts": self._settings.max_attempts,
-            "created_at": now,
-            "updated_at": now,
-            "queue_expires_at": now + timedelta(seconds=self._settings.queue_ttl_seconds),
-            "results_state": "none",
-            "idempotency_key": idempotency_key,
-            "request_hash": _request_hash(request),
-            "retry_of": retry_of,
-            "max_cost_units": to_units(quote.max_cost),
-            "estimated_cost_units": to_units(estimated_cost),
-            "estimated_time_seconds": estimated_seconds,
-        }
-        return NewJob(row=row, hold_units=to_units(quote.max_cost))
+        return NewJob(
+            id=new_job_id(),
+            account_id=principal.account.id,
+            spec=spec,
+            max_attempts=self._settings.max_attempts,
+            created_at=now,
+            queue_expires_at=now + timedelta(seconds=self._settings.queue_ttl_seconds),
+            request_hash=_request_hash(request),
+            idempotency_key=idempotency_key,
+            retry_of=retry_of,
+            max_cost_units=to_units(quote.max_cost),
+            estimated_cost_units=to_units(estimated_cost),
+            estimated_time_seconds=estimated_seconds,
+            hold_units=to_units(quote.max_cost),
+        )
 
     async def get(self, principal: Principal, job_id: str) -> Job:
-        job = await self._jobs.get_job(job_id) if looks_like_id(job_id, "job") else None
+        job = await self._reads.get_job(job_id) if looks_like_id(job_id, "job") else None
         if job is None or (principal.role is not Role.ADMIN and job.account_id != principal.account.id):
             raise NotFound(f"job {job_id} not found")
         return job
@@ -233,7 +232,7 @@ class JobService:
 
     async def get_with_plan(self, principal: Principal, job_id: str) -> tuple[Job, Plan]:
         """`get`, and the plan of the job's account, read in the same statement."""
-        found = await self._jobs.get_job_with_plan(job_id) if looks_like_id(job_id, "job") else None
+        found = await self._reads.get_job_with_plan(job_id) if looks_like_id(job_id, "job") else None
         if found is None or (principal.role is not Role.ADMIN and found[0].account_id != principal.account.id):
             raise NotFound(f"job {job_id} not found")
         return found
@@ -257,21 +256,20 @@ class JobService:
             created_from=created_from,
             created_to=created_to,
         )
-        return await self._jobs.list_jobs(where, limit, cursor)
+        return await self._reads.list_jobs(where, limit, cursor)
 
     async def cancel(self, principal: Principal, job_id: str) -> Cancellation:
         for _ in range(5):
             job = await self.get(principal, job_id)
             now = self._clock.now()
             if job.status is JobStatus.PENDING:
-                changes = {"completed_at": now, "cancel_requested_at": now}
-                changed = await self._lifecycle.move(job, Move.CANCEL_PENDING, now, changes=changes)
+                changed = await self._lifecycle.move(job, CancelPending(completed_at=now), now)
                 if changed:
                     return Cancellation("canceled", changed.job, "canceled before any miner took it")
             elif job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
                 deadline = now + timedelta(seconds=self._settings.cancel_grace_seconds)
-                changes = {"cancel_requested_at": now, "lease_expires_at": deadline}
-                changed = await self._lifecycle.move(job, Move.REQUEST_CANCEL, now, changes=changes)
+                asked = RequestCancel(cancel_requested_at=now, lease_expires_at=deadline)
+                changed = await self._lifecycle.move(job, asked, now)
                 if changed:
                     if job.miner_id:
                         self._hub.notify_miner(job.miner_id)
@@ -288,7 +286,7 @@ class JobService:
         raise Conflict(f"job {job_id} kept changing while it was being canceled; try again")
 
     async def input_file(self, principal: Principal, file_id: str) -> StoredFile:
-        stored = await self._jobs.get_input_file(file_id) if looks_like_id(file_id, "file") else None
+        stored = await self._files.get_input_file(file_id) if looks_like_id(file_id, "file") else None
         if stored is None or (principal.role is not Role.ADMIN and stored.account_id != principal.account.id):
             raise NotFound(f"file {file_id} not found")
         return stored

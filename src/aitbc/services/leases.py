@@ -13,7 +13,7 @@ from aitbc.domain.errors import Conflict, NotFound
 from aitbc.domain.job import LEASED_STATUSES, Job, JobStatus
 from aitbc.domain.plans import Role
 from aitbc.protocol.miners import JobDirective
-from aitbc.storage.interfaces import JobStore, MinerStore
+from aitbc.storage.interfaces import JobReadModel, MinerStore
 
 HELD_STATUSES = LEASED_STATUSES | {JobStatus.CANCELING}
 """A job in these statuses is held under its lease: its miner still reports on it and uploads for it."""
@@ -35,7 +35,7 @@ def check_lease(job: Job, lease_id: str) -> None:
 
 
 class LeaseGuard:
-    def __init__(self, jobs: JobStore, miners: MinerStore) -> None:
+    def __init__(self, jobs: JobReadModel, miners: MinerStore) -> None:
         self._jobs = jobs
         self._miners = miners
 

@@ -5,36 +5,66 @@ else happens with it, once."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from aitbc.domain.accounts import Miner
 from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.money import to_units
+from aitbc.domain.moves import (
+    Billed,
+    CancelPending,
+    Complete,
+    ConfirmCancel,
+    Ending,
+    Expire,
+    Fail,
+    ForceCancel,
+    MinerReport,
+    WriteSet,
+)
 from aitbc.domain.transitions import Move, transition
 from aitbc.services.billing import BillingService
-from aitbc.storage.interfaces import Changed, GuardedMove, JobStore, LedgerEntry, StoredResult
+from aitbc.storage.interfaces import Changed, GuardedMove, JobLifecycleStore, LedgerEntry, StoredResult
 from aitbc.streaming.hub import EventHub
 
 
 @dataclass(frozen=True)
 class Planned:
-    """A move a caller asks for: the job as it read it, the move, and what goes with it (see `Lifecycle.move`).
-    A job's later move in the same batch (start after claim) reads its job as the earlier move leaves it."""
+    """A move a caller asks for: the job as it read it, the move's write-set, and what goes with it (see
+    `Lifecycle.move`). A job's later move in the same batch (start after claim) reads its job as the earlier
+    move leaves it."""
 
     job: Job
-    move: Move
+    write: WriteSet
     lease_id: str | None = None
-    changes: Mapping[str, Any] = field(default_factory=dict)
-    increment_attempt: bool = False
     event_data: Mapping[str, Any] | None = None
     result: StoredResult | None = None
     lease_expired_by: datetime | None = None
 
+    @property
+    def move(self) -> Move:
+        return self.write.move
+
+
+def _ending(write: Ending) -> tuple[FailureReason | None, MinerReport | None]:
+    """Why a move that ends its job failed it (if it did), and the miner's report of the work (if it sent one):
+    what its settlement reads besides the job."""
+    match write:
+        case Complete() | ConfirmCancel():
+            return None, write.report
+        case Fail():
+            return write.failure_reason, write.report
+        case Expire():
+            return write.failure_reason, None
+        case CancelPending() | ForceCancel():
+            return None, None
+    assert_never(write)
+
 
 class Lifecycle:
-    def __init__(self, jobs: JobStore, billing: BillingService, hub: EventHub) -> None:
+    def __init__(self, jobs: JobLifecycleStore, billing: BillingService, hub: EventHub) -> None:
         self._jobs = jobs
         self._billing = billing
         self._hub = hub
@@ -42,25 +72,22 @@ class Lifecycle:
     async def move(
         self,
         job: Job,
-        move: Move,
+        write: WriteSet,
         now: datetime,
         *,
         lease_id: str | None = None,
-        changes: Mapping[str, Any] | None = None,
-        increment_attempt: bool = False,
         event_data: Mapping[str, Any] | None = None,
         result: StoredResult | None = None,
         lease_expired_by: datetime | None = None,
     ) -> Changed | None:
-        """Apply `move` to `job` (a snapshot read by the caller; the store re-checks its status and lease).
-        A move that ends the job settles its hold: charge for the seconds used (the miner's reported run times
-        in `changes`, capped by what we observed), release the rest, pay the miner and the platform fee."""
+        """Apply the move of `write` to `job` (a snapshot read by the caller; the store re-checks its status and
+        lease). A move that ends the job settles its hold: charge for the seconds used (the miner's reported
+        run times in its report, capped by what we observed), release the rest, pay the miner and the
+        platform fee."""
         planned = Planned(
             job,
-            move,
+            write,
             lease_id=lease_id,
-            changes=changes or {},
-            increment_attempt=increment_attempt,
             event_data=event_data,
             result=result,
             lease_expired_by=lease_expired_by,
@@ -86,27 +113,27 @@ class Lifecycle:
         return answers
 
     async def _guarded(self, item: Planned, now: datetime, miners: dict[str, Miner | None]) -> GuardedMove:
-        job, move = item.job, item.move
-        values = dict(item.changes)
-        target = transition(move).target
+        job, write = item.job, item.write
+        target = transition(write.move).target
         ledger: list[LedgerEntry] = []
+        billed: Billed | None = None
         if target.is_terminal:
-            reason_text = values.get("failure_reason")
-            reason = FailureReason(reason_text) if reason_text else None
-            observed_end: datetime = values.get("completed_at") or now
-            ended_at = (
-                job.cancel_requested_at if move is Move.FORCE_CANCEL and job.cancel_requested_at else observed_end
-            )
+            if not isinstance(write, Ending):
+                raise TypeError(f"{write.move.value} ends a job but {type(write).__name__} says nothing of its end")
+            reason, report = _ending(write)
+            ended_at = write.completed_at
+            if isinstance(write, ForceCancel) and job.cancel_requested_at:
+                ended_at = job.cancel_requested_at
             settlement, interval, ledger = await self._billing.settle(
                 job,
                 target,
                 reason,
                 ended_at,
-                values.get("reported_started_at"),
-                values.get("reported_ended_at"),
+                report.started_at if report else None,
+                report.ended_at if report else None,
                 miners,
             )
-            values.update(
+            billed = Billed(
                 cost_units=to_units(settlement.charge),
                 billed_seconds=settlement.seconds,
                 billed_from=interval.start if interval else None,
@@ -114,12 +141,11 @@ class Lifecycle:
             )
         return GuardedMove(
             job.id,
-            move,
+            write,
             lease_id=item.lease_id,
-            changes=values,
-            increment_attempt=item.increment_attempt,
             event_data=item.event_data,
             result=item.result,
             lease_expired_by=item.lease_expired_by,
             ledger=ledger,
+            billed=billed,
         )

@@ -6,14 +6,14 @@ from __future__ import annotations
 from aitbc.domain.accounts import Principal
 from aitbc.protocol.results import LogLineView, LogsView
 from aitbc.services.jobs import JobService
-from aitbc.storage.interfaces import JobStore
+from aitbc.storage.interfaces import JobEventLog
 
 PAGE_LINES = 5000
 
 
 class LogService:
-    def __init__(self, jobs: JobStore, job_service: JobService) -> None:
-        self._jobs = jobs
+    def __init__(self, events: JobEventLog, job_service: JobService) -> None:
+        self._events = events
         self._job_service = job_service
 
     async def logs(self, principal: Principal, job_id: str, after: int = 0, limit: int = PAGE_LINES) -> LogsView:
@@ -22,7 +22,7 @@ class LogService:
         job = await self._job_service.get(principal, job_id)
         lines: list[LogLineView] = []
         last_seq = after
-        events = [e for e in await self._jobs.job_events(job.id, ["log"]) if e.seq > after]
+        events = [e for e in await self._events.job_events(job.id, ["log"]) if e.seq > after]
         for event in events:
             if lines and len(lines) >= limit:
                 return LogsView(job_id=job.id, status=job.status, lines=lines, last_seq=last_seq, more=True)

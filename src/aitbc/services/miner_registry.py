@@ -25,7 +25,7 @@ from aitbc.domain.matching import Capabilities, Gpu
 from aitbc.protocol.miners import LeaseState, RegisterRequest, RegisterResponse
 from aitbc.services.leases import HELD_STATUSES, LeaseGuard
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobStore, MinerStore
+from aitbc.storage.interfaces import JobLifecycleStore, MinerStore
 from aitbc.streaming.hub import EventHub
 
 log = logging.getLogger(__name__)
@@ -178,7 +178,13 @@ def _miner(record: Mapping[str, Any]) -> Miner:
 
 class MinerRegistry:
     def __init__(
-        self, jobs: JobStore, miners: MinerStore, guard: LeaseGuard, hub: EventHub, clock: Clock, settings: Settings
+        self,
+        jobs: JobLifecycleStore,
+        miners: MinerStore,
+        guard: LeaseGuard,
+        hub: EventHub,
+        clock: Clock,
+        settings: Settings,
     ) -> None:
         self._jobs = jobs
         self._miners = miners

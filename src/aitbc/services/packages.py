@@ -22,7 +22,7 @@ from aitbc.domain.package import CHECKSUM_FILE, ResultsState, checksum_file
 from aitbc.protocol.results import ResultFileView, ResultPackageView
 from aitbc.services.jobs import JobService
 from aitbc.services.retention import Retention
-from aitbc.storage.interfaces import JobStore, ResultFile, StoredResult
+from aitbc.storage.interfaces import ResultFile, ResultRecords, StoredResult
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,8 @@ class Package:
 
 
 class PackageService:
-    def __init__(self, jobs: JobStore, job_service: JobService, retention: Retention, clock: Clock) -> None:
-        self._jobs = jobs
+    def __init__(self, files: ResultRecords, job_service: JobService, retention: Retention, clock: Clock) -> None:
+        self._files = files
         self._job_service = job_service
         self._retention = retention
         self._clock = clock
@@ -90,10 +90,10 @@ class PackageService:
         expire_at = await self._retention.expire_at(job)
         if expire_at is not None and expire_at <= self._clock.now():
             raise Gone(f"the results of job {job.id} expired at {isoformat_z(expire_at)}")
-        result = await self._jobs.get_result(job.id)
+        result = await self._files.get_result(job.id)
         if result is None:
             raise NotFound(f"job {job.id} has no results")
-        uploaded = {f.path: f for f in await self._jobs.result_files(job.id, result.lease_id)}
+        uploaded = {f.path: f for f in await self._files.result_files(job.id, result.lease_id)}
         files: list[ResultFile] = []
         for entry in result.manifest.get("files", []):
             path = check_package_path(str(entry["path"]))

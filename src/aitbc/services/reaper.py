@@ -10,11 +10,11 @@ from datetime import timedelta
 
 from aitbc.domain.clock import Clock
 from aitbc.domain.job import FailureReason, Job, JobStatus
-from aitbc.domain.transitions import Move, requeue_changes
+from aitbc.domain.moves import Expire, Fail, ForceCancel, Requeue
 from aitbc.services.jobs import JobService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobStore
+from aitbc.storage.interfaces import JobLifecycleStore
 
 log = logging.getLogger(__name__)
 BATCH = 500
@@ -34,7 +34,7 @@ class ReaperReport:
 
 class Reaper:
     def __init__(
-        self, jobs: JobStore, job_service: JobService, lifecycle: Lifecycle, clock: Clock, settings: Settings
+        self, jobs: JobLifecycleStore, job_service: JobService, lifecycle: Lifecycle, clock: Clock, settings: Settings
     ) -> None:
         self._jobs = jobs
         self._job_service = job_service
@@ -56,38 +56,32 @@ class Reaper:
             for job in await self._jobs.expired(status, now, BATCH):
                 await self._lost(job, report)
         for job in await self._jobs.expired(JobStatus.CANCELING, now, BATCH):
-            changes = {
-                "completed_at": now,
-                "lease_id": None,
-                "lease_expires_at": None,
-                "error": "the miner did not confirm the cancellation in time; the lease was revoked",
-            }
-            if await self._lifecycle.move(job, Move.FORCE_CANCEL, now, lease_expired_by=now, changes=changes):
+            forced = ForceCancel(
+                completed_at=now, error="the miner did not confirm the cancellation in time; the lease was revoked"
+            )
+            if await self._lifecycle.move(job, forced, now, lease_expired_by=now):
                 report.force_canceled += 1
         for job in await self._jobs.expired(JobStatus.PENDING, now, BATCH):
             why = await self._job_service.waiting_for(job)
             error = f"no miner took the job within {self._settings.queue_ttl_seconds} s" + (f" ({why})" if why else "")
-            changes = {"completed_at": now, "failure_reason": FailureReason.EXPIRED.value, "error": error}
-            if await self._lifecycle.move(job, Move.EXPIRE, now, changes=changes):
+            expired = Expire(completed_at=now, failure_reason=FailureReason.EXPIRED, error=error)
+            if await self._lifecycle.move(job, expired, now):
                 report.expired += 1
         return report
 
     async def _lost(self, job: Job, report: ReaperReport) -> None:
         now = self._clock.now()
+        write: Requeue | Fail
         if job.attempt < job.max_attempts:
-            changes = requeue_changes(f"miner {job.miner_id} was lost (lease expired)")
-            move = Move.REQUEUE
+            write = Requeue(error=f"miner {job.miner_id} was lost (lease expired)")
         else:
-            changes = {
-                "completed_at": now,
-                "failure_reason": FailureReason.MINER_LOST.value,
-                "error": f"the miner was lost on each of {job.attempt} attempts",
-            }
-            move = Move.FAIL
-        changed = await self._lifecycle.move(
-            job, move, now, lease_id=job.lease_id, lease_expired_by=now, changes=changes
-        )
-        if changed and move is Move.REQUEUE:
+            write = Fail(
+                completed_at=now,
+                failure_reason=FailureReason.MINER_LOST,
+                error=f"the miner was lost on each of {job.attempt} attempts",
+            )
+        changed = await self._lifecycle.move(job, write, now, lease_id=job.lease_id, lease_expired_by=now)
+        if changed and isinstance(write, Requeue):
             report.requeued += 1
         elif changed:
             report.lost += 1

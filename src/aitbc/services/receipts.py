@@ -25,7 +25,7 @@ from aitbc.domain.package import ResultsState
 from aitbc.domain.receipts import ReceiptFacts, check_receipt, receipt_document
 from aitbc.protocol.results import CoordinatorKeyView, ReceiptView
 from aitbc.services.jobs import JobService
-from aitbc.storage.interfaces import JobStore, MinerStore, StoredResult
+from aitbc.storage.interfaces import JobReadModel, MinerStore, ResultRecords, StoredResult
 from aitbc.storage.results import ResultStore, StoredReceipt
 from aitbc.streaming.hub import EventHub
 
@@ -96,7 +96,8 @@ def _facts(job: Job, result: StoredResult, miner_public_key: str) -> ReceiptFact
 class ReceiptService:
     def __init__(
         self,
-        jobs: JobStore,
+        jobs: JobReadModel,
+        files: ResultRecords,
         results: ResultStore,
         miners: MinerStore,
         job_service: JobService,
@@ -105,6 +106,7 @@ class ReceiptService:
         clock: Clock,
     ) -> None:
         self._jobs = jobs
+        self._files = files
         self._results = results
         self._miners = miners
         self._job_service = job_service
@@ -118,7 +120,7 @@ class ReceiptService:
     async def receipt(self, principal: Principal, job_id: str) -> ReceiptView:
         """The signed receipt and the manifest it vouches for: 409 while the job runs, 404 with no result."""
         job = await self._job_service.get(principal, job_id)
-        result = await self._jobs.get_result(job.id)
+        result = await self._files.get_result(job.id)
         if result is None:
             if not job.is_terminal:
                 raise Conflict(f"job {job.id} is {job.status.value}; its receipt is issued when it finishes")
@@ -160,7 +162,7 @@ class ReceiptService:
             return
         if await self._results.get_receipt(job.id) is not None:
             return
-        result = await self._jobs.get_result(job.id)
+        result = await self._files.get_result(job.id)
         if result is not None:
             await self.issue(job, result)
 
@@ -170,7 +172,7 @@ class ReceiptService:
         issued = 0
         for job_id in await self._results.unreceipted(since, limit):
             job = await self._jobs.get_job(job_id)
-            result = await self._jobs.get_result(job_id)
+            result = await self._files.get_result(job_id)
             if job is None or result is None:
                 continue
             try:

@@ -14,20 +14,22 @@ from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict, NotFound
 from aitbc.domain.job import JobStatus
 from aitbc.domain.manifest import check_package_path
-from aitbc.domain.transitions import Move
+from aitbc.domain.moves import Start
 from aitbc.protocol.miners import JobDirective, LogsRequest, ProgressRequest, UploadedFile
 from aitbc.services.leases import LeaseGuard, directive
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.uploads import UploadService
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobStore, StoredFile
+from aitbc.storage.interfaces import JobEventLog, JobLifecycleStore, ResultRecords, StoredFile
 from aitbc.streaming.hub import EventHub
 
 
 class RunService:
     def __init__(
         self,
-        jobs: JobStore,
+        jobs: JobLifecycleStore,
+        events: JobEventLog,
+        files: ResultRecords,
         guard: LeaseGuard,
         lifecycle: Lifecycle,
         uploads: UploadService,
@@ -36,6 +38,8 @@ class RunService:
         settings: Settings,
     ) -> None:
         self._jobs = jobs
+        self._events = events
+        self._files = files
         self._guard = guard
         self._lifecycle = lifecycle
         self._uploads = uploads
@@ -48,16 +52,8 @@ class RunService:
         if job.status is not JobStatus.ASSIGNED:
             return directive(job)
         now = self._clock.now()
-        changed = await self._lifecycle.move(
-            job,
-            Move.START,
-            now,
-            lease_id=lease_id,
-            changes={
-                "started_at": now,
-                "lease_expires_at": now + timedelta(seconds=self._settings.lease_seconds),
-            },
-        )
+        begun = Start(started_at=now, lease_expires_at=now + timedelta(seconds=self._settings.lease_seconds))
+        changed = await self._lifecycle.move(job, begun, now, lease_id=lease_id)
         if changed is None:
             return directive(await self._guard.held_job(principal, miner_id, job_id, lease_id))
         return directive(changed.job)
@@ -89,13 +85,13 @@ class RunService:
         job = await self._guard.held_job(principal, miner_id, job_id, request.lease_id)
         if request.lines:
             lines = [line.model_dump() for line in request.lines]
-            event = await self._jobs.append_event(job, "log", self._clock.now(), {"lines": lines})
+            event = await self._events.append_event(job, "log", self._clock.now(), {"lines": lines})
             self._hub.publish(event)
         return directive(job)
 
     async def input_file(self, principal: Principal, miner_id: str, job_id: str, lease_id: str) -> StoredFile:
         job = await self._guard.held_job(principal, miner_id, job_id, lease_id)
-        stored = await self._jobs.get_input_file(job.spec.input_file_id) if job.spec.input_file_id else None
+        stored = await self._files.get_input_file(job.spec.input_file_id) if job.spec.input_file_id else None
         if stored is None:
             raise NotFound(f"job {job_id} has no input file")
         return stored

@@ -18,7 +18,7 @@ from aitbc.services.downloads import Download, DownloadService
 from aitbc.services.jobs import JobService
 from aitbc.services.packages import PackageService
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobStore
+from aitbc.storage.interfaces import JobReadModel
 from aitbc.storage.results import Share, ShareStore
 
 TOKEN_PREFIX = "aitbcs_"  # noqa: S105 - a prefix that marks share tokens, not a secret
@@ -53,7 +53,7 @@ class ShareService:
     def __init__(
         self,
         shares: ShareStore,
-        jobs: JobStore,
+        jobs: JobReadModel,
         packages: PackageService,
         downloads: DownloadService,
         job_service: JobService,

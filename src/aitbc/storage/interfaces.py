@@ -9,8 +9,9 @@ from typing import Any, Protocol
 
 from aitbc.domain.accounts import Account, ApiKey, Miner
 from aitbc.domain.events import JobEvent
-from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.job import Job, JobSpec, JobStatus
 from aitbc.domain.matching import Capabilities
+from aitbc.domain.moves import Billed, WriteSet
 from aitbc.domain.plans import Plan, Role
 from aitbc.domain.transitions import Move
 
@@ -107,32 +108,49 @@ class Changed:
 @dataclass(frozen=True)
 class GuardedMove:
     """One move of the transition table to apply as a compare-and-set, with what goes with it (see
-    `JobStore.transition`); several of them can share one transaction (`JobStore.transitions`)."""
+    `JobLifecycleStore.transition`); several of them can share one transaction (`transitions`). The move is
+    the write-set's own: `write` cannot name another."""
 
     job_id: str
-    move: Move
+    write: WriteSet
     lease_id: str | None = None
-    changes: Mapping[str, Any] = field(default_factory=dict)
-    increment_attempt: bool = False
     event_data: Mapping[str, Any] | None = None
     result: StoredResult | None = None
     lease_expired_by: datetime | None = None
     ledger: Sequence[LedgerEntry] = ()
+    billed: Billed | None = None
+
+    @property
+    def move(self) -> Move:
+        return self.write.move
 
 
 @dataclass(frozen=True)
 class NewJob:
-    """A job to insert: its row, and what it holds on the account's balance until it ends."""
+    """A job to insert, as a submit decided it: it starts pending at 0 % with no attempt and no results, and
+    holds `hold_units` of the account's balance until it ends."""
 
-    row: Mapping[str, Any]
+    id: str
+    account_id: str
+    spec: JobSpec
+    max_attempts: int
+    created_at: datetime
+    queue_expires_at: datetime
+    request_hash: str
+    idempotency_key: str | None = None
+    retry_of: str | None = None
+    max_cost_units: int = 0
+    estimated_cost_units: int = 0
+    estimated_time_seconds: int = 0
     hold_units: int = 0
 
 
-class JobStore(Protocol):
-    """Jobs, their events, their input files and their result files."""
+class JobLifecycleStore(Protocol):
+    """Jobs as they move: inserted at submit, moved through the transition table, leased to miners, and the
+    queries that find the jobs a claim or the reaper acts on."""
 
     async def insert_job(
-        self, row: Mapping[str, Any], now: datetime, hold_units: int = 0, max_active: int | None = None
+        self, new: NewJob, now: datetime, max_active: int | None = None
     ) -> tuple[Job, JobEvent | None]:
         """Insert a job, its first event and its hold on the account's balance, in one transaction; if its
         idempotency key was used already, return that job and no event. Raise PaymentRequired if the balance
@@ -146,42 +164,26 @@ class JobStore(Protocol):
         in order (a replayed key: the job it made, and no event). If one job does not fit (the balance, the
         cap, a key used for a different request) nothing is stored and the error's `item` names it."""
 
-    async def get_job(self, job_id: str) -> Job | None: ...
-
-    async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
-        """The job and its account's plan (for `results_expire_at`), in one statement."""
-
-    async def job_counts(self, account_id: str) -> dict[JobStatus, int]:
-        """The account's jobs by status, as the maintained counts say (statuses with none left out)."""
-
-    async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
-        """How long the last `sample` completed jobs of this type and model ran (for estimates)."""
-
     async def request_hash(self, job_id: str) -> str | None:
         """The hash of the submit request that created the job (to spot a reused idempotency key)."""
-
-    async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
-        """Newest first, by keyset (created_at, id): stable under inserts, each job once."""
-
-    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats: ...
 
     async def transition(
         self,
         job_id: str,
-        move: Move,
+        write: WriteSet,
         now: datetime,
         *,
         lease_id: str | None = None,
-        changes: Mapping[str, Any] | None = None,
-        increment_attempt: bool = False,
         event_data: Mapping[str, Any] | None = None,
         result: StoredResult | None = None,
         lease_expired_by: datetime | None = None,
         ledger: Sequence[LedgerEntry] = (),
+        billed: Billed | None = None,
     ) -> Changed | None:
-        """Apply one move of the transition table as a compare-and-set, with its event (and the job's result
-        record, when given) in the same transaction; None if the job was not in a source status (or, for
-        moves that need it, not under `lease_id`, or, with `lease_expired_by`, its lease was extended)."""
+        """Apply the move of `write` as a compare-and-set, writing its fields (and `billed`, for a move that
+        ends the job), with its event (and the job's result record, when given) in the same transaction; None
+        if the job was not in a source status (or, for moves that need it, not under `lease_id`, or, with
+        `lease_expired_by`, its lease was extended)."""
 
     async def transitions(self, moves: Sequence[GuardedMove], now: datetime) -> list[Changed | None]:
         """Apply several moves, in order, in one transaction: each is its own compare-and-set exactly as
@@ -213,17 +215,52 @@ class JobStore(Protocol):
     async def expired(self, status: JobStatus, now: datetime, limit: int) -> list[Job]:
         """Jobs in `status` whose deadline passed: lease expiry for leased/canceling, queue TTL for pending."""
 
+
+class JobEventLog(Protocol):
+    """Each account's numbered events of its jobs (status moves, progress, logs, results), for followers."""
+
     async def append_event(self, job: Job, kind: str, now: datetime, data: Mapping[str, Any]) -> JobEvent: ...
 
     async def events_since(self, account_id: str, after_seq: int, job_id: str | None, limit: int) -> list[JobEvent]: ...
 
     async def job_events(self, job_id: str, kinds: Sequence[str]) -> list[JobEvent]: ...
 
+
+class ResultRecords(Protocol):
+    """The records of a job's files: the input file it reads, the result files uploaded under a lease, and the
+    result (signed manifest) its finish kept, which receipts are made from."""
+
     async def get_input_file(self, file_id: str) -> StoredFile | None: ...
 
     async def result_files(self, job_id: str, lease_id: str) -> list[ResultFile]: ...
 
     async def get_result(self, job_id: str) -> StoredResult | None: ...
+
+
+class JobReadModel(Protocol):
+    """Jobs as clients and miners read them: one job, a page of history (list, export), counts and stats, and
+    the run times estimates are made from."""
+
+    async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
+        """The job and its account's plan (for `results_expire_at`), in one statement."""
+
+    async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
+        """Newest first, by keyset (created_at, id): stable under inserts, each job once."""
+
+    async def job_counts(self, account_id: str) -> dict[JobStatus, int]:
+        """The account's jobs by status, as the maintained counts say (statuses with none left out)."""
+
+    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats: ...
+
+    async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
+        """How long the last `sample` completed jobs of this type and model ran (for estimates)."""
+
+
+class JobStore(JobLifecycleStore, JobEventLog, ResultRecords, JobReadModel, Protocol):
+    """Every job interface at once, as the SQL job store implements them (for the composition root and the
+    store contract tests; a service takes only the nouns it uses)."""
 
 
 class LedgerStore(Protocol):

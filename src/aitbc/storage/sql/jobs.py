@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, assert_never
 
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -15,8 +15,24 @@ from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLim
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import LEASED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from aitbc.domain.money import display, from_units
+from aitbc.domain.moves import (
+    Billed,
+    CancelPending,
+    Claim,
+    Complete,
+    ConfirmCancel,
+    Expire,
+    Fail,
+    ForceCancel,
+    MinerReport,
+    RequestCancel,
+    Requeue,
+    Start,
+    WriteSet,
+)
+from aitbc.domain.package import ResultsState
 from aitbc.domain.plans import Plan
-from aitbc.domain.transitions import Move, transition
+from aitbc.domain.transitions import transition
 from aitbc.storage.interfaces import (
     Changed,
     GuardedMove,
@@ -42,7 +58,6 @@ from aitbc.storage.sql.tables import (
     result_files,
 )
 
-_JOB_COLUMNS = frozenset(jobs.c.keys())
 _LEASED = [s.value for s in LEASED_STATUSES]
 _UNFINISHED = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
 
@@ -131,16 +146,89 @@ async def _forget_unlisted_files(connection: AsyncConnection, result: StoredResu
     )
 
 
+def _report_columns(report: MinerReport | None) -> dict[str, Any]:
+    if report is None:
+        return {}
+    return {
+        "result_lease_id": report.result_lease_id,
+        "results_state": report.results_state.value,
+        "exit_code": report.exit_code,
+        "reported_started_at": report.started_at,
+        "reported_ended_at": report.ended_at,
+    }
+
+
+def _move_columns(write: WriteSet) -> dict[str, Any]:
+    """The job columns a move writes besides its status: the one place a write-set becomes column values."""
+    match write:
+        case Claim():
+            return {
+                "miner_id": write.miner_id,
+                "lease_id": write.lease_id,
+                "lease_expires_at": write.lease_expires_at,
+                "assigned_at": write.assigned_at,
+                "progress": 0,
+                "progress_message": None,
+                "attempt": jobs.c.attempt + 1,
+            }
+        case Start():
+            return {"started_at": write.started_at, "lease_expires_at": write.lease_expires_at}
+        case Complete():
+            return {"completed_at": write.completed_at, "progress": 100, **_report_columns(write.report)}
+        case Fail():
+            return {
+                "completed_at": write.completed_at,
+                "failure_reason": write.failure_reason.value,
+                "error": write.error,
+                **_report_columns(write.report),
+            }
+        case Requeue():
+            return {
+                "miner_id": None,
+                "lease_id": None,
+                "lease_expires_at": None,
+                "assigned_at": None,
+                "started_at": None,
+                "progress": 0,
+                "progress_message": None,
+                "estimated_completion": None,
+                "error": write.error,
+            }
+        case Expire():
+            return {
+                "completed_at": write.completed_at,
+                "failure_reason": write.failure_reason.value,
+                "error": write.error,
+            }
+        case CancelPending():
+            return {"completed_at": write.completed_at, "cancel_requested_at": write.completed_at}
+        case RequestCancel():
+            return {"cancel_requested_at": write.cancel_requested_at, "lease_expires_at": write.lease_expires_at}
+        case ConfirmCancel():
+            return {"completed_at": write.completed_at, **_report_columns(write.report)}
+        case ForceCancel():
+            return {
+                "completed_at": write.completed_at,
+                "lease_id": None,
+                "lease_expires_at": None,
+                "error": write.error,
+            }
+    assert_never(write)
+
+
 def _guarded_update(guarded: GuardedMove, now: datetime) -> Any:
     """The compare-and-set UPDATE … RETURNING for one move, or None when it cannot apply (no lease named)."""
     rule = transition(guarded.move)
-    values: dict[str, Any] = dict(guarded.changes)
-    unknown = set(values) - _JOB_COLUMNS
-    if unknown:
-        raise ValueError(f"unknown job columns {sorted(unknown)}")
+    values = _move_columns(guarded.write)
+    if guarded.billed is not None:
+        billed = guarded.billed
+        values.update(
+            cost_units=billed.cost_units,
+            billed_seconds=billed.billed_seconds,
+            billed_from=billed.billed_from,
+            billed_until=billed.billed_until,
+        )
     values.update(status=rule.target.value, updated_at=now)
-    if guarded.increment_attempt:
-        values["attempt"] = jobs.c.attempt + 1
     statement = update(jobs).where(jobs.c.id == guarded.job_id, jobs.c.status.in_([s.value for s in rule.sources]))
     if rule.needs_lease:
         if guarded.lease_id is None:
@@ -231,10 +319,44 @@ async def _check_account_can_submit(
             raise at_item(short, index)
 
 
-def _replayed(row: Mapping[str, Any], stored: Any, batch: bool) -> Job:
+def _job_row(new: NewJob) -> dict[str, Any]:
+    """The row a new job is inserted as: pending, at 0 %, no attempt yet and no results."""
+    spec = new.spec
+    return {
+        "id": new.id,
+        "account_id": new.account_id,
+        "type": spec.type,
+        "model": spec.model,
+        "input": spec.input,
+        "input_file_id": spec.input_file_id,
+        "params": spec.params,
+        "gpu_type": spec.requirements.gpu_type,
+        "gpu_count": spec.requirements.gpu_count,
+        "min_vram_gb": spec.requirements.min_vram_gb,
+        "priority": spec.priority.value,
+        "priority_rank": spec.priority.rank,
+        "timeout_seconds": spec.timeout_seconds,
+        "status": JobStatus.PENDING.value,
+        "progress": 0,
+        "attempt": 0,
+        "max_attempts": new.max_attempts,
+        "created_at": new.created_at,
+        "updated_at": new.created_at,
+        "queue_expires_at": new.queue_expires_at,
+        "results_state": ResultsState.NONE.value,
+        "idempotency_key": new.idempotency_key,
+        "request_hash": new.request_hash,
+        "retry_of": new.retry_of,
+        "max_cost_units": new.max_cost_units,
+        "estimated_cost_units": new.estimated_cost_units,
+        "estimated_time_seconds": new.estimated_time_seconds,
+    }
+
+
+def _replayed(new: NewJob, stored: Any, batch: bool) -> Job:
     """The job an idempotency key already made. In a batch, only if this item is the request that made it (a
     single submit checks that itself, after the answer: it has nothing else to roll back)."""
-    if batch and stored.request_hash != row.get("request_hash"):
+    if batch and stored.request_hash != new.request_hash:
         raise Conflict(
             f"Idempotency-Key {stored.idempotency_key!r} was already used for a different request (job {stored.id})"
         )
@@ -246,9 +368,9 @@ class SqlJobStore:
         self._db = database
 
     async def insert_job(
-        self, row: Mapping[str, Any], now: datetime, hold_units: int = 0, max_active: int | None = None
+        self, new: NewJob, now: datetime, max_active: int | None = None
     ) -> tuple[Job, JobEvent | None]:
-        (inserted,) = await self._insert([NewJob(row, hold_units)], now, max_active, batch=False)
+        (inserted,) = await self._insert([new], now, max_active, batch=False)
         return inserted
 
     async def insert_jobs(
@@ -263,20 +385,20 @@ class SqlJobStore:
         with their events and holds in one transaction (or, if one does not fit, none of them)."""
         if not new:
             return []
-        account_id = new[0].row["account_id"]
-        keys = [str(item.row["idempotency_key"]) for item in new if item.row.get("idempotency_key") is not None]
+        account_id = new[0].account_id
+        keys = [item.idempotency_key for item in new if item.idempotency_key is not None]
         for attempt in range(2):
             stored = await self._by_idempotency_keys(account_id, keys)
             answers: list[tuple[Job, JobEvent | None] | None] = []
             fresh: list[tuple[int, NewJob]] = []
             for index, item in enumerate(new):
-                used = stored.get(item.row.get("idempotency_key") or "")
+                used = stored.get(item.idempotency_key or "")
                 if used is None:
                     answers.append(None)
                     fresh.append((index, item))
                     continue
                 try:
-                    answers.append((_replayed(item.row, used, batch), None))
+                    answers.append((_replayed(item, used, batch), None))
                 except Conflict as error:
                     raise at_item(error, index) from None
             if not fresh:
@@ -302,7 +424,7 @@ class SqlJobStore:
     ) -> list[tuple[Job, JobEvent | None]]:
         holds = [(index, item.hold_units) for index, item in fresh]
         ledger = [
-            LedgerEntry(account_id, "hold", -item.hold_units, item.row["id"], "held until the job ends")
+            LedgerEntry(account_id, "hold", -item.hold_units, item.id, "held until the job ends")
             for _, item in fresh
             if item.hold_units
         ]
@@ -311,7 +433,7 @@ class SqlJobStore:
             if ledger:
                 await write_ledger(connection, ledger, now)
             statement = insert(jobs).returning(*jobs.c, sort_by_parameter_order=True)
-            inserted = await connection.execute(statement, [dict(item.row) for _, item in fresh])
+            inserted = await connection.execute(statement, [_job_row(item) for _, item in fresh])
             made = [job_from_row(row) for row in inserted.all()]
             events = await _write_events(connection, made, "status", now, {})
         return list(zip(made, events, strict=True))
@@ -426,29 +548,27 @@ class SqlJobStore:
     async def transition(
         self,
         job_id: str,
-        move: Move,
+        write: WriteSet,
         now: datetime,
         *,
         lease_id: str | None = None,
-        changes: Mapping[str, Any] | None = None,
-        increment_attempt: bool = False,
         event_data: Mapping[str, Any] | None = None,
         result: StoredResult | None = None,
         lease_expired_by: datetime | None = None,
         ledger: Sequence[LedgerEntry] = (),
+        billed: Billed | None = None,
     ) -> Changed | None:
         (changed,) = await self.transitions(
             [
                 GuardedMove(
                     job_id,
-                    move,
+                    write,
                     lease_id=lease_id,
-                    changes=changes or {},
-                    increment_attempt=increment_attempt,
                     event_data=event_data,
                     result=result,
                     lease_expired_by=lease_expired_by,
                     ledger=ledger,
+                    billed=billed,
                 )
             ],
             now,
