@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,10 +17,33 @@ from sqlalchemy import Engine, create_engine, text
 
 from aitbc.domain.accounts import Account
 from aitbc.domain.identifiers import new_job_id
-from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.job import FailureReason, Job, JobSpec, JobStatus
+from aitbc.domain.moves import (
+    CancelPending,
+    Claim,
+    Complete,
+    ConfirmCancel,
+    Expire,
+    Fail,
+    ForceCancel,
+    MinerReport,
+    RequestCancel,
+    Requeue,
+    Start,
+    WriteSet,
+)
+from aitbc.domain.package import ResultsState
 from aitbc.domain.plans import Plan
 from aitbc.domain.transitions import Move
-from aitbc.storage.interfaces import AccountStore, JobStore, LedgerStore, MinerStore, ResultFile, StoredResult
+from aitbc.storage.interfaces import (
+    AccountStore,
+    JobStore,
+    LedgerStore,
+    MinerStore,
+    NewJob,
+    ResultFile,
+    StoredResult,
+)
 from aitbc.storage.results import ResultStore, ShareStore
 from aitbc.storage.sql.accounts import SqlAccountStore
 from aitbc.storage.sql.database import migrate, open_database, sync_engine
@@ -97,17 +120,17 @@ class Stores:
         assert event is not None
         return job
 
-    async def move(
-        self, job: Job, move: Move, lease_id: str | None = None, changes: dict[str, Any] | None = None
-    ) -> Job:
-        """Apply a move that must succeed (a test's set-up, not what it checks)."""
-        changed = await self.jobs.transition(job.id, move, at(1), lease_id=lease_id, changes=changes)
-        assert changed is not None, (job.status, move)
+    async def move(self, job: Job, write: WriteSet | Move, lease_id: str | None = None) -> Job:
+        """Apply a move that must succeed (a test's set-up, not what it checks); a bare `Move` gets the
+        write-set `write_for` gives it."""
+        write = write_for(write, job) if isinstance(write, Move) else write
+        changed = await self.jobs.transition(job.id, write, at(1), lease_id=lease_id)
+        assert changed is not None, (job.status, write)
         return changed.job
 
     async def claim(self, job: Job, lease_id: str = "lease_1", miner_id: str = "miner_1", until: float = 60) -> Job:
-        changes = {"miner_id": miner_id, "lease_id": lease_id, "lease_expires_at": at(until), "assigned_at": at(1)}
-        changed = await self.jobs.transition(job.id, Move.CLAIM, at(1), changes=changes, increment_attempt=True)
+        claim = Claim(miner_id=miner_id, lease_id=lease_id, lease_expires_at=at(until), assigned_at=at(1))
+        changed = await self.jobs.transition(job.id, claim, at(1))
         assert changed is not None, job.status
         return changed.job
 
@@ -135,48 +158,46 @@ class Stores:
             recorded = await self.uploads.record_result_file(result_file(job.id, "lease_1", path), at(2), 10**9)
             assert recorded.stored
         result = stored_result(job.id, "lease_1", paths, when)
-        changes = {"completed_at": at(when), "results_state": "available", "result_lease_id": "lease_1"}
-        changed = await self.jobs.transition(
-            job.id, Move.COMPLETE, at(when), lease_id="lease_1", changes=changes, result=result
-        )
+        done = Complete(at(when), MinerReport("lease_1", ResultsState.AVAILABLE))
+        changed = await self.jobs.transition(job.id, done, at(when), lease_id="lease_1", result=result)
         assert changed is not None
         return changed.job
 
 
-def job_row(account: Account, **overrides: Any) -> dict[str, Any]:
-    """A pending job's row, as the job service builds it at submit."""
+def write_for(move: Move, job: Job, when: float = 1) -> WriteSet:
+    """A plain write-set of `move` for `job`, for tests about a move's guard rather than what it writes: it keeps
+    the job's lease and its expiry (a claim: `lease_1` until 60 s)."""
+    lease_id = job.lease_id or "lease_1"
+    expires = job.lease_expires_at or at(60)
+    report = MinerReport(lease_id, ResultsState.NONE)
+    return {
+        Move.CLAIM: Claim("miner_1", lease_id, expires, at(when)),
+        Move.START: Start(at(when), expires),
+        Move.COMPLETE: Complete(at(when), report),
+        Move.FAIL: Fail(at(when), FailureReason.RUNTIME_ERROR, "exit 1", report),
+        Move.REQUEUE: Requeue("the test sent it back"),
+        Move.EXPIRE: Expire(at(when), FailureReason.EXPIRED, "nobody took it"),
+        Move.CANCEL_PENDING: CancelPending(at(when)),
+        Move.REQUEST_CANCEL: RequestCancel(at(when), expires),
+        Move.CONFIRM_CANCEL: ConfirmCancel(at(when), report),
+        Move.FORCE_CANCEL: ForceCancel(at(when), "the miner did not confirm"),
+    }[move]
+
+
+def job_row(account: Account, **overrides: Any) -> NewJob:
+    """A pending job, as the job service builds it at submit (`overrides`: any field of `NewJob` or `JobSpec`)."""
     created = overrides.get("created_at", T0)
-    row: dict[str, Any] = {
-        "id": new_job_id(),
-        "account_id": account.id,
-        "type": "command",
-        "model": None,
-        "input": "echo hi",
-        "input_file_id": None,
-        "params": {},
-        "gpu_type": None,
-        "gpu_count": 1,
-        "min_vram_gb": None,
-        "priority": "normal",
-        "priority_rank": 1,
-        "timeout_seconds": 3600,
-        "status": JobStatus.PENDING.value,
-        "progress": 0,
-        "attempt": 0,
-        "max_attempts": 3,
-        "created_at": created,
-        "updated_at": created,
-        "queue_expires_at": created + timedelta(hours=1),
-        "results_state": "none",
-        "idempotency_key": None,
-        "request_hash": "a" * 64,
-        "retry_of": None,
-        "max_cost_units": 0,
-        "estimated_cost_units": 0,
-        "estimated_time_seconds": 0,
-    }
-    row.update(overrides)
-    return row
+    new = NewJob(
+        id=new_job_id(),
+        account_id=account.id,
+        spec=JobSpec(type="command", model=None, input="echo hi"),
+        max_attempts=3,
+        created_at=created,
+        queue_expires_at=created + timedelta(hours=1),
+        request_hash="a" * 64,
+    )
+    spec_fields = {key: overrides.pop(key) for key in list(overrides) if key in JobSpec.__dataclass_fields__}
+    return replace(new, spec=replace(new.spec, **spec_fields), **overrides)
 
 
 def result_file(job_id: str, lease_id: str, path: str, size: int = 10, blob: str | None = None) -> ResultFile:

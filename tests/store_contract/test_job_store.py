@@ -9,15 +9,17 @@ import pytest
 
 from aitbc.domain.accounts import Account
 from aitbc.domain.errors import InvalidInput, PaymentRequired, RateLimited
-from aitbc.domain.job import JobStatus
+from aitbc.domain.job import JobStatus, Priority
+from aitbc.domain.moves import Billed, Complete, MinerReport, Start
+from aitbc.domain.package import ResultsState
 from aitbc.domain.transitions import Move
-from aitbc.storage.interfaces import JobFilter, LedgerEntry, NewJob, StoredFile
+from aitbc.storage.interfaces import JobFilter, LedgerEntry, StoredFile
 from aitbc.storage.sql.jobs import encode_cursor
 from tests.store_contract.conftest import T0, Stores, at, job_row
 
 
 async def test_a_submitted_job_reads_back_with_its_first_event(stores: Stores, alice: Account) -> None:
-    row = job_row(alice, type="embedding", model="mini", params={"a": 1}, priority="high", priority_rank=2)
+    row = job_row(alice, type="embedding", model="mini", params={"a": 1}, priority=Priority.HIGH)
     job, event = await stores.jobs.insert_job(row, T0)
     assert event is not None
     assert (event.seq, event.job_id, event.kind, event.status, event.at) == (1, job.id, "status", "pending", T0)
@@ -56,21 +58,21 @@ async def test_racing_submits_with_one_key_store_one_job(stores: Stores, alice: 
 
 async def test_a_submit_holds_its_cost_or_stores_nothing(stores: Stores, alice: Account) -> None:
     await stores.ledger.append([LedgerEntry(alice.id, "grant", 1000)], T0)
-    held, _ = await stores.jobs.insert_job(job_row(alice), T0, hold_units=600)
+    held, _ = await stores.jobs.insert_job(job_row(alice, hold_units=600), T0)
     assert await stores.ledger.balance_units(alice.id) == 400
     assert await stores.ledger.held_units(alice.id) == 600
 
     with pytest.raises(PaymentRequired):
-        await stores.jobs.insert_job(job_row(alice), T0, hold_units=600)
+        await stores.jobs.insert_job(job_row(alice, hold_units=600), T0)
     with pytest.raises(RateLimited):
-        await stores.jobs.insert_job(job_row(alice), T0, hold_units=100, max_active=1)
+        await stores.jobs.insert_job(job_row(alice, hold_units=100), T0, max_active=1)
     page = await stores.jobs.list_jobs(JobFilter(account_id=alice.id), 10, None)
     assert [job.id for job in page.jobs] == [held.id]
     assert await stores.ledger.balance_units(alice.id) == 400
     assert [e.kind for e in await stores.ledger.entries(alice.id, None, None, 10, 0)] == ["grant", "hold"]
 
     await stores.move(held, Move.CANCEL_PENDING)  # no longer active: the limit counts unfinished jobs
-    assert (await stores.jobs.insert_job(job_row(alice), T0, hold_units=100, max_active=1))[1] is not None
+    assert (await stores.jobs.insert_job(job_row(alice, hold_units=100), T0, max_active=1))[1] is not None
 
 
 async def test_pages_walk_newest_first_each_job_once_even_as_jobs_arrive(stores: Stores, alice: Account) -> None:
@@ -125,7 +127,7 @@ async def test_the_queue_is_pending_jobs_of_the_asked_types_by_priority_then_age
     stores: Stores, alice: Account
 ) -> None:
     old = await stores.submit(alice, created_at=at(1))
-    urgent = await stores.submit(alice, created_at=at(3), priority="urgent", priority_rank=3)
+    urgent = await stores.submit(alice, created_at=at(3), priority=Priority.URGENT)
     young = await stores.submit(alice, created_at=at(2))
     await stores.submit(alice, type="embedding", created_at=at(0))
     await stores.claim(await stores.submit(alice, created_at=at(0)))
@@ -224,13 +226,10 @@ async def test_events_are_numbered_per_account_and_read_back_in_order(stores: St
 async def test_statistics_and_estimates_come_from_completed_jobs(stores: Stores, alice: Account) -> None:
     for run_seconds, cost in ((30, 500), (10, 100)):
         job = await stores.claim(await stores.submit(alice))
-        changes = {
-            "started_at": at(100),
-            "completed_at": at(100 + run_seconds),
-            "billed_seconds": run_seconds,
-            "cost_units": cost,
-        }
-        await stores.move(job, Move.COMPLETE, "lease_1", changes)
+        await stores.move(job, Start(started_at=at(100), lease_expires_at=at(1000)), "lease_1")
+        done = Complete(at(100 + run_seconds), MinerReport("lease_1", ResultsState.NONE))
+        billed = Billed(cost_units=cost, billed_seconds=run_seconds, billed_from=None, billed_until=None)
+        assert await stores.jobs.transition(job.id, done, at(200), lease_id="lease_1", billed=billed) is not None
     await stores.submit(alice, model="other")
     stats = await stores.jobs.job_stats(alice.id, None)
     assert stats.by_status == {"completed": 2, "pending": 1}
@@ -254,13 +253,13 @@ async def test_job_counts_follow_every_insert_and_move_and_give_the_list_totals(
     for status in JobStatus:
         await stores.in_status(alice, status)
     await stores.in_status(bob, JobStatus.RUNNING)
-    await stores.jobs.insert_jobs([NewJob(job_row(alice)) for _ in range(3)], T0)
+    await stores.jobs.insert_jobs([job_row(alice) for _ in range(3)], T0)
     await stores.jobs.insert_job(job_row(alice, idempotency_key="k"), T0)
     await stores.jobs.insert_job(job_row(alice, idempotency_key="k"), T0)  # a replay: nothing new
     requeued = await stores.claim(await stores.submit(alice), lease_id="lease_9")
-    await stores.move(requeued, Move.REQUEUE, "lease_9", {"lease_id": None, "miner_id": None})
+    await stores.move(requeued, Move.REQUEUE, "lease_9")
     pending = await stores.submit(alice)
-    assert await stores.jobs.transition(pending.id, Move.START, at(2), lease_id="none") is None  # refused
+    assert await stores.jobs.transition(pending.id, Start(at(2), at(60)), at(2), lease_id="none") is None  # refused
 
     listed = (await stores.jobs.list_jobs(JobFilter(account_id=alice.id), 1000, None, with_total=False)).jobs
     real: dict[JobStatus, int] = {}

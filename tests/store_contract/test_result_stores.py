@@ -180,7 +180,7 @@ async def test_result_files_no_lease_or_available_result_refers_to_are_unreferen
 ) -> None:
     job = await stores.claim(await stores.submit(alice), "lease_1")
     await stores.uploads.record_result_file(result_file(job.id, "lease_1", "first.txt", blob="blob/first"), at(2), 100)
-    await stores.move(job, Move.REQUEUE, "lease_1", {"lease_id": None, "lease_expires_at": None})
+    await stores.move(job, Move.REQUEUE, "lease_1")
     job = await stores.claim(job, "lease_2")
     await stores.uploads.record_result_file(
         result_file(job.id, "lease_2", "second.txt", blob="blob/second"), at(3), 100

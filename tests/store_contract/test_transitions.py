@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 
 from aitbc.domain.accounts import Account
-from aitbc.domain.job import JobStatus
+from aitbc.domain.job import FailureReason, JobStatus
+from aitbc.domain.moves import Complete, Fail, MinerReport, Requeue
+from aitbc.domain.package import ResultsState
 from aitbc.domain.transitions import TRANSITIONS, Move
 from aitbc.storage.interfaces import LedgerEntry
-from tests.store_contract.conftest import Stores, at, result_file, stored_result
+from tests.store_contract.conftest import Stores, at, result_file, stored_result, write_for
 
 
 async def test_every_move_applies_once_from_each_source_status_and_never_from_another(
@@ -20,17 +22,23 @@ async def test_every_move_applies_once_from_each_source_status_and_never_from_an
         job = await stores.in_status(alice, status)
         for move, rule in TRANSITIONS.items():
             if status not in rule.sources:
-                assert await stores.jobs.transition(job.id, move, at(10), lease_id=job.lease_id) is None, (move, status)
+                assert (
+                    await stores.jobs.transition(job.id, write_for(move, job), at(10), lease_id=job.lease_id) is None
+                ), (
+                    move,
+                    status,
+                )
         assert await stores.jobs.get_job(job.id) == job
 
     for move, rule in TRANSITIONS.items():
         for status in rule.sources:
             job = await stores.in_status(alice, status)
-            first = await stores.jobs.transition(job.id, move, at(10), lease_id=job.lease_id)
+            first = await stores.jobs.transition(job.id, write_for(move, job), at(10), lease_id=job.lease_id)
             assert first is not None, (move, status)
             assert first.job.status is rule.target and first.job.updated_at == at(10)
             assert (first.event.kind, first.event.status, first.event.data["move"]) == ("status", rule.target, move)
-            assert await stores.jobs.transition(job.id, move, at(11), lease_id=job.lease_id) is None, (move, status)
+            again = write_for(move, job, when=11)
+            assert await stores.jobs.transition(job.id, again, at(11), lease_id=job.lease_id) is None, (move, status)
 
 
 async def test_a_leased_move_needs_the_jobs_current_lease(stores: Stores, alice: Account) -> None:
@@ -40,40 +48,42 @@ async def test_a_leased_move_needs_the_jobs_current_lease(stores: Stores, alice:
         leased = (JobStatus.ASSIGNED, JobStatus.RUNNING, JobStatus.CANCELING)
         source = next(status for status in leased if status in rule.sources)
         job = await stores.in_status(alice, source, lease_id="lease_right")
-        assert await stores.jobs.transition(job.id, move, at(10), lease_id="lease_wrong") is None, move
-        assert await stores.jobs.transition(job.id, move, at(10)) is None, move
-        changed = await stores.jobs.transition(job.id, move, at(10), lease_id="lease_right")
+        write = write_for(move, job)
+        assert await stores.jobs.transition(job.id, write, at(10), lease_id="lease_wrong") is None, move
+        assert await stores.jobs.transition(job.id, write, at(10)) is None, move
+        changed = await stores.jobs.transition(job.id, write, at(10), lease_id="lease_right")
         assert changed is not None and changed.job.status is rule.target, move
 
 
 async def test_a_finished_job_is_finished_once(stores: Stores, alice: Account) -> None:
     job = await stores.in_status(alice, JobStatus.COMPLETED)
     for move in (Move.COMPLETE, Move.FAIL, Move.REQUEUE, Move.CONFIRM_CANCEL, Move.REQUEST_CANCEL, Move.FORCE_CANCEL):
-        assert await stores.jobs.transition(job.id, move, at(20), lease_id="lease_1") is None, move
+        assert await stores.jobs.transition(job.id, write_for(move, job), at(20), lease_id="lease_1") is None, move
     stored = await stores.jobs.get_job(job.id)
     assert stored is not None and stored.status is JobStatus.COMPLETED
 
 
 async def test_an_old_lease_cannot_finish_a_job_claimed_again(stores: Stores, alice: Account) -> None:
     job = await stores.claim(await stores.submit(alice), "lease_1")
-    job = await stores.move(job, Move.REQUEUE, "lease_1", {"lease_id": None, "lease_expires_at": None})
+    job = await stores.move(job, Move.REQUEUE, "lease_1")
     job = await stores.claim(job, "lease_2", miner_id="miner_2")
     assert job.attempt == 2 and job.lease_id == "lease_2"
-    assert await stores.jobs.transition(job.id, Move.COMPLETE, at(5), lease_id="lease_1") is None
-    assert await stores.jobs.transition(job.id, Move.COMPLETE, at(5), lease_id="lease_2") is not None
+    done = write_for(Move.COMPLETE, job, when=5)
+    assert await stores.jobs.transition(job.id, done, at(5), lease_id="lease_1") is None
+    assert await stores.jobs.transition(job.id, done, at(5), lease_id="lease_2") is not None
 
 
 async def test_of_two_racers_exactly_one_wins(stores: Stores, alice: Account) -> None:
     same = await stores.claim(await stores.submit(alice))
     twice = await asyncio.gather(
-        *(stores.jobs.transition(same.id, Move.COMPLETE, at(5), lease_id="lease_1") for _ in range(2))
+        *(stores.jobs.transition(same.id, write_for(Move.COMPLETE, same), at(5), lease_id="lease_1") for _ in range(2))
     )
     assert sum(changed is not None for changed in twice) == 1
 
     contested = await stores.claim(await stores.submit(alice))
     complete, cancel = await asyncio.gather(
-        stores.jobs.transition(contested.id, Move.COMPLETE, at(5), lease_id="lease_1"),
-        stores.jobs.transition(contested.id, Move.REQUEST_CANCEL, at(5)),
+        stores.jobs.transition(contested.id, write_for(Move.COMPLETE, contested), at(5), lease_id="lease_1"),
+        stores.jobs.transition(contested.id, write_for(Move.REQUEST_CANCEL, contested), at(5)),
     )
     assert (complete is None) != (cancel is None)
     stored = await stores.jobs.get_job(contested.id)
@@ -85,13 +95,17 @@ async def test_ledger_entries_ride_on_the_move_that_wins_and_on_no_other(stores:
     job = await stores.claim(await stores.submit(alice))
     payouts = [[LedgerEntry(alice.id, "release", 100, job.id, f"racer {n}")] for n in range(3)]
     changed = await asyncio.gather(
-        *(stores.jobs.transition(job.id, Move.COMPLETE, at(5), lease_id="lease_1", ledger=p) for p in payouts)
+        *(
+            stores.jobs.transition(job.id, write_for(Move.COMPLETE, job), at(5), lease_id="lease_1", ledger=p)
+            for p in payouts
+        )
     )
     assert sum(c is not None for c in changed) == 1
     assert [e.amount_units for e in await stores.ledger.entries(alice.id, None, None, 10, 0)] == [100]
     assert await stores.ledger.balance_units(alice.id) == 100
 
-    lost = await stores.jobs.transition(job.id, Move.FAIL, at(6), lease_id="lease_1", ledger=payouts[0])
+    failed = write_for(Move.FAIL, job, when=6)
+    lost = await stores.jobs.transition(job.id, failed, at(6), lease_id="lease_1", ledger=payouts[0])
     assert lost is None and await stores.ledger.balance_units(alice.id) == 100
 
 
@@ -103,10 +117,9 @@ async def test_changes_and_the_attempt_are_stored_with_the_move(stores: Stores, 
     assert claimed.lease_expires_at == at(60) and claimed.assigned_at == at(1)
     changed = await stores.jobs.transition(
         job.id,
-        Move.FAIL,
+        Fail(at(9), FailureReason.RUNTIME_ERROR, "exit 3", MinerReport("lease_1", ResultsState.NONE, exit_code=3)),
         at(9),
         lease_id="lease_1",
-        changes={"failure_reason": "runtime_error", "error": "exit 3", "exit_code": 3, "completed_at": at(9)},
         event_data={"reason": "runtime_error"},
     )
     assert changed is not None
@@ -117,9 +130,10 @@ async def test_changes_and_the_attempt_are_stored_with_the_move(stores: Stores, 
 
 async def test_a_lease_extended_meanwhile_is_not_expired(stores: Stores, alice: Account) -> None:
     job = await stores.claim(await stores.submit(alice), until=60)
-    early = await stores.jobs.transition(job.id, Move.REQUEUE, at(70), lease_id="lease_1", lease_expired_by=at(30))
+    lost = Requeue("the miner was lost")
+    early = await stores.jobs.transition(job.id, lost, at(70), lease_id="lease_1", lease_expired_by=at(30))
     assert early is None  # the reaper saw an expired lease, but the miner extended it before the reaper moved
-    late = await stores.jobs.transition(job.id, Move.REQUEUE, at(70), lease_id="lease_1", lease_expired_by=at(61))
+    late = await stores.jobs.transition(job.id, lost, at(70), lease_id="lease_1", lease_expired_by=at(61))
     assert late is not None and late.job.status is JobStatus.PENDING
 
 
@@ -128,10 +142,8 @@ async def test_the_result_is_stored_with_the_move_and_unlisted_files_are_let_go(
     for path in ("kept.txt", "extra.txt"):
         assert (await stores.uploads.record_result_file(result_file(job.id, "lease_1", path), at(2), 1000)).stored
     result = stored_result(job.id, "lease_1", ("kept.txt",))
-    changes = {"results_state": "available", "result_lease_id": "lease_1", "completed_at": at(10)}
-    changed = await stores.jobs.transition(
-        job.id, Move.COMPLETE, at(10), lease_id="lease_1", changes=changes, result=result
-    )
+    done = Complete(at(10), MinerReport("lease_1", ResultsState.AVAILABLE))
+    changed = await stores.jobs.transition(job.id, done, at(10), lease_id="lease_1", result=result)
     assert changed is not None and changed.job.results_state == "available"
     assert await stores.jobs.get_result(job.id) == result
     assert [f.path for f in await stores.jobs.result_files(job.id, "lease_1")] == ["kept.txt"]
