@@ -4,12 +4,14 @@ leases, the reaper, cancellation from every status, idempotency, pagination, eve
 from __future__ import annotations
 
 import asyncio
+from typing import get_args
 
 import pytest
 
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.errors import Conflict, NotFound
 from aitbc.domain.job import FailureReason, JobStatus
+from aitbc.domain.moves import Ending, Requeue, WriteSet
 from aitbc.domain.plans import Plan, Role
 from aitbc.domain.transitions import TRANSITIONS, Move
 from aitbc.protocol.miners import FailRequest, FinishRequest, ProgressRequest
@@ -371,6 +373,16 @@ def test_transition_table_matches_the_design() -> None:
         ("canceling", "canceled"),
     }
     assert TRANSITIONS[Move.COMPLETE].needs_lease and not TRANSITIONS[Move.CANCEL_PENDING].needs_lease
+
+
+def test_each_move_has_one_write_set_bound_to_it() -> None:
+    """A caller names a move by its write-set: one type per move of the table, the move a class constant that
+    no caller can set, and the moves that end a job exactly the ones the lifecycle settles."""
+    kinds = get_args(WriteSet)
+    assert sorted(kind.move for kind in kinds) == sorted(Move)
+    assert set(get_args(Ending)) == {kind for kind in kinds if TRANSITIONS[kind.move].target.is_terminal}
+    with pytest.raises(TypeError):
+        Requeue(error="lost", move=Move.COMPLETE)  # type: ignore[call-arg]
 
 
 async def test_ten_thousand_jobs_page_by_page_each_exactly_once(coordinator: Coordinator, clock: ManualClock) -> None:

@@ -8,7 +8,7 @@ import asyncio
 
 from aitbc.domain.accounts import Account
 from aitbc.domain.job import FailureReason, JobStatus
-from aitbc.domain.moves import Complete, Fail, MinerReport, Requeue
+from aitbc.domain.moves import Complete, Fail, ForceCancel, MinerReport, Requeue
 from aitbc.domain.package import ResultsState
 from aitbc.domain.transitions import TRANSITIONS, Move
 from aitbc.storage.interfaces import LedgerEntry
@@ -148,3 +148,26 @@ async def test_the_result_is_stored_with_the_move_and_unlisted_files_are_let_go(
     assert await stores.jobs.get_result(job.id) == result
     assert [f.path for f in await stores.jobs.result_files(job.id, "lease_1")] == ["kept.txt"]
     assert await stores.jobs.get_result("job_missing") is None
+
+
+async def test_each_move_writes_what_its_write_set_says_and_what_the_move_implies(
+    stores: Stores, alice: Account
+) -> None:
+    """The store turns each write-set into columns: a requeue forgets the miner, its lease and its progress;
+    a forced cancel revokes the lease; a completion is at 100 % with the miner's report kept."""
+    job = await stores.move(await stores.claim(await stores.submit(alice)), Move.START, "lease_1")
+    requeued = await stores.move(job, Requeue("miner lost"), "lease_1")
+    assert (requeued.miner_id, requeued.lease_id, requeued.lease_expires_at, requeued.started_at) == (None,) * 4
+    assert (requeued.progress, requeued.error, requeued.attempt) == (0, "miner lost", 1)
+
+    canceling = await stores.move(await stores.claim(requeued, "lease_2"), Move.REQUEST_CANCEL, "lease_2")
+    assert canceling.cancel_requested_at == at(1) and canceling.lease_id == "lease_2"
+    forced = await stores.move(canceling, ForceCancel(at(5), "no answer"))
+    assert (forced.status, forced.lease_id, forced.lease_expires_at) == (JobStatus.CANCELED, None, None)
+    assert (forced.completed_at, forced.error, forced.miner_id) == (at(5), "no answer", "miner_1")
+
+    done = await stores.claim(await stores.submit(alice), "lease_3")
+    report = MinerReport("lease_3", ResultsState.NONE, exit_code=0, started_at=at(2), ended_at=at(4))
+    completed = await stores.move(done, Complete(at(6), report), "lease_3")
+    assert (completed.progress, completed.exit_code, completed.result_lease_id) == (100, 0, "lease_3")
+    assert (completed.reported_started_at, completed.reported_ended_at) == (at(2), at(4))
