@@ -24,7 +24,7 @@ from aitbc.domain.moves import (
     MinerReport,
     WriteSet,
 )
-from aitbc.domain.transitions import Move, transition
+from aitbc.domain.transitions import transition
 from aitbc.services.billing import BillingService
 from aitbc.storage.interfaces import Changed, GuardedMove, JobLifecycleStore, LedgerEntry, StoredResult
 from aitbc.streaming.hub import EventHub
@@ -42,10 +42,6 @@ class Planned:
     event_data: Mapping[str, Any] | None = None
     result: StoredResult | None = None
     lease_expired_by: datetime | None = None
-
-    @property
-    def move(self) -> Move:
-        return self.write.move
 
 
 def _ending(write: Ending) -> tuple[FailureReason | None, MinerReport | None]:
