@@ -20,7 +20,15 @@ from aitbc.domain.identifiers import new_job_id
 from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.plans import Plan
 from aitbc.domain.transitions import Move
-from aitbc.storage.interfaces import AccountStore, JobStore, LedgerStore, MinerStore, ResultFile, StoredResult
+from aitbc.storage.interfaces import (
+    AccountStore,
+    JobStore,
+    LedgerStore,
+    MinerStore,
+    ResultFile,
+    StatsStore,
+    StoredResult,
+)
 from aitbc.storage.results import ResultStore, ShareStore
 from aitbc.storage.sql.accounts import SqlAccountStore
 from aitbc.storage.sql.database import migrate, open_database, sync_engine
@@ -28,6 +36,7 @@ from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.tables import metadata
 from aitbc.storage.sql.uploads import SqlUploadStore
 from aitbc.storage.uploads import UploadStore
@@ -82,6 +91,7 @@ class Stores:
     """Every store a service can be given, typed as the interface it is given as."""
 
     jobs: JobStore
+    stats: StatsStore
     ledger: LedgerStore
     accounts: AccountStore
     miners: MinerStore
@@ -204,6 +214,7 @@ async def stores(backend: Backend) -> AsyncIterator[Stores]:
     database = open_database(backend.url)
     yield Stores(
         jobs=SqlJobStore(database),
+        stats=SqlStatsStore(database),
         ledger=SqlLedgerStore(database),
         accounts=SqlAccountStore(database),
         miners=SqlMinerStore(database),

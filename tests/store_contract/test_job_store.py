@@ -232,10 +232,10 @@ async def test_statistics_and_estimates_come_from_completed_jobs(stores: Stores,
         }
         await stores.move(job, Move.COMPLETE, "lease_1", changes)
     await stores.submit(alice, model="other")
-    stats = await stores.jobs.job_stats(alice.id, None)
+    stats = await stores.stats.job_stats(alice.id, None)
     assert stats.by_status == {"completed": 2, "pending": 1}
     assert stats.average_run_seconds == 20.0 and stats.spent_units == 600
-    assert (await stores.jobs.job_stats(alice.id, at(1))).by_status == {}
+    assert (await stores.stats.job_stats(alice.id, at(1))).by_status == {}
     assert await stores.jobs.average_billed_seconds("command", None, 10) == 20.0
     assert await stores.jobs.average_billed_seconds("command", "other", 10) is None
 

@@ -163,8 +163,6 @@ class JobStore(Protocol):
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
         """Newest first, by keyset (created_at, id): stable under inserts, each job once."""
 
-    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats: ...
-
     async def transition(
         self,
         job_id: str,
@@ -224,6 +222,15 @@ class JobStore(Protocol):
     async def result_files(self, job_id: str, lease_id: str) -> list[ResultFile]: ...
 
     async def get_result(self, job_id: str) -> StoredResult | None: ...
+
+
+class StatsStore(Protocol):
+    """Read models over an account's whole history, from totals kept beside the jobs (not from their rows)."""
+
+    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats:
+        """The account's jobs created at or after `since` (all of them without it): how many in each status
+        (statuses with none left out), the average run of the completed ones that ran (seconds, to the
+        millisecond) and the sum of their costs."""
 
 
 class LedgerStore(Protocol):
