@@ -25,11 +25,17 @@ def run_microseconds(dialect: str) -> Any:
     return cast(func.round(days * 86400000.0), Integer) * 1000
 
 
-def first_whole_day(since: datetime) -> datetime:
-    """The first UTC midnight at or after `since`: from it on, the kept totals answer whole days."""
+def day_edge(since: datetime) -> tuple[datetime, datetime, datetime, int]:
+    """How a `since` inside a UTC day is answered: the kept totals from a midnight on (the first
+    tuple item), corrected by the jobs created between the next two moments, counted with the sign given:
+    +1, the rest of the day after `since`; -1, the part of the day before it (taking the whole day from the
+    totals) — whichever is shorter, so the jobs counted one by one are at most half a day's."""
     moment = since.astimezone(UTC)
-    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return midnight if midnight == moment else midnight + timedelta(days=1)
+    start = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    end = start + timedelta(days=1)
+    if moment - start <= end - moment:
+        return start, start, moment, -1
+    return end, moment, end, 1
 
 
 def _merged(rows: Iterable[Any]) -> JobStats:
@@ -55,8 +61,9 @@ class SqlStatsStore:
         self._db = database
 
     async def job_stats(self, account_id: str, since: datetime | None) -> JobStats:
-        """Whole days from the kept totals; a `since` inside a day adds the rest of that day counted from the
-        jobs themselves, through the (account_id, created_at) index: exact, and at most one day's jobs."""
+        """Whole days from the kept totals; for a `since` inside a day, the jobs between it and the nearer
+        midnight are counted from their rows, through the (account_id, created_at) index (see `day_edge`): exact,
+        and at most half a day's jobs, in the same statement (one snapshot) as the totals."""
         kept = job_stats_daily.c
         query: Any = (
             select(
@@ -70,22 +77,22 @@ class SqlStatsStore:
             .group_by(kept.status)
         )
         if since is not None:
-            midnight = first_whole_day(since)
+            midnight, edge_from, edge_to, sign = day_edge(since)
             query = query.where(kept.day >= midnight.date())
-            if midnight > since:
+            if edge_from < edge_to:
                 run = run_microseconds(self._db.dialect)
-                partial = (
+                edge = (
                     select(
                         jobs.c.status,
-                        func.count(),
-                        func.count(run),
-                        func.coalesce(func.sum(run), 0),
-                        func.coalesce(func.sum(jobs.c.cost_units), 0),
+                        func.count() * sign,
+                        func.count(run) * sign,
+                        func.coalesce(func.sum(run), 0) * sign,
+                        func.coalesce(func.sum(jobs.c.cost_units), 0) * sign,
                     )
-                    .where(jobs.c.account_id == account_id, jobs.c.created_at >= since, jobs.c.created_at < midnight)
+                    .where(jobs.c.account_id == account_id, jobs.c.created_at >= edge_from, jobs.c.created_at < edge_to)
                     .group_by(jobs.c.status)
                 )
-                query = union_all(query, partial)
+                query = union_all(query, edge)
         async with self._db.read_statement() as connection:
             rows = (await connection.execute(query)).all()
         return _merged(rows)
