@@ -23,7 +23,7 @@ from aitbc.domain.plans import Plan
 from aitbc.domain.transitions import Move, requeue_changes
 from aitbc.storage.interfaces import JobStats
 from aitbc.storage.sql.database import open_database
-from aitbc.storage.sql.stats import SqlStatsStore
+from aitbc.storage.sql.stats import SqlStatsStore, totals_from_jobs
 from aitbc.storage.sql.tables import accounts, job_stats_daily, jobs
 from tests.store_contract.conftest import T0, Backend, Stores, at, job_row
 
@@ -102,8 +102,16 @@ def recounted(connection: sa.Connection) -> Totals:
 
 
 def assert_kept(backend: Backend) -> None:
+    """The kept totals equal a recount, and the recount the bench rebuilds them with (`totals_from_jobs`)."""
     with backend.engine.connect() as connection:
-        assert kept_totals(connection) == recounted(connection)
+        real = recounted(connection)
+        assert kept_totals(connection) == real
+        rebuilt = connection.execute(totals_from_jobs(connection.dialect.name)).all()
+    assert {(a, _as_date(d), s): (int(n), int(r), int(m), int(c)) for a, d, s, n, r, m, c in rebuilt} == real
+
+
+def _as_date(day: date | str) -> date:
+    return day if isinstance(day, date) else date.fromisoformat(day)  # SQLite's date() is text
 
 
 async def assert_stats(stores: Stores, backend: Backend, account: Account, since: datetime | None) -> JobStats:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, cast, func, select, union_all
+from sqlalchemy import BigInteger, Date, Integer, cast, func, select, union_all
 
 from aitbc.domain.job import JobStatus
 from aitbc.storage.interfaces import JobStats
@@ -23,6 +23,29 @@ def run_microseconds(dialect: str) -> Any:
         return cast(func.round(func.extract("epoch", jobs.c.completed_at - jobs.c.started_at) * 1000000), BigInteger)
     days = func.julianday(jobs.c.completed_at) - func.julianday(jobs.c.started_at)
     return cast(func.round(days * 86400000.0), Integer) * 1000
+
+
+def creation_day(dialect: str) -> Any:
+    """The UTC day a job was created: its bucket in the kept totals (as the triggers compute it)."""
+    if dialect == "postgresql":
+        return cast(func.timezone("UTC", jobs.c.created_at), Date)
+    return func.date(jobs.c.created_at)
+
+
+def totals_from_jobs(dialect: str) -> Any:
+    """The kept totals recounted from the rows, as (account_id, day, status, jobs, runs, run_microseconds,
+    cost_units): to fill `job_stats_daily` after a bulk load made with its triggers off (the growth bench)."""
+    run = run_microseconds(dialect)
+    day = creation_day(dialect)
+    return select(
+        jobs.c.account_id,
+        day,
+        jobs.c.status,
+        func.count(),
+        func.count(run),
+        func.coalesce(func.sum(run), 0),
+        func.coalesce(func.sum(jobs.c.cost_units), 0),
+    ).group_by(jobs.c.account_id, day, jobs.c.status)
 
 
 def day_edge(since: datetime) -> tuple[datetime, datetime, datetime, int]:
