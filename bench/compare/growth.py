@@ -4,7 +4,9 @@ memory after the load at each size.
 History is seeded in bulk straight into the `jobs` table (finished jobs of the bench's accounts, spread over
 the last 30 days), with the coordinator stopped; SQLAlchemy Core over the store's own table definition
 (`aitbc.storage.sql.tables.jobs`) through the coordinator's database (`aitbc.wiring.open_coordinator`).
-If the store later keeps aggregates beside the rows, `seed` is the one place to keep them in step.
+If the store later keeps aggregates beside the rows, `seed` is the one place to keep them in step: the per-day
+stats totals (`job_stats_daily`) have their triggers off while the rows go in and are recounted once after, a
+GROUP BY instead of a trigger per row (the per-status counts keep their triggers: they cost less).
 """
 
 from __future__ import annotations
@@ -16,16 +18,47 @@ from typing import Any
 
 from bench.compare.coordinator import Ours
 from bench.compare.wrk import Load, Result, run_wrk
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, text
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aitbc.domain.identifiers import new_job_id
 from aitbc.domain.job import FailureReason
-from aitbc.storage.sql.tables import jobs
+from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.stats import totals_from_jobs
+from aitbc.storage.sql.tables import job_stats_daily, jobs
 from aitbc.wiring import open_coordinator
 
 BATCH = 5000
 SAMPLE = 5000  # status GETs spread over this many ids, drawn from the whole history
 STATUSES = ["completed"] * 8 + ["failed", "canceled"]  # what a history mostly holds
+STATS_TRIGGERS = "job_stats_daily_%"
+
+
+async def _stats_triggers_off(connection: AsyncConnection) -> list[str]:
+    """Turn the stats totals' triggers off; return what turns them back on."""
+    if connection.dialect.name == "postgresql":
+        named = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'jobs'::regclass AND tgname LIKE :pattern"
+        names = [str(name) for (name,) in await connection.execute(text(named), {"pattern": STATS_TRIGGERS})]
+        for name in names:
+            await connection.execute(text(f"ALTER TABLE jobs DISABLE TRIGGER {name}"))
+        return [f"ALTER TABLE jobs ENABLE TRIGGER {name}" for name in names]
+    kept = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE :pattern"
+    triggers = [
+        (str(name), str(sql)) for name, sql in await connection.execute(text(kept), {"pattern": STATS_TRIGGERS})
+    ]
+    for name, _ in triggers:
+        await connection.execute(text(f"DROP TRIGGER {name}"))
+    return [sql for _, sql in triggers]
+
+
+async def _recount_stats(database: Database, restore: list[str]) -> None:
+    """The stats totals recounted from every row, and their triggers back, in one transaction."""
+    async with database.write() as connection:
+        await connection.execute(delete(job_stats_daily))
+        columns = [c.name for c in job_stats_daily.c]
+        await connection.execute(insert(job_stats_daily).from_select(columns, totals_from_jobs(database.dialect)))
+        for statement in restore:
+            await connection.exec_driver_sql(statement)
 
 
 def _row(index: int, account_id: str, moment: datetime, status: str) -> dict[str, Any]:
@@ -73,6 +106,8 @@ class History:
         coordinator = await open_coordinator(self.ours.settings())
         accounts = self.ours.clients
         now = datetime.now(UTC)
+        async with coordinator.database.write() as connection:
+            restore = await _stats_triggers_off(connection)
         try:
             while self.count < target:
                 batch = []
@@ -87,7 +122,10 @@ class History:
                 async with coordinator.database.write() as connection:
                     await connection.execute(insert(jobs), batch)
         finally:
-            await coordinator.close()
+            try:
+                await _recount_stats(coordinator.database, restore)
+            finally:
+                await coordinator.close()
 
     def _keep(self, job_id: str, key: str) -> None:
         """Reservoir sampling: every job seeded so far is equally likely to be in the sample."""

@@ -47,6 +47,7 @@ from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.uploads import SqlUploadStore
 from aitbc.streaming.hub import EventHub
 from aitbc.streaming.postgres_relay import PostgresRelay
@@ -147,7 +148,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         account_views=AccountViews(accounts, billing),
         billing=billing,
         ledger=ledger,
-        history=HistoryService(job_store, job_store, jobs, job_views, clock),
+        history=HistoryService(job_store, job_store, SqlStatsStore(database), jobs, job_views, clock),
         rate_limiter=RateLimiter(settings.plan_limits, clock),
         jobs=jobs,
         job_views=job_views,

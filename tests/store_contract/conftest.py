@@ -42,6 +42,7 @@ from aitbc.storage.interfaces import (
     MinerStore,
     NewJob,
     ResultFile,
+    StatsStore,
     StoredResult,
 )
 from aitbc.storage.results import ResultStore, ShareStore
@@ -51,6 +52,7 @@ from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.tables import metadata
 from aitbc.storage.sql.uploads import SqlUploadStore
 from aitbc.storage.uploads import UploadStore
@@ -105,6 +107,7 @@ class Stores:
     """Every store a service can be given, typed as the interface it is given as."""
 
     jobs: JobStore
+    stats: StatsStore
     ledger: LedgerStore
     accounts: AccountStore
     miners: MinerStore
@@ -225,6 +228,7 @@ async def stores(backend: Backend) -> AsyncIterator[Stores]:
     database = open_database(backend.url)
     yield Stores(
         jobs=SqlJobStore(database),
+        stats=SqlStatsStore(database),
         ledger=SqlLedgerStore(database),
         accounts=SqlAccountStore(database),
         miners=SqlMinerStore(database),

@@ -231,10 +231,10 @@ async def test_statistics_and_estimates_come_from_completed_jobs(stores: Stores,
         billed = Billed(cost_units=cost, billed_seconds=run_seconds, billed_from=None, billed_until=None)
         assert await stores.jobs.transition(job.id, done, at(200), lease_id="lease_1", billed=billed) is not None
     await stores.submit(alice, model="other")
-    stats = await stores.jobs.job_stats(alice.id, None)
+    stats = await stores.stats.job_stats(alice.id, None)
     assert stats.by_status == {"completed": 2, "pending": 1}
     assert stats.average_run_seconds == 20.0 and stats.spent_units == 600
-    assert (await stores.jobs.job_stats(alice.id, at(1))).by_status == {}
+    assert (await stores.stats.job_stats(alice.id, at(1))).by_status == {}
     assert await stores.jobs.average_billed_seconds("command", None, 10) == 20.0
     assert await stores.jobs.average_billed_seconds("command", "other", 10) is None
 

@@ -18,7 +18,7 @@ from aitbc.protocol.jobs import EventMessage, JobView, SubmitJobRequest
 from aitbc.services.job_presenter import JobPresenter
 from aitbc.services.jobs import JobService
 from aitbc.services.views import event_message
-from aitbc.storage.interfaces import JobEventLog, JobFilter, JobReadModel
+from aitbc.storage.interfaces import JobEventLog, JobFilter, JobReadModel, StatsStore
 
 EXPORT_PAGE = 500
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED)
@@ -48,10 +48,17 @@ CSV_COLUMNS = (
 
 class HistoryService:
     def __init__(
-        self, jobs: JobReadModel, events: JobEventLog, job_service: JobService, presenter: JobPresenter, clock: Clock
+        self,
+        jobs: JobReadModel,
+        events: JobEventLog,
+        stats: StatsStore,
+        job_service: JobService,
+        presenter: JobPresenter,
+        clock: Clock,
     ) -> None:
         self._jobs = jobs
         self._events = events
+        self._stats = stats
         self._job_service = job_service
         self._presenter = presenter
         self._clock = clock
@@ -65,7 +72,7 @@ class HistoryService:
         if days is not None and days < 1:
             raise InvalidInput("'days' must be at least 1")
         since = self._clock.now() - timedelta(days=days) if days else None
-        stats = await self._jobs.job_stats(principal.account.id, since)
+        stats = await self._stats.job_stats(principal.account.id, since)
         finished = sum(stats.by_status.get(s.value, 0) for s in FINISHED)
         completed = stats.by_status.get(JobStatus.COMPLETED.value, 0)
         return StatsView(

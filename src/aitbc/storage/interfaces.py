@@ -252,8 +252,6 @@ class JobReadModel(Protocol):
     async def job_counts(self, account_id: str) -> dict[JobStatus, int]:
         """The account's jobs by status, as the maintained counts say (statuses with none left out)."""
 
-    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats: ...
-
     async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
         """How long the last `sample` completed jobs of this type and model ran (for estimates)."""
 
@@ -261,6 +259,15 @@ class JobReadModel(Protocol):
 class JobStore(JobLifecycleStore, JobEventLog, ResultRecords, JobReadModel, Protocol):
     """Every job interface at once, as the SQL job store implements them (for the composition root and the
     store contract tests; a service takes only the nouns it uses)."""
+
+
+class StatsStore(Protocol):
+    """Read models over an account's whole history, from totals kept beside the jobs (not from their rows)."""
+
+    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats:
+        """The account's jobs created at or after `since` (all of them without it): how many in each status
+        (statuses with none left out), the average run of the completed ones that ran (seconds, to the
+        millisecond) and the sum of their costs."""
 
 
 class LedgerStore(Protocol):

@@ -38,7 +38,6 @@ from aitbc.storage.interfaces import (
     GuardedMove,
     JobFilter,
     JobPage,
-    JobStats,
     LedgerEntry,
     NewJob,
     ResultFile,
@@ -319,7 +318,7 @@ async def _check_account_can_submit(
             raise at_item(short, index)
 
 
-def _job_row(new: NewJob) -> dict[str, Any]:
+def new_job_values(new: NewJob) -> dict[str, Any]:
     """The row a new job is inserted as: pending, at 0 %, no attempt yet and no results."""
     spec = new.spec
     return {
@@ -433,7 +432,7 @@ class SqlJobStore:
             if ledger:
                 await write_ledger(connection, ledger, now)
             statement = insert(jobs).returning(*jobs.c, sort_by_parameter_order=True)
-            inserted = await connection.execute(statement, [_job_row(item) for _, item in fresh])
+            inserted = await connection.execute(statement, [new_job_values(item) for _, item in fresh])
             made = [job_from_row(row) for row in inserted.all()]
             events = await _write_events(connection, made, "status", now, {})
         return list(zip(made, events, strict=True))
@@ -445,29 +444,6 @@ class SqlJobStore:
         async with self._db.read() as connection:
             rows = (await connection.execute(query)).all()
         return {row.idempotency_key: row for row in rows}
-
-    async def job_stats(self, account_id: str, since: datetime | None) -> JobStats:
-        conditions: list[Any] = [jobs.c.account_id == account_id]
-        if since is not None:
-            conditions.append(jobs.c.created_at >= since)
-        if self._db.dialect == "postgresql":
-            run_seconds: Any = func.extract("epoch", jobs.c.completed_at - jobs.c.started_at)
-        else:
-            run_seconds = (func.julianday(jobs.c.completed_at) - func.julianday(jobs.c.started_at)) * 86400.0
-        by_status = select(jobs.c.status, func.count()).where(*conditions).group_by(jobs.c.status)
-        averages = select(func.avg(run_seconds)).where(
-            *conditions, jobs.c.status == JobStatus.COMPLETED.value, jobs.c.started_at.is_not(None)
-        )
-        spent = select(func.coalesce(func.sum(jobs.c.cost_units), 0)).where(*conditions)
-        async with self._db.read() as connection:
-            counts = {status: int(n) for status, n in (await connection.execute(by_status)).all()}
-            average = (await connection.execute(averages)).scalar()
-            spent_units = int((await connection.execute(spent)).scalar_one())
-        return JobStats(
-            by_status=counts,
-            average_run_seconds=round(float(average), 3) if average is not None else None,
-            spent_units=spent_units,
-        )
 
     async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
         recent = (

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -98,6 +99,21 @@ job_counts = Table(
     Column("account_id", String(40), primary_key=True),
     Column("status", String(12), primary_key=True),
     Column("count", BigInteger, nullable=False),
+)
+
+# Per account, UTC day of creation and status: how many jobs, how many of them ran (started and completed)
+# and for how long in all (microseconds), and what they cost (nano-AITBC), so `/v1/stats` sums a few rows per
+# day instead of scanning the history. Maintained by triggers on `jobs` (migration 0011), as job_counts is.
+job_stats_daily = Table(
+    "job_stats_daily",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("status", String(12), primary_key=True),
+    Column("jobs", BigInteger, nullable=False),
+    Column("runs", BigInteger, nullable=False),
+    Column("run_microseconds", BigInteger, nullable=False),
+    Column("cost_units", BigInteger, nullable=False),
 )
 
 miners = Table(
