@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from bench.compare.coordinator import Ours
 from bench.compare.wrk import Load, Result, run_wrk
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from aitbc.domain.identifiers import new_job_id
 from aitbc.domain.job import FailureReason
@@ -26,6 +27,11 @@ from aitbc.wiring import open_coordinator
 BATCH = 5000
 SAMPLE = 5000  # status GETs spread over this many ids, drawn from the whole history
 STATUSES = ["completed"] * 8 + ["failed", "canceled"]  # what a history mostly holds
+
+
+def _insert_jobs(rows: list[dict[str, Any]], connection: Connection) -> None:
+    """Seed rows straight into the jobs table (one write unit of work)."""
+    connection.execute(insert(jobs), rows)
 
 
 def _row(index: int, account_id: str, moment: datetime, status: str) -> dict[str, Any]:
@@ -84,8 +90,7 @@ class History:
                     batch.append(row)
                     self._keep(row["id"], account.key)
                     self.count += 1
-                async with coordinator.database.write() as connection:
-                    await connection.execute(insert(jobs), batch)
+                await coordinator.database.write(partial(_insert_jobs, batch))
         finally:
             await coordinator.close()
 
