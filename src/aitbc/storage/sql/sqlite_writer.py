@@ -56,6 +56,14 @@ class _Unit:
 _STOP = object()
 
 
+def _end_transaction(connection: Connection) -> None:
+    """Roll back what SQLite may still hold open: a COMMIT that fails (a deferred constraint, a full disk)
+    leaves SQLite's transaction open although SQLAlchemy's has ended, and the next BEGIN would fail."""
+    driver = connection.connection.dbapi_connection
+    if driver is not None and driver.in_transaction:
+        driver.rollback()
+
+
 class SqliteWriter:
     """The writer thread over `engine` (a SQLite engine whose BEGIN is `BEGIN IMMEDIATE`)."""
 
@@ -69,6 +77,15 @@ class SqliteWriter:
         self.units = 0
         self._thread = threading.Thread(target=self._run, name="aitbc-sqlite-writer", daemon=True)
         self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        """Units waiting for the writer thread (not counting the group it runs)."""
+        return self._queue.qsize()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     async def submit(self, work: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -149,6 +166,7 @@ class SqliteWriter:
                     else:
                         savepoint.commit()
         except Exception as error:  # the COMMIT failed, or the unit alone raised: nothing of the group stored
+            _end_transaction(connection)
             for unit in group:
                 if unit.error is None:
                     unit.error = error
