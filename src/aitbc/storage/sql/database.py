@@ -143,8 +143,8 @@ class Database:
         return await anyio.to_thread.run_sync(partial(_write_unit, self.writer, work), limiter=self.limiter)
 
     async def dispose(self) -> None:
-        """Stop the writer (queued writes fail with `DatabaseClosed`, none is dropped silently) and close
-        every connection."""
+        """Stop the writer (writes queued before this are still made; later ones fail with `DatabaseClosed`,
+        none is dropped silently), wait for its thread to end, and close every connection."""
         if self._disposed:
             return
         self._disposed = True
