@@ -17,10 +17,12 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from aitbc.domain.identifiers import new_job_id
 from aitbc.domain.plans import Plan, Role
@@ -29,6 +31,11 @@ from aitbc.storage.sql.tables import jobs
 from aitbc.wiring import coordinator_session
 
 AITBC = str(Path(sys.executable).with_name("aitbc"))
+
+
+def _insert_jobs(rows: list[dict[str, Any]], connection: Connection) -> None:
+    """Seed rows straight into the jobs table (one write unit of work)."""
+    connection.execute(insert(jobs), rows)
 
 
 def free_port() -> int:
@@ -77,12 +84,10 @@ async def load(data_dir: Path, count: int) -> str:
                 }
             )
             if len(batch) == 5000:
-                async with coordinator.database.write() as connection:
-                    await connection.execute(insert(jobs), batch)
+                await coordinator.database.write(partial(_insert_jobs, batch))
                 batch = []
         if batch:
-            async with coordinator.database.write() as connection:
-                await connection.execute(insert(jobs), batch)
+            await coordinator.database.write(partial(_insert_jobs, batch))
         return created.secret
 
 

@@ -17,10 +17,11 @@ import asyncio
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.plans import Role
@@ -39,8 +40,10 @@ async def fill(coordinator: Coordinator, count: int, files: int, root: Path) -> 
         (await coordinator.accounts.create_key("bench", Role.CLIENT)).secret
     )
     template = (await coordinator.jobs.submit(principal, SubmitJobRequest(type="command", input="true"))).job
-    async with coordinator.database.read() as connection:
-        row = dict((await connection.execute(select(jobs).where(jobs.c.id == template.id))).one()._mapping)
+    found = await coordinator.database.read(
+        lambda connection: connection.execute(select(jobs).where(jobs.c.id == template.id)).one()
+    )
+    row = dict(found._mapping)
     now = coordinator.clock.now()
     for start in range(0, count, BATCH):
         job_rows: list[dict[str, Any]] = []
@@ -74,9 +77,12 @@ async def fill(coordinator: Coordinator, count: int, files: int, root: Path) -> 
                         "created_at": now,
                     }
                 )
-        async with coordinator.database.write() as connection:
-            await connection.execute(insert(jobs), job_rows)
-            await connection.execute(insert(result_files), file_rows)
+
+        def load(connection: Connection, job_rows: list[dict[str, Any]], file_rows: list[dict[str, Any]]) -> None:
+            connection.execute(insert(jobs), job_rows)
+            connection.execute(insert(result_files), file_rows)
+
+        await coordinator.database.write(partial(load, job_rows=job_rows, file_rows=file_rows))
 
 
 async def best_of(label: str, action: Callable[[], Awaitable[int]]) -> None:
@@ -96,8 +102,8 @@ async def run(count: int, files: int, database_url: str | None) -> None:
         async with coordinator_session(settings, clock) as coordinator:
             await fill(coordinator, count, files, settings.blob_dir)
             if coordinator.database.dialect == "postgresql":
-                async with coordinator.database.write() as connection:
-                    await connection.exec_driver_sql("ANALYZE")  # as autovacuum would after a bulk load
+                # as autovacuum would after a bulk load
+                await coordinator.database.write(lambda connection: connection.exec_driver_sql("ANALYZE"))
             print(f"{coordinator.database.dialect}: {count} kept results, {count * files} result files and blobs")
             purger = BlobPurger(SqlUploadStore(coordinator.database), coordinator.blobs, clock, settings)
             now = clock.now()

@@ -45,7 +45,7 @@ def statements(coordinator: Coordinator) -> Iterator[list[str]]:
         seen.append(statement.split()[0])
 
     database = coordinator.database
-    engines = {id(e.sync_engine): e.sync_engine for e in (database.reader, database.writer)}
+    engines = {id(e): e for e in database.engines}
     for engine in engines.values():
         event.listen(engine, "before_cursor_execute", record)
     try:

@@ -77,7 +77,7 @@ def statements(coordinator: Coordinator) -> Iterator[list[str]]:
     def record(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         seen.append(statement)
 
-    engines = {id(e.sync_engine): e.sync_engine for e in (coordinator.database.reader, coordinator.database.writer)}
+    engines = {id(e): e for e in coordinator.database.engines}
     for engine in engines.values():
         event.listen(engine, "before_cursor_execute", record)
     try:

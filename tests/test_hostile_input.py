@@ -19,7 +19,7 @@ import httpx
 import pytest
 import websocket
 from fastapi.routing import APIRoute
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from typer.testing import CliRunner
 
 from aitbc.api.app import create_app
@@ -43,8 +43,9 @@ Api = tuple[httpx.AsyncClient, Coordinator]
 async def job_count(coordinator: Coordinator) -> int:
     from aitbc.storage.sql.tables import jobs
 
-    async with coordinator.database.read() as connection:
-        return int((await connection.execute(select(func.count()).select_from(jobs))).scalar_one())
+    return await coordinator.database.read(
+        lambda connection: int(connection.execute(select(func.count()).select_from(jobs)).scalar_one())
+    )
 
 
 async def client_headers(coordinator: Coordinator, account: str = "alice") -> dict[str, str]:
@@ -348,9 +349,12 @@ MISREAD_NAMES = [
 async def result_file_rows(coordinator: Coordinator, job_id: str) -> int:
     from aitbc.storage.sql.tables import job_results, result_files
 
-    async with coordinator.database.read() as connection:
-        files = (await connection.execute(select(func.count()).where(result_files.c.job_id == job_id))).scalar_one()
-        results = (await connection.execute(select(func.count()).where(job_results.c.job_id == job_id))).scalar_one()
+    def counts(connection: Connection) -> tuple[int, int]:
+        files = connection.execute(select(func.count()).where(result_files.c.job_id == job_id)).scalar_one()
+        results = connection.execute(select(func.count()).where(job_results.c.job_id == job_id)).scalar_one()
+        return files, results
+
+    files, results = await coordinator.database.read(counts, snapshot=True)
     return int(files) + int(results)
 
 

@@ -419,8 +419,7 @@ async def test_ten_thousand_jobs_page_by_page_each_exactly_once(coordinator: Coo
         )
         if index % 7 == 0:
             clock.advance(1)
-    async with coordinator.database.write() as connection:
-        await connection.execute(insert(jobs), rows)
+    await coordinator.database.write(lambda connection: connection.execute(insert(jobs), rows))
     seen: list[str] = []
     cursor = None
     pages = 0

@@ -34,7 +34,7 @@ def transactions(coordinator: Coordinator) -> Iterator[list[str]]:
     def commit(_connection: Any) -> None:
         seen.append("COMMIT")
 
-    engines = {id(e.sync_engine): e.sync_engine for e in (coordinator.database.reader, coordinator.database.writer)}
+    engines = {id(e): e for e in coordinator.database.engines}
     for engine in engines.values():
         event.listen(engine, "before_cursor_execute", statement)
         event.listen(engine, "commit", commit)

@@ -117,8 +117,8 @@ async def test_a_list_get_is_at_most_two_statements_whatever_the_filter(quiet_ap
 
 async def _real_counts(coordinator: Coordinator, account_id: str) -> dict[str, int]:
     query = select(jobs.c.status, func.count()).where(jobs.c.account_id == account_id).group_by(jobs.c.status)
-    async with coordinator.database.read() as connection:
-        return {status: int(n) for status, n in (await connection.execute(query)).all()}
+    rows = await coordinator.database.read(lambda connection: connection.execute(query).all())
+    return {status: int(n) for status, n in rows}
 
 
 async def test_totals_stay_exact_through_every_move(quiet_api: Api) -> None:
@@ -173,9 +173,8 @@ async def test_totals_stay_exact_through_every_move(quiet_api: Api) -> None:
 async def _ids_by_status(coordinator: Coordinator, account_id: str) -> dict[JobStatus, list[str]]:
     query = select(jobs.c.id, jobs.c.status).where(jobs.c.account_id == account_id).order_by(jobs.c.id)
     found: dict[JobStatus, list[str]] = {}
-    async with coordinator.database.read() as connection:
-        for job_id, status in (await connection.execute(query)).all():
-            found.setdefault(JobStatus(status), []).append(job_id)
+    for job_id, status in await coordinator.database.read(lambda connection: connection.execute(query).all()):
+        found.setdefault(JobStatus(status), []).append(job_id)
     return found
 
 

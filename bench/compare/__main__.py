@@ -61,7 +61,11 @@ def options() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="scale everything down (a smoke run of minutes)")
     parser.add_argument("--list", action="store_true", help="print the workloads and the other benches, and exit")
     parser.add_argument("--only", default=",".join(WORKLOADS), help="comma-separated workloads to run")
-    parser.add_argument("--backends", default="sqlite,postgresql", help="our side: sqlite, postgresql or both")
+    parser.add_argument(
+        "--backends",
+        default="sqlite,postgresql",
+        help="our side, comma-separated: sqlite, sqlite-normal (SQLite with synchronous=normal), postgresql",
+    )
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated peers, or none")
     parser.add_argument("--ours-only", action="store_true", help="no peers (and no peer environment installed)")
     parser.add_argument("--jobs", type=int, help="e2e jobs (default 10,000; quick 500)")
@@ -92,6 +96,9 @@ def options() -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown workload(s): {', '.join(sorted(unknown))}; see --list")
     found.backend_list = [name for name in found.backends.split(",") if name]
+    strange = set(found.backend_list) - {"sqlite", "sqlite-normal", "postgresql"}
+    if strange:
+        parser.error(f"unknown backend(s): {', '.join(sorted(strange))}; use sqlite, sqlite-normal or postgresql")
     found.peer_list = [] if found.ours_only or found.peers == "none" else [p for p in found.peers.split(",") if p]
     return found
 

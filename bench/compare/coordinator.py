@@ -56,7 +56,7 @@ class Ours:
     """One coordinator under test: its backend, its data, its accounts, and its process once started."""
 
     root: Path
-    backend: str  # "sqlite" or "postgresql"
+    backend: str  # "sqlite", "sqlite-normal" (SQLite with synchronous=normal) or "postgresql"
     label: str = "bench"
     port: int = field(default_factory=free_port)
     clients: list[Account] = field(default_factory=list)
@@ -74,9 +74,15 @@ class Ours:
         return f"{POSTGRES_SERVER}/{self.database_name}" if self.backend == "postgresql" else None
 
     @property
+    def sqlite_synchronous(self) -> str:
+        """SQLite's synchronous: FULL (the default: each commit durable) unless the backend is sqlite-normal."""
+        return "normal" if self.backend == "sqlite-normal" else "full"
+
+    @property
     def database_options(self) -> list[str]:
         url = self.database_url
-        return ["--data-dir", str(self.data_dir), *(["--database-url", url] if url else [])]
+        synchronous = ["--sqlite-synchronous", "normal"] if self.backend == "sqlite-normal" else []
+        return ["--data-dir", str(self.data_dir), *(["--database-url", url] if url else []), *synchronous]
 
     @property
     def url(self) -> str:
@@ -84,10 +90,17 @@ class Ours:
 
     @property
     def system(self) -> str:
+        if self.backend == "sqlite-normal":
+            return "aitbc (sqlite, synchronous=normal)"
         return f"aitbc ({self.backend})"
 
     def settings(self) -> Settings:
-        return Settings(data_dir=self.data_dir, database_url=self.database_url, run_reaper=False)
+        return Settings(
+            data_dir=self.data_dir,
+            database_url=self.database_url,
+            sqlite_synchronous=self.sqlite_synchronous,
+            run_reaper=False,
+        )
 
     def _recreate_database(self) -> None:
         import psycopg

@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 import random
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from bench.compare.coordinator import Ours
 from bench.compare.wrk import Load, Result, run_wrk
-from sqlalchemy import delete, insert, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, delete, insert, text
 
 from aitbc.domain.identifiers import new_job_id
 from aitbc.domain.job import FailureReason
-from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.stats import totals_from_jobs
 from aitbc.storage.sql.tables import job_stats_daily, jobs
 from aitbc.wiring import open_coordinator
@@ -34,31 +33,33 @@ STATUSES = ["completed"] * 8 + ["failed", "canceled"]  # what a history mostly h
 STATS_TRIGGERS = "job_stats_daily_%"
 
 
-async def _stats_triggers_off(connection: AsyncConnection) -> list[str]:
+def _stats_triggers_off(connection: Connection) -> list[str]:
     """Turn the stats totals' triggers off; return what turns them back on."""
     if connection.dialect.name == "postgresql":
         named = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'jobs'::regclass AND tgname LIKE :pattern"
-        names = [str(name) for (name,) in await connection.execute(text(named), {"pattern": STATS_TRIGGERS})]
+        names = [str(name) for (name,) in connection.execute(text(named), {"pattern": STATS_TRIGGERS})]
         for name in names:
-            await connection.execute(text(f"ALTER TABLE jobs DISABLE TRIGGER {name}"))
+            connection.execute(text(f"ALTER TABLE jobs DISABLE TRIGGER {name}"))
         return [f"ALTER TABLE jobs ENABLE TRIGGER {name}" for name in names]
     kept = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE :pattern"
-    triggers = [
-        (str(name), str(sql)) for name, sql in await connection.execute(text(kept), {"pattern": STATS_TRIGGERS})
-    ]
+    triggers = [(str(name), str(sql)) for name, sql in connection.execute(text(kept), {"pattern": STATS_TRIGGERS})]
     for name, _ in triggers:
-        await connection.execute(text(f"DROP TRIGGER {name}"))
+        connection.execute(text(f"DROP TRIGGER {name}"))
     return [sql for _, sql in triggers]
 
 
-async def _recount_stats(database: Database, restore: list[str]) -> None:
+def _recount_stats(restore: list[str], connection: Connection) -> None:
     """The stats totals recounted from every row, and their triggers back, in one transaction."""
-    async with database.write() as connection:
-        await connection.execute(delete(job_stats_daily))
-        columns = [c.name for c in job_stats_daily.c]
-        await connection.execute(insert(job_stats_daily).from_select(columns, totals_from_jobs(database.dialect)))
-        for statement in restore:
-            await connection.exec_driver_sql(statement)
+    connection.execute(delete(job_stats_daily))
+    columns = [c.name for c in job_stats_daily.c]
+    connection.execute(insert(job_stats_daily).from_select(columns, totals_from_jobs(connection.dialect.name)))
+    for statement in restore:
+        connection.exec_driver_sql(statement)
+
+
+def _insert_jobs(rows: list[dict[str, Any]], connection: Connection) -> None:
+    """Seed rows straight into the jobs table (one write unit of work)."""
+    connection.execute(insert(jobs), rows)
 
 
 def _row(index: int, account_id: str, moment: datetime, status: str) -> dict[str, Any]:
@@ -106,8 +107,7 @@ class History:
         coordinator = await open_coordinator(self.ours.settings())
         accounts = self.ours.clients
         now = datetime.now(UTC)
-        async with coordinator.database.write() as connection:
-            restore = await _stats_triggers_off(connection)
+        restore = await coordinator.database.write(_stats_triggers_off)
         try:
             while self.count < target:
                 batch = []
@@ -119,11 +119,10 @@ class History:
                     batch.append(row)
                     self._keep(row["id"], account.key)
                     self.count += 1
-                async with coordinator.database.write() as connection:
-                    await connection.execute(insert(jobs), batch)
+                await coordinator.database.write(partial(_insert_jobs, batch))
         finally:
             try:
-                await _recount_stats(coordinator.database, restore)
+                await coordinator.database.write(partial(_recount_stats, restore))
             finally:
                 await coordinator.close()
 

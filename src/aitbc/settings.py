@@ -24,6 +24,9 @@ def _env_path(name: str) -> Path | None:
 class Settings:
     data_dir: Path = field(default_factory=default_data_dir)
     database_url: str | None = None
+    # SQLite's `synchronous`: "full" (each commit fsynced: an acknowledged write survives a power loss) or
+    # "normal" (fsync at checkpoints only: faster, the last commits can be lost on power loss).
+    sqlite_synchronous: str = field(default_factory=lambda: os.environ.get("AITBC_SQLITE_SYNCHRONOUS", "full"))
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str | None = None

@@ -114,7 +114,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     url = settings.resolved_database_url
     await anyio.to_thread.run_sync(migrate, url)
     clock = clock or SystemClock()
-    database = open_database(url)
+    database = open_database(url, settings.sqlite_synchronous)
     job_store: JobStore = SqlJobStore(database)  # every job noun in one store; each service is given the ones it uses
     blobs = LocalBlobStore(settings.blob_dir)
     hub = EventHub()

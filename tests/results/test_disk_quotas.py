@@ -56,13 +56,12 @@ def blobs_on_disk(settings: Settings, prefix: str) -> list[Path]:
 
 async def recorded_result_bytes(coordinator: Coordinator, job_id: str) -> int:
     query = select(func.coalesce(func.sum(result_files.c.size), 0)).where(result_files.c.job_id == job_id)
-    async with coordinator.database.read() as connection:
-        return int((await connection.execute(query)).scalar_one())
+    return await coordinator.database.read(lambda connection: int(connection.execute(query).scalar_one()))
 
 
 async def recorded_input_files(coordinator: Coordinator) -> list[str]:
-    async with coordinator.database.read() as connection:
-        return [str(r.id) for r in (await connection.execute(select(input_files.c.id))).all()]
+    rows = await coordinator.database.read(lambda connection: connection.execute(select(input_files.c.id)).all())
+    return [str(r.id) for r in rows]
 
 
 async def sweep_after_grace(coordinator: Coordinator, clock: ManualClock) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from sqlalchemy import Update, update
+from sqlalchemy import Connection, Update, update
 
 from aitbc.api.app import create_app
 from aitbc.domain.package import parse_checksum_file
@@ -229,9 +229,11 @@ async def test_the_zip_carries_the_crc32_kept_since_upload(world: World) -> None
     def one(path: str) -> Update:
         return update(result_files).where(result_files.c.job_id == done.job_id, result_files.c.path == path)
 
-    async with coordinator.database.write() as connection:
-        await connection.execute(one("result.txt").values(crc32=12345))  # a record that says otherwise shows through
-        await connection.execute(one("artifacts/model.bin").values(crc32=None))  # as recorded before 0008
+    def rewrite(connection: Connection) -> None:
+        connection.execute(one("result.txt").values(crc32=12345))  # a record that says otherwise shows through
+        connection.execute(one("artifacts/model.bin").values(crc32=None))  # as recorded before 0008
+
+    await coordinator.database.write(rewrite)
     crc32s = await zip_crc32s()
     assert crc32s["result.txt"] == 12345, "the zip takes the recorded value, it does not compute its own"
     assert crc32s["artifacts/model.bin"] == expected["artifacts/model.bin"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 
 from aitbc.domain.manifest import sign
 from aitbc.settings import Settings
@@ -30,9 +30,12 @@ ESCAPING_UPLOADS = [
 
 
 async def stored_rows(world: World, job_id: str) -> tuple[int, int]:
-    async with world.coordinator.database.read() as connection:
-        files = (await connection.execute(select(func.count()).where(result_files.c.job_id == job_id))).scalar_one()
-        results = (await connection.execute(select(func.count()).where(job_results.c.job_id == job_id))).scalar_one()
+    def counts(connection: Connection) -> tuple[int, int]:
+        files = connection.execute(select(func.count()).where(result_files.c.job_id == job_id)).scalar_one()
+        results = connection.execute(select(func.count()).where(job_results.c.job_id == job_id)).scalar_one()
+        return files, results
+
+    files, results = await world.coordinator.database.read(counts, snapshot=True)
     return int(files), int(results)
 
 

@@ -40,8 +40,9 @@ async def test_a_link_downloads_without_a_key_and_is_counted(world: World) -> No
     listed = (await world.http.get(f"/v1/jobs/{done.job_id}/shares", headers=done.headers)).json()["shares"]
     assert [(s["share_id"], s["download_count"]) for s in listed] == [(share["share_id"], 2)]
     assert "token" not in listed[0]
-    async with world.coordinator.database.read() as connection:
-        stored = (await connection.execute(select(result_shares.c.token_hash))).scalars().all()
+    stored = await world.coordinator.database.read(
+        lambda connection: connection.execute(select(result_shares.c.token_hash)).scalars().all()
+    )
     assert stored == [hash_secret(token)], "only the token's hash is stored"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,6 +15,14 @@ from aitbc.settings import Settings, default_data_dir
 
 if TYPE_CHECKING:  # the server stack loads when `serve` runs, not for every `aitbc client …` command
     from aitbc.services.accounts import CreatedKey
+
+
+class SqliteSynchronous(StrEnum):
+    """`--sqlite-synchronous`: SQLite's PRAGMA synchronous for the coordinator's connections."""
+
+    FULL = "full"
+    NORMAL = "normal"
+
 
 # Held requests (long polls, WebSockets) get this long to finish when the coordinator stops.
 GRACEFUL_SHUTDOWN_SECONDS = 5
@@ -49,6 +58,15 @@ def serve(
     database_url: Annotated[
         str | None, typer.Option("--database-url", help="postgresql://… to use PostgreSQL instead of SQLite.")
     ] = None,
+    sqlite_synchronous: Annotated[
+        SqliteSynchronous,
+        typer.Option(
+            "--sqlite-synchronous",
+            envvar="AITBC_SQLITE_SYNCHRONOUS",
+            help="SQLite: full fsyncs each commit (an acknowledged job survives a power loss); normal is faster "
+            "but can lose the last commits on power loss.",
+        ),
+    ] = SqliteSynchronous.FULL,
     public_url: Annotated[str | None, typer.Option("--public-url", help="URL clients reach this server at.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
     miners: Annotated[int, typer.Option("--miners", min=0, help="Also run N local miners.")] = 0,
@@ -77,6 +95,7 @@ def serve(
     settings = Settings(
         data_dir=(data_dir or default_data_dir()).expanduser(),
         database_url=database_url,
+        sqlite_synchronous=sqlite_synchronous.value,
         host=host,
         port=port,
         public_url=public_url,

@@ -9,13 +9,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, Row, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aitbc.domain.accounts import Account, ApiKey
 from aitbc.domain.identifiers import new_account_id
 from aitbc.domain.plans import Plan, Role
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.one_statement import count, every_row, first, rows_changed
 from aitbc.storage.sql.rows import account_from_row, key_from_row
 from aitbc.storage.sql.tables import accounts, api_keys, principal_version
 
@@ -41,8 +42,7 @@ class SqlAccountStore:
             "event_seq": 0,
         }
         try:
-            async with self._db.write() as connection:
-                await connection.execute(insert(accounts).values(**row))
+            await self._db.write(rows_changed(insert(accounts).values(**row)))
         except IntegrityError:
             raced = await self.get_account_by_name(name)
             if raced is None:
@@ -51,29 +51,27 @@ class SqlAccountStore:
         return Account(id=row["id"], name=name, plan=plan or Plan.FREE, created_at=now), True
 
     async def get_account(self, account_id: str) -> Account | None:
-        async with self._db.read() as connection:
-            row = (await connection.execute(select(accounts).where(accounts.c.id == account_id))).first()
+        row = await self._db.read(first(select(accounts).where(accounts.c.id == account_id)))
         return account_from_row(row) if row else None
 
     async def get_account_by_name(self, name: str) -> Account | None:
-        async with self._db.read() as connection:
-            row = (await connection.execute(select(accounts).where(accounts.c.name == name))).first()
+        row = await self._db.read(first(select(accounts).where(accounts.c.name == name)))
         return account_from_row(row) if row else None
 
     async def list_accounts(self) -> list[Account]:
-        async with self._db.read() as connection:
-            rows = (await connection.execute(select(accounts).order_by(accounts.c.name))).all()
+        rows = await self._db.read(every_row(select(accounts).order_by(accounts.c.name)))
         return [account_from_row(row) for row in rows]
 
     async def set_plan(self, account_id: str, plan: Plan) -> Account | None:
-        async with self._db.write() as connection:
-            row = (
-                await connection.execute(
-                    update(accounts).where(accounts.c.id == account_id).values(plan=plan.value).returning(*accounts.c)
-                )
-            ).first()
+        change = update(accounts).where(accounts.c.id == account_id).values(plan=plan.value).returning(*accounts.c)
+
+        def work(connection: Connection) -> Row[Any] | None:
+            row = connection.execute(change).first()
             if row is not None:
-                await connection.execute(BUMP_PRINCIPAL_VERSION)
+                connection.execute(BUMP_PRINCIPAL_VERSION)
+            return row
+
+        row = await self._db.write(work)
         return account_from_row(row) if row else None
 
     async def create_key(
@@ -88,8 +86,8 @@ class SqlAccountStore:
             "prefix": prefix,
             "created_at": now,
         }
-        async with self._db.write() as connection:
-            created = (await connection.execute(insert(api_keys).values(**row).returning(*api_keys.c))).one()
+        created = await self._db.write(first(insert(api_keys).values(**row).returning(*api_keys.c)))
+        assert created is not None
         return key_from_row(created)
 
     async def find_key(self, key_hash: str) -> tuple[ApiKey, Account] | None:
@@ -103,8 +101,7 @@ class SqlAccountStore:
             .join(accounts, accounts.c.id == api_keys.c.account_id)
             .where(api_keys.c.key_hash == key_hash)
         )
-        async with self._db.read() as connection:
-            row = (await connection.execute(query)).first()
+        row = await self._db.read(first(query))
         if row is None:
             return None
         m = row._mapping
@@ -120,8 +117,7 @@ class SqlAccountStore:
         query = select(api_keys).order_by(api_keys.c.created_at)
         if account_id is not None:
             query = query.where(api_keys.c.account_id == account_id)
-        async with self._db.read() as connection:
-            return [key_from_row(row) for row in (await connection.execute(query)).all()]
+        return [key_from_row(row) for row in await self._db.read(every_row(query))]
 
     async def revoke_key(self, key_id: str, now: datetime) -> ApiKey | None:
         revoke = (
@@ -130,19 +126,20 @@ class SqlAccountStore:
             .values(revoked_at=now)
             .returning(*api_keys.c)
         )
-        async with self._db.write() as connection:
-            row = (await connection.execute(revoke)).first()
+
+        def work(connection: Connection) -> Row[Any] | None:
+            row = connection.execute(revoke).first()
             if row is not None:
-                await connection.execute(BUMP_PRINCIPAL_VERSION)
-            else:
-                row = (await connection.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+                connection.execute(BUMP_PRINCIPAL_VERSION)
+                return row
+            return connection.execute(select(api_keys).where(api_keys.c.id == key_id)).first()
+
+        row = await self._db.write(work)
         return key_from_row(row) if row else None
 
     async def count_keys(self) -> int:
-        async with self._db.read() as connection:
-            return int((await connection.execute(select(func.count()).select_from(api_keys))).scalar_one())
+        return await self._db.read(count(select(func.count()).select_from(api_keys)))
 
     async def principals_version(self) -> int:
         query = select(principal_version.c.version).where(principal_version.c.id == 1)
-        async with self._db.read() as connection:
-            return int((await connection.execute(query)).scalar_one())
+        return await self._db.read(count(query))

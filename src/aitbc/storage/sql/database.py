@@ -1,54 +1,71 @@
-"""Engines for SQLite (WAL, one writer) and PostgreSQL, and the Alembic upgrade run on start."""
+"""The database: SQLite (WAL, one writer thread committing in groups) or PostgreSQL, each request's unit of
+work run as ONE call on the database side, and the Alembic upgrade run on start.
+
+A store hands `Database.read` / `Database.write` a sync function of a SQLAlchemy `Connection` that does the
+whole unit (its statements, events and ledger rows); it runs in one thread hop with the stdlib (pysqlite) or
+sync psycopg driver, not one hop per statement as async drivers cost.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio
+import anyio.to_thread
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
+from aitbc.storage.sql.sqlite_writer import SqliteWriter
+
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 # SQLite's page cache per connection, in KiB. Each pooled connection fills its cache as the database grows
 # and keeps it: with SQLite's default (2000 KiB) a long-running coordinator's RSS grew by the cache times the
-# pool's connections (up to 9) plus the allocator's fragmentation from refilling it. The operating system
-# caches the file anyway, so a small per-connection cache costs a read from memory, not from disk.
+# pool's connections plus the allocator's fragmentation from refilling it. The operating system caches the
+# file anyway, so a small per-connection cache costs a read from memory, not from disk.
 SQLITE_CACHE_KIB = 512
+# SQLite readers: connections in the pool, and the threads that may use them at once (one each).
+SQLITE_READERS = 4
+# PostgreSQL: the pool, and as many worker threads as it has connections, so no thread waits for one.
+POSTGRES_POOL = 10
+POSTGRES_OVERFLOW = 20
+# `synchronous=FULL` (the default) fsyncs the WAL at each commit, so a write acknowledged is one a power
+# loss keeps; NORMAL fsyncs at checkpoints only (faster, but the last commits can be lost on power loss).
+SQLITE_SYNCHRONOUS = ("full", "normal")
 
 
 def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{(data_dir / 'aitbc.db').resolve()}"
 
 
-def _driver_urls(url: str) -> tuple[str, str]:
-    """(sync, async) SQLAlchemy URLs for a user's `sqlite:///…` or `postgresql://…` URL."""
+def _driver_url(url: str) -> str:
+    """The sync SQLAlchemy URL for a user's `sqlite:///…` or `postgresql://…` URL."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return (
-            parsed.set(drivername="sqlite").render_as_string(hide_password=False),
-            parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False),
-        )
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
     if backend == "postgresql":
-        psycopg = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-        return psycopg, psycopg
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:///PATH or postgresql://…")
 
 
-def _sqlite_pragmas() -> Any:
+def _sqlite_pragmas(synchronous: str) -> Any:
+    if synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"unknown SQLite synchronous mode {synchronous!r}: use full or normal")
+
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")  # negative: a size in KiB, not in pages
@@ -63,66 +80,111 @@ SINGLE_STATEMENT = "aitbc_single_statement"
 def _sqlite_begin(statement: str) -> Any:
     def on_begin(connection: Any) -> None:
         if connection.get_execution_options().get(SINGLE_STATEMENT):
-            return  # one read statement is consistent on its own: no BEGIN, one trip to the driver fewer
+            return  # a read without a snapshot: each statement is consistent on its own, no BEGIN needed
         connection.exec_driver_sql(statement)
 
     return on_begin
 
 
+def _sqlite_engine(url: str, synchronous: str, begin: str, **options: Any) -> Engine:
+    engine = create_engine(_driver_url(url), **options)
+    event.listen(engine, "connect", _sqlite_pragmas(synchronous))
+    event.listen(engine, "begin", _sqlite_begin(begin))
+    return engine
+
+
+def _read_unit(engine: Engine, work: Callable[[Connection], T], snapshot: bool) -> T:
+    """One read on a pooled connection: in one transaction when it needs a snapshot across statements."""
+    with engine.connect() as connection:
+        if snapshot:
+            with connection.begin():
+                return work(connection)
+        connection = connection.execution_options(**{SINGLE_STATEMENT: True})
+        return work(connection)
+
+
+def _write_unit(engine: Engine, work: Callable[[Connection], T]) -> T:
+    with engine.begin() as connection:
+        return work(connection)
+
+
 @dataclass
 class Database:
-    """A reader and a writer engine. On PostgreSQL they are the same; on SQLite the writer takes the write
-    lock at BEGIN (no deadlocking lock upgrades) and is a pool of one, so writes queue in-process."""
+    """Runs units of work: on SQLite, reads on a small pool of reader connections from a bounded set of
+    threads and writes on the one writer thread (`SqliteWriter`); on PostgreSQL, each unit in a worker thread
+    over one pool (a thread hop per unit of work, the statements in it on one connection)."""
 
     url: str
-    reader: AsyncEngine
-    writer: AsyncEngine
+    reader: Engine
+    writer: Engine
+    limiter: anyio.CapacityLimiter
+    sqlite_writer: SqliteWriter | None = None
+    _disposed: bool = field(default=False, repr=False)
 
     @property
     def dialect(self) -> str:
         return self.writer.dialect.name
 
-    def write(self) -> Any:
-        """`async with database.write() as connection:` — one transaction that commits on success."""
-        return self.writer.begin()
+    @property
+    def engines(self) -> tuple[Engine, ...]:
+        """Every engine statements run on (to listen to them, e.g. to count statements in tests)."""
+        return (self.reader,) if self.reader is self.writer else (self.reader, self.writer)
 
-    def read(self) -> Any:
-        return self.reader.connect()
+    async def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
+        """Run `work` on a reader connection. Without `snapshot` no transaction is opened on SQLite (a read of
+        one statement is its own snapshot); with it, its statements see one snapshot (one BEGIN…COMMIT)."""
+        return await anyio.to_thread.run_sync(partial(_read_unit, self.reader, work, snapshot), limiter=self.limiter)
 
-    @asynccontextmanager
-    async def read_statement(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for a read that is one statement: on SQLite no transaction is opened around it (the
-        statement is its own snapshot), so the read costs that one statement and nothing else."""
-        async with self.reader.connect() as connection:
-            await connection.execution_options(**{SINGLE_STATEMENT: True})
-            yield connection
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in a write transaction and answer once that transaction committed (on SQLite, in the
+        writer's group commit, under a savepoint of its own). If `work` raises, nothing it did is kept."""
+        if self.sqlite_writer is not None:
+            return await self.sqlite_writer.submit(work)
+        return await anyio.to_thread.run_sync(partial(_write_unit, self.writer, work), limiter=self.limiter)
 
     async def dispose(self) -> None:
-        await self.writer.dispose()
+        """Stop the writer (writes queued before this are still made; later ones fail with `DatabaseClosed`,
+        none is dropped silently), wait for its thread to end, and close every connection."""
+        if self._disposed:
+            return
+        self._disposed = True
+        if self.sqlite_writer is not None:
+            await anyio.to_thread.run_sync(self.sqlite_writer.close)
+        self.writer.dispose()
         if self.reader is not self.writer:
-            await self.reader.dispose()
+            self.reader.dispose()
 
 
-def open_database(url: str) -> Database:
-    _, async_url = _driver_urls(url)
+def open_database(url: str, sqlite_synchronous: str = "full") -> Database:
     if make_url(url).get_backend_name() == "sqlite":
-        writer = create_async_engine(async_url, pool_size=1, max_overflow=0, pool_timeout=120)
-        reader = create_async_engine(async_url, pool_size=4, max_overflow=4)
-        for engine, begin in ((writer, "BEGIN IMMEDIATE"), (reader, "BEGIN")):
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas())
-            event.listen(engine.sync_engine, "begin", _sqlite_begin(begin))
-        return Database(url=url, reader=reader, writer=writer)
-    engine = create_async_engine(async_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-    return Database(url=url, reader=engine, writer=engine)
+        # A connection is used by one thread at a time (the writer thread; a reader thread under the limiter),
+        # though not always the thread that opened it or closes it on dispose.
+        shared = {"check_same_thread": False}
+        writer = _sqlite_engine(
+            url, sqlite_synchronous, "BEGIN IMMEDIATE", pool_size=1, max_overflow=0, connect_args=shared
+        )
+        reader = _sqlite_engine(
+            url, sqlite_synchronous, "BEGIN", pool_size=SQLITE_READERS, max_overflow=0, connect_args=shared
+        )
+        return Database(
+            url=url,
+            reader=reader,
+            writer=writer,
+            limiter=anyio.CapacityLimiter(SQLITE_READERS),
+            sqlite_writer=SqliteWriter(writer),
+        )
+    engine = create_engine(
+        _driver_url(url), pool_size=POSTGRES_POOL, max_overflow=POSTGRES_OVERFLOW, pool_pre_ping=True
+    )
+    return Database(
+        url=url, reader=engine, writer=engine, limiter=anyio.CapacityLimiter(POSTGRES_POOL + POSTGRES_OVERFLOW)
+    )
 
 
-def sync_engine(url: str) -> Engine:
-    sync_url, _ = _driver_urls(url)
-    engine = create_engine(sync_url)
+def sync_engine(url: str, sqlite_synchronous: str = "full") -> Engine:
     if make_url(url).get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas())
-        event.listen(engine, "begin", _sqlite_begin("BEGIN IMMEDIATE"))
-    return engine
+        return _sqlite_engine(url, sqlite_synchronous, "BEGIN IMMEDIATE")
+    return create_engine(_driver_url(url))
 
 
 def private_sqlite_files(database: Path) -> None:

@@ -7,9 +7,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
 from aitbc.domain.events import JobEvent
@@ -46,6 +45,7 @@ from aitbc.storage.interfaces import (
 )
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.ledger import balance_units, write_ledger
+from aitbc.storage.sql.one_statement import every_row, first, rows_changed, scalar
 from aitbc.storage.sql.rows import event_from_row, job_from_row
 from aitbc.storage.sql.tables import (
     accounts,
@@ -94,16 +94,16 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidInput("invalid cursor: pass back the next_cursor of a previous page") from error
 
 
-async def _next_seqs(connection: AsyncConnection, account_id: str, count: int) -> range:
+def _next_seqs(connection: Connection, account_id: str, count: int) -> range:
     """Take the account's next `count` event numbers in one update."""
     bumped = update(accounts).where(accounts.c.id == account_id)
     bumped = bumped.values(event_seq=accounts.c.event_seq + count).returning(accounts.c.event_seq)
-    last = int((await connection.execute(bumped)).scalar_one())
+    last = int(connection.execute(bumped).scalar_one())
     return range(last - count + 1, last + 1)
 
 
-async def _write_events(
-    connection: AsyncConnection, made: Sequence[Job], kind: str, now: datetime, data: Mapping[str, Any]
+def _write_events(
+    connection: Connection, made: Sequence[Job], kind: str, now: datetime, data: Mapping[str, Any]
 ) -> list[JobEvent]:
     """One event per job, all of one account (a batch's jobs are), numbered in order and inserted at once."""
     if not made:
@@ -120,24 +120,22 @@ async def _write_events(
             "at": now,
             "data": dict(data),
         }
-        for job, seq in zip(made, await seqs, strict=True)
+        for job, seq in zip(made, seqs, strict=True)
     ]
-    await connection.execute(insert(job_events), rows)
+    connection.execute(insert(job_events), rows)
     return [JobEvent(**row) for row in rows]
 
 
-async def _write_event(
-    connection: AsyncConnection, job: Job, kind: str, now: datetime, data: Mapping[str, Any]
-) -> JobEvent:
-    (event,) = await _write_events(connection, [job], kind, now, data)
+def _write_event(connection: Connection, job: Job, kind: str, now: datetime, data: Mapping[str, Any]) -> JobEvent:
+    (event,) = _write_events(connection, [job], kind, now, data)
     return event
 
 
-async def _forget_unlisted_files(connection: AsyncConnection, result: StoredResult) -> None:
+def _forget_unlisted_files(connection: Connection, result: StoredResult) -> None:
     """With the result, the job's files that its manifest does not list (other attempts', extra uploads) are
     no longer referenced; their blobs are left for the purge to remove."""
     listed = [str(entry["path"]) for entry in result.manifest.get("files", [])]
-    await connection.execute(
+    connection.execute(
         delete(result_files).where(
             result_files.c.job_id == result.job_id,
             or_(result_files.c.lease_id != result.lease_id, result_files.c.path.not_in(listed)),
@@ -238,8 +236,8 @@ def _guarded_update(guarded: GuardedMove, now: datetime) -> Any:
     return statement.values(**values).returning(*jobs.c)
 
 
-async def _write_status_events(
-    connection: AsyncConnection, moved: Sequence[tuple[Job, Mapping[str, Any]]], now: datetime
+def _write_status_events(
+    connection: Connection, moved: Sequence[tuple[Job, Mapping[str, Any]]], now: datetime
 ) -> list[JobEvent]:
     """The status event of each move, in order: one numbering update and one insert per account, however many
     moves the transaction made (a miner's batch is usually one account's jobs, or a few)."""
@@ -248,7 +246,7 @@ async def _write_status_events(
         by_account.setdefault(job.account_id, []).append(index)
     rows: list[dict[str, Any]] = [{} for _ in moved]
     for account_id, indexes in sorted(by_account.items()):
-        for index, seq in zip(indexes, await _next_seqs(connection, account_id, len(indexes)), strict=True):
+        for index, seq in zip(indexes, _next_seqs(connection, account_id, len(indexes)), strict=True):
             job, data = moved[index]
             rows[index] = {
                 "account_id": job.account_id,
@@ -261,12 +259,12 @@ async def _write_status_events(
                 "data": dict(data),
             }
     if rows:
-        await connection.execute(insert(job_events), rows)
+        connection.execute(insert(job_events), rows)
     return [JobEvent(**row) for row in rows]
 
 
-async def _check_account_can_submit(
-    connection: AsyncConnection,
+def _check_account_can_submit(
+    connection: Connection,
     account_id: str,
     holds: Sequence[tuple[int, int]],
     max_active: int | None,
@@ -275,11 +273,11 @@ async def _check_account_can_submit(
     """Whether the account may add these jobs (`holds`: each one's index in its request and what it holds),
     under the account's row lock (PostgreSQL; SQLite writes are serial anyway), so two submits racing for the
     last credit cannot both pass. In a batch, the error names the first item that does not fit."""
-    await connection.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+    connection.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
     if max_active is not None:
         active = select(func.count()).select_from(jobs)
         active = active.where(jobs.c.account_id == account_id, jobs.c.status.in_(_UNFINISHED))
-        count = int((await connection.execute(active)).scalar_one())
+        count = int(connection.execute(active).scalar_one())
         if count + len(holds) > max_active:
             if not batch:
                 raise RateLimited(
@@ -296,7 +294,7 @@ async def _check_account_can_submit(
     total = sum(hold for _, hold in holds)
     if not total:
         return
-    balance = await balance_units(connection, account_id)
+    balance = balance_units(connection, account_id)
     if balance >= total:
         return
     if not batch:
@@ -362,6 +360,66 @@ def _replayed(new: NewJob, stored: Any, batch: bool) -> Job:
     return job_from_row(stored)
 
 
+def _by_idempotency_keys(connection: Connection, account_id: str, keys: Sequence[str]) -> dict[str, Any]:
+    if not keys:
+        return {}
+    query = select(jobs).where(jobs.c.account_id == account_id, jobs.c.idempotency_key.in_(list(keys)))
+    return {row.idempotency_key: row for row in connection.execute(query)}
+
+
+def _insert_jobs(
+    connection: Connection,
+    account_id: str,
+    keys: Sequence[str],
+    new: Sequence[NewJob],
+    now: datetime,
+    max_active: int | None,
+    batch: bool,
+) -> list[tuple[Job, JobEvent | None]]:
+    stored = _by_idempotency_keys(connection, account_id, keys)
+    answers: list[tuple[Job, JobEvent | None] | None] = []
+    fresh: list[tuple[int, NewJob]] = []
+    for index, item in enumerate(new):
+        used = stored.get(item.idempotency_key or "")
+        if used is None:
+            answers.append(None)
+            fresh.append((index, item))
+            continue
+        try:
+            answers.append((_replayed(item, used, batch), None))
+        except Conflict as error:
+            raise at_item(error, index) from None
+    if fresh:
+        made = _insert_fresh(connection, account_id, fresh, now, max_active, batch)
+        for (index, _), inserted in zip(fresh, made, strict=True):
+            answers[index] = inserted
+    return [answer for answer in answers if answer is not None]
+
+
+def _insert_fresh(
+    connection: Connection,
+    account_id: str,
+    fresh: Sequence[tuple[int, NewJob]],
+    now: datetime,
+    max_active: int | None,
+    batch: bool,
+) -> list[tuple[Job, JobEvent | None]]:
+    holds = [(index, item.hold_units) for index, item in fresh]
+    ledger = [
+        LedgerEntry(account_id, "hold", -item.hold_units, item.id, "held until the job ends")
+        for _, item in fresh
+        if item.hold_units
+    ]
+    _check_account_can_submit(connection, account_id, holds, max_active, batch)
+    if ledger:
+        write_ledger(connection, ledger, now)
+    statement = insert(jobs).returning(*jobs.c, sort_by_parameter_order=True)
+    inserted = connection.execute(statement, [new_job_values(item) for _, item in fresh])
+    made = [job_from_row(row) for row in inserted.all()]
+    events = _write_events(connection, made, "status", now, {})
+    return list(zip(made, events, strict=True))
+
+
 class SqlJobStore:
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -380,70 +438,23 @@ class SqlJobStore:
     async def _insert(
         self, new: Sequence[NewJob], now: datetime, max_active: int | None, batch: bool
     ) -> list[tuple[Job, JobEvent | None]]:
-        """The one insert of jobs: replays of used idempotency keys answered from the store, the rest inserted
-        with their events and holds in one transaction (or, if one does not fit, none of them)."""
+        """The one insert of jobs, one unit of work: replays of used idempotency keys answered from the store,
+        the rest inserted with their events and holds in one transaction (or, if one does not fit, none of
+        them)."""
         if not new:
             return []
         account_id = new[0].account_id
         keys = [item.idempotency_key for item in new if item.idempotency_key is not None]
-        for attempt in range(2):
-            stored = await self._by_idempotency_keys(account_id, keys)
-            answers: list[tuple[Job, JobEvent | None] | None] = []
-            fresh: list[tuple[int, NewJob]] = []
-            for index, item in enumerate(new):
-                used = stored.get(item.idempotency_key or "")
-                if used is None:
-                    answers.append(None)
-                    fresh.append((index, item))
-                    continue
-                try:
-                    answers.append((_replayed(item, used, batch), None))
-                except Conflict as error:
-                    raise at_item(error, index) from None
-            if not fresh:
-                return [answer for answer in answers if answer is not None]
-            try:
-                made = await self._insert_fresh(account_id, fresh, now, max_active, batch)
-            except IntegrityError:
-                if not keys or attempt:
-                    raise
-                continue  # a concurrent submit used one of the keys first: answer it as a replay
-            for (index, _), inserted in zip(fresh, made, strict=True):
-                answers[index] = inserted
-            return [answer for answer in answers if answer is not None]
-        raise AssertionError("unreachable")
 
-    async def _insert_fresh(
-        self,
-        account_id: str,
-        fresh: Sequence[tuple[int, NewJob]],
-        now: datetime,
-        max_active: int | None,
-        batch: bool,
-    ) -> list[tuple[Job, JobEvent | None]]:
-        holds = [(index, item.hold_units) for index, item in fresh]
-        ledger = [
-            LedgerEntry(account_id, "hold", -item.hold_units, item.id, "held until the job ends")
-            for _, item in fresh
-            if item.hold_units
-        ]
-        async with self._db.write() as connection:
-            await _check_account_can_submit(connection, account_id, holds, max_active, batch)
-            if ledger:
-                await write_ledger(connection, ledger, now)
-            statement = insert(jobs).returning(*jobs.c, sort_by_parameter_order=True)
-            inserted = await connection.execute(statement, [new_job_values(item) for _, item in fresh])
-            made = [job_from_row(row) for row in inserted.all()]
-            events = await _write_events(connection, made, "status", now, {})
-        return list(zip(made, events, strict=True))
+        def work(connection: Connection) -> list[tuple[Job, JobEvent | None]]:
+            return _insert_jobs(connection, account_id, keys, new, now, max_active, batch)
 
-    async def _by_idempotency_keys(self, account_id: str, keys: Sequence[str]) -> dict[str, Any]:
-        if not keys:
-            return {}
-        query = select(jobs).where(jobs.c.account_id == account_id, jobs.c.idempotency_key.in_(list(keys)))
-        async with self._db.read() as connection:
-            rows = (await connection.execute(query)).all()
-        return {row.idempotency_key: row for row in rows}
+        try:
+            return await self._db.write(work)
+        except IntegrityError:
+            if not keys:
+                raise
+            return await self._db.write(work)  # a concurrent submit used one of the keys first: a replay now
 
     async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
         recent = (
@@ -458,24 +469,20 @@ class SqlJobStore:
             .limit(sample)
             .subquery()
         )
-        async with self._db.read() as connection:
-            value = (await connection.execute(select(func.avg(recent.c.billed_seconds)))).scalar()
+        value = await self._db.read(scalar(select(func.avg(recent.c.billed_seconds))))
         return float(value) if value is not None else None
 
     async def request_hash(self, job_id: str) -> str | None:
-        async with self._db.read() as connection:
-            value = (await connection.execute(select(jobs.c.request_hash).where(jobs.c.id == job_id))).scalar()
+        value = await self._db.read(scalar(select(jobs.c.request_hash).where(jobs.c.id == job_id)))
         return str(value) if value is not None else None
 
     async def get_job(self, job_id: str) -> Job | None:
-        async with self._db.read() as connection:
-            row = (await connection.execute(select(jobs).where(jobs.c.id == job_id))).first()
+        row = await self._db.read(first(select(jobs).where(jobs.c.id == job_id)))
         return job_from_row(row) if row else None
 
     async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
         query = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id)
-        async with self._db.read_statement() as connection:
-            row = (await connection.execute(query.where(jobs.c.id == job_id))).first()
+        row = await self._db.read(first(query.where(jobs.c.id == job_id)))
         return (job_from_row(row), _plan(row.account_plan)) if row else None
 
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
@@ -500,15 +507,18 @@ class SqlJobStore:
                 or_(jobs.c.created_at < created_at, and_(jobs.c.created_at == created_at, jobs.c.id < job_id))
             )
         page = page.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
-        total = -1
         if with_total:  # the total rides on every row of the page: one statement, one snapshot
             page = page.add_columns(_total(where, conditions).scalar_subquery().label("matching_total"))
-        async with self._db.read_statement() as connection:
-            rows = (await connection.execute(page)).all()
+
+        def work(connection: Connection) -> tuple[Sequence[Row[Any]], int]:
+            rows = connection.execute(page).all()
             if with_total and rows:
-                total = int(rows[0].matching_total)
-            elif with_total:  # an empty page (past the end, or nothing matches): the total on its own
-                total = int((await connection.execute(_total(where, conditions))).scalar_one())
+                return rows, int(rows[0].matching_total)
+            if with_total:  # an empty page (past the end, or nothing matches): the total on its own
+                return rows, int(connection.execute(_total(where, conditions)).scalar_one())
+            return rows, -1
+
+        rows, total = await self._db.read(work)
         found = [job_from_row(row) for row in rows[:limit]]
         plans = {row.account_id: _plan(row.account_plan) for row in rows[:limit]}
         more = len(rows) > limit
@@ -517,9 +527,8 @@ class SqlJobStore:
 
     async def job_counts(self, account_id: str) -> dict[JobStatus, int]:
         query = select(job_counts.c.status, job_counts.c.count).where(job_counts.c.account_id == account_id)
-        async with self._db.read() as connection:
-            rows = (await connection.execute(query)).all()
-        return {JobStatus(status): int(count) for status, count in rows if count}
+        rows = await self._db.read(every_row(query))
+        return {JobStatus(row.status): int(row._mapping["count"]) for row in rows if row._mapping["count"]}
 
     async def transition(
         self,
@@ -558,31 +567,34 @@ class SqlJobStore:
         # Rows are locked in one order whatever order the caller gave (jobs by id, a job's own moves in turn;
         # then accounts by id), so two batches over the same jobs wait for each other and never deadlock.
         order = sorted(range(len(moves)), key=lambda index: moves[index].job_id)
-        applied: list[tuple[int, Job, Mapping[str, Any]]] = []
-        ledger: list[LedgerEntry] = []
-        async with self._db.write() as connection:
+
+        def work(connection: Connection) -> tuple[list[tuple[int, Job, Mapping[str, Any]]], list[JobEvent]]:
+            applied: list[tuple[int, Job, Mapping[str, Any]]] = []
+            ledger: list[LedgerEntry] = []
             for index in order:
                 guarded, statement = moves[index], updates[index]
                 if statement is None:
                     continue
-                row = (await connection.execute(statement)).first()
+                row = connection.execute(statement).first()
                 if row is None:
                     continue
                 job = job_from_row(row)
                 ledger.extend(guarded.ledger)
                 if guarded.result is not None:
-                    await connection.execute(job_results.delete().where(job_results.c.job_id == job.id))
-                    await connection.execute(insert(job_results).values(**guarded.result.__dict__))
-                    await _forget_unlisted_files(connection, guarded.result)
+                    connection.execute(job_results.delete().where(job_results.c.job_id == job.id))
+                    connection.execute(insert(job_results).values(**guarded.result.__dict__))
+                    _forget_unlisted_files(connection, guarded.result)
                 applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
             applied.sort(key=lambda item: item[0])  # events in the caller's order
             touched = {entry.account_id for entry in ledger} | {job.account_id for _, job, _ in applied}
             if len(moves) > 1 and len(touched) > 1:
                 locking = select(accounts.c.id).where(accounts.c.id.in_(sorted(touched))).order_by(accounts.c.id)
-                await connection.execute(locking.with_for_update())
+                connection.execute(locking.with_for_update())
             if ledger:
-                await write_ledger(connection, ledger, now)
-            events = await _write_status_events(connection, [(job, data) for _, job, data in applied], now)
+                write_ledger(connection, ledger, now)
+            return applied, _write_status_events(connection, [(job, data) for _, job, data in applied], now)
+
+        applied, events = await self._db.write(work)
         answers: list[Changed | None] = [None] * len(moves)
         for (index, job, _), event in zip(applied, events, strict=True):
             answers[index] = Changed(job=job, event=event)
@@ -595,8 +607,7 @@ class SqlJobStore:
             .order_by(jobs.c.priority_rank.desc(), jobs.c.created_at, jobs.c.id)
             .limit(limit)
         )
-        async with self._db.read() as connection:
-            return [job_from_row(row) for row in (await connection.execute(query)).all()]
+        return [job_from_row(row) for row in await self._db.read(every_row(query))]
 
     async def record_progress(
         self,
@@ -618,8 +629,9 @@ class SqlJobStore:
             values["estimated_completion"] = estimated_completion
         held = (jobs.c.id == job_id, jobs.c.miner_id == miner_id, jobs.c.lease_id == lease_id)
         guarded = update(jobs).where(*held, jobs.c.status.in_(_LEASED))
-        async with self._db.write() as connection:
-            row = (await connection.execute(guarded.values(**values).returning(*jobs.c))).first()
+
+        def work(connection: Connection) -> tuple[Job, JobEvent | None] | None:
+            row = connection.execute(guarded.values(**values).returning(*jobs.c)).first()
             if row is not None:
                 job = job_from_row(row)
                 event = None
@@ -628,12 +640,12 @@ class SqlJobStore:
                         "message": message,
                         "estimated_completion": estimated_completion and estimated_completion.isoformat(),
                     }
-                    event = await _write_event(connection, job, "progress", now, data)
+                    event = _write_event(connection, job, "progress", now, data)
                 return job, event
-            current = (
-                await connection.execute(select(jobs).where(*held, jobs.c.status == JobStatus.CANCELING.value))
-            ).first()
-        return (job_from_row(current), None) if current is not None else None
+            current = connection.execute(select(jobs).where(*held, jobs.c.status == JobStatus.CANCELING.value)).first()
+            return (job_from_row(current), None) if current is not None else None
+
+        return await self._db.write(work)
 
     async def extend_leases(self, miner_id: str, lease_ids: Sequence[str], expires_at: datetime) -> list[Job]:
         if not lease_ids:
@@ -644,9 +656,12 @@ class SqlJobStore:
             .values(lease_expires_at=expires_at)
         )
         held = select(jobs).where(jobs.c.miner_id == miner_id, jobs.c.lease_id.in_(list(lease_ids)))
-        async with self._db.write() as connection:
-            await connection.execute(extend)
-            rows = (await connection.execute(held)).all()
+
+        def work(connection: Connection) -> Sequence[Row[Any]]:
+            connection.execute(extend)
+            return connection.execute(held).all()
+
+        rows = await self._db.write(work)
         return [job_from_row(row) for row in rows]
 
     async def renew_running_leases(self, until: datetime) -> int:
@@ -655,42 +670,35 @@ class SqlJobStore:
             .where(jobs.c.status.in_(_LEASED), jobs.c.lease_expires_at < until)
             .values(lease_expires_at=until)
         )
-        async with self._db.write() as connection:
-            return int((await connection.execute(renew)).rowcount)
+        return await self._db.write(rows_changed(renew))
 
     async def expired(self, status: JobStatus, now: datetime, limit: int) -> list[Job]:
         deadline = jobs.c.queue_expires_at if status is JobStatus.PENDING else jobs.c.lease_expires_at
         query = select(jobs).where(jobs.c.status == status.value, deadline < now).order_by(deadline).limit(limit)
-        async with self._db.read() as connection:
-            return [job_from_row(row) for row in (await connection.execute(query)).all()]
+        return [job_from_row(row) for row in await self._db.read(every_row(query))]
 
     async def append_event(self, job: Job, kind: str, now: datetime, data: Mapping[str, Any]) -> JobEvent:
-        async with self._db.write() as connection:
-            return await _write_event(connection, job, kind, now, data)
+        return await self._db.write(lambda connection: _write_event(connection, job, kind, now, data))
 
     async def events_since(self, account_id: str, after_seq: int, job_id: str | None, limit: int) -> list[JobEvent]:
         query = select(job_events).where(job_events.c.account_id == account_id, job_events.c.seq > after_seq)
         if job_id is not None:
             query = query.where(job_events.c.job_id == job_id)
         query = query.order_by(job_events.c.seq).limit(limit)
-        async with self._db.read() as connection:
-            return [event_from_row(row) for row in (await connection.execute(query)).all()]
+        return [event_from_row(row) for row in await self._db.read(every_row(query))]
 
     async def job_events(self, job_id: str, kinds: Sequence[str]) -> list[JobEvent]:
         query = select(job_events).where(job_events.c.job_id == job_id, job_events.c.kind.in_(list(kinds)))
-        async with self._db.read() as connection:
-            rows = (await connection.execute(query.order_by(job_events.c.seq))).all()
+        rows = await self._db.read(every_row(query.order_by(job_events.c.seq)))
         return [event_from_row(row) for row in rows]
 
     async def get_input_file(self, file_id: str) -> StoredFile | None:
-        async with self._db.read() as connection:
-            row = (await connection.execute(select(input_files).where(input_files.c.id == file_id))).first()
+        row = await self._db.read(first(select(input_files).where(input_files.c.id == file_id)))
         return StoredFile(**row._mapping) if row else None
 
     async def result_files(self, job_id: str, lease_id: str) -> list[ResultFile]:
         query = select(result_files).where(result_files.c.job_id == job_id, result_files.c.lease_id == lease_id)
-        async with self._db.read() as connection:
-            rows = (await connection.execute(query.order_by(result_files.c.path))).all()
+        rows = await self._db.read(every_row(query.order_by(result_files.c.path)))
         return [
             ResultFile(
                 job_id=r.job_id,
@@ -705,6 +713,5 @@ class SqlJobStore:
         ]
 
     async def get_result(self, job_id: str) -> StoredResult | None:
-        async with self._db.read() as connection:
-            row = (await connection.execute(select(job_results).where(job_results.c.job_id == job_id))).first()
+        row = await self._db.read(first(select(job_results).where(job_results.c.job_id == job_id)))
         return StoredResult(**row._mapping) if row else None

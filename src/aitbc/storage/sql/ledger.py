@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Connection, func, insert, select, update
 
 from aitbc.storage.interfaces import LedgerEntry, StoredLedgerEntry
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.one_statement import count, every_row
 from aitbc.storage.sql.tables import accounts, ledger_entries
 
 
-async def write_ledger(connection: AsyncConnection, entries: Sequence[LedgerEntry], now: datetime) -> None:
+def write_ledger(connection: Connection, entries: Sequence[LedgerEntry], now: datetime) -> None:
     """Append entries and move each account's running balance with them, in the caller's transaction: the
     ledger is the record, the running balance a sum kept with it so checks need not add up all history."""
     rows = [
@@ -27,18 +27,18 @@ async def write_ledger(connection: AsyncConnection, entries: Sequence[LedgerEntr
         }
         for e in entries
     ]
-    await connection.execute(insert(ledger_entries), rows)
+    connection.execute(insert(ledger_entries), rows)
     moved: dict[str, int] = {}
     for entry in entries:
         moved[entry.account_id] = moved.get(entry.account_id, 0) + entry.amount_units
     for account_id, amount in sorted(moved.items()):
         running = accounts.c.balance_units + amount
-        await connection.execute(update(accounts).where(accounts.c.id == account_id).values(balance_units=running))
+        connection.execute(update(accounts).where(accounts.c.id == account_id).values(balance_units=running))
 
 
-async def balance_units(connection: AsyncConnection, account_id: str) -> int:
+def balance_units(connection: Connection, account_id: str) -> int:
     query = select(accounts.c.balance_units).where(accounts.c.id == account_id)
-    return int((await connection.execute(query)).scalar() or 0)
+    return int(connection.execute(query).scalar() or 0)
 
 
 class SqlLedgerStore:
@@ -46,19 +46,15 @@ class SqlLedgerStore:
         self._db = database
 
     async def append(self, entries: Sequence[LedgerEntry], now: datetime) -> None:
-        async with self._db.write() as connection:
-            await write_ledger(connection, entries, now)
+        await self._db.write(lambda connection: write_ledger(connection, entries, now))
 
     async def balance_units(self, account_id: str) -> int:
-        async with self._db.read() as connection:
-            return await balance_units(connection, account_id)
+        return await self._db.read(lambda connection: balance_units(connection, account_id))
 
     async def summed_balance_units(self, account_id: str) -> int:
         """The balance added up from the ledger itself (for audits: it must equal the running balance)."""
         total = select(func.coalesce(func.sum(ledger_entries.c.amount_units), 0))
-        async with self._db.read() as connection:
-            query = total.where(ledger_entries.c.account_id == account_id)
-            return int((await connection.execute(query)).scalar_one())
+        return await self._db.read(count(total.where(ledger_entries.c.account_id == account_id)))
 
     async def held_units(self, account_id: str) -> int:
         """Holds not yet answered by a release (a release is written when the job ends)."""
@@ -68,8 +64,7 @@ class SqlLedgerStore:
             ledger_entries.c.kind == "hold",
             ledger_entries.c.job_id.not_in(released.where(ledger_entries.c.account_id == account_id)),
         )
-        async with self._db.read() as connection:
-            return int((await connection.execute(open_holds)).scalar_one())
+        return await self._db.read(count(open_holds))
 
     async def entries(
         self, account_id: str | None, since: datetime | None, until: datetime | None, limit: int, after_id: int
@@ -81,11 +76,11 @@ class SqlLedgerStore:
             query = query.where(ledger_entries.c.created_at >= since)
         if until is not None:
             query = query.where(ledger_entries.c.created_at < until)
-        async with self._db.read() as connection:
-            rows = (await connection.execute(query.order_by(ledger_entries.c.id).limit(limit))).all()
+        rows = await self._db.read(every_row(query.order_by(ledger_entries.c.id).limit(limit)))
         return [StoredLedgerEntry(**row._mapping) for row in rows]
 
     async def totals_by_kind(self) -> dict[str, int]:
-        query = select(ledger_entries.c.kind, func.sum(ledger_entries.c.amount_units)).group_by(ledger_entries.c.kind)
-        async with self._db.read() as connection:
-            return {kind: int(total) for kind, total in (await connection.execute(query)).all()}
+        query = select(ledger_entries.c.kind, func.sum(ledger_entries.c.amount_units).label("total")).group_by(
+            ledger_entries.c.kind
+        )
+        return {row.kind: int(row.total) for row in await self._db.read(every_row(query))}

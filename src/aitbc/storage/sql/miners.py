@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from aitbc.domain.accounts import Miner
 from aitbc.domain.matching import Capabilities
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.one_statement import every_row, first, rows_changed
 from aitbc.storage.sql.rows import miner_from_row
 from aitbc.storage.sql.tables import miners
 
@@ -36,29 +38,28 @@ class SqlMinerStore:
             "last_seen_at": now,
         }
         same = (miners.c.account_id == account_id, miners.c.name == name)
-        async with self._db.write() as connection:
-            row = (await connection.execute(update(miners).where(*same).values(**values).returning(*miners.c))).first()
+
+        def work(connection: Connection) -> Row[Any]:
+            row = connection.execute(update(miners).where(*same).values(**values).returning(*miners.c)).first()
             if row is None:
                 new = {"id": miner_id, "account_id": account_id, "name": name, "registered_at": now, **values}
-                row = (await connection.execute(insert(miners).values(**new).returning(*miners.c))).one()
-        return miner_from_row(row)
+                row = connection.execute(insert(miners).values(**new).returning(*miners.c)).one()
+            return row
+
+        return miner_from_row(await self._db.write(work))
 
     async def get_miner(self, miner_id: str) -> Miner | None:
-        async with self._db.read() as connection:
-            row = (await connection.execute(select(miners).where(miners.c.id == miner_id))).first()
+        row = await self._db.read(first(select(miners).where(miners.c.id == miner_id)))
         return miner_from_row(row) if row else None
 
     async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None:
         query = select(miners).where(miners.c.account_id == account_id, miners.c.name == name)
-        async with self._db.read() as connection:
-            row = (await connection.execute(query)).first()
+        row = await self._db.read(first(query))
         return miner_from_row(row) if row else None
 
     async def touch(self, miner_id: str, now: datetime) -> None:
-        async with self._db.write() as connection:
-            await connection.execute(update(miners).where(miners.c.id == miner_id).values(last_seen_at=now))
+        await self._db.write(rows_changed(update(miners).where(miners.c.id == miner_id).values(last_seen_at=now)))
 
     async def seen_since(self, moment: datetime) -> list[Miner]:
-        async with self._db.read() as connection:
-            rows = (await connection.execute(select(miners).where(miners.c.last_seen_at >= moment))).all()
+        rows = await self._db.read(every_row(select(miners).where(miners.c.last_seen_at >= moment)))
         return [miner_from_row(row) for row in rows]

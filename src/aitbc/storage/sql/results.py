@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from aitbc.domain.job import Job
@@ -15,6 +15,7 @@ from aitbc.domain.package import ResultsState
 from aitbc.storage.interfaces import ResultFile
 from aitbc.storage.results import Purge, Share, StoredReceipt
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.one_statement import every_row, first, rows_changed
 from aitbc.storage.sql.rows import job_from_row
 from aitbc.storage.sql.tables import (
     accounts,
@@ -58,18 +59,15 @@ class SqlResultStore:
             )
             .values(crc32=crc32)
         )
-        async with self._db.write() as connection:
-            await connection.execute(query)
+        await self._db.write(rows_changed(query))
 
     async def get_receipt(self, job_id: str) -> StoredReceipt | None:
-        async with self._db.read() as connection:
-            row = (await connection.execute(select(receipts).where(receipts.c.job_id == job_id))).first()
+        row = await self._db.read(first(select(receipts).where(receipts.c.job_id == job_id)))
         return StoredReceipt(**row._mapping) if row else None
 
     async def add_receipt(self, receipt: StoredReceipt) -> StoredReceipt:
         try:
-            async with self._db.write() as connection:
-                await connection.execute(insert(receipts).values(**receipt.__dict__))
+            await self._db.write(rows_changed(insert(receipts).values(**receipt.__dict__)))
         except IntegrityError:
             existing = await self.get_receipt(receipt.job_id)
             if existing is None:
@@ -85,8 +83,7 @@ class SqlResultStore:
             .order_by(job_results.c.created_at)
             .limit(limit)
         )
-        async with self._db.read() as connection:
-            return [str(row.job_id) for row in (await connection.execute(query)).all()]
+        return [str(row.job_id) for row in await self._db.read(every_row(query))]
 
     async def retire_results(
         self, job_id: str, state: ResultsState, now: datetime, expired_before: Mapping[str, datetime] | None = None
@@ -94,19 +91,22 @@ class SqlResultStore:
         guarded = update(jobs).where(jobs.c.id == job_id, jobs.c.results_state == _AVAILABLE)
         if expired_before is not None:
             guarded = guarded.where(_past_retention(expired_before))
-        async with self._db.write() as connection:
-            row = (
-                await connection.execute(guarded.values(results_state=state.value, updated_at=now).returning(*jobs.c))
-            ).first()
+        retire = guarded.values(results_state=state.value, updated_at=now).returning(*jobs.c)
+
+        def work(connection: Connection) -> Row[Any] | None:
+            row = connection.execute(retire).first()
             if row is None:
                 return None
-            await connection.execute(
+            connection.execute(
                 update(result_shares)
                 .where(result_shares.c.job_id == job_id, result_shares.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
-            await connection.execute(insert(result_purges).values(job_id=job_id, queued_at=now))
-        return job_from_row(row)
+            connection.execute(insert(result_purges).values(job_id=job_id, queued_at=now))
+            return row
+
+        row = await self._db.write(work)
+        return job_from_row(row) if row is not None else None
 
     async def expired_results(self, expired_before: Mapping[str, datetime], limit: int) -> list[Job]:
         if not expired_before:
@@ -117,8 +117,7 @@ class SqlResultStore:
             .order_by(jobs.c.completed_at)
             .limit(limit)
         )
-        async with self._db.read() as connection:
-            return [job_from_row(row) for row in (await connection.execute(query)).all()]
+        return [job_from_row(row) for row in await self._db.read(every_row(query))]
 
     async def queued_purges(self, queued_before: datetime, limit: int) -> list[Purge]:
         query = (
@@ -127,12 +126,10 @@ class SqlResultStore:
             .order_by(result_purges.c.queued_at)
             .limit(limit)
         )
-        async with self._db.read() as connection:
-            return [Purge(**row._mapping) for row in (await connection.execute(query)).all()]
+        return [Purge(**row._mapping) for row in await self._db.read(every_row(query))]
 
     async def finish_purge(self, job_id: str) -> None:
-        async with self._db.write() as connection:
-            await connection.execute(delete(result_purges).where(result_purges.c.job_id == job_id))
+        await self._db.write(rows_changed(delete(result_purges).where(result_purges.c.job_id == job_id)))
 
 
 class SqlShareStore:
@@ -140,13 +137,11 @@ class SqlShareStore:
         self._db = database
 
     async def add_share(self, share: Share) -> None:
-        async with self._db.write() as connection:
-            await connection.execute(insert(result_shares).values(**share.__dict__))
+        await self._db.write(rows_changed(insert(result_shares).values(**share.__dict__)))
 
     async def share_by_token_hash(self, token_hash: str) -> Share | None:
         query = select(result_shares).where(result_shares.c.token_hash == token_hash)
-        async with self._db.read() as connection:
-            row = (await connection.execute(query)).first()
+        row = await self._db.read(first(query))
         return Share(**row._mapping) if row else None
 
     async def shares(self, job_id: str) -> list[Share]:
@@ -155,35 +150,35 @@ class SqlShareStore:
             .where(result_shares.c.job_id == job_id)
             .order_by(result_shares.c.created_at, result_shares.c.id)
         )
-        async with self._db.read() as connection:
-            return [Share(**row._mapping) for row in (await connection.execute(query)).all()]
+        return [Share(**row._mapping) for row in await self._db.read(every_row(query))]
 
     async def revoke_share(self, job_id: str, share_id: str, now: datetime) -> Share | None:
         where = (result_shares.c.job_id == job_id, result_shares.c.id == share_id)
-        async with self._db.write() as connection:
-            await connection.execute(
-                update(result_shares).where(*where, result_shares.c.revoked_at.is_(None)).values(revoked_at=now)
-            )
-            row = (await connection.execute(select(result_shares).where(*where))).first()
+        revoke = update(result_shares).where(*where, result_shares.c.revoked_at.is_(None)).values(revoked_at=now)
+
+        def work(connection: Connection) -> Row[Any] | None:
+            connection.execute(revoke)
+            return connection.execute(select(result_shares).where(*where)).first()
+
+        row = await self._db.write(work)
         return Share(**row._mapping) if row else None
 
     async def revoke_shares(self, job_id: str, now: datetime) -> int:
-        async with self._db.write() as connection:
-            revoked = await connection.execute(
-                update(result_shares)
-                .where(
-                    result_shares.c.job_id == job_id,
-                    result_shares.c.revoked_at.is_(None),
-                    result_shares.c.expires_at > now,
-                )
-                .values(revoked_at=now)
+        revoke = (
+            update(result_shares)
+            .where(
+                result_shares.c.job_id == job_id,
+                result_shares.c.revoked_at.is_(None),
+                result_shares.c.expires_at > now,
             )
-        return int(revoked.rowcount or 0)
+            .values(revoked_at=now)
+        )
+        return await self._db.write(rows_changed(revoke))
 
     async def count_download(self, share_id: str, now: datetime) -> None:
-        async with self._db.write() as connection:
-            await connection.execute(
-                update(result_shares)
-                .where(result_shares.c.id == share_id)
-                .values(download_count=result_shares.c.download_count + 1, last_download_at=now)
-            )
+        counted = (
+            update(result_shares)
+            .where(result_shares.c.id == share_id)
+            .values(download_count=result_shares.c.download_count + 1, last_download_at=now)
+        )
+        await self._db.write(rows_changed(counted))

@@ -13,6 +13,7 @@ from sqlalchemy import BigInteger, Date, Integer, cast, func, select, union_all
 from aitbc.domain.job import JobStatus
 from aitbc.storage.interfaces import JobStats
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.one_statement import every_row
 from aitbc.storage.sql.tables import job_stats_daily, jobs
 
 
@@ -116,6 +117,4 @@ class SqlStatsStore:
                     .group_by(jobs.c.status)
                 )
                 query = union_all(query, edge)
-        async with self._db.read_statement() as connection:
-            rows = (await connection.execute(query)).all()
-        return _merged(rows)
+        return _merged(await self._db.read(every_row(query)))

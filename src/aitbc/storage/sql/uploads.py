@@ -6,12 +6,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, not_, or_, select, union, update
+from sqlalchemy import Connection, and_, delete, exists, func, insert, not_, or_, select, union, update
 
 from aitbc.domain.job import LEASED_STATUSES, TERMINAL_STATUSES, JobStatus
 from aitbc.domain.package import ResultsState
 from aitbc.storage.interfaces import ResultFile, StoredFile
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.one_statement import count, every_row, rows_changed
 from aitbc.storage.sql.tables import accounts, input_files, jobs, result_files
 from aitbc.storage.uploads import Recorded
 
@@ -58,8 +59,7 @@ class SqlUploadStore:
             result_files.c.job_id == job_id,
             not_(and_(result_files.c.lease_id == lease_id, result_files.c.path == path)),
         )
-        async with self._db.read() as connection:
-            return int((await connection.execute(query)).scalar_one())
+        return await self._db.read(count(query))
 
     async def record_result_file(self, item: ResultFile, now: datetime, limit: int) -> Recorded:
         same = (
@@ -70,47 +70,50 @@ class SqlUploadStore:
         others = select(func.coalesce(func.sum(result_files.c.size), 0)).where(
             result_files.c.job_id == item.job_id, not_(and_(*same))
         )
-        async with self._db.write() as connection:
+
+        def work(connection: Connection) -> Recorded:
             # The job's row lock serialises its uploads on PostgreSQL; SQLite writes are serial anyway.
-            job = (
-                await connection.execute(
-                    select(jobs.c.status, jobs.c.lease_id).where(jobs.c.id == item.job_id).with_for_update()
-                )
+            job = connection.execute(
+                select(jobs.c.status, jobs.c.lease_id).where(jobs.c.id == item.job_id).with_for_update()
             ).first()
             if job is None or job.status not in _HELD or job.lease_id != item.lease_id:
                 return Recorded(stored=False, used=0, lease_held=False)
-            used = int((await connection.execute(others)).scalar_one())
+            used = int(connection.execute(others).scalar_one())
             if used + item.size > limit:
                 return Recorded(stored=False, used=used)
-            previous = (await connection.execute(select(result_files.c.blob_key).where(*same))).scalar_one_or_none()
+            previous = connection.execute(select(result_files.c.blob_key).where(*same)).scalar_one_or_none()
             if previous is None:
-                await connection.execute(insert(result_files).values(**item.__dict__, created_at=now))
+                connection.execute(insert(result_files).values(**item.__dict__, created_at=now))
             else:
-                await connection.execute(
+                connection.execute(
                     update(result_files)
                     .where(*same)
                     .values(
                         size=item.size, sha256=item.sha256, blob_key=item.blob_key, crc32=item.crc32, created_at=now
                     )
                 )
-        return Recorded(stored=True, used=used, replaced=previous)
+            return Recorded(stored=True, used=used, replaced=previous)
+
+        return await self._db.write(work)
 
     async def account_input_bytes(self, account_id: str) -> int:
         query = select(func.coalesce(func.sum(input_files.c.size), 0)).where(input_files.c.account_id == account_id)
-        async with self._db.read() as connection:
-            return int((await connection.execute(query)).scalar_one())
+        return await self._db.read(count(query))
 
     async def record_input_file(self, stored: StoredFile, limit: int) -> Recorded:
         held = select(func.coalesce(func.sum(input_files.c.size), 0)).where(
             input_files.c.account_id == stored.account_id
         )
-        async with self._db.write() as connection:
-            await connection.execute(select(accounts.c.id).where(accounts.c.id == stored.account_id).with_for_update())
-            used = int((await connection.execute(held)).scalar_one())
+
+        def work(connection: Connection) -> Recorded:
+            connection.execute(select(accounts.c.id).where(accounts.c.id == stored.account_id).with_for_update())
+            used = int(connection.execute(held).scalar_one())
             if used + stored.size > limit:
                 return Recorded(stored=False, used=used)
-            await connection.execute(insert(input_files).values(**stored.__dict__))
-        return Recorded(stored=True, used=used)
+            connection.execute(insert(input_files).values(**stored.__dict__))
+            return Recorded(stored=True, used=used)
+
+        return await self._db.write(work)
 
     async def unreferenced_result_files(self, recorded_by: datetime, limit: int) -> list[ResultFile]:
         uploading = and_(jobs.c.status.in_(_HELD), func.coalesce(jobs.c.lease_id, "") == result_files.c.lease_id)
@@ -124,19 +127,16 @@ class SqlUploadStore:
             .order_by(result_files.c.created_at)
             .limit(limit)
         )
-        async with self._db.read() as connection:
-            return [_result_file(row) for row in (await connection.execute(query)).all()]
+        return [_result_file(row) for row in await self._db.read(every_row(query))]
 
     async def forget_result_file(self, item: ResultFile) -> None:
-        async with self._db.write() as connection:
-            await connection.execute(
-                delete(result_files).where(
-                    result_files.c.job_id == item.job_id,
-                    result_files.c.lease_id == item.lease_id,
-                    result_files.c.path == item.path,
-                    result_files.c.blob_key == item.blob_key,
-                )
-            )
+        forget = delete(result_files).where(
+            result_files.c.job_id == item.job_id,
+            result_files.c.lease_id == item.lease_id,
+            result_files.c.path == item.path,
+            result_files.c.blob_key == item.blob_key,
+        )
+        await self._db.write(rows_changed(forget))
 
     async def expired_input_files(self, expired_before: Mapping[str, datetime], limit: int) -> list[StoredFile]:
         if not expired_before:
@@ -147,17 +147,13 @@ class SqlUploadStore:
             .order_by(input_files.c.created_at)
             .limit(limit)
         )
-        async with self._db.read() as connection:
-            return [StoredFile(**row._mapping) for row in (await connection.execute(query)).all()]
+        return [StoredFile(**row._mapping) for row in await self._db.read(every_row(query))]
 
     async def forget_input_file(self, file_id: str, expired_before: Mapping[str, datetime]) -> bool:
         if not expired_before:
             return False
-        async with self._db.write() as connection:
-            deleted = await connection.execute(
-                delete(input_files).where(input_files.c.id == file_id, _past_input_retention(expired_before))
-            )
-        return bool(deleted.rowcount)
+        forget = delete(input_files).where(input_files.c.id == file_id, _past_input_retention(expired_before))
+        return bool(await self._db.write(rows_changed(forget)))
 
     async def referenced_blob_keys(self, keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -166,5 +162,4 @@ class SqlUploadStore:
             select(result_files.c.blob_key).where(result_files.c.blob_key.in_(list(keys))),
             select(input_files.c.blob_key).where(input_files.c.blob_key.in_(list(keys))),
         )
-        async with self._db.read() as connection:
-            return {str(row[0]) for row in (await connection.execute(query)).all()}
+        return {str(row[0]) for row in await self._db.read(every_row(query))}
