@@ -4,6 +4,7 @@ out exact, and the triggers keep them again afterwards."""
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from bench.compare.growth import _recount_stats, _row, _stats_triggers_off
@@ -12,6 +13,7 @@ from aitbc.domain.clock import ManualClock
 from aitbc.domain.plans import Role
 from aitbc.settings import Settings
 from aitbc.storage.sql.database import sync_engine
+from aitbc.storage.sql.one_statement import scalar
 from aitbc.storage.sql.tables import job_stats_daily, jobs
 from aitbc.wiring import Coordinator
 from tests.helpers import principal
@@ -36,18 +38,14 @@ async def test_the_bulk_seed_recounts_the_stats_totals_and_restores_their_trigge
         _row(index, client.account.id, clock.now() - timedelta(hours=7 * index), status)
         for index, status in enumerate(["completed", "failed", "canceled", "completed"] * 5)
     ]
-    async with database.write() as connection:
-        restore = await _stats_triggers_off(connection)
+    restore = await database.write(_stats_triggers_off)
     assert len(restore) >= 2
-    async with database.write() as connection:
-        await connection.execute(sa.insert(jobs), rows[:-1])
-    async with database.read() as connection:
-        assert (await connection.execute(sa.select(sa.func.count()).select_from(job_stats_daily))).scalar_one() == 0
-    await _recount_stats(database, restore)
+    await database.write(lambda connection: connection.execute(sa.insert(jobs), rows[:-1]))
+    assert await database.read(scalar(sa.select(sa.func.count()).select_from(job_stats_daily))) == 0
+    await database.write(partial(_recount_stats, restore))
     kept, real = _kept_and_real(settings)
     assert kept == real and len(real) > 3
 
-    async with database.write() as connection:  # the triggers are back
-        await connection.execute(sa.insert(jobs), rows[-1:])
+    await database.write(lambda connection: connection.execute(sa.insert(jobs), rows[-1:]))  # the triggers are back
     kept, real = _kept_and_real(settings)
     assert kept == real and sum(n for n, *_ in real.values()) == len(rows)
