@@ -63,6 +63,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         description="Submit AI jobs, let miners run them, follow them live, fetch verified results.",
         lifespan=lifespan,
+        # AITBC exports no OpenTelemetry: without this, every request looks the three global providers up.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.route_class = CheckedRoute
     install_error_handlers(app)
