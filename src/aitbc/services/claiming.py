@@ -21,7 +21,7 @@ from aitbc.domain.transitions import Move
 from aitbc.protocol.miners import Assignment, InputFileRef
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle, Planned
-from aitbc.services.views import job_view
+from aitbc.services.views import requirements_view
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore, MinerStore
 from aitbc.streaming.hub import EventHub
@@ -177,7 +177,7 @@ class ClaimService:
                 "input": spec.input,
                 "input_file": file_ref,
                 "params": spec.params,
-                "requirements": job_view(job).requirements,
+                "requirements": requirements_view(spec),
                 "priority": spec.priority,
                 "timeout_seconds": spec.timeout_seconds,
                 "attempt": attempt,
