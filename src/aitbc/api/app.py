@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from aitbc.api.access_log import quiet_miner_polls
 from aitbc.api.checked_route import CheckedRoute
@@ -23,6 +23,15 @@ from aitbc.version import VERSION as __version__
 from aitbc.wiring import open_coordinator
 
 JSON_BODY_SLACK = 64 * 1024
+
+
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """`app.include_router(router)`, without the cost per request: FastAPI includes a router lazily, so every
+    request walks each included router's routes with its own scope bookkeeping (half the CPU of a bare GET).
+    Our routers' routes are already complete (prefix, tags, route class, dependencies): the app takes them as
+    its own, matched like routes declared on the app."""
+    assert not router.dependencies and not router.responses and not router._low_priority_routes
+    app.router.routes.extend(router.routes)
 
 
 def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
@@ -54,6 +63,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         version=__version__,
         description="Submit AI jobs, let miners run them, follow them live, fetch verified results.",
         lifespan=lifespan,
+        # AITBC exports no OpenTelemetry: without this, every request looks the three global providers up.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.router.route_class = CheckedRoute
     install_error_handlers(app)
@@ -62,15 +73,18 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         max_bytes=settings.max_inline_input_bytes + JSON_BODY_SLACK,
         larger={"/v1/jobs/batch": MAX_BATCH_BYTES},
     )
-    app.include_router(history.router)
-    app.include_router(billing.router)
-    app.include_router(jobs.router)
-    app.include_router(miners.router)
-    app.include_router(admin.router)
-    app.include_router(runtime.router)
-    app.include_router(results.router)
-    app.include_router(shared.router)
-    app.include_router(websocket_router)
+    for router in (
+        history.router,
+        billing.router,
+        jobs.router,
+        miners.router,
+        admin.router,
+        runtime.router,
+        results.router,
+        shared.router,
+        websocket_router,
+    ):
+        add_routes(app, router)
     install_links(app)
 
     @app.get("/v1/health", tags=["meta"])

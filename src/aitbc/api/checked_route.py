@@ -104,16 +104,18 @@ class CheckedRoute(APIRoute):
         takes_json = self.body_field is not None
 
         async def checked(request: Request) -> Response:
-            for name, value in request.query_params.multi_items():
-                check_text(name, "query")
-                check_text(value, f"query parameter {name!r}")
+            scope = request.scope
+            if scope.get("query_string"):
+                for name, value in request.query_params.multi_items():
+                    check_text(name, "query")
+                    check_text(value, f"query parameter {name!r}")
             for name, value in request.path_params.items():
                 if isinstance(value, str):
                     check_text(value, f"path parameter {name!r}")
-            for name, value in request.headers.items():  # an Idempotency-Key is stored; servers differ on NUL
-                if "\x00" in value:
-                    raise InvalidInput(f"header {name!r}: NUL characters are not allowed in text")
-            request = CheckedRequest(request.scope, request.receive)
+            for raw_name, raw_value in scope["headers"]:  # an Idempotency-Key is stored; servers differ on NUL
+                if b"\x00" in raw_value:
+                    raise InvalidInput(f"header {raw_name.decode('latin-1')!r}: NUL characters are not allowed in text")
+            request = CheckedRequest(scope, request.receive)
             if takes_json and _is_json(request) and await request.body():
                 await request.json()
             return await handler(request)

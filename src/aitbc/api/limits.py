@@ -32,11 +32,21 @@ class BodyLimit:
         self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or STREAMED_PATHS.match(scope["path"]):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared: bytes | None = None
+        has_body = False
+        for name, value in scope.get("headers") or ():
+            if name == b"content-length":
+                declared = value
+                has_body = has_body or value != b"0"
+            elif name == b"transfer-encoding":
+                has_body = True
+        if not has_body or STREAMED_PATHS.match(scope["path"]):  # most requests (reads) have no body at all
             await self.app(scope, receive, send)
             return
         max_bytes = self.larger.get(scope["path"], self.max_bytes)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             await self._refuse(send, max_bytes)
             return

@@ -43,7 +43,8 @@ def in_moment_range(moment: datetime) -> bool:
 
 
 def isoformat_z(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a `Z`, as the seeds show."""
+    """ISO 8601 in UTC to the millisecond with a `Z`, as the seeds show (`2026-12-01T13:24:10.123Z`). Every time
+    an answer carries goes through here: `isoformat` is several times cheaper than `strftime`."""
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"

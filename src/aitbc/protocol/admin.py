@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from aitbc.domain.plans import Plan, Role
-from aitbc.protocol.jobs import Strict, Timestamped
+from aitbc.protocol.jobs import Strict, Time
 
 
 class CreateKeyRequest(Strict):
@@ -16,31 +14,31 @@ class CreateKeyRequest(Strict):
     plan: Plan | None = None
 
 
-class CreatedKeyView(Timestamped):
+class CreatedKeyView(BaseModel):
     api_key: str
     key_id: str
     account: str
     account_id: str
     role: Role
     plan: Plan
-    created_at: datetime
+    created_at: Time
 
 
-class KeyView(Timestamped):
+class KeyView(BaseModel):
     key_id: str
     account_id: str
     name: str
     role: Role
     prefix: str
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: Time
+    revoked_at: Time | None
 
 
-class AccountView(Timestamped):
+class AccountView(BaseModel):
     account_id: str
     name: str
     plan: Plan
-    created_at: datetime
+    created_at: Time
 
 
 class SetPlanRequest(Strict):

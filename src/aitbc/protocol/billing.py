@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import BaseModel, Field
 
-from aitbc.protocol.jobs import Money, Strict, Timestamped
+from aitbc.protocol.jobs import Money, Strict, Time
 
 # What `parse_amount` accepts and a grant can hold: plain digits, up to 9 decimal places, under MAX_BALANCE.
 AMOUNT_PATTERN = r"^[0-9]{1,9}(\.[0-9]{1,9})?$"
@@ -20,13 +18,13 @@ class BalanceView(BaseModel):
     total: Money
 
 
-class LedgerEntryView(Timestamped):
+class LedgerEntryView(BaseModel):
     entry_id: int
     kind: str
     amount: Money
     job_id: str | None
     memo: str
-    created_at: datetime
+    created_at: Time
 
 
 class LedgerPage(BaseModel):

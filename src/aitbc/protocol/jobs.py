@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, field_serializer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from aitbc.domain.clock import MOMENT_RANGE, in_moment_range, isoformat_z
 from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
@@ -14,6 +14,13 @@ from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Prio
 JsonInput = str | dict[str, Any] | list[Any] | None
 # AITBC amounts: exact decimals, written as fixed-point strings ("0.000083333"), never floats or exponents.
 Money = Annotated[Decimal, PlainSerializer(lambda amount: format(amount, "f"), return_type=str, when_used="json")]
+# A time an answer carries: ISO 8601 in UTC to the millisecond with a `Z` (`2026-12-01T13:24:10.123Z`). Typed
+# on the fields that hold times, so serializing a model calls Python for those fields only.
+Time = Annotated[
+    datetime,
+    PlainSerializer(isoformat_z, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
 
 
 def _in_range(moment: datetime) -> datetime:
@@ -63,18 +70,7 @@ class SubmitJobRequest(Strict):
     output_config: OutputConfig | None = None
 
 
-class Timestamped(BaseModel):
-    @field_serializer("*", when_used="json")
-    def _times(self, value: Any) -> Any:
-        """Times as ISO 8601 UTC with `Z`; amounts (this serializer takes every field) as fixed-point text."""
-        if isinstance(value, datetime):
-            return isoformat_z(value)
-        if isinstance(value, Decimal):
-            return format(value, "f")
-        return value
-
-
-class JobView(Timestamped):
+class JobView(BaseModel):
     """The status object: the seed's fields and the rest of what a client needs to follow a job."""
 
     job_id: str
@@ -82,11 +78,11 @@ class JobView(Timestamped):
     progress: int
     progress_message: str | None = None
     miner_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    estimated_completion: datetime | None
-    completed_at: datetime | None
-    updated_at: datetime
+    created_at: Time
+    started_at: Time | None
+    estimated_completion: Time | None
+    completed_at: Time | None
+    updated_at: Time
     type: str
     model: str | None
     priority: Priority
@@ -99,7 +95,7 @@ class JobView(Timestamped):
     failure_reason: FailureReason | None
     exit_code: int | None = None
     results: str
-    results_expire_at: datetime | None = None
+    results_expire_at: Time | None = None
     result: Any = None
     waiting_for: str | None = None
     retry_of: str | None = None
@@ -140,19 +136,19 @@ RAW_BODY = {
 }
 
 
-class FileView(Timestamped):
+class FileView(BaseModel):
     file_id: str
     name: str
     size: int
     sha256: str
-    created_at: datetime
+    created_at: Time
 
 
-class EventMessage(Timestamped):
+class EventMessage(BaseModel):
     seq: int
     job_id: str
     kind: str
     status: JobStatus
     progress: int
-    at: datetime
+    at: Time
     data: dict[str, Any] = Field(default_factory=dict)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from aitbc.domain.job import FailureReason, JobStatus, Priority
-from aitbc.protocol.jobs import JobRequirements, JsonInput, Moment, Strict, Timestamped
+from aitbc.protocol.jobs import JobRequirements, JsonInput, Moment, Strict, Time
 
 # The base64 text of 32 bytes: 43 characters, the last carrying 2 bits of padding, then one `=`.
 ED25519_PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
@@ -64,13 +63,13 @@ class HeartbeatRequest(Strict):
     wait_seconds: float = Field(default=0, ge=0, le=300, description="hold the answer until a job is canceled")
 
 
-class LeaseState(Timestamped):
+class LeaseState(BaseModel):
     job_id: str
     lease_id: str
     status: JobStatus
     active: bool
     cancel: bool
-    lease_expires_at: datetime | None
+    lease_expires_at: Time | None
 
 
 class HeartbeatResponse(BaseModel):
@@ -94,10 +93,10 @@ class InputFileRef(BaseModel):
     sha256: str
 
 
-class Assignment(Timestamped):
+class Assignment(BaseModel):
     job_id: str
     lease_id: str
-    lease_expires_at: datetime
+    lease_expires_at: Time
     type: str
     model: str | None
     input: JsonInput
@@ -126,13 +125,13 @@ class ProgressRequest(LeaseRequest):
     estimated_completion: Moment | None = None
 
 
-class JobDirective(Timestamped):
+class JobDirective(BaseModel):
     """The coordinator's answer to a miner about one job: carry on, or stop because it is being cancelled."""
 
     job_id: str
     status: JobStatus
     cancel: bool
-    lease_expires_at: datetime | None
+    lease_expires_at: Time | None
 
 
 class LogLine(Strict):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from aitbc.domain.job import JobStatus
-from aitbc.protocol.jobs import Strict, Timestamped
+from aitbc.protocol.jobs import Strict, Time
 
 MAX_SHARE_SECONDS = 366 * 86400
 
@@ -19,7 +18,7 @@ class ResultFileView(BaseModel):
     sha256: str
 
 
-class ResultPackageView(Timestamped):
+class ResultPackageView(BaseModel):
     """What a job's result package holds and where to fetch it."""
 
     job_id: str
@@ -31,8 +30,8 @@ class ResultPackageView(Timestamped):
     files: list[ResultFileView]
     total_bytes: int
     zip_bytes: int
-    completed_at: datetime | None
-    results_expire_at: datetime | None
+    completed_at: Time | None
+    results_expire_at: Time | None
     download_path: str
     checksum_path: str
 
@@ -63,15 +62,15 @@ class CreateShareRequest(Strict):
 ShareState = Literal["active", "expired", "revoked"]
 
 
-class ShareView(Timestamped):
+class ShareView(BaseModel):
     share_id: str
     job_id: str
     state: ShareState
-    created_at: datetime
-    expires_at: datetime
-    revoked_at: datetime | None
+    created_at: Time
+    expires_at: Time
+    revoked_at: Time | None
     download_count: int
-    last_download_at: datetime | None
+    last_download_at: Time | None
 
 
 class CreatedShareView(ShareView):
@@ -98,9 +97,9 @@ class ResultsDeleted(BaseModel):
     message: str
 
 
-class LogLineView(Timestamped):
+class LogLineView(BaseModel):
     seq: int
-    at: datetime
+    at: Time
     stream: str
     line: str
 

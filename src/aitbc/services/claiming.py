@@ -21,7 +21,7 @@ from aitbc.domain.moves import Claim, Expire, Start
 from aitbc.protocol.miners import Assignment, InputFileRef
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle, Planned
-from aitbc.services.views import job_view
+from aitbc.services.views import requirements_view
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobLifecycleStore, MinerStore, ResultRecords
 from aitbc.streaming.hub import EventHub
@@ -175,7 +175,7 @@ class ClaimService:
                 "input": spec.input,
                 "input_file": file_ref,
                 "params": spec.params,
-                "requirements": job_view(job).requirements,
+                "requirements": requirements_view(spec),
                 "priority": spec.priority,
                 "timeout_seconds": spec.timeout_seconds,
                 "attempt": attempt,

@@ -24,6 +24,7 @@ from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.services.billing import BillingService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
+from aitbc.services.run_estimates import RunEstimates
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import (
     JobFilter,
@@ -35,8 +36,6 @@ from aitbc.storage.interfaces import (
     StoredFile,
 )
 from aitbc.streaming.hub import EventHub
-
-ESTIMATE_SAMPLE = 100
 
 
 @dataclass(frozen=True)
@@ -87,6 +86,7 @@ class JobService:
         self._hub = hub
         self._clock = clock
         self._settings = settings
+        self.estimates = RunEstimates(reads)
 
     async def submit(
         self,
@@ -96,7 +96,7 @@ class JobService:
         retry_of: str | None = None,
     ) -> Submitted:
         now = self._clock.now()
-        new = await self._new_job(principal, request, idempotency_key, retry_of, now, {})
+        new = await self._new_job(principal, request, idempotency_key, retry_of, now)
         limits = self._settings.plan_limits[principal.account.plan]
         job, event = await self._jobs.insert_job(new, now, limits.max_concurrent_jobs)
         if event is None and await self._jobs.request_hash(job.id) != new.request_hash:
@@ -112,7 +112,6 @@ class JobService:
         """A batch: each (request, idempotency key) checked as `submit` checks one, then all stored in one
         transaction, or none; an error names the item (its index) that was refused."""
         now = self._clock.now()
-        estimates: dict[tuple[str, str | None], float | None] = {}
         seen: dict[str, int] = {}
         new: list[NewJob] = []
         for index, (request, key) in enumerate(requests):
@@ -121,7 +120,7 @@ class JobService:
             if key is not None:
                 seen[key] = index
             try:
-                new.append(await self._new_job(principal, request, key, None, now, estimates))
+                new.append(await self._new_job(principal, request, key, None, now))
             except AitbcError as error:
                 raise at_item(error, index) from None
         limits = self._settings.plan_limits[principal.account.plan]
@@ -143,10 +142,8 @@ class JobService:
         idempotency_key: str | None,
         retry_of: str | None,
         now: datetime,
-        estimates: dict[tuple[str, str | None], float | None],
     ) -> NewJob:
-        """The job a submit inserts and what it holds, after the checks that need no write (`estimates`: the
-        typical run time by type and model, looked up once a batch)."""
+        """The row a submit inserts and what it holds, after the checks that need no write."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
         job_type = request.type or ("text-generation" if request.model else None)
@@ -182,10 +179,7 @@ class JobService:
             timeout_seconds=request.timeout_seconds,
         )
         quote = self._billing.quote(spec)
-        if (job_type, request.model) not in estimates:
-            typical = await self._reads.average_billed_seconds(job_type, request.model, ESTIMATE_SAMPLE)
-            estimates[(job_type, request.model)] = typical
-        typical = estimates[(job_type, request.model)]
+        typical = await self.estimates.typical_seconds(job_type, request.model)
         estimated_seconds = min(request.timeout_seconds, max(1, round(typical))) if typical else request.timeout_seconds
         estimated_cost = min(quote.max_cost, from_units(to_units(quote.rate_per_second * estimated_seconds)))
         return NewJob(

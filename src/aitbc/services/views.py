@@ -6,8 +6,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from aitbc.domain.events import JobEvent
-from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.job import Job, JobSpec, JobStatus
 from aitbc.protocol.jobs import EventMessage, JobRequirements, JobView
+
+
+def requirements_view(spec: JobSpec) -> JobRequirements:
+    requirements = spec.requirements
+    return JobRequirements(
+        gpu_type=requirements.gpu_type, gpu_count=requirements.gpu_count, min_vram_gb=requirements.min_vram_gb
+    )
 
 
 def job_view(job: Job, waiting_for: str | None = None, results_expire_at: datetime | None = None) -> JobView:
@@ -29,11 +36,7 @@ def job_view(job: Job, waiting_for: str | None = None, results_expire_at: dateti
         model=spec.model,
         priority=spec.priority,
         timeout_seconds=spec.timeout_seconds,
-        requirements=JobRequirements(
-            gpu_type=spec.requirements.gpu_type,
-            gpu_count=spec.requirements.gpu_count,
-            min_vram_gb=spec.requirements.min_vram_gb,
-        ),
+        requirements=requirements_view(spec),
         params=spec.params,
         attempt=job.attempt,
         max_attempts=job.max_attempts,

@@ -10,10 +10,11 @@ from pathlib import Path
 
 from fastapi import APIRouter
 
+from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import AdminDep, CoordinatorDep
 from aitbc.protocol.runtime import RuntimeView
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(route_class=CheckedRoute, prefix="/v1/admin", tags=["admin"])
 PROC_SELF = Path("/proc/self")
 
 
