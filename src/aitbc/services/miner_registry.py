@@ -30,6 +30,11 @@ from aitbc.streaming.hub import EventHub
 
 log = logging.getLogger(__name__)
 RELAY_EVERY_SECONDS = 10.0  # how often a miner's liveness is told to the other replicas while it keeps polling
+# How often a polling miner's `last_seen_at` is written to the database. Every claim and heartbeat updates the
+# in-memory view; the row only has to be right to within this for a restart's reload, the register check of a
+# name in use and the admin listing, all of which look at windows of minutes. A write per poll cost a
+# transaction (and, on SQLite, a place in the one writer's queue) on every claim.
+STORE_EVERY_SECONDS = 5.0
 
 
 class LiveMiners:
@@ -56,6 +61,7 @@ class LiveMiners:
         self._hub = hub
         self._seen: dict[str, Miner] = {}
         self._relayed: dict[str, datetime] = {}
+        self._stored: dict[str, datetime] = {}
         self._since: Callable[[], datetime] | None = None
         self._reloads: set[asyncio.Task[None]] = set()
         hub.on_miner_seen(self._heard_elsewhere)
@@ -94,6 +100,7 @@ class LiveMiners:
         for gone in [id_ for id_, miner in self._seen.items() if miner.last_seen_at < since]:
             del self._seen[gone]
             self._relayed.pop(gone, None)
+            self._stored.pop(gone, None)
         return list(self._seen.values())
 
     async def load(self, since: datetime) -> None:
@@ -123,13 +130,21 @@ class LiveMiners:
         return miner
 
     async def get_miner(self, miner_id: str) -> Miner | None:
-        return await self._store.get_miner(miner_id)
+        """From the view when the miner is live in it (a claim, a heartbeat and a finish each look their miner
+        up), else from the database."""
+        known = self._seen.get(miner_id)
+        return known if known is not None else await self._store.get_miner(miner_id)
 
     async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None:
         return await self._store.get_miner_by_name(account_id, name)
 
     async def touch(self, miner_id: str, now: datetime) -> None:
-        await self._store.touch(miner_id, now)
+        """The miner was heard from: at once in the view, in the database at most every
+        `STORE_EVERY_SECONDS`."""
+        stored = self._stored.get(miner_id)
+        if stored is None or not 0 <= (now - stored).total_seconds() < STORE_EVERY_SECONDS:
+            await self._store.touch(miner_id, now)
+            self._stored[miner_id] = now
         known = self._seen.get(miner_id)
         if known is None:
             known = await self._store.get_miner(miner_id)
