@@ -39,6 +39,22 @@ async def test_a_missing_crc32_is_saved_once_per_file(stores: Stores, alice: Acc
     assert await stores.jobs.result_files(job.id, "lease_2") == []
 
 
+async def test_files_and_jobs_of_a_batch_are_read_at_once(stores: Stores, alice: Account) -> None:
+    """What a miner's batch of finishes reads in one statement each: every job named, and the files of every
+    (job, lease) pair, no pair taking another's files."""
+    first = await stores.with_results(alice, ("a.txt", "b.txt"))
+    second = await stores.with_results(alice, ("c.txt",))
+    found = await stores.jobs.get_jobs([first.id, second.id, "job_missing", first.id])
+    assert set(found) == {first.id, second.id} and found[second.id].id == second.id
+    files = await stores.jobs.result_files_of([(first.id, "lease_1"), (second.id, "lease_1"), (first.id, "lease_9")])
+    assert {pair: [f.path for f in listed] for pair, listed in files.items()} == {
+        (first.id, "lease_1"): ["a.txt", "b.txt"],
+        (second.id, "lease_1"): ["c.txt"],
+    }
+    assert files[(first.id, "lease_1")] == await stores.jobs.result_files(first.id, "lease_1")
+    assert await stores.jobs.get_jobs([]) == {} and await stores.jobs.result_files_of([]) == {}
+
+
 async def test_a_job_has_one_receipt_and_the_unreceipted_are_found(stores: Stores, alice: Account) -> None:
     first = await stores.with_results(alice, when=10)
     second = await stores.with_results(alice, when=20)

@@ -1,9 +1,10 @@
 """Keep the coordinator's native memory flat under long load.
 
 glibc gives each thread that allocates its own malloc arena (up to eight per core) and rarely hands freed
-arena memory back. The coordinator's database work runs in threads (SQLite's writer thread and a few
-reader threads; PostgreSQL's units of work), so a busy server's RSS creeps up by arena fragments long after the load has gone. Two arenas
-are plenty for an event loop and a few driver threads; the soak run (`bench/soak.py`) measures the effect.
+arena memory back. The coordinator's database work runs in threads (SQLite's writer thread and a few reader
+threads; PostgreSQL's units of work), so a busy server's RSS creeps up by arena fragments long after the load
+has gone. Two arenas are plenty for an event loop and a few database threads; the soak run (`bench/soak.py`)
+measures the effect.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Any
 
 from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
-from aitbc.domain.errors import AitbcError, Conflict, InvalidInput
+from aitbc.domain.errors import AitbcError, Conflict, InvalidInput, NotFound
 from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.manifest import PackagePaths, digest, verify
 from aitbc.domain.moves import Complete, ConfirmCancel, Fail, MinerReport, Requeue, WriteSet
@@ -27,7 +27,7 @@ from aitbc.protocol.miners import (
 )
 from aitbc.services.leases import LeaseGuard, check_lease, directive
 from aitbc.services.lifecycle import Lifecycle, Planned
-from aitbc.storage.interfaces import JobReadModel, ResultRecords, StoredResult
+from aitbc.storage.interfaces import JobReadModel, ResultFile, ResultRecords, StoredResult
 
 
 def _report(request: FinishRequest, result: StoredResult | None) -> MinerReport:
@@ -40,6 +40,17 @@ def _report(request: FinishRequest, result: StoredResult | None) -> MinerReport:
         started_at=request.started_at,
         ended_at=request.ended_at,
     )
+
+
+def _to_finish(owned: Job | NotFound, lease_id: str) -> Job | JobDirective:
+    """A job the miner owns (or why not), under a current lease, or the answer already given if this finish
+    is a retry."""
+    if isinstance(owned, NotFound):
+        raise owned
+    if (done := _already_finished(owned, lease_id)) is not None:
+        return done
+    check_lease(owned, lease_id)
+    return owned
 
 
 def _refused(job_id: str, error: AitbcError) -> BatchCompleteResult:
@@ -80,15 +91,18 @@ class FinishService:
         refused (not this miner's job, a stale lease, a manifest that does not check) fails alone with its
         error and the others still complete; a retried item answers as its first completion did."""
         miner = await self._guard.miner(principal, miner_id)
+        owned = await self._guard.owned_jobs(miner, [item.job_id for item in items])
+        uploads = await self._files.result_files_of([(i.job_id, i.lease_id) for i in items if i.manifest is not None])
         answers: dict[int, BatchCompleteResult] = {}
         planned: list[tuple[int, Planned]] = []
         for index, item in enumerate(items):
             try:
-                job = await self._job_to_finish(miner, item.job_id, item.lease_id)
+                job = _to_finish(owned[item.job_id], item.lease_id)
                 if isinstance(job, JobDirective):
                     answers[index] = BatchCompleteResult(job_id=item.job_id, directive=job)
                     continue
-                planned.append((index, await self._completion(miner, job, item)))
+                uploaded = uploads.get((item.job_id, item.lease_id), [])
+                planned.append((index, await self._completion(miner, job, item, uploaded)))
             except AitbcError as error:
                 answers[index] = _refused(item.job_id, error)
         moved = await self._lifecycle.move_many([move for _, move in planned], self._clock.now())
@@ -101,10 +115,13 @@ class FinishService:
                 answers[index] = _refused(job_id, error)
         return [answers[index] for index in range(len(items))]
 
-    async def _completion(self, miner: Miner, job: Job, request: FinishRequest) -> Planned:
-        """The move that completes `job` (or confirms its cancel, if one was asked for meanwhile)."""
+    async def _completion(
+        self, miner: Miner, job: Job, request: FinishRequest, uploaded: Sequence[ResultFile] | None = None
+    ) -> Planned:
+        """The move that completes `job` (or confirms its cancel, if one was asked for meanwhile); `uploaded`:
+        the files of its lease, when the caller read them already."""
         canceling = job.status is JobStatus.CANCELING
-        result = await self._checked_result(miner, job, request, partial=canceling)
+        result = await self._checked_result(miner, job, request, partial=canceling, uploaded=uploaded)
         now, report = self._clock.now(), _report(request, result)
         write = ConfirmCancel(now, report) if canceling else Complete(now, report)
         return Planned(job, write, lease_id=request.lease_id, result=result)
@@ -137,14 +154,15 @@ class FinishService:
 
     async def _job_to_finish(self, miner: Miner, job_id: str, lease_id: str) -> Job | JobDirective:
         """The miner's job under a current lease, or the answer already given if this finish is a retry."""
-        job = await self._guard.owned_job(miner, job_id)
-        if (done := _already_finished(job, lease_id)) is not None:
-            return done
-        check_lease(job, lease_id)
-        return job
+        return _to_finish(await self._guard.owned_job(miner, job_id), lease_id)
 
     async def _checked_result(
-        self, miner: Miner, job: Job, request: FinishRequest, partial: bool
+        self,
+        miner: Miner,
+        job: Job,
+        request: FinishRequest,
+        partial: bool,
+        uploaded: Sequence[ResultFile] | None = None,
     ) -> StoredResult | None:
         """The result to keep, once the manifest names this job and miner, its signature verifies with the
         miner's registered key, and every file it lists was uploaded under this lease with that size and hash."""
@@ -156,11 +174,13 @@ class FinishService:
         document: dict[str, Any] = manifest.model_dump(mode="json")
         if not request.signature or not verify(miner.public_key, document, request.signature):
             raise InvalidInput("the manifest's signature does not verify with this miner's registered public key")
-        uploaded = {f.path: f for f in await self._files.result_files(job.id, request.lease_id)}
+        if uploaded is None:
+            uploaded = await self._files.result_files(job.id, request.lease_id)
+        by_path = {f.path: f for f in uploaded}
         paths = PackagePaths()
         for entry in manifest.files:
             paths.add(entry.path)
-            stored = uploaded.get(entry.path)
+            stored = by_path.get(entry.path)
             if stored is None:
                 raise InvalidInput(f"{entry.path} is in the manifest but was not uploaded")
             if stored.size != entry.size or stored.sha256 != entry.sha256:

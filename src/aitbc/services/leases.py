@@ -8,6 +8,8 @@ never overwrite the work of its successor.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.errors import Conflict, NotFound
 from aitbc.domain.job import LEASED_STATUSES, Job, JobStatus
@@ -34,6 +36,12 @@ def check_lease(job: Job, lease_id: str) -> None:
         raise Conflict(f"lease {lease_id} is no longer current for job {job.id} (job is {job.status.value})")
 
 
+def _owned(miner: Miner, job_id: str, job: Job | None) -> Job:
+    if job is None or job.miner_id != miner.id:
+        raise NotFound(f"job {job_id} not found")
+    return job
+
+
 class LeaseGuard:
     def __init__(self, jobs: JobReadModel, miners: MinerStore) -> None:
         self._jobs = jobs
@@ -49,10 +57,18 @@ class LeaseGuard:
         """The job, if this miner holds it or held it last. Ownership is checked before anything else: another
         miner's job (another tenant's or a sibling's) is the same 404 as no job at all, whatever lease is named,
         so nothing about it leaks and no lease of it can be used."""
-        job = await self._jobs.get_job(job_id)
-        if job is None or job.miner_id != miner.id:
-            raise NotFound(f"job {job_id} not found")
-        return job
+        return _owned(miner, job_id, await self._jobs.get_job(job_id))
+
+    async def owned_jobs(self, miner: Miner, job_ids: Sequence[str]) -> dict[str, Job | NotFound]:
+        """`owned_job` for each id, read in one statement: the job, or the NotFound `owned_job` raises."""
+        found = await self._jobs.get_jobs(job_ids)
+        answers: dict[str, Job | NotFound] = {}
+        for job_id in job_ids:
+            try:
+                answers[job_id] = _owned(miner, job_id, found.get(job_id))
+            except NotFound as error:
+                answers[job_id] = error
+        return answers
 
     async def held_job(self, principal: Principal, miner_id: str, job_id: str, lease_id: str) -> Job:
         """The job, if the caller's miner holds it under `lease_id` now."""

@@ -234,6 +234,10 @@ class ResultRecords(Protocol):
 
     async def result_files(self, job_id: str, lease_id: str) -> list[ResultFile]: ...
 
+    async def result_files_of(self, leases: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[ResultFile]]:
+        """The files uploaded under each (job id, lease id), by path, in one statement; a pair with none is
+        left out."""
+
     async def get_result(self, job_id: str) -> StoredResult | None: ...
 
 
@@ -242,6 +246,9 @@ class JobReadModel(Protocol):
     the run times estimates are made from."""
 
     async def get_job(self, job_id: str) -> Job | None: ...
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """The jobs with these ids that exist, by id, in one statement (a miner's batch of finishes)."""
 
     async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
         """The job and its account's plan (for `results_expire_at`), in one statement."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
@@ -480,6 +480,12 @@ class SqlJobStore:
         row = await self._db.read(first(select(jobs).where(jobs.c.id == job_id)))
         return job_from_row(row) if row else None
 
+    async def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        if not job_ids:
+            return {}
+        rows = await self._db.read(every_row(select(jobs).where(jobs.c.id.in_(sorted(set(job_ids))))))
+        return {row.id: job_from_row(row) for row in rows}
+
     async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
         query = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id)
         row = await self._db.read(first(query.where(jobs.c.id == job_id)))
@@ -564,11 +570,20 @@ class SqlJobStore:
         updates = [_guarded_update(guarded, now) for guarded in moves]
         if all(update_ is None for update_ in updates):
             return [None] * len(moves)
-        # Rows are locked in one order whatever order the caller gave (jobs by id, a job's own moves in turn;
-        # then accounts by id), so two batches over the same jobs wait for each other and never deadlock.
+        # Rows are locked in one order whatever order the caller gave: first the accounts of the jobs (by id),
+        # then the jobs (by id, a job's own moves in turn), then what triggers keep per account (counts, stats
+        # totals). A move takes its account's per-status rows; without the account first, two batches of one
+        # account's jobs (or a batch and a single finish) could each hold a job the other waits for while
+        # holding the totals the other needs. SQLite has one writer: nothing to order there.
         order = sorted(range(len(moves)), key=lambda index: moves[index].job_id)
+        job_ids = sorted({guarded.job_id for guarded in moves})
+        postgres = self._db.dialect == "postgresql"
 
         def work(connection: Connection) -> tuple[list[tuple[int, Job, Mapping[str, Any]]], list[JobEvent]]:
+            if postgres:
+                owners = select(jobs.c.account_id).where(jobs.c.id.in_(job_ids)).scalar_subquery()
+                locking = select(accounts.c.id).where(accounts.c.id.in_(owners)).order_by(accounts.c.id)
+                connection.execute(locking.with_for_update())
             applied: list[tuple[int, Job, Mapping[str, Any]]] = []
             ledger: list[LedgerEntry] = []
             for index in order:
@@ -586,10 +601,6 @@ class SqlJobStore:
                     _forget_unlisted_files(connection, guarded.result)
                 applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
             applied.sort(key=lambda item: item[0])  # events in the caller's order
-            touched = {entry.account_id for entry in ledger} | {job.account_id for _, job, _ in applied}
-            if len(moves) > 1 and len(touched) > 1:
-                locking = select(accounts.c.id).where(accounts.c.id.in_(sorted(touched))).order_by(accounts.c.id)
-                connection.execute(locking.with_for_update())
             if ledger:
                 write_ledger(connection, ledger, now)
             return applied, _write_status_events(connection, [(job, data) for _, job, data in applied], now)
@@ -697,20 +708,30 @@ class SqlJobStore:
         return StoredFile(**row._mapping) if row else None
 
     async def result_files(self, job_id: str, lease_id: str) -> list[ResultFile]:
-        query = select(result_files).where(result_files.c.job_id == job_id, result_files.c.lease_id == lease_id)
-        rows = await self._db.read(every_row(query.order_by(result_files.c.path)))
-        return [
-            ResultFile(
-                job_id=r.job_id,
-                lease_id=r.lease_id,
-                path=r.path,
-                size=r.size,
-                sha256=r.sha256,
-                blob_key=r.blob_key,
-                crc32=r.crc32,
+        return (await self.result_files_of([(job_id, lease_id)])).get((job_id, lease_id), [])
+
+    async def result_files_of(self, leases: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[ResultFile]]:
+        if not leases:
+            return {}
+        pairs = sorted(set(leases))
+        query = select(result_files).where(
+            result_files.c.job_id.in_([job_id for job_id, _ in pairs]),
+            tuple_(result_files.c.job_id, result_files.c.lease_id).in_(pairs),
+        )
+        found: dict[tuple[str, str], list[ResultFile]] = {}
+        for r in await self._db.read(every_row(query.order_by(result_files.c.job_id, result_files.c.path))):
+            found.setdefault((r.job_id, r.lease_id), []).append(
+                ResultFile(
+                    job_id=r.job_id,
+                    lease_id=r.lease_id,
+                    path=r.path,
+                    size=r.size,
+                    sha256=r.sha256,
+                    blob_key=r.blob_key,
+                    crc32=r.crc32,
+                )
             )
-            for r in rows
-        ]
+        return found
 
     async def get_result(self, job_id: str) -> StoredResult | None:
         row = await self._db.read(first(select(job_results).where(job_results.c.job_id == job_id)))
