@@ -15,6 +15,7 @@ from aitbc.domain.moves import Ending, Requeue, WriteSet
 from aitbc.domain.plans import Plan, Role
 from aitbc.domain.transitions import TRANSITIONS, Move
 from aitbc.protocol.miners import FailRequest, FinishRequest, ProgressRequest
+from aitbc.services.claiming import FIRST_CANDIDATES
 from aitbc.storage.interfaces import JobFilter
 from aitbc.wiring import Coordinator
 from tests.helpers import job_request, principal, register_miner
@@ -267,6 +268,18 @@ async def test_cancel_from_every_status(coordinator: Coordinator, clock: ManualC
     await coordinator.finishing.complete(owner, miner, done.id, FinishRequest(lease_id=lease_d.lease_id))
     late = await coordinator.jobs.cancel(client, done.id)
     assert (late.outcome, late.status, late.reason) == ("failed", JobStatus.COMPLETED, "already_completed")
+
+
+async def test_a_claim_reaches_past_a_queue_head_it_cannot_run(coordinator: Coordinator) -> None:
+    """A claim reads the head of the queue first; when every job there needs a GPU this miner lacks, it reads
+    further and still finds the job it can run."""
+    client = await principal(coordinator, "alice", Role.CLIENT)
+    owner = await principal(coordinator, "farm", Role.MINER)
+    for _ in range(FIRST_CANDIDATES + 5):
+        await coordinator.jobs.submit(client, job_request(requirements={"gpu_type": "a100"}, timeout_seconds=1))
+    runnable = (await coordinator.jobs.submit(client, job_request(timeout_seconds=1))).job
+    cpu = await register_miner(coordinator, owner, "cpu")
+    assert [a.job_id for a in await coordinator.claiming.claim(owner, cpu, 1, 0)] == [runnable.id]
 
 
 async def test_pending_job_expires_after_queue_ttl(coordinator: Coordinator, clock: ManualClock) -> None:

@@ -27,6 +27,8 @@ from aitbc.storage.interfaces import JobLifecycleStore, MinerStore, ResultRecord
 from aitbc.streaming.hub import EventHub
 
 CANDIDATE_BATCH = 200
+FIRST_CANDIDATES = 16
+FIRST_CANDIDATES_PER_JOB = 4
 
 
 class ClaimService:
@@ -89,8 +91,17 @@ class ClaimService:
             taken = await self._claim_from(iter(announced), miner, max_jobs, start)
             if taken:
                 return taken
-        candidates = await self._jobs.queued(sorted(miner.capabilities.runtimes), CANDIDATE_BATCH)
-        return await self._claim_from(iter(candidates), miner, max_jobs, start)
+        # The head of the queue first (a few candidates per job asked for): reading and decoding hundreds of
+        # queued jobs was most of a claim's cost. Only when the head holds nothing this miner can run (its jobs
+        # need a GPU or model it lacks) is a longer stretch of the queue read.
+        types = sorted(miner.capabilities.runtimes)
+        limit = max(FIRST_CANDIDATES_PER_JOB * max_jobs, FIRST_CANDIDATES)
+        while True:
+            candidates = await self._jobs.queued(types, limit)
+            taken = await self._claim_from(iter(candidates), miner, max_jobs, start)
+            if taken or len(candidates) < limit or limit >= CANDIDATE_BATCH:
+                return taken
+            limit = CANDIDATE_BATCH
 
     async def _claim_from(
         self, candidates: Iterator[Job], miner: Miner, max_jobs: int, start: bool

@@ -618,7 +618,7 @@ class SqlJobStore:
             .order_by(jobs.c.priority_rank.desc(), jobs.c.created_at, jobs.c.id)
             .limit(limit)
         )
-        return [job_from_row(row) for row in await self._db.read(every_row(query))]
+        return await self._db.read(lambda connection: [job_from_row(row) for row in connection.execute(query)])
 
     async def record_progress(
         self,
