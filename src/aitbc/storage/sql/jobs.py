@@ -44,7 +44,7 @@ from aitbc.storage.interfaces import (
     StoredResult,
 )
 from aitbc.storage.sql.database import Database
-from aitbc.storage.sql.ledger import balance_units, write_ledger
+from aitbc.storage.sql.ledger import write_ledger
 from aitbc.storage.sql.one_statement import every_row, first, rows_changed, scalar
 from aitbc.storage.sql.rows import event_from_row, job_from_row
 from aitbc.storage.sql.tables import (
@@ -272,30 +272,29 @@ def _check_account_can_submit(
 ) -> None:
     """Whether the account may add these jobs (`holds`: each one's index in its request and what it holds),
     under the account's row lock (PostgreSQL; SQLite writes are serial anyway), so two submits racing for the
-    last credit cannot both pass. In a batch, the error names the first item that does not fit."""
-    connection.execute(select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
-    if max_active is not None:
-        active = select(func.count()).select_from(jobs)
-        active = active.where(jobs.c.account_id == account_id, jobs.c.status.in_(_UNFINISHED))
-        count = int(connection.execute(active).scalar_one())
-        if count + len(holds) > max_active:
-            if not batch:
-                raise RateLimited(
-                    f"your plan allows {max_active} unfinished jobs at once and you have {count}: wait for some to "
-                    "finish or cancel them",
-                    retry_after=30,
-                )
-            capped = RateLimited(
-                f"your plan allows {max_active} unfinished jobs at once; you have {count} and this batch would add "
-                f"{len(holds)}: submit fewer, or wait for some to finish or cancel them",
+    last credit cannot both pass. The balance and the unfinished jobs (from the maintained counts) are read
+    with the lock, in one statement. In a batch, the error names the first item that does not fit."""
+    unfinished = select(func.coalesce(func.sum(job_counts.c.count), 0)).where(
+        job_counts.c.account_id == account_id, job_counts.c.status.in_(_UNFINISHED)
+    )
+    standing = select(accounts.c.balance_units, unfinished.scalar_subquery()).where(accounts.c.id == account_id)
+    found = connection.execute(standing.with_for_update(of=accounts)).first()
+    balance, count = (int(found[0]), int(found[1])) if found is not None else (0, 0)
+    if max_active is not None and count + len(holds) > max_active:
+        if not batch:
+            raise RateLimited(
+                f"your plan allows {max_active} unfinished jobs at once and you have {count}: wait for some to "
+                "finish or cancel them",
                 retry_after=30,
             )
-            raise at_item(capped, holds[max(0, max_active - count)][0])
+        capped = RateLimited(
+            f"your plan allows {max_active} unfinished jobs at once; you have {count} and this batch would add "
+            f"{len(holds)}: submit fewer, or wait for some to finish or cancel them",
+            retry_after=30,
+        )
+        raise at_item(capped, holds[max(0, max_active - count)][0])
     total = sum(hold for _, hold in holds)
-    if not total:
-        return
-    balance = balance_units(connection, account_id)
-    if balance >= total:
+    if not total or balance >= total:
         return
     if not batch:
         raise PaymentRequired(
