@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
@@ -62,6 +62,13 @@ _UNFINISHED = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
 
 
 _ACCOUNT_PLAN = accounts.c.plan.label("account_plan")
+# The point reads of the hot path, built once (building a statement costs more than SQLite takes to run it).
+_JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
+_JOB_WITH_PLAN = (
+    select(jobs, _ACCOUNT_PLAN)
+    .outerjoin(accounts, accounts.c.id == jobs.c.account_id)
+    .where(jobs.c.id == bindparam("job_id"))
+)
 
 
 def _plan(value: str | None) -> Plan:
@@ -476,8 +483,11 @@ class SqlJobStore:
         return str(value) if value is not None else None
 
     async def get_job(self, job_id: str) -> Job | None:
-        row = await self._db.read(first(select(jobs).where(jobs.c.id == job_id)))
-        return job_from_row(row) if row else None
+        def work(connection: Connection) -> Job | None:
+            row = connection.execute(_JOB, {"job_id": job_id}).first()
+            return job_from_row(row) if row else None
+
+        return await self._db.read_row(work)
 
     async def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
         if not job_ids:
@@ -486,9 +496,11 @@ class SqlJobStore:
         return {row.id: job_from_row(row) for row in rows}
 
     async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
-        query = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id)
-        row = await self._db.read(first(query.where(jobs.c.id == job_id)))
-        return (job_from_row(row), _plan(row.account_plan)) if row else None
+        def work(connection: Connection) -> tuple[Job, Plan] | None:
+            row = connection.execute(_JOB_WITH_PLAN, {"job_id": job_id}).first()
+            return (job_from_row(row), _plan(row.account_plan)) if row else None
+
+        return await self._db.read_row(work)
 
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
         """A page by keyset on (account_id, created_at, id) (index `ix_jobs_account_created`), with the plans of
