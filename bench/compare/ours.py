@@ -46,12 +46,22 @@ async def submit_all(ours: Ours, jobs: int, clients: int) -> list[Submitted]:
     keys = [account.key for account in ours.clients]
     semaphore = asyncio.Semaphore(clients)
     found: list[Submitted] = []
+    nonce = os.urandom(4).hex()
     async with httpx.AsyncClient(base_url=ours.url, limits=httpx.Limits(max_connections=clients), timeout=60) as client:
 
         async def one(index: int) -> None:
             key = keys[index % len(keys)]
+            # An idempotency key makes a retry after a dropped connection safe: the server answers it with the
+            # job the first attempt made, if it made one.
+            headers = {"X-Api-Key": key, "Idempotency-Key": f"bench-{nonce}-{index}"}
             async with semaphore:
-                answer = await client.post("/v1/jobs", json=NOOP_JOB, headers={"X-Api-Key": key})
+                for attempt in range(3):
+                    try:
+                        answer = await client.post("/v1/jobs", json=NOOP_JOB, headers=headers)
+                        break
+                    except httpx.TransportError:
+                        if attempt == 2:
+                            raise
             if answer.status_code != 201:
                 raise RuntimeError(f"submit answered {answer.status_code}: {answer.text}")
             found.append(Submitted(answer.json()["job_id"], key))
