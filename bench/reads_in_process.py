@@ -57,13 +57,13 @@ def statements(coordinator: Coordinator) -> Iterator[list[str]]:
         seen.append(statement.split()[0])
 
     database = coordinator.database
-    engines = {id(e): e for e in database.engines}
-    for engine in engines.values():
+    engines = database.engines  # each distinct engine once (reader and writer are one on PostgreSQL)
+    for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        for engine in engines.values():
+        for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
 
 

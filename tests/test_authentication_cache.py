@@ -77,13 +77,13 @@ def statements(coordinator: Coordinator) -> Iterator[list[str]]:
     def record(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
         seen.append(statement)
 
-    engines = {id(e): e for e in coordinator.database.engines}
-    for engine in engines.values():
+    engines = coordinator.database.engines  # each distinct engine once (reader and writer are one on PostgreSQL)
+    for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     try:
         yield seen
     finally:
-        for engine in engines.values():
+        for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
 
 

@@ -34,14 +34,14 @@ def transactions(coordinator: Coordinator) -> Iterator[list[str]]:
     def commit(_connection: Any) -> None:
         seen.append("COMMIT")
 
-    engines = {id(e): e for e in coordinator.database.engines}
-    for engine in engines.values():
+    engines = coordinator.database.engines  # each distinct engine once (reader and writer are one on PostgreSQL)
+    for engine in engines:
         event.listen(engine, "before_cursor_execute", statement)
         event.listen(engine, "commit", commit)
     try:
         yield seen
     finally:
-        for engine in engines.values():
+        for engine in engines:
             event.remove(engine, "before_cursor_execute", statement)
             event.remove(engine, "commit", commit)
 
