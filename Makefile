@@ -39,8 +39,9 @@ typecheck: $(VENV)/.test-installed
 imports: $(VENV)/.test-installed
 	$(BIN)/lint-imports
 
+# Tests run on every core (pytest-xdist): most of their time is spent waiting on servers and miners.
 pytest: $(VENV)/.test-installed
-	$(BIN)/pytest -q --durations=15
+	$(BIN)/pytest -q -n auto --dist worksteal --durations=15
 
 # The comparison with the peer queues (README: Performance). BENCH_ARGS passes options, e.g. BENCH_ARGS="--json bench.json".
 bench: $(VENV)/.test-installed
