@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.stack import Stack
+
+# pytest-xdist's workers inherit COLUMNS=80, which Rich would fix as the CLI's width for the whole session: the
+# tests see the CLI as a plain pipe sees it, with or without workers.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture
