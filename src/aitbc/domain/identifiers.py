@@ -12,7 +12,13 @@ _ID_LENGTH = 20
 
 
 def _random_suffix(length: int = _ID_LENGTH) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """`length` base-36 digits of one uniform draw (one read of the system's randomness, not one a digit)."""
+    number = secrets.randbelow(len(_ALPHABET) ** length)
+    digits = []
+    for _ in range(length):
+        number, digit = divmod(number, len(_ALPHABET))
+        digits.append(_ALPHABET[digit])
+    return "".join(digits)
 
 
 def new_id(prefix: str) -> str:

@@ -5,12 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from aitbc.storage.interfaces import LedgerEntry, StoredLedgerEntry
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.one_statement import count, every_row
 from aitbc.storage.sql.tables import accounts, ledger_entries
+
+# Built once: every job's hold and settlement writes them (see `jobs.py` on why).
+_INSERT_ENTRIES = insert(ledger_entries)
+_MOVE_BALANCE = (
+    update(accounts)
+    .where(accounts.c.id == bindparam("moved_account"))
+    .values(balance_units=accounts.c.balance_units + bindparam("moved_units"))
+)
 
 
 def write_ledger(connection: Connection, entries: Sequence[LedgerEntry], now: datetime) -> None:
@@ -27,13 +35,12 @@ def write_ledger(connection: Connection, entries: Sequence[LedgerEntry], now: da
         }
         for e in entries
     ]
-    connection.execute(insert(ledger_entries), rows)
+    connection.execute(_INSERT_ENTRIES, rows)
     moved: dict[str, int] = {}
     for entry in entries:
         moved[entry.account_id] = moved.get(entry.account_id, 0) + entry.amount_units
     for account_id, amount in sorted(moved.items()):
-        running = accounts.c.balance_units + amount
-        connection.execute(update(accounts).where(accounts.c.id == account_id).values(balance_units=running))
+        connection.execute(_MOVE_BALANCE, {"moved_account": account_id, "moved_units": amount})
 
 
 def balance_units(connection: Connection, account_id: str) -> int:
