@@ -3,6 +3,8 @@ per few seconds per kind (not once per submit); a kind's estimate moves once tha
 
 from __future__ import annotations
 
+import asyncio
+
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.plans import Role
 from aitbc.protocol.miners import FinishRequest
@@ -53,3 +55,28 @@ async def test_a_submit_shows_the_typical_run_time_of_its_kind(coordinator: Coor
     client = await principal(coordinator, "alice", Role.CLIENT)
     job = (await coordinator.jobs.submit(client, job_request(timeout_seconds=600))).job
     assert job.estimated_time_seconds == 12
+
+
+async def test_a_burst_of_submits_reads_the_estimate_once(coordinator: Coordinator, clock: ManualClock) -> None:
+    """Concurrent askers of a kind share one read (a burst at start-up used to run one query each), and while a
+    refresh is in flight the figure it replaces is answered at once."""
+    moment = [100.0]
+    reads: list[str] = []
+    store = coordinator.job_store
+
+    class Counting:
+        async def average_billed_seconds(self, job_type: str, model: str | None, sample: int) -> float | None:
+            reads.append(job_type)
+            await asyncio.sleep(0.05)  # the query in flight while the others ask
+            return await store.average_billed_seconds(job_type, model, sample)
+
+    estimates = RunEstimates(Counting(), max_age_seconds=5.0, monotonic=lambda: moment[0])  # type: ignore[arg-type]
+    answers = await asyncio.gather(*(estimates.typical_seconds("command", None) for _ in range(20)))
+    assert answers == [None] * 20 and reads == ["command"]
+    await complete_one(coordinator, clock, 10)
+    moment[0] += 6
+    refreshing = asyncio.ensure_future(estimates.typical_seconds("command", None))
+    await asyncio.sleep(0)  # the refresh has started
+    assert await estimates.typical_seconds("command", None) is None  # the stale figure, without waiting
+    assert await refreshing == 10.0 and reads == ["command", "command"]
+    assert await estimates.typical_seconds("command", None) == 10.0

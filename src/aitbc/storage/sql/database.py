@@ -34,9 +34,12 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 SQLITE_CACHE_KIB = 512
 # SQLite readers: connections in the pool, and the threads that may use them at once (one each).
 SQLITE_READERS = 4
-# PostgreSQL: the pool, and as many worker threads as it has connections, so no thread waits for one.
-POSTGRES_POOL = 10
-POSTGRES_OVERFLOW = 20
+# PostgreSQL: the pool, and as many worker threads as it keeps connections, so no thread waits for one and
+# none opens a connection of its own: units of work past the pool's size used to open an overflow connection
+# and close it again (a new server process each time: most of a submit's cost under load). The overflow is for
+# what runs outside the units' limiter (the listener, start-up).
+POSTGRES_POOL = 16
+POSTGRES_OVERFLOW = 8
 # `synchronous=FULL` (the default) fsyncs the WAL at each commit, so a write acknowledged is one a power
 # loss keeps; NORMAL fsyncs at checkpoints only (faster, but the last commits can be lost on power loss).
 SQLITE_SYNCHRONOUS = ("full", "normal")
@@ -194,9 +197,7 @@ def open_database(url: str, sqlite_synchronous: str = "full") -> Database:
     engine = create_engine(
         _driver_url(url), pool_size=POSTGRES_POOL, max_overflow=POSTGRES_OVERFLOW, pool_pre_ping=True
     )
-    return Database(
-        url=url, reader=engine, writer=engine, limiter=anyio.CapacityLimiter(POSTGRES_POOL + POSTGRES_OVERFLOW)
-    )
+    return Database(url=url, reader=engine, writer=engine, limiter=anyio.CapacityLimiter(POSTGRES_POOL))
 
 
 def sync_engine(url: str, sqlite_synchronous: str = "full") -> Engine:

@@ -9,6 +9,7 @@ from typing import Any, assert_never
 
 from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import ClauseElement
 
 from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
 from aitbc.domain.events import JobEvent
@@ -91,6 +92,8 @@ _NEXT_SEQS = (
 )
 _INSERT_JOBS = insert(jobs).returning(*jobs.c, sort_by_parameter_order=True)
 _INSERT_EVENTS = insert(job_events)
+_DELETE_RESULT = delete(job_results).where(job_results.c.job_id == bindparam("result_job"))
+_INSERT_RESULT = insert(job_results)
 _BY_IDEMPOTENCY_KEY = select(jobs).where(
     jobs.c.account_id == bindparam("key_account"), jobs.c.idempotency_key == bindparam("key")
 )
@@ -243,9 +246,19 @@ def _move_columns(write: WriteSet) -> dict[str, Any]:
     assert_never(write)
 
 
-def _guarded_update(guarded: GuardedMove, now: datetime) -> Any:
-    """The compare-and-set UPDATE … RETURNING for one move, or None when it cannot apply (no lease named)."""
+# The queue's head for each set of runtimes a miner offers (see `SqlJobStore.queued`).
+_QUEUE_HEADS: dict[tuple[str, ...], Any] = {}
+# Each shape of guarded UPDATE (a move, whether it checks a lease or an expiry, the columns it writes), built
+# once and then run with the move's values as parameters. The shapes are few: moves × what they write.
+_GUARDED_UPDATES: dict[tuple[Any, ...], Any] = {}
+
+
+def _guarded_update(guarded: GuardedMove, now: datetime) -> tuple[Any, dict[str, Any]] | None:
+    """The compare-and-set UPDATE … RETURNING for one move and its parameters, or None when it cannot apply
+    (no lease named)."""
     rule = transition(guarded.move)
+    if rule.needs_lease and guarded.lease_id is None:
+        return None
     values = _move_columns(guarded.write)
     if guarded.billed is not None:
         billed = guarded.billed
@@ -256,14 +269,25 @@ def _guarded_update(guarded: GuardedMove, now: datetime) -> Any:
             billed_until=billed.billed_until,
         )
     values.update(status=rule.target.value, updated_at=now)
-    statement = update(jobs).where(jobs.c.id == guarded.job_id, jobs.c.status.in_([s.value for s in rule.sources]))
-    if rule.needs_lease:
-        if guarded.lease_id is None:
-            return None
-        statement = statement.where(jobs.c.lease_id == guarded.lease_id)
-    if guarded.lease_expired_by is not None:
-        statement = statement.where(jobs.c.lease_expires_at < guarded.lease_expired_by)
-    return statement.values(**values).returning(*jobs.c)
+    expires = guarded.lease_expired_by is not None
+    shape = (guarded.move, expires, tuple(values))
+    statement = _GUARDED_UPDATES.get(shape)
+    if statement is None:
+        statement = update(jobs).where(
+            jobs.c.id == bindparam("guard_job"), or_(*(jobs.c.status == source.value for source in rule.sources))
+        )
+        if rule.needs_lease:
+            statement = statement.where(jobs.c.lease_id == bindparam("guard_lease"))
+        if expires:
+            statement = statement.where(jobs.c.lease_expires_at < bindparam("guard_expired_by"))
+        columns = {
+            name: value if isinstance(value, ClauseElement) else bindparam(f"set_{name}", type_=jobs.c[name].type)
+            for name, value in values.items()
+        }
+        statement = _GUARDED_UPDATES[shape] = statement.values(columns).returning(*jobs.c)
+    parameters = {f"set_{name}": value for name, value in values.items() if not isinstance(value, ClauseElement)}
+    parameters.update(guard_job=guarded.job_id, guard_lease=guarded.lease_id, guard_expired_by=guarded.lease_expired_by)
+    return statement, parameters
 
 
 def _write_status_events(
@@ -619,17 +643,17 @@ class SqlJobStore:
             applied: list[tuple[int, Job, Mapping[str, Any]]] = []
             ledger: list[LedgerEntry] = []
             for index in order:
-                guarded, statement = moves[index], updates[index]
-                if statement is None:
+                guarded, prepared = moves[index], updates[index]
+                if prepared is None:
                     continue
-                row = connection.execute(statement).first()
+                row = connection.execute(*prepared).first()
                 if row is None:
                     continue
                 job = job_from_row(row)
                 ledger.extend(guarded.ledger)
                 if guarded.result is not None:
-                    connection.execute(job_results.delete().where(job_results.c.job_id == job.id))
-                    connection.execute(insert(job_results).values(**guarded.result.__dict__))
+                    connection.execute(_DELETE_RESULT, {"result_job": job.id})
+                    connection.execute(_INSERT_RESULT, guarded.result.__dict__)
                     _forget_unlisted_files(connection, guarded.result)
                 applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
             applied.sort(key=lambda item: item[0])  # events in the caller's order
@@ -644,13 +668,20 @@ class SqlJobStore:
         return answers
 
     async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
-        query = (
-            select(jobs)
-            .where(jobs.c.status == JobStatus.PENDING.value, jobs.c.type.in_(list(types)))
-            .order_by(jobs.c.priority_rank.desc(), jobs.c.created_at, jobs.c.id)
-            .limit(limit)
+        kinds = tuple(sorted(set(types)))
+        query = _QUEUE_HEADS.get(kinds)
+        if query is None:  # a miner's runtimes: few sets, each built once
+            query = (
+                select(jobs)
+                .where(jobs.c.status == JobStatus.PENDING.value, or_(*(jobs.c.type == kind for kind in kinds)))
+                .order_by(jobs.c.priority_rank.desc(), jobs.c.created_at, jobs.c.id)
+                .limit(bindparam("head_size"))
+            )
+            if len(_QUEUE_HEADS) < 256:
+                _QUEUE_HEADS[kinds] = query
+        return await self._db.read(
+            lambda connection: [job_from_row(row) for row in connection.execute(query, {"head_size": limit})]
         )
-        return await self._db.read(lambda connection: [job_from_row(row) for row in connection.execute(query)])
 
     async def record_progress(
         self,
