@@ -64,6 +64,7 @@ def test_quick_bench_prints_every_workload(tmp_path: Path) -> None:
         ("reads", "hello-world (FastAPI, uvicorn)"),
         ("reads", f"{ours} status GET"),
         ("reads", f"{ours} list GET"),
+        ("reads", f"{ours} submit POST"),
         ("round trip: command", "the work itself (sh -c 'echo hi')"),
         ("round trip: command", ours),
         *[

@@ -36,8 +36,8 @@ WORKLOADS = {
     "drain": "a backlog of N jobs, then M miners/workers start; jobs/s from the first completion to the last",
     "latency": "submit → the job in the hands of an idle, long-polling miner (a peer: its task's first line), "
     "p50/p99, one job at a time",
-    "reads": "status GET over many jobs of many accounts, list GET, and FastAPI's hello-world GET (the ceiling), "
-    "all under the same wrk load",
+    "reads": "status GET over many jobs of many accounts, list GET, POST /v1/jobs (a no-op job of a type no miner "
+    "takes, round-robin over the accounts) and FastAPI's hello-world GET (the ceiling), all under the same wrk load",
     "roundtrip": "submit → completed for a trivial `command` job and a one-text embedding job on a warm, idle "
     "`aitbc miner run`, beside the runtime's own time for the same work",
     "growth": "status, list (with and without a filter) and stats p99 under the same wrk load with a seeded "

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import websockets
 from bench.compare.coordinator import AITBC, Ours
-from bench.compare.wrk import Load, Result, run_wrk
+from bench.compare.wrk import SUBMIT_SCRIPT, Load, Result, run_wrk
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aitbc.domain.manifest import public_key_text
@@ -194,13 +194,16 @@ def latency(ours: Ours, probes: int) -> list[float]:
 
 
 def reads(ours: Ours, submitted: list[Submitted], load: Load) -> dict[str, Result]:
-    """Status GETs over many jobs of many accounts, and list GETs over every account, under wrk."""
+    """Status GETs over many jobs of many accounts, list GETs over every account, and submits (POST /v1/jobs,
+    one no-op job each, round-robin over the accounts), under wrk."""
     sample = random.Random(7).sample(submitted, min(len(submitted), 5000))
     status_targets = [(f"/v1/jobs/{job.job_id}", job.key) for job in sample]
     list_targets = [("/v1/jobs?limit=20", account.key) for account in ours.clients]
+    submit_targets = [("/v1/jobs", account.key) for account in ours.clients]
     return {
         "status GET": run_wrk(ours.url, status_targets, load),
         "list GET": run_wrk(ours.url, list_targets, load),
+        "submit POST": run_wrk(ours.url, submit_targets, load, script=SUBMIT_SCRIPT),
     }
 
 

@@ -1,16 +1,20 @@
--- POST /v1/jobs round-robin over the API keys listed one a line in args[1]; each request a no-op job.
-local keys = {}
+-- POST a no-op job to each `path<TAB>key` line of args[1] in turn (the path: /v1/jobs), round-robin from a
+-- random start; prints WRKJSON like spread.lua. The job's type is one no miner offers: the jobs stay queued
+-- and leave the bench's miners (and the queue they read) alone.
+local targets = {}
 local index = 0
-local body = '{"type": "command", "input": "true"}'
+local body = '{"type": "bench-submit", "input": "true"}'
 init = function(args)
   for line in io.lines(args[1]) do
-    if #line > 0 then keys[#keys + 1] = line end
+    local path, key = line:match("^([^\t]+)\t([^\t]*)$")
+    if path then targets[#targets + 1] = {path, key} end
   end
-  index = math.random(#keys) - 1
+  index = math.random(#targets) - 1
 end
 request = function()
-  index = index % #keys + 1
-  return wrk.format("POST", "/v1/jobs", {["X-Api-Key"] = keys[index], ["Content-Type"] = "application/json"}, body)
+  index = index % #targets + 1
+  local target = targets[index]
+  return wrk.format("POST", target[1], {["X-Api-Key"] = target[2], ["Content-Type"] = "application/json"}, body)
 end
 done = function(summary, latency, requests)
   local errors = summary.errors

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SCRIPT = Path(__file__).with_name("spread.lua")  # round-robin over `path<TAB>key` lines; prints WRKJSON
+SUBMIT_SCRIPT = Path(__file__).with_name("submit.lua")  # the same, POSTing a no-op job to each path
 
 
 @dataclass(frozen=True)
@@ -43,15 +44,17 @@ def wrk_path() -> str:
     return found
 
 
-def command_line(load: Load, url: str) -> str:
+def command_line(load: Load, url: str, script: Path = SCRIPT) -> str:
     """How to reproduce a load by hand (the targets file: one `path<TAB>key` a line)."""
-    return f"wrk {' '.join(load.flags())} -s bench/compare/spread.lua {url} -- targets.tsv"
+    return f"wrk {' '.join(load.flags())} -s bench/compare/{script.name} {url} -- targets.tsv"
 
 
-def run_wrk(url: str, targets: list[tuple[str, str]], load: Load, warmup_seconds: int = 1) -> Result:
-    """GET each (path, key) in turn, round-robin from a random start, for `load.seconds`."""
+def run_wrk(
+    url: str, targets: list[tuple[str, str]], load: Load, warmup_seconds: int = 1, script: Path = SCRIPT
+) -> Result:
+    """Request each (path, key) in turn, round-robin from a random start, for `load.seconds`: a GET with
+    `spread.lua`, a POST of a no-op job with `submit.lua`."""
     with tempfile.TemporaryDirectory() as folder:
-        script = SCRIPT
         listing = Path(folder) / "targets.tsv"
         listing.write_text("".join(f"{path}\t{key}\n" for path, key in targets))
         if warmup_seconds:
