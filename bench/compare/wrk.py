@@ -11,8 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-SCRIPT = Path(__file__).with_name("spread.lua")  # round-robin over `path<TAB>key` lines; prints WRKJSON
-SUBMIT_SCRIPT = Path(__file__).with_name("submit.lua")  # the same, POSTing a no-op job to each path
+SCRIPT = Path(__file__).with_name("spread.lua")  # round-robin over `path<TAB>key` lines (a body: POSTs); WRKJSON
 
 
 @dataclass(frozen=True)
@@ -44,28 +43,33 @@ def wrk_path() -> str:
     return found
 
 
-def command_line(load: Load, url: str, script: Path = SCRIPT) -> str:
-    """How to reproduce a load by hand (the targets file: one `path<TAB>key` a line)."""
-    return f"wrk {' '.join(load.flags())} -s bench/compare/{script.name} {url} -- targets.tsv"
+def command_line(load: Load, url: str, body: bool = False) -> str:
+    """How to reproduce a load by hand (the targets file: one `path<TAB>key` a line; a POST's JSON body file)."""
+    files = "targets.tsv body.json" if body else "targets.tsv"
+    return f"wrk {' '.join(load.flags())} -s bench/compare/spread.lua {url} -- {files}"
 
 
 def run_wrk(
-    url: str, targets: list[tuple[str, str]], load: Load, warmup_seconds: int = 1, script: Path = SCRIPT
+    url: str, targets: list[tuple[str, str]], load: Load, warmup_seconds: int = 1, body: str | None = None
 ) -> Result:
-    """Request each (path, key) in turn, round-robin from a random start, for `load.seconds`: a GET with
-    `spread.lua`, a POST of a no-op job with `submit.lua`."""
+    """Request each (path, key) in turn, round-robin from a random start, for `load.seconds`: a GET, or a POST
+    of the JSON `body` when one is given."""
     with tempfile.TemporaryDirectory() as folder:
         listing = Path(folder) / "targets.tsv"
         listing.write_text("".join(f"{path}\t{key}\n" for path, key in targets))
+        arguments = [str(listing)]
+        if body is not None:
+            (Path(folder) / "body.json").write_text(body)
+            arguments.append(str(Path(folder) / "body.json"))
         if warmup_seconds:
             warm = Load(load.threads, load.connections, warmup_seconds)
             subprocess.run(
-                [wrk_path(), *warm.flags(), "-s", str(script), url, "--", str(listing)],
+                [wrk_path(), *warm.flags(), "-s", str(SCRIPT), url, "--", *arguments],
                 capture_output=True,
                 check=True,
             )
         done = subprocess.run(
-            [wrk_path(), *load.flags(), "-s", str(script), url, "--", str(listing)],
+            [wrk_path(), *load.flags(), "-s", str(SCRIPT), url, "--", *arguments],
             capture_output=True,
             text=True,
             check=True,
