@@ -29,28 +29,29 @@ async def stack(tmp_path: Path) -> AsyncIterator[InProcess]:
 
 
 class HeldFirstComplete(CountingTransport):
-    """The real transport, holding the miner's first `complete` until every job's result file is uploaded: the
-    other jobs' results are then ready while that call is on its way, as on a busy miner."""
+    """The real transport, holding the miner's first `complete` until every other job's completion is ready
+    (waiting in the client): they are then ready while that call is on its way, as on a busy miner."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, uploads: int) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, jobs: int) -> None:
         super().__init__(inner)
-        self.uploads_expected = uploads
-        self.uploaded = asyncio.Event()
+        self.jobs = jobs
+        self.client: CoordinatorClient | None = None
         self.held = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/complete") and not self.held:
             self.held = True
-            await self.uploaded.wait()
-            for _ in range(100):  # the uploaders get back to their jobs and hand over their completions
-                await asyncio.sleep(0)
-        answer = await super().handle_async_request(request)
-        if self.count("/files/result.txt") >= self.uploads_expected:
-            self.uploaded.set()
-        return answer
+            assert self.client is not None
+            deadline = asyncio.get_running_loop().time() + 30  # past it, the batch count below says what came
+            while self.client.completions_waiting < self.jobs - 1 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)  # the other jobs finish, upload and hand over their completions
+        return await super().handle_async_request(request)
 
 
 def agent(stack: InProcess, transport: httpx.AsyncBaseTransport, max_jobs: int) -> Agent:
+    client = CoordinatorClient(BASE_URL, stack.miner_key, transport=transport)
+    if isinstance(transport, HeldFirstComplete):
+        transport.client = client
     work_dir = stack.root / "miners" / "batcher"
     config = MinerConfig(
         url=BASE_URL,
@@ -62,7 +63,7 @@ def agent(stack: InProcess, transport: httpx.AsyncBaseTransport, max_jobs: int) 
         max_jobs=max_jobs,
     )
     runtime = CommandRuntime(Isolation.for_miner(config), kill_grace_seconds=0.5)
-    return Agent(config, {"command": runtime}, CoordinatorClient(BASE_URL, stack.miner_key, transport=transport))
+    return Agent(config, {"command": runtime}, client)
 
 
 async def test_an_agent_with_several_slots_claims_and_starts_at_once_and_completes_in_a_batch(

@@ -71,6 +71,11 @@ class CoordinatorClient:
         self._completions: list[tuple[str, FinishRequest, asyncio.Future[JobDirective]]] = []
         self._completer: asyncio.Task[None] | None = None
 
+    @property
+    def completions_waiting(self) -> int:
+        """Completions ready and not yet on their way (they go with the next call)."""
+        return len(self._completions)
+
     async def close(self) -> None:
         self._closed.set()
         if self._completer is not None and not self._completer.done():
