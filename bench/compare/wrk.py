@@ -43,10 +43,9 @@ def wrk_path() -> str:
     return found
 
 
-def command_line(load: Load, url: str, body: bool = False) -> str:
-    """How to reproduce a load by hand (the targets file: one `path<TAB>key` a line; a POST's JSON body file)."""
-    files = "targets.tsv body.json" if body else "targets.tsv"
-    return f"wrk {' '.join(load.flags())} -s bench/compare/spread.lua {url} -- {files}"
+def command_line(load: Load, url: str) -> str:
+    """How to reproduce a load by hand (the targets file: one `path<TAB>key` a line)."""
+    return f"wrk {' '.join(load.flags())} -s bench/compare/spread.lua {url} -- targets.tsv"
 
 
 def run_wrk(

@@ -54,8 +54,7 @@ class RunEstimates:
         try:
             typical = await asyncio.shield(reading)
         finally:
-            if self._reading.get(kind) is reading:
-                del self._reading[kind]
+            del self._reading[kind]  # whoever started the read ends it, even when cancelled (the read goes on)
         self._known[kind] = (typical, now)
         self._known.move_to_end(kind)
         while len(self._known) > self.max_kinds:
