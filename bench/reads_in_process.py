@@ -35,7 +35,6 @@ from typing import Any
 
 from asgi_lifespan import LifespanManager
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import event
 
 from aitbc.api.app import create_app
 from aitbc.domain.manifest import public_key_text
@@ -51,20 +50,11 @@ BATCH = 16
 
 @contextmanager
 def statements(coordinator: Coordinator) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def record(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement.split()[0])
-
-    database = coordinator.database
-    engines = database.engines  # each distinct engine once (reader and writer are one on PostgreSQL)
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
+    """The first word of each SQL statement the coordinator runs meanwhile."""
+    with coordinator.database.observed() as seen:
+        first_words: list[str] = []
+        yield first_words
+        first_words.extend(statement.split()[0] for statement in seen)
 
 
 @dataclass

@@ -15,13 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from aitbc.api.app import create_app
 from aitbc.domain.accounts import Account, Principal
@@ -71,20 +70,9 @@ def served(settings: Settings) -> Iterator[Served]:
 
 @contextmanager
 def statements(coordinator: Coordinator) -> Iterator[list[str]]:
-    """Every SQL statement the coordinator's engines run meanwhile (an event listener on the real engines)."""
-    seen: list[str] = []
-
-    def record(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
-        seen.append(statement)
-
-    engines = coordinator.database.engines  # each distinct engine once (reader and writer are one on PostgreSQL)
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    try:
+    """Every SQL statement the coordinator runs meanwhile (listeners on the real engines and connections)."""
+    with coordinator.database.observed() as seen:
         yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.fixture

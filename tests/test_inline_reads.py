@@ -1,15 +1,18 @@
-"""A point read on SQLite (`Database.read_row`: a status, a job by id) runs on the event loop's own reader
+"""A point read on SQLite (`Database.read_first`: a status, a job by id) runs on the event loop's own reader
 connection, with no thread hop, and still sees every write committed before it: a client never reads a status
-older than one it was told about."""
+older than one it was told about. It runs on the driver's connection with a statement compiled once, and
+gives back what SQLAlchemy's own execution of the statement gives."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.plans import Role
@@ -17,6 +20,8 @@ from aitbc.settings import Settings
 from aitbc.storage.sql.tables import jobs
 from aitbc.wiring import Coordinator, open_coordinator
 from tests.helpers import job_request, principal
+
+PROGRESS = select(jobs.c.progress).where(jobs.c.id == bindparam("job_id"))
 
 
 @pytest.fixture
@@ -31,22 +36,50 @@ async def test_a_point_read_runs_on_the_loop_and_sees_each_committed_write(sqlit
     client = await principal(coordinator, "alice", Role.CLIENT)
     job = (await coordinator.jobs.submit(client, job_request())).job
     threads: list[int] = []
+    inline = coordinator.database.inline_reader
+    assert inline is not None
+    driver = inline.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    driver.set_trace_callback(lambda _statement: threads.append(threading.get_ident()))
 
-    def progress(connection: Connection) -> int:
-        threads.append(threading.get_ident())
-        return int(connection.execute(select(jobs.c.progress).where(jobs.c.id == job.id)).scalar_one())
+    async def progress() -> int:
+        row = await coordinator.database.read_first(PROGRESS, {"job_id": job.id})
+        assert row is not None
+        return int(row["progress"])
 
-    assert await coordinator.database.read_row(progress) == 0
+    assert await progress() == 0
     for value in (10, 55, 90):
         await coordinator.database.write(
             lambda connection, value=value: connection.execute(
                 update(jobs).where(jobs.c.id == job.id).values(progress=value)
             )
         )
-        assert await coordinator.database.read_row(progress) == value  # no snapshot held between reads
+        assert await progress() == value  # no snapshot held between reads
         found = await coordinator.job_store.get_job(job.id)
         assert found is not None and found.progress == value
-    assert set(threads) == {threading.get_ident()}  # the loop's own thread: no hop to a worker
+    assert threads and set(threads) == {threading.get_ident()}  # the loop's own thread: no hop to a worker
+
+
+async def test_a_prepared_read_gives_what_sqlalchemy_gives(sqlite_coordinator: Coordinator, clock: ManualClock) -> None:
+    """Every column type of a job row (timestamps, JSON, numbers, NULLs) comes back as SQLAlchemy reads it."""
+    coordinator = sqlite_coordinator
+    client = await principal(coordinator, "alice", Role.CLIENT)
+    job = (await coordinator.jobs.submit(client, job_request(params={"steps": 3, "nested": {"a": [1, 2.5]}}))).job
+    await coordinator.database.write(
+        lambda connection: connection.execute(
+            update(jobs).where(jobs.c.id == job.id).values(started_at=clock.now(), error="é\n", exit_code=0)
+        )
+    )
+    statement = select(jobs).where(jobs.c.id == bindparam("job_id"))
+    prepared = await coordinator.database.read_first(statement, {"job_id": job.id})
+
+    def by_sqlalchemy(connection: Connection) -> dict[str, Any]:
+        return dict(connection.execute(statement, {"job_id": job.id}).one()._mapping)
+
+    expected = await coordinator.database.read(by_sqlalchemy)
+    assert prepared == expected
+    assert prepared["started_at"] == clock.now() and prepared["params"]["nested"] == {"a": [1, 2.5]}
+    assert await coordinator.database.read_first(statement, {"job_id": "job_missing"}) is None
 
 
 async def test_closing_the_coordinator_closes_the_loops_reader_connection(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from aitbc.api.direct_handler import direct_handler
 from aitbc.domain.errors import InvalidInput
 
 MAX_JSON_DEPTH = 32
@@ -100,7 +101,7 @@ class CheckedRoute(APIRoute):
     a JSON body gets it decoded by `decode_json` (errors raised here are AITBC errors, mapped like any other)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+        handler = direct_handler(self) or super().get_route_handler()
         takes_json = self.body_field is not None
 
         async def checked(request: Request) -> Response:

@@ -8,7 +8,9 @@ sync psycopg driver, not one hop per statement as async drivers cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -18,10 +20,11 @@ import anyio
 import anyio.to_thread
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 
 from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
+from aitbc.storage.sql.prepared import PreparedSelect
 from aitbc.storage.sql.sqlite_writer import SqliteWriter
 
 T = TypeVar("T")
@@ -122,8 +125,9 @@ class Database:
     writer: Engine
     limiter: anyio.CapacityLimiter
     sqlite_writer: SqliteWriter | None = None
-    inline_reader: Connection | None = None  # SQLite: the event loop's own reader connection (`read_row`)
+    inline_reader: Connection | None = None  # SQLite: the event loop's own reader connection (`read_first`)
     _disposed: bool = field(default=False, repr=False)
+    _prepared: dict[int, PreparedSelect] = field(default_factory=dict, repr=False)  # by id(statement), held in it
 
     @property
     def dialect(self) -> str:
@@ -134,23 +138,53 @@ class Database:
         """Every engine statements run on (to listen to them, e.g. to count statements in tests)."""
         return (self.reader,) if self.reader is self.writer else (self.reader, self.writer)
 
+    @contextlib.contextmanager
+    def observed(self) -> Iterator[list[str]]:
+        """Every SQL statement run meanwhile, in order (to count a request's statements: tests, the bench): those
+        SQLAlchemy runs on every engine and those `read_first` runs on the driver's own connection."""
+        seen: list[str] = []
+
+        def record(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+            seen.append(statement)
+
+        for engine in self.engines:
+            event.listen(engine, "before_cursor_execute", record)
+        driver = self.inline_reader.connection.driver_connection if self.inline_reader is not None else None
+        if isinstance(driver, sqlite3.Connection):
+            driver.set_trace_callback(seen.append)
+        try:
+            yield seen
+        finally:
+            for engine in self.engines:
+                event.remove(engine, "before_cursor_execute", record)
+            if isinstance(driver, sqlite3.Connection):
+                driver.set_trace_callback(None)
+
     async def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
         """Run `work` on a reader connection. Without `snapshot` no transaction is opened on SQLite (a read of
         one statement is its own snapshot); with it, its statements see one snapshot (one BEGIN…COMMIT)."""
         return await anyio.to_thread.run_sync(partial(_read_unit, self.reader, work, snapshot), limiter=self.limiter)
 
-    async def read_row(self, work: Callable[[Connection], T]) -> T:
-        """A read of a row or two by primary key (a job's status, a principal): on SQLite it runs inline, on
+    async def read_first(self, statement: Select[Any], parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The first row of a read by primary key (a job's status), as a mapping. On SQLite it runs inline, on
         the event loop's own reader connection, because the statement takes tens of microseconds and handing
-        it to a thread and back costs several times that. Nothing that scans or returns many rows belongs
-        here: it would hold up the loop. Elsewhere, as `read`."""
+        it to a thread and back costs several times that; and on the driver's own connection, `statement`
+        compiled once (`PreparedSelect`): give it a statement built once, at import. Nothing that scans or
+        returns many rows belongs here: it would hold up the loop. Elsewhere, as any read."""
         connection = self.inline_reader
         if connection is None or self._disposed:
+
+            def work(connection: Connection) -> dict[str, Any] | None:
+                row = connection.execute(statement, dict(parameters)).first()
+                return dict(row._mapping) if row is not None else None
+
             return await self.read(work)
-        try:
-            return work(connection)
-        finally:
-            connection.rollback()  # ends SQLAlchemy's bookkeeping; SQLite opened no transaction for it
+        prepared = self._prepared.get(id(statement))
+        if prepared is None:
+            prepared = self._prepared[id(statement)] = PreparedSelect(statement, self.reader.dialect)
+        driver = connection.connection.driver_connection
+        assert isinstance(driver, sqlite3.Connection)
+        return prepared.first(driver, parameters)
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in a write transaction and answer once that transaction committed (on SQLite, in the

@@ -47,7 +47,7 @@ from aitbc.storage.interfaces import (
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.ledger import write_ledger
 from aitbc.storage.sql.one_statement import every_row, first, rows_changed, scalar
-from aitbc.storage.sql.rows import event_from_row, job_from_row
+from aitbc.storage.sql.rows import event_from_row, job_from_mapping, job_from_row
 from aitbc.storage.sql.tables import (
     accounts,
     input_files,
@@ -528,11 +528,8 @@ class SqlJobStore:
         return str(value) if value is not None else None
 
     async def get_job(self, job_id: str) -> Job | None:
-        def work(connection: Connection) -> Job | None:
-            row = connection.execute(_JOB, {"job_id": job_id}).first()
-            return job_from_row(row) if row else None
-
-        return await self._db.read_row(work)
+        row = await self._db.read_first(_JOB, {"job_id": job_id})
+        return job_from_mapping(row) if row is not None else None
 
     async def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
         if not job_ids:
@@ -541,11 +538,8 @@ class SqlJobStore:
         return {row.id: job_from_row(row) for row in rows}
 
     async def get_job_with_plan(self, job_id: str) -> tuple[Job, Plan] | None:
-        def work(connection: Connection) -> tuple[Job, Plan] | None:
-            row = connection.execute(_JOB_WITH_PLAN, {"job_id": job_id}).first()
-            return (job_from_row(row), _plan(row.account_plan)) if row else None
-
-        return await self._db.read_row(work)
+        row = await self._db.read_first(_JOB_WITH_PLAN, {"job_id": job_id})
+        return (job_from_mapping(row), _plan(row["account_plan"])) if row is not None else None
 
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
         """A page by keyset on (account_id, created_at, id) (index `ix_jobs_account_created`), with the plans of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aitbc.domain.accounts import Account, ApiKey, Miner
@@ -13,7 +14,10 @@ from aitbc.domain.plans import Plan, Role
 
 
 def job_from_row(row: Any) -> Job:
-    m = row._mapping
+    return job_from_mapping(row._mapping)
+
+
+def job_from_mapping(m: Mapping[str, Any]) -> Job:
     spec = JobSpec(
         type=m["type"],
         model=m["model"],
