@@ -47,6 +47,7 @@ from aitbc.storage.interfaces import (
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.ledger import write_ledger
 from aitbc.storage.sql.one_statement import every_row, first, rows_changed, scalar
+from aitbc.storage.sql.prepared import run, run_many
 from aitbc.storage.sql.rows import event_from_row, job_from_mapping, job_from_row
 from aitbc.storage.sql.tables import (
     accounts,
@@ -90,7 +91,8 @@ _NEXT_SEQS = (
     .values(event_seq=accounts.c.event_seq + bindparam("seq_count"))
     .returning(accounts.c.event_seq)
 )
-_INSERT_JOBS = insert(jobs).returning(*jobs.c, sort_by_parameter_order=True)
+_INSERT_JOBS = insert(jobs)
+_NO_COLUMNS = dict.fromkeys(jobs.c.keys())  # a new job's row: what it is inserted with, NULL elsewhere
 _INSERT_EVENTS = insert(job_events)
 _DELETE_RESULT = delete(job_results).where(job_results.c.job_id == bindparam("result_job"))
 _INSERT_RESULT = insert(job_results)
@@ -131,7 +133,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 def _next_seqs(connection: Connection, account_id: str, count: int) -> range:
     """Take the account's next `count` event numbers in one update."""
-    last = int(connection.execute(_NEXT_SEQS, {"seq_account": account_id, "seq_count": count}).scalar_one())
+    ((last,),) = run(connection, _NEXT_SEQS, {"seq_account": account_id, "seq_count": count})
+    last = int(last)
     return range(last - count + 1, last + 1)
 
 
@@ -155,7 +158,7 @@ def _write_events(
         }
         for job, seq in zip(made, seqs, strict=True)
     ]
-    connection.execute(_INSERT_EVENTS, rows)
+    run_many(connection, _INSERT_EVENTS, rows)
     return [JobEvent(**row) for row in rows]
 
 
@@ -313,7 +316,7 @@ def _write_status_events(
                 "data": dict(data),
             }
     if rows:
-        connection.execute(_INSERT_EVENTS, rows)
+        run_many(connection, _INSERT_EVENTS, rows)
     return [JobEvent(**row) for row in rows]
 
 
@@ -328,7 +331,8 @@ def _check_account_can_submit(
     under the account's row lock (PostgreSQL; SQLite writes are serial anyway), so two submits racing for the
     last credit cannot both pass. The balance and the unfinished jobs (from the maintained counts) are read
     with the lock, in one statement. In a batch, the error names the first item that does not fit."""
-    found = connection.execute(_STANDING, {"standing_account": account_id}).first()
+    standing = run(connection, _STANDING, {"standing_account": account_id})
+    found = standing[0] if standing else None
     balance, count = (int(found[0]), int(found[1])) if found is not None else (0, 0)
     if max_active is not None and count + len(holds) > max_active:
         if not batch:
@@ -465,8 +469,9 @@ def _insert_fresh(
     _check_account_can_submit(connection, account_id, holds, max_active, batch)
     if ledger:
         write_ledger(connection, ledger, now)
-    inserted = connection.execute(_INSERT_JOBS, [new_job_values(item) for _, item in fresh])
-    made = [job_from_row(row) for row in inserted.all()]
+    rows = [new_job_values(item) for _, item in fresh]
+    run_many(connection, _INSERT_JOBS, rows)
+    made = [job_from_mapping(_NO_COLUMNS | row) for row in rows]
     events = _write_events(connection, made, "status", now, {})
     return list(zip(made, events, strict=True))
 

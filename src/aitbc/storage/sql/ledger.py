@@ -10,6 +10,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from aitbc.storage.interfaces import LedgerEntry, StoredLedgerEntry
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.one_statement import count, every_row
+from aitbc.storage.sql.prepared import run, run_many
 from aitbc.storage.sql.tables import accounts, ledger_entries
 
 # Built once: every job's hold and settlement writes them (see `jobs.py` on why).
@@ -35,12 +36,12 @@ def write_ledger(connection: Connection, entries: Sequence[LedgerEntry], now: da
         }
         for e in entries
     ]
-    connection.execute(_INSERT_ENTRIES, rows)
+    run_many(connection, _INSERT_ENTRIES, rows)
     moved: dict[str, int] = {}
     for entry in entries:
         moved[entry.account_id] = moved.get(entry.account_id, 0) + entry.amount_units
     for account_id, amount in sorted(moved.items()):
-        connection.execute(_MOVE_BALANCE, {"moved_account": account_id, "moved_units": amount})
+        run(connection, _MOVE_BALANCE, {"moved_account": account_id, "moved_units": amount})
 
 
 def balance_units(connection: Connection, account_id: str) -> int:

@@ -1,36 +1,57 @@
-"""A SELECT of one row compiled once and run on the SQLite driver's own connection.
+"""Statements of the hot path compiled once and run on the SQLite driver's own connection.
 
-A status GET's one statement takes SQLite some tens of microseconds; SQLAlchemy's execution around it (an
-execution context, a cursor result, a row object, the transaction bookkeeping after) cost several times that,
-on the event loop, for every request. The statement here is compiled once for the dialect, with the type
-processors SQLAlchemy would apply to its parameters and columns, so a read is the driver's
-`execute(...).fetchone()` and a loop over the columns: the same values SQLAlchemy would give back.
+A status GET's one statement, or a submit's six, take SQLite some tens of microseconds each; SQLAlchemy's
+execution around each (an execution context, parameter processing, a cursor result, row objects) cost several
+times that, on the event loop for reads and on the one writer thread for writes. A statement here is compiled
+once for the dialect, with the type processors SQLAlchemy would apply to its parameters (and, for a read,
+to its columns), so running it is the driver's `execute` or `executemany`: the same SQL, the same values in,
+the same values out. Only for statements built once, at import (the cache is keyed by the statement object),
+and only on SQLite: elsewhere `run` and `run_many` are SQLAlchemy's own execution.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Dialect, Select
+from sqlalchemy import Connection, Dialect, Select
+from sqlalchemy.sql.dml import UpdateBase
 
 Processor = Callable[[Any], Any] | None
+Statement = Select[Any] | UpdateBase
 
 
-class PreparedSelect:
-    """`statement` compiled for `dialect`: its SQL text, its parameters in order and its columns by name."""
+class Prepared:
+    """`statement` compiled for `dialect` for the parameters `keys` (an INSERT's columns; None: the statement's
+    own bind parameters): its SQL text and its parameters in order, each with its type's processor."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
-        self.statement = statement
+    def __init__(self, statement: Statement, dialect: Dialect, keys: Sequence[str] | None = None) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
+        self.statement = statement  # held, so that the id the cache keys it by is not reused
         self.sql = str(compiled)
         binds = compiled.binds
-        assert not any(bind.expanding for bind in binds.values()), "an IN list is compiled per call: not here"
+        names = list(compiled.positiontup or ())
+        if keys is not None and not set(names) <= set(keys):
+            raise ValueError(f"statement takes parameters not given: {sorted(set(names) - set(keys))}")
+        if any(binds[name].expanding for name in names):
+            raise ValueError("an IN list is compiled per call: not a prepared statement")
         self.parameters: list[tuple[str, Processor]] = [
-            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in compiled.positiontup or ()
+            (name, binds[name].type.dialect_impl(dialect).bind_processor(dialect)) for name in names
         ]
+        # The values the statement carries itself (a literal in it, such as coalesce's 0): given when not passed.
+        self.own = {name: binds[name].effective_value for name in names if not binds[name].required}
+
+    def values(self, parameters: Mapping[str, Any]) -> list[Any]:
+        found = self.own | dict(parameters) if self.own else parameters
+        return [process(found[name]) if process is not None else found[name] for name, process in self.parameters]
+
+
+class PreparedSelect(Prepared):
+    """A SELECT, with its columns' result processors: rows come back as SQLAlchemy would give them."""
+
+    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+        super().__init__(statement, dialect)
         self.columns: list[tuple[str, Processor]] = [
             (str(key), column.type.dialect_impl(dialect).result_processor(dialect, None))
             for key, column in statement.selected_columns.items()
@@ -38,13 +59,54 @@ class PreparedSelect:
 
     def first(self, driver: sqlite3.Connection, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row as a mapping of column name to value, or None."""
-        values = [
-            process(parameters[name]) if process is not None else parameters[name] for name, process in self.parameters
-        ]
-        row = driver.execute(self.sql, values).fetchone()
+        row = driver.execute(self.sql, self.values(parameters)).fetchone()
         if row is None:
             return None
         return {
             name: process(value) if process is not None else value
             for (name, process), value in zip(self.columns, row, strict=True)
         }
+
+
+_PREPARED: dict[tuple[int, tuple[str, ...] | None], Prepared] = {}
+
+
+def _prepared(connection: Connection, statement: Statement, keys: Sequence[str] | None) -> Prepared:
+    key = (id(statement), tuple(keys) if keys is not None else None)
+    found = _PREPARED.get(key)
+    if found is None:
+        found = _PREPARED[key] = Prepared(statement, connection.dialect, keys)
+    return found
+
+
+def _driver(connection: Connection) -> sqlite3.Connection | None:
+    if connection.dialect.name != "sqlite":
+        return None
+    driver = connection.connection.driver_connection
+    return driver if isinstance(driver, sqlite3.Connection) else None
+
+
+def run(connection: Connection, statement: Statement, parameters: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    """Run a statement built once, in the connection's transaction, and answer its rows as the driver gives
+    them (so only columns no type processes: integers, text)."""
+    driver = _driver(connection)
+    if driver is None:
+        result = connection.execute(statement, dict(parameters))
+        return [tuple(row) for row in result] if result.returns_rows else []
+    prepared = _prepared(connection, statement, None)
+    return driver.execute(prepared.sql, prepared.values(parameters)).fetchall()
+
+
+def run_many(connection: Connection, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Run an INSERT built once for each row (all rows with the same keys), in the connection's transaction."""
+    if not rows:
+        return
+    driver = _driver(connection)
+    if driver is None:
+        connection.execute(statement, [dict(row) for row in rows])
+        return
+    prepared = _prepared(connection, statement, list(rows[0]))
+    if len(rows) == 1:
+        driver.execute(prepared.sql, prepared.values(rows[0]))
+    else:
+        driver.executemany(prepared.sql, [prepared.values(row) for row in rows])
