@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 
 from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
-from aitbc.storage.sql.prepared import PreparedSelect
+from aitbc.storage.sql.prepared import prepared_rows
 from aitbc.storage.sql.sqlite_writer import SqliteWriter
 
 T = TypeVar("T")
@@ -127,7 +127,6 @@ class Database:
     sqlite_writer: SqliteWriter | None = None
     inline_reader: Connection | None = None  # SQLite: the event loop's own reader connection (`read_first`)
     _disposed: bool = field(default=False, repr=False)
-    _prepared: dict[int, PreparedSelect] = field(default_factory=dict, repr=False)  # by id(statement), held in it
 
     @property
     def dialect(self) -> str:
@@ -179,9 +178,7 @@ class Database:
                 return dict(row._mapping) if row is not None else None
 
             return await self.read(work)
-        prepared = self._prepared.get(id(statement))
-        if prepared is None:
-            prepared = self._prepared[id(statement)] = PreparedSelect(statement, self.reader.dialect)
+        prepared = prepared_rows(statement, self.reader.dialect)
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)
         return prepared.first(driver, parameters)

@@ -47,7 +47,7 @@ from aitbc.storage.interfaces import (
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.ledger import write_ledger
 from aitbc.storage.sql.one_statement import every_row, first, rows_changed, scalar
-from aitbc.storage.sql.prepared import run, run_many
+from aitbc.storage.sql.prepared import run, run_first, run_many
 from aitbc.storage.sql.rows import event_from_row, job_from_mapping, job_from_row
 from aitbc.storage.sql.tables import (
     accounts,
@@ -645,10 +645,10 @@ class SqlJobStore:
                 guarded, prepared = moves[index], updates[index]
                 if prepared is None:
                     continue
-                row = connection.execute(*prepared).first()
+                row = run_first(connection, *prepared)
                 if row is None:
                     continue
-                job = job_from_row(row)
+                job = job_from_mapping(row)
                 ledger.extend(guarded.ledger)
                 if guarded.result is not None:
                     connection.execute(_DELETE_RESULT, {"result_job": job.id})

@@ -47,14 +47,18 @@ class Prepared:
         return [process(found[name]) if process is not None else found[name] for name, process in self.parameters]
 
 
-class PreparedSelect(Prepared):
-    """A SELECT, with its columns' result processors: rows come back as SQLAlchemy would give them."""
+class PreparedRows(Prepared):
+    """A statement that answers rows (a SELECT, or an UPDATE … RETURNING), with its columns' result processors:
+    rows come back as SQLAlchemy would give them."""
 
-    def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
+    def __init__(self, statement: Statement, dialect: Dialect) -> None:
         super().__init__(statement, dialect)
+        if isinstance(statement, Select):
+            described = [(str(key), column.type) for key, column in statement.selected_columns.items()]
+        else:
+            described = [(str(column["name"]), column["type"]) for column in statement.returning_column_descriptions]
         self.columns: list[tuple[str, Processor]] = [
-            (str(key), column.type.dialect_impl(dialect).result_processor(dialect, None))
-            for key, column in statement.selected_columns.items()
+            (name, type_.dialect_impl(dialect).result_processor(dialect, None)) for name, type_ in described
         ]
 
     def first(self, driver: sqlite3.Connection, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -69,6 +73,7 @@ class PreparedSelect(Prepared):
 
 
 _PREPARED: dict[tuple[int, tuple[str, ...] | None], Prepared] = {}
+_PREPARED_ROWS: dict[int, PreparedRows] = {}
 
 
 def _prepared(connection: Connection, statement: Statement, keys: Sequence[str] | None) -> Prepared:
@@ -76,6 +81,14 @@ def _prepared(connection: Connection, statement: Statement, keys: Sequence[str] 
     found = _PREPARED.get(key)
     if found is None:
         found = _PREPARED[key] = Prepared(statement, connection.dialect, keys)
+    return found
+
+
+def prepared_rows(statement: Statement, dialect: Dialect) -> PreparedRows:
+    """`statement` prepared for its rows, once (a process has one SQLite dialect's compilation)."""
+    found = _PREPARED_ROWS.get(id(statement))
+    if found is None:
+        found = _PREPARED_ROWS[id(statement)] = PreparedRows(statement, dialect)
     return found
 
 
@@ -95,6 +108,16 @@ def run(connection: Connection, statement: Statement, parameters: Mapping[str, A
         return [tuple(row) for row in result] if result.returns_rows else []
     prepared = _prepared(connection, statement, None)
     return driver.execute(prepared.sql, prepared.values(parameters)).fetchall()
+
+
+def run_first(connection: Connection, statement: Statement, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Run a statement built once that answers rows, in the connection's transaction: its first row, as a
+    mapping of column name to value (processed as SQLAlchemy would), or None."""
+    driver = _driver(connection)
+    if driver is None:
+        row = connection.execute(statement, dict(parameters)).first()
+        return dict(row._mapping) if row is not None else None
+    return prepared_rows(statement, connection.dialect).first(driver, parameters)
 
 
 def run_many(connection: Connection, statement: Statement, rows: Sequence[Mapping[str, Any]]) -> None:
