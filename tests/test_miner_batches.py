@@ -11,7 +11,6 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import event
 
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.job import JobStatus
@@ -25,25 +24,10 @@ from tests.support.protocol_miner import HttpMiner
 
 @contextmanager
 def transactions(coordinator: Coordinator) -> Iterator[list[str]]:
-    """The statements and commits the coordinator's engines run meanwhile (listeners on the real engines)."""
-    seen: list[str] = []
-
-    def statement(_connection: Any, _cursor: Any, text: str, *_rest: Any) -> None:
-        seen.append(text)
-
-    def commit(_connection: Any) -> None:
-        seen.append("COMMIT")
-
-    engines = coordinator.database.engines  # each distinct engine once (reader and writer are one on PostgreSQL)
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", statement)
-        event.listen(engine, "commit", commit)
-    try:
+    """The statements and commits the coordinator runs meanwhile (`Database.observed`: on the real engines and
+    connections)."""
+    with coordinator.database.observed() as seen:
         yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", statement)
-            event.remove(engine, "commit", commit)
 
 
 def job_updates(seen: list[str]) -> int:

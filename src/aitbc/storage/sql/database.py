@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 
 from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
-from aitbc.storage.sql.prepared import prepared_rows
+from aitbc.storage.sql.prepared import prepared_rows, watching
 from aitbc.storage.sql.sqlite_writer import SqliteWriter
 
 T = TypeVar("T")
@@ -139,25 +139,29 @@ class Database:
 
     @contextlib.contextmanager
     def observed(self) -> Iterator[list[str]]:
-        """Every SQL statement run meanwhile, in order (to count a request's statements: tests, the bench): those
-        SQLAlchemy runs on every engine and those `read_first` runs on the driver's own connection."""
+        """Every SQL statement run meanwhile, in order, and "COMMIT" for each commit (to count what a request
+        costs: tests, the bench): SQLAlchemy's through its events on every engine, the prepared statements run
+        on SQLite's driver connections (`prepared.watching`) as they run. Savepoints are not listed."""
         seen: list[str] = []
 
         def record(_connection: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
             seen.append(statement)
 
+        def commit(_connection: Any) -> None:
+            seen.append("COMMIT")
+
+        writer = self.sqlite_writer.driver if self.sqlite_writer is not None else None
+        drivers = [driver for driver in (self._inline_driver(), writer) if driver is not None]
         for engine in self.engines:
             event.listen(engine, "before_cursor_execute", record)
-        driver = self.inline_reader.connection.driver_connection if self.inline_reader is not None else None
-        if isinstance(driver, sqlite3.Connection):
-            driver.set_trace_callback(seen.append)
+            event.listen(engine, "commit", commit)
         try:
-            yield seen
+            with watching(drivers, seen):
+                yield seen
         finally:
             for engine in self.engines:
                 event.remove(engine, "before_cursor_execute", record)
-            if isinstance(driver, sqlite3.Connection):
-                driver.set_trace_callback(None)
+                event.remove(engine, "commit", commit)
 
     async def read(self, work: Callable[[Connection], T], *, snapshot: bool = False) -> T:
         """Run `work` on a reader connection. Without `snapshot` no transaction is opened on SQLite (a read of
@@ -168,7 +172,7 @@ class Database:
         """The first row of a read by primary key (a job's status), as a mapping. On SQLite it runs inline, on
         the event loop's own reader connection, because the statement takes tens of microseconds and handing
         it to a thread and back costs several times that; and on the driver's own connection, `statement`
-        compiled once (`PreparedSelect`): give it a statement built once, at import. Nothing that scans or
+        compiled once (`PreparedRows`): give it a statement built once, at import. Nothing that scans or
         returns many rows belongs here: it would hold up the loop. Elsewhere, as any read."""
         connection = self.inline_reader
         if connection is None or self._disposed:
@@ -178,10 +182,13 @@ class Database:
                 return dict(row._mapping) if row is not None else None
 
             return await self.read(work)
-        prepared = prepared_rows(statement, self.reader.dialect)
-        driver = connection.connection.driver_connection
-        assert isinstance(driver, sqlite3.Connection)
-        return prepared.first(driver, parameters)
+        driver = self._inline_driver()
+        assert driver is not None
+        return prepared_rows(statement, self.reader.dialect).first(driver, parameters)
+
+    def _inline_driver(self) -> sqlite3.Connection | None:
+        driver = self.inline_reader.connection.driver_connection if self.inline_reader is not None else None
+        return driver if isinstance(driver, sqlite3.Connection) else None
 
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in a write transaction and answer once that transaction committed (on SQLite, in the

@@ -11,8 +11,9 @@ and only on SQLite: elsewhere `run` and `run_many` are SQLAlchemy's own executio
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Select
@@ -63,6 +64,8 @@ class PreparedRows(Prepared):
 
     def first(self, driver: sqlite3.Connection, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row as a mapping of column name to value, or None."""
+        if _WATCHERS:
+            _watched(driver, self.sql)
         row = driver.execute(self.sql, self.values(parameters)).fetchone()
         if row is None:
             return None
@@ -70,6 +73,31 @@ class PreparedRows(Prepared):
             name: process(value) if process is not None else value
             for (name, process), value in zip(self.columns, row, strict=True)
         }
+
+
+# Who watches which driver connection (`watching`, for `Database.observed`): by id(connection).
+_WATCHERS: dict[int, list[list[str]]] = {}
+
+
+@contextlib.contextmanager
+def watching(drivers: Sequence[sqlite3.Connection], seen: list[str]) -> Iterator[None]:
+    """Add the SQL of each prepared statement run on `drivers` meanwhile to `seen` (SQLAlchemy's events do not
+    see them: they do not go through SQLAlchemy)."""
+    for driver in drivers:
+        _WATCHERS.setdefault(id(driver), []).append(seen)
+    try:
+        yield
+    finally:
+        for driver in drivers:
+            watchers = _WATCHERS[id(driver)]
+            watchers.remove(seen)
+            if not watchers:
+                del _WATCHERS[id(driver)]
+
+
+def _watched(driver: sqlite3.Connection, sql: str) -> None:
+    for seen in _WATCHERS.get(id(driver), ()):
+        seen.append(sql)
 
 
 _PREPARED: dict[tuple[int, tuple[str, ...] | None], Prepared] = {}
@@ -107,6 +135,8 @@ def run(connection: Connection, statement: Statement, parameters: Mapping[str, A
         result = connection.execute(statement, dict(parameters))
         return [tuple(row) for row in result] if result.returns_rows else []
     prepared = _prepared(connection, statement, None)
+    if _WATCHERS:
+        _watched(driver, prepared.sql)
     return driver.execute(prepared.sql, prepared.values(parameters)).fetchall()
 
 
@@ -129,6 +159,8 @@ def run_many(connection: Connection, statement: Statement, rows: Sequence[Mappin
         connection.execute(statement, [dict(row) for row in rows])
         return
     prepared = _prepared(connection, statement, list(rows[0]))
+    if _WATCHERS:
+        _watched(driver, prepared.sql)
     if len(rows) == 1:
         driver.execute(prepared.sql, prepared.values(rows[0]))
     else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class SqliteWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closed = False
         self._lock = threading.Lock()
+        self.driver: sqlite3.Connection | None = None  # the write connection, once the thread opened it
         self.groups = 0  # transactions committed (or tried): fewer than units when writes share a commit
         self.units = 0
         self._thread = threading.Thread(target=self._run, name="aitbc-sqlite-writer", daemon=True)
@@ -125,6 +127,8 @@ class SqliteWriter:
     def _run(self) -> None:
         try:
             with self._engine.connect() as connection:
+                driver = connection.connection.driver_connection
+                self.driver = driver if isinstance(driver, sqlite3.Connection) else None
                 stopping = False
                 while not stopping:
                     group, stopping = self._take_group()
