@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from aitbc.api.direct_handler import direct_handler
+from aitbc.api.direct_handler import direct_handler, is_json
 from aitbc.domain.errors import InvalidInput
 
 MAX_JSON_DEPTH = 32
@@ -91,18 +91,14 @@ class CheckedRequest(Request):
         return self._checked
 
 
-def _is_json(request: Request) -> bool:
-    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
-
-
 class CheckedRoute(APIRoute):
     """Every router of the API uses this route class: query and path text is checked, and a route that takes
     a JSON body gets it decoded by `decode_json` (errors raised here are AITBC errors, mapped like any other)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = direct_handler(self) or super().get_route_handler()
-        takes_json = self.body_field is not None
+        direct = direct_handler(self)
+        handler = direct or super().get_route_handler()
+        decodes_json = direct is None and self.body_field is not None  # the direct handler decodes it itself
 
         async def checked(request: Request) -> Response:
             scope = request.scope
@@ -117,7 +113,7 @@ class CheckedRoute(APIRoute):
                 if b"\x00" in raw_value:
                     raise InvalidInput(f"header {raw_name.decode('latin-1')!r}: NUL characters are not allowed in text")
             request = CheckedRequest(scope, request.receive)
-            if takes_json and _is_json(request) and await request.body():
+            if decodes_json and is_json(request) and await request.body():
                 await request.json()
             return await handler(request)
 

@@ -70,7 +70,8 @@ def _eligible(route: APIRoute) -> bool:
     )
 
 
-def _is_json(request: Request) -> bool:
+def is_json(request: Request) -> bool:
+    """A JSON body, as FastAPI tells one: `application/json` or any `application/…+json`."""
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
@@ -117,7 +118,7 @@ def direct_handler(route: APIRoute) -> Handler | None:
         if body_fields:
             raw = await request.body()
             if raw:
-                body = await request.json() if _is_json(request) else raw
+                body = await request.json() if is_json(request) else raw
             found, wrong = await request_body_to_args(
                 body_fields=body_fields, received_body=body, embed_body_fields=embed_body_fields
             )

@@ -189,7 +189,7 @@ class JobService:
             max_attempts=self._settings.max_attempts,
             created_at=now,
             queue_expires_at=now + timedelta(seconds=self._settings.queue_ttl_seconds),
-            request_hash=_request_hash(request),
+            request_hash=_request_hash(request) if idempotency_key is not None else None,
             idempotency_key=idempotency_key,
             retry_of=retry_of,
             max_cost_units=to_units(quote.max_cost),

@@ -136,7 +136,7 @@ class NewJob:
     max_attempts: int
     created_at: datetime
     queue_expires_at: datetime
-    request_hash: str
+    request_hash: str | None  # what an idempotency key's replay is compared with: kept only with a key
     idempotency_key: str | None = None
     retry_of: str | None = None
     max_cost_units: int = 0
