@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.plans import Role
@@ -22,6 +22,7 @@ from aitbc.wiring import Coordinator, open_coordinator
 from tests.helpers import job_request, principal
 
 PROGRESS = select(jobs.c.progress).where(jobs.c.id == bindparam("job_id"))
+BACKEND_PID = select(func.pg_backend_pid().label("pid"))
 
 
 @pytest.fixture
@@ -60,9 +61,9 @@ async def test_a_point_read_runs_on_the_loop_and_sees_each_committed_write(sqlit
     assert threads and set(threads) == {threading.get_ident()}  # the loop's own thread: no hop to a worker
 
 
-async def test_a_prepared_read_gives_what_sqlalchemy_gives(sqlite_coordinator: Coordinator, clock: ManualClock) -> None:
-    """Every column type of a job row (timestamps, JSON, numbers, NULLs) comes back as SQLAlchemy reads it."""
-    coordinator = sqlite_coordinator
+async def test_a_prepared_read_gives_what_sqlalchemy_gives(coordinator: Coordinator, clock: ManualClock) -> None:
+    """Every column type of a job row (timestamps, JSON, numbers, NULLs) comes back as SQLAlchemy reads it, on
+    SQLite's inline reader and on PostgreSQL's point reader."""
     client = await principal(coordinator, "alice", Role.CLIENT)
     job = (await coordinator.jobs.submit(client, job_request(params={"steps": 3, "nested": {"a": [1, 2.5]}}))).job
     await coordinator.database.write(
@@ -86,3 +87,23 @@ async def test_closing_the_coordinator_closes_the_loops_reader_connection(tmp_pa
     coordinator = await open_coordinator(Settings(data_dir=tmp_path / "data", run_reaper=False))
     await coordinator.close()
     assert coordinator.database.inline_reader is not None and coordinator.database.inline_reader.closed
+
+
+async def test_the_postgresql_point_reader_reconnects_after_its_connection_is_cut(
+    coordinator: Coordinator, clock: ManualClock
+) -> None:
+    reader = coordinator.database.point_reader
+    if reader is None:
+        pytest.skip("PostgreSQL only: SQLite's inline reader is a file, not a connection")
+    client = await principal(coordinator, "alice", Role.CLIENT)
+    job = (await coordinator.jobs.submit(client, job_request())).job
+    assert await coordinator.database.read_first(PROGRESS, {"job_id": job.id}) == {"progress": 0}
+    first = await reader.first(BACKEND_PID, {})
+    assert first is not None
+    pid = first["pid"]
+    await coordinator.database.read(
+        lambda connection: connection.execute(select(func.pg_terminate_backend(pid))).scalar_one()
+    )
+    assert await coordinator.database.read_first(PROGRESS, {"job_id": job.id}) == {"progress": 0}
+    again = await reader.first(BACKEND_PID, {})
+    assert again is not None and again["pid"] != pid  # a new connection, not the cut one

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, Select, create_engine, event
 from sqlalchemy.engine import make_url
 
 from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
+from aitbc.storage.sql.point_reader import PostgresPointReader
 from aitbc.storage.sql.prepared import prepared_rows, watching
 from aitbc.storage.sql.sqlite_writer import SqliteWriter
 
@@ -126,6 +127,7 @@ class Database:
     limiter: anyio.CapacityLimiter
     sqlite_writer: SqliteWriter | None = None
     inline_reader: Connection | None = None  # SQLite: the event loop's own reader connection (`read_first`)
+    point_reader: PostgresPointReader | None = None  # PostgreSQL: the loop's own reader (`read_first`)
     _disposed: bool = field(default=False, repr=False)
 
     @property
@@ -151,7 +153,7 @@ class Database:
             seen.append("COMMIT")
 
         writer = self.sqlite_writer.driver if self.sqlite_writer is not None else None
-        drivers = [driver for driver in (self._inline_driver(), writer) if driver is not None]
+        drivers = [driver for driver in (self._inline_driver(), writer, self.point_reader) if driver is not None]
         for engine in self.engines:
             event.listen(engine, "before_cursor_execute", record)
             event.listen(engine, "commit", commit)
@@ -173,7 +175,10 @@ class Database:
         the event loop's own reader connection, because the statement takes tens of microseconds and handing
         it to a thread and back costs several times that; and on the driver's own connection, `statement`
         compiled once (`PreparedRows`): give it a statement built once, at import. Nothing that scans or
-        returns many rows belongs here: it would hold up the loop. Elsewhere, as any read."""
+        returns many rows belongs here: it would hold up the loop. On PostgreSQL it is awaited on the loop's
+        own asynchronous connection (`PostgresPointReader`), with no thread hop either."""
+        if self.point_reader is not None and not self._disposed:
+            return await self.point_reader.first(statement, parameters)
         connection = self.inline_reader
         if connection is None or self._disposed:
 
@@ -205,6 +210,8 @@ class Database:
         self._disposed = True
         if self.inline_reader is not None:
             self.inline_reader.close()
+        if self.point_reader is not None:
+            await self.point_reader.close()
         if self.sqlite_writer is not None:
             await anyio.to_thread.run_sync(self.sqlite_writer.close)
         self.writer.dispose()
@@ -235,7 +242,13 @@ def open_database(url: str, sqlite_synchronous: str = "full") -> Database:
     engine = create_engine(
         _driver_url(url), pool_size=POSTGRES_POOL, max_overflow=POSTGRES_OVERFLOW, pool_pre_ping=True
     )
-    return Database(url=url, reader=engine, writer=engine, limiter=anyio.CapacityLimiter(POSTGRES_POOL))
+    return Database(
+        url=url,
+        reader=engine,
+        writer=engine,
+        limiter=anyio.CapacityLimiter(POSTGRES_POOL),
+        point_reader=PostgresPointReader(url, engine.dialect),
+    )
 
 
 def sync_engine(url: str, sqlite_synchronous: str = "full") -> Engine:

@@ -31,8 +31,9 @@ class Prepared:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys) if keys is not None else None)
         self.statement = statement  # held, so that the id the cache keys it by is not reused
         self.sql = str(compiled)
-        binds = compiled.binds
-        names = list(compiled.positiontup or ())
+        binds = {name: bind for bind, name in compiled.bind_names.items()}
+        self.positional = bool(compiled.positional)
+        names = list(compiled.positiontup or ()) if self.positional else list(binds)
         if keys is not None and not set(names) <= set(keys):
             raise ValueError(f"statement takes parameters not given: {sorted(set(names) - set(keys))}")
         if any(binds[name].expanding for name in names):
@@ -44,34 +45,52 @@ class Prepared:
         self.own = {name: binds[name].effective_value for name in names if not binds[name].required}
 
     def values(self, parameters: Mapping[str, Any]) -> list[Any]:
+        """The parameters in the order of the SQL's placeholders (a positional dialect: SQLite's `?`)."""
         found = self.own | dict(parameters) if self.own else parameters
         return [process(found[name]) if process is not None else found[name] for name, process in self.parameters]
+
+    def named_values(self, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """The parameters by name (a named dialect: psycopg's `%(name)s`)."""
+        found = self.own | dict(parameters) if self.own else parameters
+        return {name: process(found[name]) if process is not None else found[name] for name, process in self.parameters}
 
 
 class PreparedRows(Prepared):
     """A statement that answers rows (a SELECT, or an UPDATE … RETURNING), with its columns' result processors:
-    rows come back as SQLAlchemy would give them."""
+    rows come back as SQLAlchemy would give them. The processors are made at the first row, from the driver's
+    type of each column where the dialect needs it (PostgreSQL's numbers), as SQLAlchemy makes them."""
 
     def __init__(self, statement: Statement, dialect: Dialect) -> None:
         super().__init__(statement, dialect)
+        self._dialect = dialect
         if isinstance(statement, Select):
             described = [(str(key), column.type) for key, column in statement.selected_columns.items()]
         else:
             described = [(str(column["name"]), column["type"]) for column in statement.returning_column_descriptions]
-        self.columns: list[tuple[str, Processor]] = [
-            (name, type_.dialect_impl(dialect).result_processor(dialect, None)) for name, type_ in described
-        ]
+        self.names = [name for name, _ in described]
+        self._types = [type_.dialect_impl(dialect) for _, type_ in described]
+        self._processors: list[Processor] | None = None
 
     def first(self, driver: sqlite3.Connection, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row as a mapping of column name to value, or None."""
         if _WATCHERS:
             _watched(driver, self.sql)
-        row = driver.execute(self.sql, self.values(parameters)).fetchone()
-        if row is None:
-            return None
+        cursor = driver.execute(self.sql, self.values(parameters))
+        row = cursor.fetchone()
+        return self.mapping(row, cursor.description) if row is not None else None
+
+    def mapping(self, row: Sequence[Any], description: Sequence[Sequence[Any]] | None) -> dict[str, Any]:
+        """A row as the driver gave it (with the cursor's description), as a mapping of column name to value as
+        SQLAlchemy would give it."""
+        processors = self._processors
+        if processors is None:
+            codes = [column[1] for column in description] if description else [None] * len(self._types)
+            processors = self._processors = [
+                type_.result_processor(self._dialect, code) for type_, code in zip(self._types, codes, strict=True)
+            ]
         return {
             name: process(value) if process is not None else value
-            for (name, process), value in zip(self.columns, row, strict=True)
+            for name, process, value in zip(self.names, processors, row, strict=True)
         }
 
 
@@ -80,9 +99,9 @@ _WATCHERS: dict[int, list[list[str]]] = {}
 
 
 @contextlib.contextmanager
-def watching(drivers: Sequence[sqlite3.Connection], seen: list[str]) -> Iterator[None]:
-    """Add the SQL of each prepared statement run on `drivers` meanwhile to `seen` (SQLAlchemy's events do not
-    see them: they do not go through SQLAlchemy)."""
+def watching(drivers: Sequence[object], seen: list[str]) -> Iterator[None]:
+    """Add the SQL of each prepared statement run on `drivers` (SQLite connections, PostgreSQL point readers)
+    meanwhile to `seen` (SQLAlchemy's events do not see them: they do not go through SQLAlchemy)."""
     for driver in drivers:
         _WATCHERS.setdefault(id(driver), []).append(seen)
     try:
@@ -95,13 +114,19 @@ def watching(drivers: Sequence[sqlite3.Connection], seen: list[str]) -> Iterator
                 del _WATCHERS[id(driver)]
 
 
-def _watched(driver: sqlite3.Connection, sql: str) -> None:
+def watched(driver: object, sql: str) -> None:
+    """Tell whoever watches `driver` that it runs `sql`."""
+    if _WATCHERS:
+        _watched(driver, sql)
+
+
+def _watched(driver: object, sql: str) -> None:
     for seen in _WATCHERS.get(id(driver), ()):
         seen.append(sql)
 
 
 _PREPARED: dict[tuple[int, tuple[str, ...] | None], Prepared] = {}
-_PREPARED_ROWS: dict[int, PreparedRows] = {}
+_PREPARED_ROWS: dict[tuple[int, str], PreparedRows] = {}
 
 
 def _prepared(connection: Connection, statement: Statement, keys: Sequence[str] | None) -> Prepared:
@@ -113,10 +138,11 @@ def _prepared(connection: Connection, statement: Statement, keys: Sequence[str] 
 
 
 def prepared_rows(statement: Statement, dialect: Dialect) -> PreparedRows:
-    """`statement` prepared for its rows, once (a process has one SQLite dialect's compilation)."""
-    found = _PREPARED_ROWS.get(id(statement))
+    """`statement` prepared for its rows, once per dialect (SQLite's, PostgreSQL's)."""
+    key = (id(statement), dialect.name)
+    found = _PREPARED_ROWS.get(key)
     if found is None:
-        found = _PREPARED_ROWS[id(statement)] = PreparedRows(statement, dialect)
+        found = _PREPARED_ROWS[key] = PreparedRows(statement, dialect)
     return found
 
 
