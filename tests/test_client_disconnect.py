@@ -49,7 +49,7 @@ async def test_a_submit_cut_off_mid_body_is_answered_quietly_and_stores_nothing(
                 (b"host", b"aitbc.test"),
                 (b"content-type", b"application/json"),
                 (b"content-length", b"4000"),
-                (b"authorization", f"Bearer {key}".encode()),
+                (b"x-api-key", key.encode()),
             ],
             "client": ("127.0.0.1", 50000),
             "server": ("aitbc.test", 80),

@@ -95,8 +95,10 @@ class CheckedRoute(APIRoute):
     """Every router of the API uses this route class: query and path text is checked, and a route that takes
     a JSON body gets it decoded by `decode_json` (errors raised here are AITBC errors, mapped like any other)."""
 
+    direct = True  # served by `direct_handler` where it can (False: FastAPI's own handler, as a reference)
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        direct = direct_handler(self)
+        direct = direct_handler(self) if self.direct else None
         handler = direct or super().get_route_handler()
         decodes_json = direct is None and self.body_field is not None  # the direct handler decodes it itself
 

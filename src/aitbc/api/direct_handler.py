@@ -104,6 +104,12 @@ def direct_handler(route: APIRoute) -> Handler | None:
     status_code = route.status_code
 
     async def handle(request: Request) -> Response:
+        # FastAPI's order: the body read (and decoded) first, then the dependencies, then the parameters.
+        body: Any = Undefined
+        if body_fields:
+            raw = await request.body()
+            if raw:
+                body = await request.json() if is_json(request) else raw
         values: dict[str, Any] = {}
         for name, call, parameter in dependencies:
             solved = await call(**{str(parameter): request})
@@ -114,11 +120,7 @@ def direct_handler(route: APIRoute) -> Handler | None:
             found, wrong = request_params_to_args(fields, source(request))
             values.update(found)
             errors += wrong
-        body: Any = Undefined
         if body_fields:
-            raw = await request.body()
-            if raw:
-                body = await request.json() if is_json(request) else raw
             found, wrong = await request_body_to_args(
                 body_fields=body_fields, received_body=body, embed_body_fields=embed_body_fields
             )
