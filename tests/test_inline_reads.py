@@ -89,12 +89,21 @@ async def test_closing_the_coordinator_closes_the_loops_reader_connection(tmp_pa
     assert coordinator.database.inline_reader is not None and coordinator.database.inline_reader.closed
 
 
+@pytest.fixture
+async def postgres_coordinator(tmp_path: Path, postgres_url: str, clock: ManualClock) -> AsyncIterator[Coordinator]:
+    settings = Settings(data_dir=tmp_path / "data", database_url=postgres_url, run_reaper=False)
+    opened = await open_coordinator(settings, clock)
+    yield opened
+    await opened.close()
+
+
+@pytest.mark.postgres
 async def test_the_postgresql_point_reader_reconnects_after_its_connection_is_cut(
-    coordinator: Coordinator, clock: ManualClock
+    postgres_coordinator: Coordinator,
 ) -> None:
+    coordinator = postgres_coordinator
     reader = coordinator.database.point_reader
-    if reader is None:
-        pytest.skip("PostgreSQL only: SQLite's inline reader is a file, not a connection")
+    assert reader is not None
     client = await principal(coordinator, "alice", Role.CLIENT)
     job = (await coordinator.jobs.submit(client, job_request())).job
     assert await coordinator.database.read_first(PROGRESS, {"job_id": job.id}) == {"progress": 0}
