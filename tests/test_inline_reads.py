@@ -23,11 +23,6 @@ from tests.helpers import job_request, principal
 
 PROGRESS = select(jobs.c.progress).where(jobs.c.id == bindparam("job_id"))
 BACKEND_PID = select(func.pg_backend_pid().label("pid"))
-HEAD = (
-    select(jobs)
-    .where(jobs.c.status == "pending", jobs.c.type == "command")
-    .order_by(jobs.c.priority_rank.desc(), jobs.c.created_at, jobs.c.id)
-)
 
 
 @pytest.fixture
@@ -121,17 +116,3 @@ async def test_the_postgresql_point_reader_reconnects_after_its_connection_is_cu
     assert await coordinator.database.read_first(PROGRESS, {"job_id": job.id}) == {"progress": 0}
     again = await reader.first(BACKEND_PID, {})
     assert again is not None and again["pid"] != pid  # a new connection, not the cut one
-
-
-async def test_a_queue_head_read_where_a_status_is_gives_what_a_thread_read_gives(coordinator: Coordinator) -> None:
-    """A claim's short queue head (`Database.read_rows`) comes back whole and in queue order, as SQLAlchemy
-    reads it on a reader thread, on both backends."""
-    client = await principal(coordinator, "alice", Role.CLIENT)
-    made = [(await coordinator.jobs.submit(client, job_request(input=f"echo {index}"))).job for index in range(3)]
-    head = await coordinator.job_store.queued(["command"], 16)
-    assert sorted(job.id for job in head) == sorted(job.id for job in made)  # one moment: the queue orders by id
-
-    def by_sqlalchemy(connection: Connection) -> list[dict[str, Any]]:
-        return [dict(row._mapping) for row in connection.execute(HEAD)]
-
-    assert await coordinator.database.read_rows(HEAD, {}) == await coordinator.database.read(by_sqlalchemy)

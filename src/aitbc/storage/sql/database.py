@@ -191,20 +191,6 @@ class Database:
         assert driver is not None
         return prepared_rows(statement, self.reader.dialect).first(driver, parameters)
 
-    async def read_rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """A short read on an index (the head of a queue: a few dozen rows at most), where `read_first` runs
-        its reads and in the same way; `statement` built once, as there."""
-        if self.point_reader is not None and not self._disposed:
-            return await self.point_reader.rows(statement, parameters)
-        driver = self._inline_driver()
-        if driver is None or self._disposed:
-
-            def work(connection: Connection) -> list[dict[str, Any]]:
-                return [dict(row._mapping) for row in connection.execute(statement, dict(parameters))]
-
-            return await self.read(work)
-        return prepared_rows(statement, self.reader.dialect).all(driver, parameters)
-
     def _inline_driver(self) -> sqlite3.Connection | None:
         driver = self.inline_reader.connection.driver_connection if self.inline_reader is not None else None
         return driver if isinstance(driver, sqlite3.Connection) else None

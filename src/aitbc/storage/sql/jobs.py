@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Row, Select, and_, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -250,10 +250,7 @@ def _move_columns(write: WriteSet) -> dict[str, Any]:
 
 
 # The queue's head for each set of runtimes a miner offers (see `SqlJobStore.queued`).
-_QUEUE_HEADS: dict[tuple[str, ...], Select[Any]] = {}
-# A head of up to this many jobs is read where a status is (`Database.read_rows`: on the loop, no thread hop);
-# a longer stretch of the queue goes to a reader thread, so as not to hold the loop.
-_INLINE_HEAD = 32
+_QUEUE_HEADS: dict[tuple[str, ...], Any] = {}
 # Each shape of guarded UPDATE (a move, whether it checks a lease or an expiry, the columns it writes), built
 # once and then run with the move's values as parameters. The shapes are few: moves × what they write.
 _GUARDED_UPDATES: dict[tuple[Any, ...], Any] = {}
@@ -681,8 +678,6 @@ class SqlJobStore:
             )
             if len(_QUEUE_HEADS) < 256:
                 _QUEUE_HEADS[kinds] = query
-        if limit <= _INLINE_HEAD and _QUEUE_HEADS.get(kinds) is query:  # a kept statement (prepared), a short head
-            return [job_from_mapping(row) for row in await self._db.read_rows(query, {"head_size": limit})]
         return await self._db.read(
             lambda connection: [job_from_row(row) for row in connection.execute(query, {"head_size": limit})]
         )

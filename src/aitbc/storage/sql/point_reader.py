@@ -38,27 +38,12 @@ class PostgresPointReader:
             await self.close()
             return await self._first(prepared, values)
 
-    async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        prepared = prepared_rows(statement, self._dialect)
-        values = prepared.named_values(parameters)
-        try:
-            return await self._rows(prepared, values)
-        except psycopg.OperationalError:
-            await self.close()
-            return await self._rows(prepared, values)
-
     async def _first(self, prepared: PreparedRows, values: dict[str, Any]) -> dict[str, Any] | None:
         connection = await self._open()
         watched(self, prepared.sql)
         cursor = await connection.execute(prepared.sql, values)
         row = await cursor.fetchone()
         return prepared.mapping(row, cursor.description) if row is not None else None
-
-    async def _rows(self, prepared: PreparedRows, values: dict[str, Any]) -> list[dict[str, Any]]:
-        connection = await self._open()
-        watched(self, prepared.sql)
-        cursor = await connection.execute(prepared.sql, values)
-        return [prepared.mapping(row, cursor.description) for row in await cursor.fetchall()]
 
     async def _open(self) -> psycopg.AsyncConnection[Any]:
         loop = asyncio.get_running_loop()

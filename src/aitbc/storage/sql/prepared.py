@@ -79,13 +79,6 @@ class PreparedRows(Prepared):
         row = cursor.fetchone()
         return self.mapping(row, cursor.description) if row is not None else None
 
-    def all(self, driver: sqlite3.Connection, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Every row, each as a mapping of column name to value."""
-        if _WATCHERS:
-            _watched(driver, self.sql)
-        cursor = driver.execute(self.sql, self.values(parameters))
-        return [self.mapping(row, cursor.description) for row in cursor.fetchall()]
-
     def mapping(self, row: Sequence[Any], description: Sequence[Sequence[Any]] | None) -> dict[str, Any]:
         """A row as the driver gave it (with the cursor's description), as a mapping of column name to value as
         SQLAlchemy would give it."""
