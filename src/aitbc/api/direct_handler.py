@@ -82,8 +82,8 @@ def direct_handler(route: APIRoute) -> Handler | None:
         return None
     dependant = route.dependant
     endpoint: Callable[..., Awaitable[Any]] = dependant.call  # type: ignore[assignment]
-    dependencies: list[tuple[str | None, Callable[..., Awaitable[Any]], str | None]] = [
-        (each.name, each.call, each.request_param_name)  # type: ignore[misc]
+    dependencies: list[tuple[str | None, Callable[..., Awaitable[Any]], str]] = [
+        (each.name, each.call, str(each.request_param_name))  # type: ignore[misc]
         for each in dependant.dependencies
     ]
     sources: list[tuple[Any, Callable[[Request], Any]]] = [
@@ -112,7 +112,7 @@ def direct_handler(route: APIRoute) -> Handler | None:
                 body = await request.json() if is_json(request) else raw
         values: dict[str, Any] = {}
         for name, call, parameter in dependencies:
-            solved = await call(**{str(parameter): request})
+            solved = await call(**{parameter: request})
             if name is not None:
                 values[name] = solved
         errors: list[Any] = []

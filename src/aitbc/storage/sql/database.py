@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 
 from aitbc.private_files import PRIVATE_FILE_MODE, make_private_folders, private_file, restrict
 from aitbc.storage.sql.point_reader import PostgresPointReader
-from aitbc.storage.sql.prepared import prepared_rows, watching
+from aitbc.storage.sql.prepared import run_first, watching
 from aitbc.storage.sql.sqlite_writer import SqliteWriter
 
 T = TypeVar("T")
@@ -179,17 +179,9 @@ class Database:
         own asynchronous connection (`PostgresPointReader`), with no thread hop either."""
         if self.point_reader is not None and not self._disposed:
             return await self.point_reader.first(statement, parameters)
-        connection = self.inline_reader
-        if connection is None or self._disposed:
-
-            def work(connection: Connection) -> dict[str, Any] | None:
-                row = connection.execute(statement, dict(parameters)).first()
-                return dict(row._mapping) if row is not None else None
-
-            return await self.read(work)
-        driver = self._inline_driver()
-        assert driver is not None
-        return prepared_rows(statement, self.reader.dialect).first(driver, parameters)
+        if self.inline_reader is None or self._disposed:
+            return await self.read(lambda connection: run_first(connection, statement, parameters))
+        return run_first(self.inline_reader, statement, parameters)
 
     def _inline_driver(self) -> sqlite3.Connection | None:
         driver = self.inline_reader.connection.driver_connection if self.inline_reader is not None else None

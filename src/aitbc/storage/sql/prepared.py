@@ -73,8 +73,7 @@ class PreparedRows(Prepared):
 
     def first(self, driver: sqlite3.Connection, parameters: Mapping[str, Any]) -> dict[str, Any] | None:
         """The first row as a mapping of column name to value, or None."""
-        if _WATCHERS:
-            _watched(driver, self.sql)
+        watched(driver, self.sql)
         cursor = driver.execute(self.sql, self.values(parameters))
         row = cursor.fetchone()
         return self.mapping(row, cursor.description) if row is not None else None
@@ -115,14 +114,10 @@ def watching(drivers: Sequence[object], seen: list[str]) -> Iterator[None]:
 
 
 def watched(driver: object, sql: str) -> None:
-    """Tell whoever watches `driver` that it runs `sql`."""
+    """Tell whoever watches `driver` that it runs `sql` (nothing to look up while nobody watches)."""
     if _WATCHERS:
-        _watched(driver, sql)
-
-
-def _watched(driver: object, sql: str) -> None:
-    for seen in _WATCHERS.get(id(driver), ()):
-        seen.append(sql)
+        for seen in _WATCHERS.get(id(driver), ()):
+            seen.append(sql)
 
 
 _PREPARED: dict[tuple[int, tuple[str, ...] | None], Prepared] = {}
@@ -161,8 +156,7 @@ def run(connection: Connection, statement: Statement, parameters: Mapping[str, A
         result = connection.execute(statement, dict(parameters))
         return [tuple(row) for row in result] if result.returns_rows else []
     prepared = _prepared(connection, statement, None)
-    if _WATCHERS:
-        _watched(driver, prepared.sql)
+    watched(driver, prepared.sql)
     return driver.execute(prepared.sql, prepared.values(parameters)).fetchall()
 
 
@@ -185,8 +179,7 @@ def run_many(connection: Connection, statement: Statement, rows: Sequence[Mappin
         connection.execute(statement, [dict(row) for row in rows])
         return
     prepared = _prepared(connection, statement, list(rows[0]))
-    if _WATCHERS:
-        _watched(driver, prepared.sql)
+    watched(driver, prepared.sql)
     if len(rows) == 1:
         driver.execute(prepared.sql, prepared.values(rows[0]))
     else:
