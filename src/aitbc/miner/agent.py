@@ -3,8 +3,8 @@ and learn of a cancel within milliseconds.
 
 Three loops run side by side:
 
-- claims: a long poll for as many jobs as there are free slots (no busy polling); with several slots the
-  claim also starts the jobs it takes, and results ready together are completed in one call (see
+- claims: a long poll for as many jobs as there are free slots (no busy polling); the claim also starts the
+  jobs it takes (one call, not one more per job), and results ready together are completed in one call (see
   `CoordinatorClient.complete`);
 - control: a held heartbeat naming every lease this miner holds; the coordinator answers it at once when
   one of those jobs is being cancelled (or its lease is gone), and otherwise after a quarter of the lease;
@@ -207,8 +207,9 @@ class Agent:
                 continue
             wait = self.config.drain_wait_seconds if self.config.drain else self.config.claim_wait_seconds
             try:
-                # With several slots, the claim starts its jobs too: one call, not one more per job.
-                claimed = await self._until_stopped(self.client.claim(free, wait, start=self.config.max_jobs > 1))
+                # The claim starts its jobs too: one call, not one more per job (a round trip and a commit less
+                # between a submit and its job running).
+                claimed = await self._until_stopped(self.client.claim(free, wait, start=True))
             except NotFound:
                 await self._until_stopped(self._register())
                 continue

@@ -157,13 +157,15 @@ class JobCgroup:
         self.kill_all()
         for folder in self.folders.values():
             deadline = time.monotonic() + KILL_WAIT_SECONDS
+            pause = 0.001
             while folder.exists():
                 try:
                     folder.rmdir()
-                except OSError:  # busy for a moment while the last processes exit
+                except OSError:  # busy for a moment while the last processes exit: usually a millisecond or two
                     if time.monotonic() > deadline:
                         break
-                    time.sleep(0.02)
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.02)
 
 
 def _v1_folders(own: dict[str, str], tag: str) -> dict[str, Path]:

@@ -1,10 +1,12 @@
-"""Getting a finished job's package accepted: upload every file as a stream, then `complete` or `fail` with
-the signed manifest. What to send is saved next to the package (`finish.json`) before the first try, so a
-result survives a coordinator outage and a miner restart, and is retried until the coordinator answers.
+"""Getting a finished job's package accepted: upload every file as a stream (a few at a time: a package of
+small files costs about one round trip, not one per file), then `complete` or `fail` with the signed manifest.
+What to send is saved next to the package (`finish.json`) before the first try, so a result survives a
+coordinator outage and a miner restart, and is retried until the coordinator answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import shutil
@@ -20,13 +22,14 @@ from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.identity import write_private
 from aitbc.miner.package import PackageLayout, build_manifest, sign_manifest
 from aitbc.miner.reporter import sendable
-from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective
+from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective, ManifestFile
 from aitbc.sdk.errors import ConnectionFailed
 
 log = logging.getLogger(__name__)
 FINISH_FILE = "finish.json"
 PACKAGE_FOLDER = "package"
 REJECTED_FOLDER = "rejected"
+UPLOADS_AT_ONCE = 4
 
 
 @dataclass
@@ -109,16 +112,35 @@ async def _report_refused(
         return None
 
 
+async def _upload_files(
+    client: CoordinatorClient, finish: Finish, layout: PackageLayout, files: list[ManifestFile]
+) -> None:
+    """Upload every file of the manifest, `UPLOADS_AT_ONCE` at a time; the first failure stops the others (the
+    whole delivery is retried, and an upload of a path replaces what an earlier try stored)."""
+    room = asyncio.Semaphore(UPLOADS_AT_ONCE)
+
+    async def upload(entry: ManifestFile) -> None:
+        async with room:
+            uploaded = await client.upload(finish.job_id, finish.lease_id, entry.path, layout.root / entry.path)
+        if uploaded.sha256 != entry.sha256:
+            raise AitbcError(f"{entry.path} changed while it was uploaded")
+
+    uploads = [asyncio.ensure_future(upload(entry)) for entry in files]
+    try:
+        await asyncio.gather(*uploads)
+    finally:
+        for pending in uploads:
+            pending.cancel()
+        await asyncio.gather(*uploads, return_exceptions=True)
+
+
 async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path, finish: Finish) -> JobDirective:
     manifest = None
     signature = None
     if finish.with_package:
         layout = PackageLayout(job_dir / PACKAGE_FOLDER)
         manifest = build_manifest(layout, finish.job_id, client.miner_id)
-        for entry in manifest.files:
-            uploaded = await client.upload(finish.job_id, finish.lease_id, entry.path, layout.root / entry.path)
-            if uploaded.sha256 != entry.sha256:
-                raise AitbcError(f"{entry.path} changed while it was uploaded")
+        await _upload_files(client, finish, layout, manifest.files)
         signature = sign_manifest(key, manifest)
     if finish.verb == "complete":
         request = FinishRequest(
