@@ -123,12 +123,15 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     ledger = SqlLedgerStore(database)
     billing = BillingService(ledger, account_store, miner_store, clock, settings.prices)
     lifecycle = Lifecycle(job_store, billing, hub)
-    jobs = JobService(job_store, job_store, job_store, miner_store, blobs, hub, clock, settings, lifecycle, billing)
+    guard = LeaseGuard(job_store, miner_store)
+    claiming = ClaimService(job_store, job_store, miner_store, guard, lifecycle, hub, clock, settings)
+    jobs = JobService(
+        job_store, job_store, job_store, miner_store, blobs, hub, clock, settings, lifecycle, billing, claiming
+    )
     result_store = SqlResultStore(database)
     key = await anyio.to_thread.run_sync(load_or_create_key, settings.resolved_coordinator_key_file)
     upload_store = SqlUploadStore(database)
     uploads = UploadService(upload_store, blobs, clock, settings)
-    guard = LeaseGuard(job_store, miner_store)
     await miner_store.start(jobs.miners_since)  # those heard from before a restart, or by another replica
     accounts = AccountService(account_store, billing, clock, hub, settings.welcome_credit)
     retention = Retention(account_store, settings)
@@ -154,7 +157,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         job_views=job_views,
         miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings),
         live_miners=miner_store,
-        claiming=ClaimService(job_store, job_store, miner_store, guard, lifecycle, hub, clock, settings),
+        claiming=claiming,
         running=RunService(job_store, job_store, job_store, guard, lifecycle, uploads, hub, clock, settings),
         finishing=FinishService(job_store, job_store, guard, lifecycle, clock),
         events=EventService(job_store, hub),

@@ -8,22 +8,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from aitbc.concurrency import unless
 from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.identifiers import new_lease_id
-from aitbc.domain.job import FailureReason, Job
+from aitbc.domain.job import FailureReason, Job, JobSpec
 from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.moves import Claim, Expire, Start
 from aitbc.protocol.miners import Assignment, InputFileRef
+from aitbc.services.handoff import IdleClaimer, IdleClaimers
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle, Planned
 from aitbc.services.views import requirements_view
 from aitbc.settings import Settings
-from aitbc.storage.interfaces import JobLifecycleStore, MinerStore, ResultRecords
+from aitbc.storage.interfaces import Changed, GuardedMove, JobLifecycleStore, MinerStore, ResultRecords
 from aitbc.streaming.hub import EventHub
 
 CANDIDATE_BATCH = 200
@@ -51,6 +53,7 @@ class ClaimService:
         self._hub = hub
         self._clock = clock
         self._settings = settings
+        self._idle = IdleClaimers()
 
     async def claim(
         self,
@@ -75,9 +78,53 @@ class ClaimService:
             remaining = deadline - time.monotonic()
             if claimed or remaining <= 0:
                 return claimed
-            await unless(self._hub.wait_for_work(version, remaining), gone.wait())
+            handed = await self._sleep(miner, start, version, remaining, gone)
+            if handed:
+                return handed
             announced = self._hub.new_work(version)
         return []
+
+    async def _sleep(
+        self, miner: Miner, start: bool, version: int, timeout: float, gone: asyncio.Event
+    ) -> list[Assignment]:
+        """Wait for work newer than `version`, for `timeout` or until the miner hangs up, open to a submit's
+        handoff meanwhile: what a submit leased to this claim in its own transaction, or nothing."""
+        claimer = self._idle.join(miner, start)
+        try:
+            woken = unless(self._hub.wait_for_work(version, timeout), asyncio.shield(claimer.handed))
+            await unless(woken, gone.wait())
+        finally:
+            if self._idle.leave(claimer):
+                claimer.hand(())  # nobody took it: nothing will be handed
+        return await claimer.handed  # a submit that took this claim is storing its job: its word is the answer
+
+    async def offer(self, job_id: str, spec: JobSpec, now: datetime) -> Offer | None:
+        """A sleeping claim whose miner can run the job a submit is about to store, with the moves that lease
+        (and, if it asked, start) the job to it in the submit's transaction; None if no claim sleeps here."""
+        if self._hub.stopping:
+            return None
+        claimer = self._idle.take(spec)
+        if claimer is None:
+            return None
+        lease_expires_at = now + timedelta(seconds=self._settings.lease_seconds)
+        try:
+            input_file = await self._input_file(spec)
+            assignment = _assignment(job_id, spec, input_file, new_lease_id(), lease_expires_at, 1)
+            assignment.model_dump_json()
+        except ValueError:  # text no miner can be sent: the job stays queued, and a claim fails it (`_sendable`)
+            claimer.hand(())
+            return None
+        except BaseException:
+            claimer.hand(())
+            raise
+        claim = Claim(
+            miner_id=claimer.miner.id, lease_id=assignment.lease_id, lease_expires_at=lease_expires_at, assigned_at=now
+        )
+        moves = [self._lifecycle.unsettled(job_id, claim, event_data={"miner_id": claimer.miner.id})]
+        if claimer.start:
+            begun = Start(started_at=now, lease_expires_at=lease_expires_at)
+            moves.append(self._lifecycle.unsettled(job_id, begun, lease_id=assignment.lease_id))
+        return Offer(claimer, assignment, moves)
 
     async def _claim_now(
         self, miner: Miner, max_jobs: int, start: bool, announced: list[Job] | None = None
@@ -170,25 +217,63 @@ class ClaimService:
         return True
 
     async def _assignment(self, job: Job, lease_id: str, lease_expires_at: datetime, attempt: int) -> Assignment:
-        spec = job.spec
-        file_ref = None
-        if spec.input_file_id:
-            stored = await self._files.get_input_file(spec.input_file_id)
-            if stored is not None:
-                file_ref = InputFileRef(file_id=stored.id, name=stored.name, size=stored.size, sha256=stored.sha256)
-        return Assignment.model_validate(
-            {
-                "job_id": job.id,
-                "lease_id": lease_id,
-                "lease_expires_at": lease_expires_at,
-                "type": spec.type,
-                "model": spec.model,
-                "input": spec.input,
-                "input_file": file_ref,
-                "params": spec.params,
-                "requirements": requirements_view(spec),
-                "priority": spec.priority,
-                "timeout_seconds": spec.timeout_seconds,
-                "attempt": attempt,
-            }
+        input_file = await self._input_file(job.spec)
+        return _assignment(job.id, job.spec, input_file, lease_id, lease_expires_at, attempt)
+
+    async def _input_file(self, spec: JobSpec) -> InputFileRef | None:
+        if not spec.input_file_id:
+            return None
+        stored = await self._files.get_input_file(spec.input_file_id)
+        if stored is None:
+            return None
+        return InputFileRef(file_id=stored.id, name=stored.name, size=stored.size, sha256=stored.sha256)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """A sleeping claim a submit took, the assignment it will get, and the moves that lease the job to it."""
+
+    claimer: IdleClaimer
+    assignment: Assignment
+    moves: list[GuardedMove]
+
+    def settle(self, moved: Sequence[Changed | None]) -> bool:
+        """Tell the claim what the submit's transaction did: leased it the job (True), or nothing."""
+        if not moved or not all(moved):
+            self.claimer.hand(())
+            return False
+        latest = moved[-1]
+        assert latest is not None
+        self.claimer.hand(
+            [self.assignment.model_copy(update={"attempt": latest.job.attempt, "status": latest.job.status})]
         )
+        return True
+
+    def decline(self) -> None:
+        self.claimer.hand(())
+
+
+def _assignment(
+    job_id: str,
+    spec: JobSpec,
+    input_file: InputFileRef | None,
+    lease_id: str,
+    lease_expires_at: datetime,
+    attempt: int,
+) -> Assignment:
+    return Assignment.model_validate(
+        {
+            "job_id": job_id,
+            "lease_id": lease_id,
+            "lease_expires_at": lease_expires_at,
+            "type": spec.type,
+            "model": spec.model,
+            "input": spec.input,
+            "input_file": input_file,
+            "params": spec.params,
+            "requirements": requirements_view(spec),
+            "priority": spec.priority,
+            "timeout_seconds": spec.timeout_seconds,
+            "attempt": attempt,
+        }
+    )

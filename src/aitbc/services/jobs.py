@@ -22,6 +22,7 @@ from aitbc.domain.moves import CancelPending, RequestCancel
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.services.billing import BillingService
+from aitbc.services.claiming import ClaimService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
 from aitbc.services.run_estimates import RunEstimates
@@ -75,7 +76,9 @@ class JobService:
         settings: Settings,
         lifecycle: Lifecycle,
         billing: BillingService,
+        claims: ClaimService | None = None,
     ) -> None:
+        self._claims = claims
         self._lifecycle = lifecycle
         self._billing = billing
         self._jobs = jobs
@@ -98,13 +101,24 @@ class JobService:
         now = self._clock.now()
         new = await self._new_job(principal, request, idempotency_key, retry_of, now)
         limits = self._settings.plan_limits[principal.account.plan]
-        job, event = await self._jobs.insert_job(new, now, limits.max_concurrent_jobs)
+        # A miner asleep in a claim here that can run the job is leased it by the insert's own commit.
+        offer = await self._claims.offer(new.id, new.spec, now) if self._claims is not None else None
+        try:
+            job, event, moved = await self._lifecycle.insert(
+                new, now, limits.max_concurrent_jobs, offer.moves if offer else ()
+            )
+        except BaseException:
+            if offer is not None:
+                offer.decline()
+            raise
+        handed = offer.settle(moved) if offer is not None else False
         if event is None and await self._jobs.request_hash(job.id) != new.request_hash:
             raise Conflict(
                 f"Idempotency-Key {idempotency_key!r} was already used for a different request (job {job.id})"
             )
-        (submitted,) = await self._announce([(job, event)])
-        return submitted
+        if event is not None and not handed:
+            await self._hub.work_available([job])
+        return Submitted(job=job, created=event is not None)  # as stored: a handed job's moves are its next events
 
     async def submit_many(
         self, principal: Principal, requests: Sequence[tuple[SubmitJobRequest, str | None]]

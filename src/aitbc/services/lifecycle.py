@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, assert_never
 
 from aitbc.domain.accounts import Miner
+from aitbc.domain.events import JobEvent
 from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.money import to_units
 from aitbc.domain.moves import (
@@ -26,7 +27,7 @@ from aitbc.domain.moves import (
 )
 from aitbc.domain.transitions import transition
 from aitbc.services.billing import BillingService
-from aitbc.storage.interfaces import Changed, GuardedMove, JobLifecycleStore, LedgerEntry, StoredResult
+from aitbc.storage.interfaces import Changed, GuardedMove, JobLifecycleStore, LedgerEntry, NewJob, StoredResult
 from aitbc.streaming.hub import EventHub
 
 
@@ -107,6 +108,28 @@ class Lifecycle:
         if requeued:
             await self._hub.work_available(requeued)
         return answers
+
+    def unsettled(
+        self, job_id: str, write: WriteSet, *, lease_id: str | None = None, event_data: Mapping[str, Any] | None = None
+    ) -> GuardedMove:
+        """A move that settles nothing (it does not end its job), guarded as `move` guards one: for a job not
+        stored yet, whose moves go with its insert (`insert`)."""
+        if transition(write.move).target.is_terminal:
+            raise TypeError(f"{write.move.value} ends a job: it is settled, so it needs the job (`move`)")
+        return GuardedMove(job_id, write, lease_id=lease_id, event_data=event_data)
+
+    async def insert(
+        self, new: NewJob, now: datetime, max_active: int | None, then: Sequence[GuardedMove] = ()
+    ) -> tuple[Job, JobEvent | None, list[Changed | None]]:
+        """Store a submitted job and, in the same transaction, the moves `then` of it (a sleeping miner's claim
+        and start, see `ClaimService.offer`); publish the job's first event and the moves' events, in order."""
+        job, event, moved = await self._jobs.insert_job_and_move(new, now, max_active, then)
+        if event is not None:
+            self._hub.publish(event)
+        for changed in moved:
+            if changed is not None:
+                self._hub.publish(changed.event)
+        return job, event, moved
 
     async def _guarded(self, item: Planned, now: datetime, miners: dict[str, Miner | None]) -> GuardedMove:
         job, write = item.job, item.write

@@ -157,6 +157,13 @@ class JobLifecycleStore(Protocol):
         cannot cover the hold and RateLimited if the account already has `max_active` unfinished jobs —
         storing nothing."""
 
+    async def insert_job_and_move(
+        self, new: NewJob, now: datetime, max_active: int | None = None, then: Sequence[GuardedMove] = ()
+    ) -> tuple[Job, JobEvent | None, list[Changed | None]]:
+        """`insert_job`, and in the same transaction the moves `then` of the new job (a waiting miner's claim
+        and start: its job is leased with the commit that stores it), each guarded as `transitions` guards it;
+        an answer per move (None: its guard failed, or the key was a replay and nothing was inserted)."""
+
     async def insert_jobs(
         self, new: Sequence[NewJob], now: datetime, max_active: int | None = None
     ) -> list[tuple[Job, JobEvent | None]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
@@ -476,6 +476,52 @@ def _insert_fresh(
     return list(zip(made, events, strict=True))
 
 
+def _apply_moves(
+    connection: Connection,
+    moves: Sequence[GuardedMove],
+    updates: Sequence[tuple[Any, dict[str, Any]] | None],
+    now: datetime,
+    postgres: bool,
+) -> list[Changed | None]:
+    """The guarded updates of `moves` (prepared as `updates`), with their results, ledger rows and events, on
+    `connection` in the caller's transaction: an answer per move, None where its guard failed."""
+    # Rows are locked in one order whatever order the caller gave: first the accounts of the jobs (by id),
+    # then the jobs (by id, a job's own moves in turn), then what triggers keep per account (counts, stats
+    # totals). A move takes its account's per-status rows; without the account first, two batches of one
+    # account's jobs (or a batch and a single finish) could each hold a job the other waits for while
+    # holding the totals the other needs. SQLite has one writer: nothing to order there.
+    order = sorted(range(len(moves)), key=lambda index: moves[index].job_id)
+    if postgres:
+        job_ids = sorted({guarded.job_id for guarded in moves})
+        owners = select(jobs.c.account_id).where(jobs.c.id.in_(job_ids)).scalar_subquery()
+        locking = select(accounts.c.id).where(accounts.c.id.in_(owners)).order_by(accounts.c.id)
+        connection.execute(locking.with_for_update())
+    applied: list[tuple[int, Job, Mapping[str, Any]]] = []
+    ledger: list[LedgerEntry] = []
+    for index in order:
+        guarded, prepared = moves[index], updates[index]
+        if prepared is None:
+            continue
+        row = run_first(connection, *prepared)
+        if row is None:
+            continue
+        job = job_from_mapping(row)
+        ledger.extend(guarded.ledger)
+        if guarded.result is not None:
+            connection.execute(_DELETE_RESULT, {"result_job": job.id})
+            connection.execute(_INSERT_RESULT, guarded.result.__dict__)
+            _forget_unlisted_files(connection, guarded.result)
+        applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
+    applied.sort(key=lambda item: item[0])  # events in the caller's order
+    if ledger:
+        write_ledger(connection, ledger, now)
+    events = _write_status_events(connection, [(job, data) for _, job, data in applied], now)
+    answers: list[Changed | None] = [None] * len(moves)
+    for (index, job, _), event in zip(applied, events, strict=True):
+        answers[index] = Changed(job=job, event=event)
+    return answers
+
+
 class SqlJobStore:
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -483,8 +529,23 @@ class SqlJobStore:
     async def insert_job(
         self, new: NewJob, now: datetime, max_active: int | None = None
     ) -> tuple[Job, JobEvent | None]:
-        (inserted,) = await self._insert([new], now, max_active, batch=False)
-        return inserted
+        job, event, _ = await self.insert_job_and_move(new, now, max_active)
+        return job, event
+
+    async def insert_job_and_move(
+        self, new: NewJob, now: datetime, max_active: int | None = None, then: Sequence[GuardedMove] = ()
+    ) -> tuple[Job, JobEvent | None, list[Changed | None]]:
+        updates = [_guarded_update(guarded, now) for guarded in then]
+        postgres = self._db.dialect == "postgresql"
+        moved: list[Changed | None] = [None] * len(then)
+
+        def and_move(connection: Connection, inserted: list[tuple[Job, JobEvent | None]]) -> None:
+            moved[:] = [None] * len(then)
+            if then and inserted[0][1] is not None:  # a replayed key inserted nothing: nothing of it to move
+                moved[:] = _apply_moves(connection, then, updates, now, postgres)
+
+        ((job, event),) = await self._insert([new], now, max_active, batch=False, then=and_move)
+        return job, event, moved
 
     async def insert_jobs(
         self, new: Sequence[NewJob], now: datetime, max_active: int | None = None
@@ -492,18 +553,26 @@ class SqlJobStore:
         return await self._insert(new, now, max_active, batch=True)
 
     async def _insert(
-        self, new: Sequence[NewJob], now: datetime, max_active: int | None, batch: bool
+        self,
+        new: Sequence[NewJob],
+        now: datetime,
+        max_active: int | None,
+        batch: bool,
+        then: Callable[[Connection, list[tuple[Job, JobEvent | None]]], None] | None = None,
     ) -> list[tuple[Job, JobEvent | None]]:
         """The one insert of jobs, one unit of work: replays of used idempotency keys answered from the store,
         the rest inserted with their events and holds in one transaction (or, if one does not fit, none of
-        them)."""
+        them); `then` runs in that transaction after them."""
         if not new:
             return []
         account_id = new[0].account_id
         keys = [item.idempotency_key for item in new if item.idempotency_key is not None]
 
         def work(connection: Connection) -> list[tuple[Job, JobEvent | None]]:
-            return _insert_jobs(connection, account_id, keys, new, now, max_active, batch)
+            inserted = _insert_jobs(connection, account_id, keys, new, now, max_active, batch)
+            if then is not None:
+                then(connection, inserted)
+            return inserted
 
         try:
             return await self._db.write(work)
@@ -625,46 +694,12 @@ class SqlJobStore:
         updates = [_guarded_update(guarded, now) for guarded in moves]
         if all(update_ is None for update_ in updates):
             return [None] * len(moves)
-        # Rows are locked in one order whatever order the caller gave: first the accounts of the jobs (by id),
-        # then the jobs (by id, a job's own moves in turn), then what triggers keep per account (counts, stats
-        # totals). A move takes its account's per-status rows; without the account first, two batches of one
-        # account's jobs (or a batch and a single finish) could each hold a job the other waits for while
-        # holding the totals the other needs. SQLite has one writer: nothing to order there.
-        order = sorted(range(len(moves)), key=lambda index: moves[index].job_id)
-        job_ids = sorted({guarded.job_id for guarded in moves})
         postgres = self._db.dialect == "postgresql"
 
-        def work(connection: Connection) -> tuple[list[tuple[int, Job, Mapping[str, Any]]], list[JobEvent]]:
-            if postgres:
-                owners = select(jobs.c.account_id).where(jobs.c.id.in_(job_ids)).scalar_subquery()
-                locking = select(accounts.c.id).where(accounts.c.id.in_(owners)).order_by(accounts.c.id)
-                connection.execute(locking.with_for_update())
-            applied: list[tuple[int, Job, Mapping[str, Any]]] = []
-            ledger: list[LedgerEntry] = []
-            for index in order:
-                guarded, prepared = moves[index], updates[index]
-                if prepared is None:
-                    continue
-                row = run_first(connection, *prepared)
-                if row is None:
-                    continue
-                job = job_from_mapping(row)
-                ledger.extend(guarded.ledger)
-                if guarded.result is not None:
-                    connection.execute(_DELETE_RESULT, {"result_job": job.id})
-                    connection.execute(_INSERT_RESULT, guarded.result.__dict__)
-                    _forget_unlisted_files(connection, guarded.result)
-                applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
-            applied.sort(key=lambda item: item[0])  # events in the caller's order
-            if ledger:
-                write_ledger(connection, ledger, now)
-            return applied, _write_status_events(connection, [(job, data) for _, job, data in applied], now)
+        def work(connection: Connection) -> list[Changed | None]:
+            return _apply_moves(connection, moves, updates, now, postgres)
 
-        applied, events = await self._db.write(work)
-        answers: list[Changed | None] = [None] * len(moves)
-        for (index, job, _), event in zip(applied, events, strict=True):
-            answers[index] = Changed(job=job, event=event)
-        return answers
+        return await self._db.write(work)
 
     async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
         kinds = tuple(sorted(set(types)))
