@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
@@ -24,6 +24,7 @@ from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.services.billing import BillingService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
+from aitbc.services.presets import PresetResolver
 from aitbc.services.run_estimates import RunEstimates
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import (
@@ -75,7 +76,9 @@ class JobService:
         settings: Settings,
         lifecycle: Lifecycle,
         billing: BillingService,
+        presets: PresetResolver,
     ) -> None:
+        self._presets = presets
         self._lifecycle = lifecycle
         self._billing = billing
         self._jobs = jobs
@@ -113,6 +116,7 @@ class JobService:
         transaction, or none; an error names the item (its index) that was refused."""
         now = self._clock.now()
         seen: dict[str, int] = {}
+        presets: dict[str, Any] = {}  # the templates and workflows the batch's items named, each looked up once
         new: list[NewJob] = []
         for index, (request, key) in enumerate(requests):
             if key is not None and key in seen:
@@ -120,7 +124,7 @@ class JobService:
             if key is not None:
                 seen[key] = index
             try:
-                new.append(await self._new_job(principal, request, key, None, now))
+                new.append(await self._new_job(principal, request, key, None, now, presets))
             except AitbcError as error:
                 raise at_item(error, index) from None
         limits = self._settings.plan_limits[principal.account.plan]
@@ -142,10 +146,16 @@ class JobService:
         idempotency_key: str | None,
         retry_of: str | None,
         now: datetime,
+        presets: dict[str, Any] | None = None,
     ) -> NewJob:
         """The row a submit inserts and what it holds, after the checks that need no write."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
+        request_hash = _request_hash(request) if idempotency_key is not None else None  # of what the client sent
+        template = workflow = None
+        if request.template is not None or request.workflow is not None:
+            resolved = await self._presets.resolve(principal, request, presets)
+            request, template, workflow = resolved.request, resolved.template, resolved.workflow
         job_type = request.type or ("text-generation" if request.model else None)
         if job_type is None:
             raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
@@ -177,6 +187,8 @@ class JobService:
             ),
             priority=request.priority,
             timeout_seconds=request.timeout_seconds,
+            template=template,
+            workflow=workflow,
         )
         quote = self._billing.quote(spec)
         typical = await self.estimates.typical_seconds(job_type, request.model)
@@ -189,7 +201,7 @@ class JobService:
             max_attempts=self._settings.max_attempts,
             created_at=now,
             queue_expires_at=now + timedelta(seconds=self._settings.queue_ttl_seconds),
-            request_hash=_request_hash(request) if idempotency_key is not None else None,
+            request_hash=request_hash,
             idempotency_key=idempotency_key,
             retry_of=retry_of,
             max_cost_units=to_units(quote.max_cost),
