@@ -178,7 +178,7 @@ def show(workflows: list[WorkflowView], as_json: bool, every_version: bool) -> N
         versions.setdefault(workflow.name, []).append(str(workflow.version))
     rows = workflows if every_version else [workflow for workflow in workflows if workflow.latest]
     table = Table(title=f"{len(versions)} workflows")
-    for column in ("Workflow", "Versions" if not every_version else "Version", "Type", "Model", "GPU"):
+    for column in ("Workflow", "Version" if every_version else "Versions (newest first)", "Type", "Model", "GPU"):
         table.add_column(column)
     for column in ("Params", "Keys you may set", "Description"):
         table.add_column(column)
