@@ -89,7 +89,8 @@ def test_the_guides_job_template(served: Served) -> None:
     )
     assert code == 0, out + err
     assert "inference_template" in out
-    job = served.job(submitted("--template", "inference_template", "--input", "Hello world"))
+    job_id = submitted("--template", "inference_template", "--input", "Hello world")
+    job = served.job(job_id)
     assert (job["model"], job["type"], job["priority"], job["timeout_seconds"]) == (
         "gpt2",
         "text-generation",
@@ -98,6 +99,8 @@ def test_the_guides_job_template(served: Served) -> None:
     )
     assert job["template"] == "inference_template"
 
+    code, out, _ = aitbc("client", "get", "--job-id", job_id)
+    assert code == 0 and "template inference_template" in out
     code, out, _ = aitbc("client", "template", "list")
     assert code == 0 and "inference_template" in out and "gpt2" in out and "3600 s" in out
     code, out, _ = aitbc("client", "template", "show", "--name", "inference_template", "--json")
