@@ -12,6 +12,8 @@ import pytest
 
 from aitbc.domain.plans import Plan, Role
 from aitbc.domain.presets import MAX_PRESET_PARAMS_BYTES, MAX_TEMPLATES_PER_ACCOUNT
+from aitbc.protocol.jobs import SubmitJobRequest
+from aitbc.services.jobs import _request_hash
 from aitbc.wiring import Coordinator
 
 Api = tuple[httpx.AsyncClient, Coordinator]
@@ -276,3 +278,11 @@ async def test_a_miner_key_may_not_touch_templates(api: Api) -> None:
     assert (await http.get("/v1/templates", headers=miner)).status_code == 403
     assert (await http.post("/v1/templates", json={"name": "x", "type": "command"}, headers=miner)).status_code == 403
     assert (await http.get("/v1/templates")).status_code == 401
+
+
+def test_a_request_that_names_no_preset_hashes_as_it_did_before_presets() -> None:
+    """An Idempotency-Key retried across an upgrade (or between replicas of two versions) still matches: the
+    digest is the one the coordinator computed before templates and workflows existed."""
+    request = SubmitJobRequest.model_validate({"type": "command", "input": "echo hi", "priority": "high"})
+    assert _request_hash(request) == "58a42d374047624fc12caaa44ebbf6b1d0ce9f800f720651b37404aa233ab933"
+    assert _request_hash(request.model_copy(update={"template": "t"})) != _request_hash(request)

@@ -59,8 +59,15 @@ class Cancellation:
         return self.job.status
 
 
+# Request fields added after the hash was first defined: left out while unset, so that a request that does not
+# use them hashes as it always did (a key retried across an upgrade, or between replicas of two versions).
+_LATER_FIELDS = ("template", "workflow")
+
+
 def _request_hash(request: SubmitJobRequest) -> str:
-    return hashlib.sha256(json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    unset = {name for name in _LATER_FIELDS if getattr(request, name) is None}
+    document = request.model_dump(mode="json", exclude=unset)
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 class JobService:
