@@ -88,7 +88,7 @@ async def test_the_schema_declares_raw_uploads_submit_rules_and_links(api: Api) 
     name = next(p for p in paths["/v1/files"]["post"]["parameters"] if p["name"] == "name")
     assert "pattern" in name["schema"]
     submit = schema["components"]["schemas"]["SubmitJobRequest"]
-    assert [clause["required"] for clause in submit["anyOf"]] == [["type"], ["model"]]
+    assert [clause["required"] for clause in submit["anyOf"]] == [["type"], ["model"], ["template"], ["workflow"]]
     links = paths["/v1/jobs"]["post"]["responses"]["201"]["links"]
     targets = {link["operationId"] for link in links.values()}
     get_job = paths["/v1/jobs/{job_id}"]["get"]["operationId"]

@@ -137,6 +137,7 @@ class World:
     file_id: str
     key_id: str
     account: str
+    template: str
 
     def jobs_for(self, path: str) -> list[str]:
         """The jobs worth aiming a client's call at: results live only on the completed one."""
@@ -210,7 +211,20 @@ def build_world(served: Served, number: int) -> World:
         file_id=uploaded["file_id"],
         key_id=expendable["key_id"],
         account=expendable["account"],
+        template=live_template(served, number),
     )
+
+
+def live_template(served: Served, number: int) -> str:
+    """A template of the fuzz client's: a fresh one while the account is under its cap of templates, else one
+    the fuzzer made."""
+    body = {"name": f"fuzz-template-{number}", "type": "command", "replace": True}
+    made = served.http.post("/v1/templates", json=body, headers={"X-Api-Key": served.keys.client})
+    if made.status_code in (200, 201):
+        name: str = made.json()["name"]
+        return name
+    assert made.status_code == 409, made.text
+    return str(served.call("GET", "/v1/templates", served.keys.client)[0]["name"])
 
 
 def key_for(served: Served, operation: APIOperation) -> str:
@@ -239,7 +253,7 @@ def aim_at_live_objects(case: Any, world: World, data: st.DataObject) -> None:
     if "key_id" in path:
         path["key_id"] = world.key_id
     if "name" in path:
-        path["name"] = world.account
+        path["name"] = world.template if case.operation.path.startswith("/v1/templates") else world.account
     if lease is not None:
         if isinstance(case.body, dict) and "lease_id" in case.body:
             case.body["lease_id"] = lease.lease_id

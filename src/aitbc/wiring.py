@@ -32,13 +32,16 @@ from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.logs import LogService
 from aitbc.services.miner_registry import LiveMiners, MinerRegistry
 from aitbc.services.packages import PackageService
+from aitbc.services.presets import PresetResolver
 from aitbc.services.rate_limits import RateLimiter
 from aitbc.services.reaper import Reaper
 from aitbc.services.receipts import ReceiptService
 from aitbc.services.retention import Retention, RetentionSweeper
 from aitbc.services.running import RunService
 from aitbc.services.sharing import ShareService
+from aitbc.services.templates import TemplateService
 from aitbc.services.uploads import UploadService
+from aitbc.services.workflows import WorkflowService
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore, LedgerStore
 from aitbc.storage.sql.accounts import SqlAccountStore
@@ -46,6 +49,7 @@ from aitbc.storage.sql.database import Database, migrate, open_database
 from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
+from aitbc.storage.sql.presets import SqlTemplateStore, SqlWorkflowStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
 from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.uploads import SqlUploadStore
@@ -84,6 +88,8 @@ class Coordinator:
     logs: LogService
     retention: RetentionSweeper
     uploads: UploadService
+    templates: TemplateService
+    workflows: WorkflowService
 
     relay: PostgresRelay | None = None
 
@@ -123,10 +129,13 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     ledger = SqlLedgerStore(database)
     billing = BillingService(ledger, account_store, miner_store, clock, settings.prices)
     lifecycle = Lifecycle(job_store, billing, hub)
+    workflows = WorkflowService(SqlWorkflowStore(database), clock)
+    templates = TemplateService(SqlTemplateStore(database), workflows, clock)
+    presets = PresetResolver(templates, workflows)
     guard = LeaseGuard(job_store, miner_store)
     claiming = ClaimService(job_store, job_store, miner_store, guard, lifecycle, hub, clock, settings)
     jobs = JobService(
-        job_store, job_store, job_store, miner_store, blobs, hub, clock, settings, lifecycle, billing, claiming
+        job_store, job_store, job_store, miner_store, blobs, hub, clock, settings, lifecycle, billing, presets, claiming
     )
     result_store = SqlResultStore(database)
     key = await anyio.to_thread.run_sync(load_or_create_key, settings.resolved_coordinator_key_file)
@@ -171,6 +180,8 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         logs=LogService(job_store, jobs),
         retention=RetentionSweeper(result_store, retention, deletion, receipts, purger, clock, settings),
         uploads=uploads,
+        templates=templates,
+        workflows=workflows,
     )
 
 

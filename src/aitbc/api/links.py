@@ -1,7 +1,7 @@
 """OpenAPI links: which field of an answer feeds which parameter of the next call. They let a reader of the
 schema (and a stateful fuzzer) follow a job from its submit to its status, results, receipt and shares, a miner
-from register to claim to complete (one job, or a batch), and an API key from its creation to its revocation,
-with live ids."""
+from register to claim to complete (one job, or a batch), an API key from its creation to its revocation, and a
+template or workflow from its creation to a submit that names it, with live ids."""
 
 from __future__ import annotations
 
@@ -160,6 +160,13 @@ LINKS: list[Link] = [
         )
         for verb in ("progress", "logs", "complete", "fail")
     ),
+    *(
+        Link(("POST", "/v1/templates"), status, target, {"path.name": "$response.body#/name"})
+        for status in ("201", "200")
+        for target in (("GET", "/v1/templates/{name}"), ("DELETE", "/v1/templates/{name}"))
+    ),
+    Link(("POST", "/v1/templates"), "201", ("POST", "/v1/jobs"), {}, {"template": "$response.body#/name"}),
+    Link(("POST", "/v1/admin/workflows"), "201", ("POST", "/v1/jobs"), {}, {"workflow": "$response.body#/workflow"}),
     Link(
         ("POST", "/v1/admin/keys"),
         "201",

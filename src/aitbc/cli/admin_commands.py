@@ -1,24 +1,20 @@
-"""`aitbc admin …`: API keys and accounts, on the database directly (no server needed) or through the API."""
+"""`aitbc admin …`: API keys, accounts and credits, on the database directly (no server needed) or through the API."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
+from aitbc.cli.admin_access import DatabaseOption, DataDirOption, run_as_admin
 from aitbc.cli.common import (
     JsonOption,
     KeyOption,
     UrlOption,
     add_text_row,
     as_text,
-    client,
     console,
     handles_errors,
     print_json,
@@ -27,69 +23,16 @@ from aitbc.domain.money import parse_amount
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView
-from aitbc.sdk.client import Client
-from aitbc.sdk.config import read_profile
 from aitbc.services.admin_views import account_view, balance_view, created_key_view, key_view
 
 if TYPE_CHECKING:  # the server side loads only when a command works on the database directly
     from aitbc.wiring import Coordinator
 
-app = typer.Typer(help="Administer accounts and API keys.", no_args_is_help=True)
+app = typer.Typer(help="Administer accounts, API keys, credits and workflows.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 accounts_app = typer.Typer(help="List accounts and change their plans.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(accounts_app, name="accounts")
-
-T = TypeVar("T")
-
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="Work on this data folder's database directly (no server).")
-]
-DatabaseOption = Annotated[
-    str | None, typer.Option("--database-url", help="Work on this database directly (postgresql://…).")
-]
-
-
-def _direct(data_dir: Path | None, database_url: str | None, url: str | None, api_key: str | None) -> bool:
-    """Direct on the database when a data folder or database is named; through the API when a URL or key
-    is; otherwise through the API if the profile holds an admin key, else on the default data folder."""
-    if data_dir is not None or database_url is not None:
-        return True
-    if url or api_key or os.environ.get("AITBC_URL") or os.environ.get("AITBC_ADMIN_API_KEY"):
-        return False
-    return not read_profile().get("admin_api_key")
-
-
-def _admin_key(api_key: str | None) -> str | None:
-    return api_key or os.environ.get("AITBC_ADMIN_API_KEY") or read_profile().get("admin_api_key") or None
-
-
-def _on_database(data_dir: Path | None, database_url: str | None, work: Callable[[Coordinator], Awaitable[T]]) -> T:
-    from aitbc.settings import Settings, default_data_dir
-    from aitbc.wiring import coordinator_session
-
-    settings = Settings(data_dir=data_dir or default_data_dir(), database_url=database_url, run_reaper=False)
-
-    async def run() -> T:
-        async with coordinator_session(settings) as coordinator:
-            return await work(coordinator)
-
-    return asyncio.run(run())
-
-
-def _run(
-    data_dir: Path | None,
-    database_url: str | None,
-    url: str | None,
-    api_key: str | None,
-    on_database: Callable[[Coordinator], Awaitable[T]],
-    through_api: Callable[[Client], T],
-) -> T:
-    """Do an admin command's work where `_direct` says: on the database, or through the API as an admin."""
-    if _direct(data_dir, database_url, url, api_key):
-        return _on_database(data_dir, database_url, on_database)
-    with client(url, _admin_key(api_key)) as api:
-        return through_api(api)
 
 
 @keys_app.command("create")
@@ -109,7 +52,7 @@ def create_key(
     async def work(coordinator: Coordinator) -> CreatedKeyView:
         return created_key_view(await coordinator.accounts.create_key(name, role, plan))
 
-    created = _run(
+    created = run_as_admin(
         data_dir,
         database_url,
         url,
@@ -147,7 +90,7 @@ def list_keys(
     async def work(coordinator: Coordinator) -> list[KeyView]:
         return [key_view(k) for k in await coordinator.accounts.list_keys(account)]
 
-    keys = _run(data_dir, database_url, url, api_key, work, lambda api: api.list_keys(account))
+    keys = run_as_admin(data_dir, database_url, url, api_key, work, lambda api: api.list_keys(account))
     if as_json:
         print_json(keys)
         return
@@ -182,7 +125,7 @@ def revoke_key(
     async def work(coordinator: Coordinator) -> KeyView:
         return key_view(await coordinator.accounts.revoke_key(key_id))
 
-    _run(data_dir, database_url, url, api_key, work, lambda api: api.revoke_key(key_id))
+    run_as_admin(data_dir, database_url, url, api_key, work, lambda api: api.revoke_key(key_id))
     if as_json:
         print_json({"key_id": key_id, "revoked": True})
     else:
@@ -203,7 +146,7 @@ def list_accounts(
     async def work(coordinator: Coordinator) -> list[AccountView]:
         return [account_view(a) for a in await coordinator.accounts.list_accounts()]
 
-    accounts = _run(data_dir, database_url, url, api_key, work, lambda api: api.list_accounts())
+    accounts = run_as_admin(data_dir, database_url, url, api_key, work, lambda api: api.list_accounts())
     if as_json:
         print_json(accounts)
         return
@@ -231,7 +174,7 @@ def set_plan(
     async def work(coordinator: Coordinator) -> AccountView:
         return account_view(await coordinator.accounts.set_plan(account, plan))
 
-    updated = _run(data_dir, database_url, url, api_key, work, lambda api: api.set_plan(account, plan.value))
+    updated = run_as_admin(data_dir, database_url, url, api_key, work, lambda api: api.set_plan(account, plan.value))
     if as_json:
         print_json(updated)
     else:
@@ -260,7 +203,7 @@ def grant_credits(
     async def work(coordinator: Coordinator) -> BalanceView:
         return balance_view(await coordinator.billing.grant(account, value, memo))
 
-    found = _run(
+    found = run_as_admin(
         data_dir, database_url, url, api_key, work, lambda api: api.grant_credits(account, format(value, "f"), memo)
     )
     if as_json:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -21,12 +20,11 @@ from aitbc.cli.common import (
     confirm,
     console,
     errors,
-    fail,
     handles_errors,
     print_json,
     styled_status,
 )
-from aitbc.cli.job_inputs import parse_input
+from aitbc.cli.job_inputs import json_object, parse_input
 from aitbc.cli.job_views import finish, follow, show_record, status_table, when
 from aitbc.cli.result_download import fetch_results
 
@@ -41,12 +39,25 @@ def submit(
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model to run (e.g. gpt2, all-MiniLM-L6-v2).")] = None,
     gpu: Annotated[str | None, typer.Option("--gpu", help="GPU model required (v100, a100, rtx3090, …).")] = None,
-    gpu_count: Annotated[int, typer.Option("--gpu-count", min=1, help="Number of GPUs.")] = 1,
+    gpu_count: Annotated[int | None, typer.Option("--gpu-count", min=1, help="Number of GPUs (default 1).")] = None,
     min_vram: Annotated[float | None, typer.Option("--min-vram", help="Minimum VRAM per GPU, in GB.")] = None,
-    timeout: Annotated[int, typer.Option("--timeout", min=1, help="Job timeout in seconds.")] = 3600,
-    priority: Annotated[str, typer.Option("--priority", help="low, normal, high or urgent.")] = "normal",
+    timeout: Annotated[
+        int | None, typer.Option("--timeout", min=1, help="Job timeout in seconds (default 3600).")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option("--priority", help="low, normal (the default), high or urgent.")
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option("--template", help="Start from your template (aitbc client template list); flags override it."),
+    ] = None,
+    workflow: Annotated[
+        str | None,
+        typer.Option("--workflow", help="Run a workflow: NAME or NAME@VERSION (aitbc client workflows list)."),
+    ] = None,
     workflow_config: Annotated[
-        str | None, typer.Option("--workflow-config", help="JSON parameters for the runtime.")
+        str | None,
+        typer.Option("--workflow-config", help="JSON parameters for the runtime (over the workflow's and template's)."),
     ] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Retry-safe submit.")] = None,
     output: Annotated[
@@ -57,15 +68,10 @@ def submit(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Submit a job and print its id."""
-    params: dict[str, Any] = {}
-    if workflow_config:
-        try:
-            params = json.loads(workflow_config)
-        except ValueError as error:
-            fail(f"--workflow-config is not valid JSON: {error}")
-        if not isinstance(params, dict):
-            fail("--workflow-config must be a JSON object, like '{\"temperature\": 0.8}'")
+    """Submit a job and print its id.
+
+    With --template or --workflow, the coordinator takes what the flags leave out from them."""
+    params = json_object(workflow_config, "--workflow-config") if workflow_config else {}
     inline, file_path = parse_input(input) if input is not None else (None, None)
     requirements = {"gpu_type": gpu, "gpu_count": gpu_count, "min_vram_gb": min_vram}
     with client(url, api_key) as api:
@@ -79,6 +85,8 @@ def submit(
             requirements={name: value for name, value in requirements.items() if value is not None},
             priority=priority,
             timeout_seconds=timeout,
+            template=template,
+            workflow=workflow,
             idempotency_key=idempotency_key,
         )
         if as_json:

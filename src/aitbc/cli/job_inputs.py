@@ -20,6 +20,18 @@ _ALIASES = {"timeout": "timeout_seconds"}
 FIELDS = sorted(_BODY_FIELDS | set(_ALIASES) | {"output"})
 
 
+def json_object(value: str, option: str) -> dict[str, Any]:
+    """The JSON object an option holds (`--workflow-config '{"temperature": 0.8}'`); ValueError naming the
+    option if it is not one."""
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise ValueError(f"{option} is not valid JSON: {error}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{option} must be a JSON object, like '{{\"temperature\": 0.8}}'")
+    return parsed
+
+
 def parse_input(value: str) -> tuple[Any, Path | None]:
     """A path that exists is uploaded as a file; text that parses as a JSON object or list is JSON; anything
     else is plain text."""

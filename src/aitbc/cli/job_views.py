@@ -27,6 +27,12 @@ def when(value: datetime | None) -> str:
     return short_time(_iso(value))
 
 
+def _presets(job: JobView) -> list[tuple[str, str]]:
+    """The template and workflow the job's settings came from, those it has."""
+    named = (("template", job.template), ("workflow", job.workflow))
+    return [(kind, name) for kind, name in named if name]
+
+
 def status_table(job: JobView) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -85,6 +91,8 @@ def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None
         add_text_row(details, "Charged", f"{job.cost} AITBC for {job.billed_seconds} s")
     if job.retry_of:
         add_text_row(details, "Retry of", job.retry_of)
+    if job.template or job.workflow:
+        add_text_row(details, "From", ", ".join(f"{kind} {name}" for kind, name in _presets(job)))
     console.print(details)
     timeline = Table(title="Timeline")
     for column in ("When", "Status", "Move", "Miner"):

@@ -11,7 +11,9 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     client_commands,  # noqa: F401
     miner_command,
     results_commands,  # noqa: F401
+    template_commands,  # noqa: F401
     verify_command,  # noqa: F401
+    workflow_commands,
 )
 from aitbc.cli.apps import client_app
 from aitbc.cli.serve_command import serve
@@ -25,6 +27,7 @@ app = typer.Typer(
 )
 app.command("serve")(serve)
 app.add_typer(client_app, name="client")
+admin_commands.app.add_typer(workflow_commands.admin_workflows_app, name="workflows")
 app.add_typer(admin_commands.app, name="admin")
 app.add_typer(billing_commands.billing_app, name="billing")
 app.add_typer(miner_command.app, name="miner")

@@ -83,6 +83,9 @@ class JobSpec:
     requirements: Requirements = field(default_factory=Requirements)
     priority: Priority = Priority.NORMAL
     timeout_seconds: int = DEFAULT_TIMEOUT_SECONDS
+    # Where the settings came from, when a preset supplied them: the client's template, the workflow@version.
+    template: str | None = None
+    workflow: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from aitbc.domain.clock import MOMENT_RANGE, in_moment_range, isoformat_z
 from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
+from aitbc.domain.presets import NAME_MAX_LENGTH, NAME_PATTERN, WORKFLOW_REF_MAX_LENGTH, WORKFLOW_REF_PATTERN
 
 JsonInput = str | dict[str, Any] | list[Any] | None
 # AITBC amounts: exact decimals, written as fixed-point strings ("0.000083333"), never floats or exponents.
@@ -41,7 +42,8 @@ class Strict(BaseModel):
 
 
 def _given(name: str) -> dict[str, Any]:
-    """A JSON Schema clause: `name` is present and not null (a job needs its type, or a model to infer it)."""
+    """A JSON Schema clause: `name` is present and not null (a job needs its type, or a model to infer it, or a
+    preset that gives them)."""
     return {"required": [name], "properties": {name: {"type": "string"}}}
 
 
@@ -57,7 +59,12 @@ class OutputConfig(Strict):
 
 
 class SubmitJobRequest(Strict):
-    model_config = ConfigDict(json_schema_extra={"anyOf": [_given("type"), _given("model")]})
+    """A field the request sets wins over the template's and the workflow's (`params`: key by key); one it
+    leaves out comes from them, else from the defaults here."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"anyOf": [_given("type"), _given("model"), _given("template"), _given("workflow")]}
+    )
 
     type: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_\-]*$")
     model: str | None = Field(default=None, min_length=1, max_length=200)
@@ -68,6 +75,16 @@ class SubmitJobRequest(Strict):
     priority: Priority = Priority.NORMAL
     timeout_seconds: int = Field(default=3600, ge=1, le=MAX_TIMEOUT_SECONDS)
     output_config: OutputConfig | None = None
+    template: str | None = Field(
+        default=None, min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN, description="your template"
+    )
+    workflow: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=WORKFLOW_REF_MAX_LENGTH,
+        pattern=WORKFLOW_REF_PATTERN,
+        description="a workflow: NAME (its newest version) or NAME@VERSION; `params` may set only its allowed keys",
+    )
 
 
 class JobView(BaseModel):
@@ -99,6 +116,8 @@ class JobView(BaseModel):
     result: Any = None
     waiting_for: str | None = None
     retry_of: str | None = None
+    template: str | None = Field(default=None, description="the template the job's settings came from")
+    workflow: str | None = Field(default=None, description="the workflow they came from, as NAME@VERSION")
     estimated_cost: Money = Field(description="AITBC: the estimated run time at the job's rate")
     estimated_time_seconds: int
     max_cost: Money = Field(description="AITBC held at submit: the timeout at the job's rate")

@@ -6,11 +6,12 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView, LedgerEntryView, StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.protocol.presets import TemplateView, WorkflowView
 from aitbc.protocol.results import (
     CoordinatorKeyView,
     CreatedShareView,
@@ -22,10 +23,11 @@ from aitbc.protocol.results import (
     ShareList,
     ShareView,
 )
-from aitbc.sdk import billing_calls, calls
+from aitbc.sdk import billing_calls, calls, preset_calls
 from aitbc.sdk.calls import Call
 from aitbc.sdk.downloads import Downloaded, Progress, file_path, zip_path
 from aitbc.sdk.packages import DownloadedPackage, PackageProgress, download_steps
+from aitbc.sdk.preset_calls import PresetOptions, TemplateOptions
 from aitbc.sdk.steps import Steps
 from aitbc.sdk.verification import Verification, verify_steps
 
@@ -154,3 +156,40 @@ class AsyncClientMethods:
 
     async def set_plan(self, name: str, plan: str) -> AccountView:
         return await self._run(calls.set_plan(name, plan))
+
+    # -- presets: templates and workflows -----------------------------------------------------------
+
+    async def create_template(
+        self, name: str, *, workflow: str | None = None, replace: bool = False, **settings: Unpack[TemplateOptions]
+    ) -> TemplateView:
+        """Save job settings as the template `name`, for `submit(template=name, …)` (`replace`: overwrite one
+        of that name; else a second one is a `Conflict`)."""
+        return await self._run(preset_calls.create_template(name, workflow=workflow, replace=replace, **settings))
+
+    async def list_templates(self) -> builtins.list[TemplateView]:
+        return await self._run(preset_calls.list_templates())
+
+    async def get_template(self, name: str) -> TemplateView:
+        return await self._run(preset_calls.get_template(name))
+
+    async def delete_template(self, name: str) -> TemplateView:
+        return await self._run(preset_calls.delete_template(name))
+
+    async def create_workflow(
+        self,
+        name: str,
+        type: str,
+        *,
+        version: int | None = None,
+        allowed_keys: builtins.list[str] | None = None,
+        description: str = "",
+        **settings: Unpack[PresetOptions],
+    ) -> WorkflowView:
+        """Define a workflow's next version (admin), or `version`; `allowed_keys` None: users may set any key."""
+        call = preset_calls.create_workflow(
+            name, type, version=version, allowed_keys=allowed_keys, description=description, **settings
+        )
+        return await self._run(call)
+
+    async def list_workflows(self) -> builtins.list[WorkflowView]:
+        return await self._run(preset_calls.list_workflows())

@@ -87,6 +87,8 @@ class SubmitOptions(TypedDict, total=False):
     priority: Priority | str | None
     timeout_seconds: int | None
     output_config: OutputConfig | Mapping[str, Any] | None
+    template: str | None
+    workflow: str | None
     idempotency_key: str | None
 
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import builtins
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView, LedgerEntryView, StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.protocol.presets import TemplateView, WorkflowView
 from aitbc.protocol.results import (
     CoordinatorKeyView,
     CreatedShareView,
@@ -22,10 +23,11 @@ from aitbc.protocol.results import (
     ShareList,
     ShareView,
 )
-from aitbc.sdk import billing_calls, calls
+from aitbc.sdk import billing_calls, calls, preset_calls
 from aitbc.sdk.calls import Call
 from aitbc.sdk.downloads import Downloaded, Progress, file_path, zip_path
 from aitbc.sdk.packages import DownloadedPackage, PackageProgress, download_steps
+from aitbc.sdk.preset_calls import PresetOptions, TemplateOptions
 from aitbc.sdk.steps import Steps
 from aitbc.sdk.verification import Verification, verify_steps
 
@@ -151,3 +153,40 @@ class ClientMethods:
 
     def set_plan(self, name: str, plan: str) -> AccountView:
         return self._run(calls.set_plan(name, plan))
+
+    # -- presets: templates and workflows -----------------------------------------------------------
+
+    def create_template(
+        self, name: str, *, workflow: str | None = None, replace: bool = False, **settings: Unpack[TemplateOptions]
+    ) -> TemplateView:
+        """Save job settings as the template `name`, for `submit(template=name, …)` (`replace`: overwrite one
+        of that name; else a second one is a `Conflict`)."""
+        return self._run(preset_calls.create_template(name, workflow=workflow, replace=replace, **settings))
+
+    def list_templates(self) -> builtins.list[TemplateView]:
+        return self._run(preset_calls.list_templates())
+
+    def get_template(self, name: str) -> TemplateView:
+        return self._run(preset_calls.get_template(name))
+
+    def delete_template(self, name: str) -> TemplateView:
+        return self._run(preset_calls.delete_template(name))
+
+    def create_workflow(
+        self,
+        name: str,
+        type: str,
+        *,
+        version: int | None = None,
+        allowed_keys: builtins.list[str] | None = None,
+        description: str = "",
+        **settings: Unpack[PresetOptions],
+    ) -> WorkflowView:
+        """Define a workflow's next version (admin), or `version`; `allowed_keys` None: users may set any key."""
+        call = preset_calls.create_workflow(
+            name, type, version=version, allowed_keys=allowed_keys, description=description, **settings
+        )
+        return self._run(call)
+
+    def list_workflows(self) -> builtins.list[WorkflowView]:
+        return self._run(preset_calls.list_workflows())

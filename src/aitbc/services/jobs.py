@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
@@ -25,6 +25,7 @@ from aitbc.services.billing import BillingService
 from aitbc.services.claiming import ClaimService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
+from aitbc.services.presets import PresetResolver
 from aitbc.services.run_estimates import RunEstimates
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import (
@@ -59,8 +60,15 @@ class Cancellation:
         return self.job.status
 
 
+# Request fields added after the hash was first defined: left out while unset, so that a request that does not
+# use them hashes as it always did (a key retried across an upgrade, or between replicas of two versions).
+_LATER_FIELDS = ("template", "workflow")
+
+
 def _request_hash(request: SubmitJobRequest) -> str:
-    return hashlib.sha256(json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+    unset = {name for name in _LATER_FIELDS if getattr(request, name) is None}
+    document = request.model_dump(mode="json", exclude=unset)
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 class JobService:
@@ -76,8 +84,10 @@ class JobService:
         settings: Settings,
         lifecycle: Lifecycle,
         billing: BillingService,
+        presets: PresetResolver,
         claims: ClaimService | None = None,
     ) -> None:
+        self._presets = presets
         self._claims = claims
         self._lifecycle = lifecycle
         self._billing = billing
@@ -127,6 +137,7 @@ class JobService:
         transaction, or none; an error names the item (its index) that was refused."""
         now = self._clock.now()
         seen: dict[str, int] = {}
+        presets: dict[str, Any] = {}  # the templates and workflows the batch's items named, each looked up once
         new: list[NewJob] = []
         for index, (request, key) in enumerate(requests):
             if key is not None and key in seen:
@@ -134,7 +145,7 @@ class JobService:
             if key is not None:
                 seen[key] = index
             try:
-                new.append(await self._new_job(principal, request, key, None, now))
+                new.append(await self._new_job(principal, request, key, None, now, presets))
             except AitbcError as error:
                 raise at_item(error, index) from None
         limits = self._settings.plan_limits[principal.account.plan]
@@ -156,10 +167,16 @@ class JobService:
         idempotency_key: str | None,
         retry_of: str | None,
         now: datetime,
+        presets: dict[str, Any] | None = None,
     ) -> NewJob:
         """The row a submit inserts and what it holds, after the checks that need no write."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
+        request_hash = _request_hash(request) if idempotency_key is not None else None  # of what the client sent
+        template = workflow = None
+        if request.template is not None or request.workflow is not None:
+            resolved = await self._presets.resolve(principal, request, presets)
+            request, template, workflow = resolved.request, resolved.template, resolved.workflow
         job_type = request.type or ("text-generation" if request.model else None)
         if job_type is None:
             raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
@@ -191,6 +208,8 @@ class JobService:
             ),
             priority=request.priority,
             timeout_seconds=request.timeout_seconds,
+            template=template,
+            workflow=workflow,
         )
         quote = self._billing.quote(spec)
         typical = await self.estimates.typical_seconds(job_type, request.model)
@@ -203,7 +222,7 @@ class JobService:
             max_attempts=self._settings.max_attempts,
             created_at=now,
             queue_expires_at=now + timedelta(seconds=self._settings.queue_ttl_seconds),
-            request_hash=_request_hash(request) if idempotency_key is not None else None,
+            request_hash=request_hash,
             idempotency_key=idempotency_key,
             retry_of=retry_of,
             max_cost_units=to_units(quote.max_cost),

@@ -13,6 +13,7 @@ from aitbc.domain.job import Job, JobSpec, JobStatus
 from aitbc.domain.matching import Capabilities
 from aitbc.domain.moves import Billed, WriteSet
 from aitbc.domain.plans import Plan, Role
+from aitbc.domain.presets import JobTemplate, Workflow
 from aitbc.domain.transitions import Move
 
 
@@ -357,3 +358,34 @@ class MinerStore(Protocol):
     async def touch(self, miner_id: str, now: datetime) -> None: ...
 
     async def seen_since(self, moment: datetime) -> list[Miner]: ...
+
+
+class TemplateStore(Protocol):
+    """Each account's job templates, by name."""
+
+    async def save_template(self, template: JobTemplate, max_count: int, replace: bool) -> tuple[JobTemplate, bool]:
+        """Store the template and say whether it is new. One of the same account and name is kept (Conflict)
+        unless `replace`, which overwrites its settings (keeping its `created_at`); a new one past the
+        account's `max_count` templates is refused (Conflict). Nothing is stored when it raises."""
+
+    async def get_template(self, account_id: str, name: str) -> JobTemplate | None: ...
+
+    async def list_templates(self, account_id: str) -> list[JobTemplate]:
+        """The account's templates, by name."""
+
+    async def delete_template(self, account_id: str, name: str) -> JobTemplate | None:
+        """Delete the template; the one deleted, or None if there was none."""
+
+
+class WorkflowStore(Protocol):
+    """The workflows admins define: one immutable row per (name, version)."""
+
+    async def add_workflow(self, workflow: Workflow, next_version: bool) -> Workflow:
+        """Store a new version; with `next_version`, numbered one past the newest of its name (1 for a new
+        name), else as `workflow.version`. A version that exists already is a Conflict, and is not changed."""
+
+    async def get_workflow(self, name: str, version: int | None) -> Workflow | None:
+        """That version of the workflow, or its newest with `version` None."""
+
+    async def list_workflows(self) -> list[Workflow]:
+        """Every version of every workflow, by name, newest version first."""

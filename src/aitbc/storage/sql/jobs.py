@@ -386,6 +386,8 @@ def new_job_values(new: NewJob) -> dict[str, Any]:
         "priority": spec.priority.value,
         "priority_rank": spec.priority.rank,
         "timeout_seconds": spec.timeout_seconds,
+        "template": spec.template,
+        "workflow": spec.workflow,
         "status": JobStatus.PENDING.value,
         "progress": 0,
         "attempt": 0,

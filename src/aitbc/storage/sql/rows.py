@@ -27,6 +27,8 @@ def job_from_mapping(m: Mapping[str, Any]) -> Job:
         requirements=Requirements(gpu_type=m["gpu_type"], gpu_count=m["gpu_count"], min_vram_gb=m["min_vram_gb"]),
         priority=Priority(m["priority"]),
         timeout_seconds=m["timeout_seconds"],
+        template=m["template"],
+        workflow=m["workflow"],
     )
     return Job(
         id=m["id"],

@@ -183,6 +183,9 @@ jobs = Table(
     Column("reported_ended_at", UtcDateTime()),
     Column("billed_from", UtcDateTime()),
     Column("billed_until", UtcDateTime()),
+    # The preset the job's settings came from, if any: the template's name, the workflow as NAME@VERSION.
+    Column("template", String(64)),
+    Column("workflow", String(80)),
     UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     Index("ix_jobs_account_status_created_id", "account_id", "status", "created_at", "id"),  # ?status= keyset
@@ -308,4 +311,44 @@ ledger_entries = Table(
     # A job is held, released, paid out and feed at most once: settlement is exactly-once by construction.
     UniqueConstraint("job_id", "kind", name="uq_ledger_entries_job_kind"),
     Index("ix_ledger_entries_account_created", "account_id", "created_at", "id"),
+)
+
+# -- presets: clients' job templates and the admins' versioned workflows ------------------------------------
+
+# A client's named job settings, private to its account; a NULL setting is one the template leaves unset.
+job_templates = Table(
+    "job_templates",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("type", String(64)),
+    Column("model", String(200)),
+    Column("params", JSON, nullable=False),
+    Column("gpu_type", String(64)),
+    Column("gpu_count", Integer),
+    Column("min_vram_gb", Float),
+    Column("priority", String(10)),
+    Column("timeout_seconds", Integer),
+    Column("workflow", String(80)),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# An admin's preset, one row per version, never changed once written; `allowed_keys` NULL: any parameter.
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("type", String(64), nullable=False),
+    Column("model", String(200)),
+    Column("params", JSON, nullable=False),
+    Column("gpu_type", String(64)),
+    Column("gpu_count", Integer),
+    Column("min_vram_gb", Float),
+    Column("priority", String(10)),
+    Column("timeout_seconds", Integer),
+    Column("allowed_keys", JSON),
+    Column("description", Text, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
