@@ -82,14 +82,15 @@ async def test_a_job_runs_end_to_end_and_watch_follows_it(stack: Stack) -> None:
         )
         assert watcher.stdout is not None
         first = watcher.stdout.readline()  # the watcher is connected and replaying the job's events
-        assert first.strip() == "{" and watcher.poll() is None
+        assert json.loads(first)["job_id"] == job_id and watcher.poll() is None
         progressed = await miner.call("progress", job_id, {"lease_id": lease, "progress": 90})
         assert progressed.status_code == 200, progressed.text
         completed = await miner.finish(job_id, lease, {"result.txt": b"hi\n"})
         assert completed.status_code == 200, completed.text
         out = first + watcher.stdout.read()  # through the same buffered reader: nothing it read ahead is lost
         assert watcher.wait(timeout=30) == 0, (stack.root / "watch.err").read_text()
-        assert '"progress": 45' in out and '"progress": 90' in out and '"status": "completed"' in out
+        lines = [json.loads(line) for line in out.splitlines()]  # JSON Lines: an event a line, then the job
+        assert {45, 90} <= {line["progress"] for line in lines} and lines[-1]["status"] == "completed"
 
         cancel = stack.cli("client", "cancel", "--job-id", job_id, "--force", check=False)
         assert cancel.returncode == 1 and "already completed" in cancel.stdout

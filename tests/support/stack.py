@@ -20,6 +20,7 @@ from aitbc.domain.plans import Role
 from aitbc.settings import Settings
 from aitbc.wiring import Coordinator, open_coordinator
 from tests.support.packages import Package, read_package
+from tests.support.running_cli import RunningCli
 from tests.support.served import START_TIMEOUT, free_port, healthy
 from tests.support.waiting import wait_until
 
@@ -55,6 +56,7 @@ class Stack:
         self.client_key = ""
         self.admin_key = ""
         self.miner_key = ""
+        self.running: list[RunningCli] = []
 
     # -- the coordinator ----------------------------------------------------------------------------
 
@@ -183,6 +185,9 @@ class Stack:
         from aitbc.miner.config import MinerConfig
         from aitbc.miner.sandboxed_run import clear_leftovers
 
+        for running in self.running:
+            running.kill()
+
         for process in self.miners:
             if process.poll() is None:
                 process.kill()
@@ -212,6 +217,13 @@ class Stack:
                 f"aitbc {' '.join(arguments)} exited {answer.returncode}:\n{answer.stdout}\n{answer.stderr}"
             )
         return answer
+
+    def cli_running(self, *arguments: str, env: dict[str, str] | None = None) -> RunningCli:
+        """A CLI command started and left running (`watch`, `logs --follow`); the test reads its lines as they
+        come and waits for its end (`RunningCli`). The caller kills it if the test fails first."""
+        running = RunningCli([*AITBC, *arguments], {**self.environment, **(env or {})})
+        self.running.append(running)
+        return running
 
     def json(self, *arguments: str, env: dict[str, str] | None = None) -> Any:
         """A CLI command's `--json` answer."""

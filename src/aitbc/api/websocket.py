@@ -8,7 +8,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from aitbc.api.checked_route import check_text
 from aitbc.concurrency import unless
-from aitbc.domain.errors import AitbcError
+from aitbc.domain.errors import AitbcError, RateLimited
 from aitbc.services.views import event_message
 from aitbc.wiring import Coordinator
 
@@ -38,7 +38,10 @@ async def job_events(websocket: WebSocket) -> None:
         reason = error.message if isinstance(error, AitbcError) else "'since' must be a sequence number"
         code = 4000 + getattr(error, "status_code", 400)
         await websocket.accept()
-        await websocket.send_json({"error": reason, "code": code})
+        refusal: dict[str, object] = {"error": reason, "code": code}
+        if isinstance(error, RateLimited):
+            refusal["retry_after"] = error.retry_after
+        await websocket.send_json(refusal)
         await websocket.close(code=code if code != 4400 else POLICY_VIOLATION, reason=reason[:120])
         return
     await websocket.accept()

@@ -22,11 +22,13 @@ from aitbc.cli.common import (
     errors,
     handles_errors,
     print_json,
+    print_json_line,
     styled_status,
 )
 from aitbc.cli.job_inputs import json_object, parse_input
-from aitbc.cli.job_views import finish, follow, show_record, status_table, when
+from aitbc.cli.job_views import ReconnectOption, finish, follow, show_record, status_table, when
 from aitbc.cli.result_download import fetch_results
+from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
 
 
 @client_app.command()
@@ -89,7 +91,9 @@ def submit(
             workflow=workflow,
             idempotency_key=idempotency_key,
         )
-        if as_json:
+        if as_json and output is not None:
+            print_json_line(job)  # then the job's events and its final status, one a line, as `watch --json`
+        elif as_json:
             print_json(job)
         else:
             typer.echo(job.job_id)
@@ -136,10 +140,20 @@ def get(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, a
 
 @client_app.command()
 @handles_errors
-def watch(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
-    """Follow a job live until it ends; exit 0 when it completes, 1 when it fails, 2 when canceled."""
+def watch(
+    job_id: JobIdOption,
+    reconnect_timeout: ReconnectOption = DEFAULT_RECONNECT_SECONDS,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Follow a job live until it ends; exit 0 when it completes, 1 when it fails, 2 when canceled, 3 when the
+    connection to the coordinator is lost and cannot be re-established within --reconnect-timeout.
+
+    A dropped connection or a coordinator restart is survived: watch reconnects and resumes after the last
+    event it showed. With --json it prints one event per line (JSON Lines), then the job's final status."""
     with client(url, api_key) as api:
-        job = follow(api, job_id, as_json)
+        job = follow(api, job_id, as_json, reconnect_timeout)
     finish(job, as_json)
 
 

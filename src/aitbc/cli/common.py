@@ -16,6 +16,7 @@ from rich.text import Text
 
 from aitbc.domain.errors import AitbcError
 from aitbc.sdk.client import Client
+from aitbc.sdk.errors import ConnectionLost
 
 console = Console()
 errors = Console(stderr=True)
@@ -39,9 +40,20 @@ def add_text_row(table: Table, *cells: str | Text) -> None:
     table.add_row(*(cell if isinstance(cell, Text) else as_text(cell) for cell in cells))
 
 
+# `watch` (and `submit --output`): the coordinator could not be reached again within --reconnect-timeout; the
+# job itself goes on (0 completed, 1 failed, 2 canceled are the job's own outcomes).
+EXIT_CONNECTION_LOST = 3
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    errors.print(Text.assemble(as_text("Error:", "bold red"), " ", message), highlight=False)
+    """One line on stderr, never wrapped (a script greps it), and exit `code`."""
+    errors.print(Text.assemble(as_text("Error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def notice(message: str) -> None:
+    """Why the command waits (a reconnect, a rate limit): on stderr, so stdout stays the command's answer."""
+    errors.print(as_text(message, "yellow"), highlight=False, soft_wrap=True)
 
 
 def confirm(force: bool, verb: str, question: str, declined: str) -> None:
@@ -61,6 +73,8 @@ def handles_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
+        except ConnectionLost as error:
+            fail(error.message, EXIT_CONNECTION_LOST)
         except AitbcError as error:
             fail(error.message)
         except ValueError as error:
@@ -77,8 +91,13 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+def print_json_line(value: BaseModel) -> None:
+    """One JSON document on one line (JSON Lines), for streams a script reads line by line (`watch --json`)."""
+    typer.echo(value.model_dump_json())
+
+
 def client(url: str | None, api_key: str | None) -> Client:
-    made = Client(url, api_key)
+    made = Client(url, api_key, notices=notice)
     if not made.api_key:
         made.close()
         fail(

@@ -5,18 +5,28 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from aitbc.cli.common import add_text_row, as_text, console, print_json, short_time, styled_status
+from aitbc.cli.common import add_text_row, as_text, console, print_json, print_json_line, short_time, styled_status
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.sdk.client import Client
+from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
 
 EXIT_FAILED = 1
 EXIT_CANCELED = 2
+ReconnectOption = Annotated[
+    float,
+    typer.Option(
+        "--reconnect-timeout",
+        min=0,
+        help="After a dropped connection, keep trying to reconnect this many seconds, then exit 3.",
+    ),
+]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -108,8 +118,9 @@ def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None
     console.print(timeline)
 
 
-def follow(api: Client, job_id: str, as_json: bool) -> JobView:
-    """Show the job's progress (a bar, or JSON events) until it ends; return it as it ended."""
+def follow(api: Client, job_id: str, as_json: bool, reconnect_seconds: float = DEFAULT_RECONNECT_SECONDS) -> JobView:
+    """Show the job's progress (a bar, or JSON events) until it ends, reconnecting after a dropped connection
+    (`ConnectionLost` past `reconnect_seconds`); return it as it ended."""
     job = api.get(job_id)
     if not job.status.is_terminal:
         progress = Progress(
@@ -123,9 +134,9 @@ def follow(api: Client, job_id: str, as_json: bool) -> JobView:
         )
         with progress:
             task = progress.add_task(job_id, total=100, completed=job.progress, status=job.status.value, message="")
-            for event in api.events(job_id=job_id, since=0):
+            for event in api.events(job_id=job_id, since=0, reconnect_seconds=reconnect_seconds):
                 if as_json:
-                    print_json(event)
+                    print_json_line(event)
                 message = str(event.data.get("message") or "") if event.kind == "progress" else ""
                 progress.update(task, completed=event.progress, status=event.status.value, message=message)
                 if event.kind == "log" and not as_json:
@@ -138,9 +149,10 @@ def follow(api: Client, job_id: str, as_json: bool) -> JobView:
 
 
 def finish(job: JobView, as_json: bool) -> None:
-    """Print how the job ended and exit with its code: 0 completed, 1 failed, 2 canceled."""
+    """Print how the job ended (with --json, its status object as the stream's last line) and exit with its
+    code: 0 completed, 1 failed, 2 canceled."""
     if as_json:
-        print_json(job)
+        print_json_line(job)
     else:
         console.print(
             Text.assemble(

@@ -13,8 +13,10 @@ import anyio
 import anyio.to_thread
 import httpx
 import websockets
+from websockets.exceptions import WebSocketException
 
 from aitbc.domain.digests import Sha256
+from aitbc.domain.errors import RateLimited
 from aitbc.protocol.batches import BatchResult
 from aitbc.protocol.jobs import (
     CancelResult,
@@ -28,7 +30,8 @@ from aitbc.sdk.async_methods import AsyncClientMethods
 from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
-from aitbc.sdk.errors import raise_for_status
+from aitbc.sdk.errors import ConnectionFailed, raise_for_status
+from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS, Notices, Resumption
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 
 T = TypeVar("T")
@@ -42,8 +45,10 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        notices: Notices | None = None,
     ) -> None:
-        super().__init__(url, api_key)
+        """`notices`: told in words why a call waits (a reconnect, a rate limit), e.g. to print it."""
+        super().__init__(url, api_key, notices)
         self.http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> AsyncClient:
@@ -155,15 +160,36 @@ class AsyncClient(AsyncClientMethods, ClientBase):
             raise self._unreachable(error) from error
         return model(FileView)(response)
 
-    async def events(self, job_id: str | None = None, since: int | None = None) -> AsyncIterator[EventMessage]:
-        try:
-            async with websockets.connect(
-                ws_url(self.url, job_id, since), additional_headers=self.headers, open_timeout=10
-            ) as socket:
-                async for message in socket:
-                    yield event(message)
-        except OSError as error:
-            raise self._unreachable(error) from error
+    async def events(
+        self,
+        job_id: str | None = None,
+        since: int | None = None,
+        *,
+        reconnect_seconds: float | None = DEFAULT_RECONNECT_SECONDS,
+    ) -> AsyncIterator[EventMessage]:
+        """As `Client.events`: resumed after a dropped connection for up to `reconnect_seconds`."""
+        resumption = Resumption(self.url, since, reconnect_seconds)
+        while True:
+            lost: ConnectionFailed | RateLimited | None = None
+            try:
+                async with websockets.connect(
+                    ws_url(self.url, job_id, resumption.since), additional_headers=self.headers, open_timeout=10
+                ) as socket:
+                    resumption.connected()
+                    async for message in socket:
+                        item = event(message)
+                        resumption.delivered(item)
+                        yield item
+            except RateLimited as error:
+                lost = error
+            except (OSError, WebSocketException) as error:
+                lost = self._unreachable(error)
+            delay = resumption.dropped(lost)
+            if delay is None:
+                return
+            if (notice := resumption.notice()) is not None:
+                self._notify(notice)
+            await anyio.sleep(delay)
 
     async def export(
         self,

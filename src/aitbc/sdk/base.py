@@ -8,9 +8,11 @@ from urllib.parse import urlencode
 
 import httpx
 
+from aitbc.domain.errors import RateLimited
 from aitbc.protocol.jobs import EventMessage
 from aitbc.sdk.config import resolve_connection
-from aitbc.sdk.errors import ApiError, ConnectionFailed
+from aitbc.sdk.errors import ConnectionFailed, error_for_status
+from aitbc.sdk.resuming import Notices
 
 UPLOAD_CHUNK = 1024 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=120.0)
@@ -23,9 +25,13 @@ def ws_url(base: str, job_id: str | None, since: int | None) -> str:
 
 
 def event(message: str | bytes) -> EventMessage:
+    """An event, or the error the WebSocket refused the connection with (`code`: 4000 + an HTTP status)."""
     data = json.loads(message)
     if "error" in data and "seq" not in data:
-        raise ApiError(str(data["error"]), int(data.get("code", 4400)) - 4000)
+        status = int(data.get("code", 4400)) - 4000
+        if status == 429:
+            raise RateLimited(str(data["error"]), int(data.get("retry_after", 1)))
+        raise error_for_status(status, str(data["error"]))
     return EventMessage.model_validate(data)
 
 
@@ -34,11 +40,17 @@ def upload_headers(size: int) -> dict[str, str]:
 
 
 class ClientBase:
-    def __init__(self, url: str | None, api_key: str | None) -> None:
+    def __init__(self, url: str | None, api_key: str | None, notices: Notices | None = None) -> None:
         connection = resolve_connection(url, api_key)
         self.url = connection.url
         self.api_key = connection.api_key
         self.headers = {"X-Api-Key": self.api_key} if self.api_key else {}
+        self.notices = notices
+
+    def _notify(self, message: str) -> None:
+        """Tell the caller why a call waits (a reconnect, a rate limit), if it asked to be told."""
+        if self.notices is not None:
+            self.notices(message)
 
     def _unreachable(self, error: Exception) -> ConnectionFailed:
         return ConnectionFailed(

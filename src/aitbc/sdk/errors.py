@@ -30,6 +30,13 @@ class ConnectionFailed(AitbcError):
     code = "connection_failed"
 
 
+class ConnectionLost(ConnectionFailed):
+    """A followed event stream lost its connection and could not get it back within its bound (the job itself
+    goes on: following it again resumes)."""
+
+    code = "connection_lost"
+
+
 _BY_STATUS: dict[int, type[AitbcError]] = {
     400: InvalidInput,
     401: Unauthorized,

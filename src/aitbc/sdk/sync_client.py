@@ -18,8 +18,10 @@ from typing import Any, TypeVar, Unpack, cast
 
 import httpx
 import websockets.sync.client
+from websockets.exceptions import WebSocketException
 
 from aitbc.domain.digests import sha256_chunks
+from aitbc.domain.errors import RateLimited
 from aitbc.protocol.batches import BatchResult
 from aitbc.protocol.jobs import (
     CancelResult,
@@ -32,7 +34,8 @@ from aitbc.sdk import billing_calls, calls
 from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
-from aitbc.sdk.errors import raise_for_status
+from aitbc.sdk.errors import ConnectionFailed, raise_for_status
+from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS, Notices, Resumption
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 from aitbc.sdk.sync_methods import ClientMethods
 
@@ -47,8 +50,10 @@ class Client(ClientMethods, ClientBase):
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        notices: Notices | None = None,
     ) -> None:
-        super().__init__(url, api_key)
+        """`notices`: told in words why a call waits (a reconnect, a rate limit), e.g. to print it."""
+        super().__init__(url, api_key, notices)
         self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> Client:
@@ -157,16 +162,38 @@ class Client(ClientMethods, ClientBase):
             raise self._unreachable(error) from error
         return model(FileView)(response)
 
-    def events(self, job_id: str | None = None, since: int | None = None) -> Iterator[EventMessage]:
-        """Job events as they happen (resuming after `since`), until the caller stops iterating."""
-        try:
-            with websockets.sync.client.connect(
-                ws_url(self.url, job_id, since), additional_headers=self.headers, open_timeout=10
-            ) as socket:
-                for message in socket:
-                    yield event(message)
-        except OSError as error:
-            raise self._unreachable(error) from error
+    def events(
+        self,
+        job_id: str | None = None,
+        since: int | None = None,
+        *,
+        reconnect_seconds: float | None = DEFAULT_RECONNECT_SECONDS,
+    ) -> Iterator[EventMessage]:
+        """Job events as they happen (resuming after `since`), until the caller stops iterating. A dropped
+        connection (a network blip, a coordinator restart) is opened again, resuming after the last event
+        delivered, for up to `reconnect_seconds` of trying, then `ConnectionLost` (None: end, or raise, at once)."""
+        resumption = Resumption(self.url, since, reconnect_seconds)
+        while True:
+            lost: ConnectionFailed | RateLimited | None = None
+            try:
+                with websockets.sync.client.connect(
+                    ws_url(self.url, job_id, resumption.since), additional_headers=self.headers, open_timeout=10
+                ) as socket:
+                    resumption.connected()
+                    for message in socket:
+                        item = event(message)
+                        resumption.delivered(item)
+                        yield item
+            except RateLimited as error:
+                lost = error
+            except (OSError, WebSocketException) as error:
+                lost = self._unreachable(error)
+            delay = resumption.dropped(lost)
+            if delay is None:
+                return
+            if (notice := resumption.notice()) is not None:
+                self._notify(notice)
+            time.sleep(delay)
 
     def export(
         self,
