@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Annotated
 
@@ -61,7 +62,14 @@ def submit(
         str | None,
         typer.Option("--workflow-config", help="JSON parameters for the runtime (over the workflow's and template's)."),
     ] = None,
-    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Retry-safe submit.")] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Retry-safe submit: the same key again answers the job it made (default: a fresh key, so the "
+            "CLI's own retries after a rate limit never submit twice).",
+        ),
+    ] = None,
     output: Annotated[
         Path | None,
         typer.Option("--output", help="Wait for the job, showing its progress, then download its results here."),
@@ -89,7 +97,7 @@ def submit(
             timeout_seconds=timeout,
             template=template,
             workflow=workflow,
-            idempotency_key=idempotency_key,
+            idempotency_key=idempotency_key or f"cli-{uuid.uuid4().hex}",
         )
         if as_json and output is not None:
             print_json_line(job)  # then the job's events and its final status, one a line, as `watch --json`

@@ -31,6 +31,7 @@ from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upl
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
 from aitbc.sdk.errors import ConnectionFailed, raise_for_status
+from aitbc.sdk.rate_limits import RateLimitRetries, rate_limit_notice
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS, Notices, Resumption
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 
@@ -46,9 +47,10 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         notices: Notices | None = None,
+        rate_limits: RateLimitRetries | None = None,
     ) -> None:
-        """`notices`: told in words why a call waits (a reconnect, a rate limit), e.g. to print it."""
-        super().__init__(url, api_key, notices)
+        """As `Client`: `notices` told why a call waits, `rate_limits` how long it waits out a 429."""
+        super().__init__(url, api_key, notices, rate_limits)
         self.http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
 
     async def __aenter__(self) -> AsyncClient:
@@ -61,13 +63,32 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         await self.http.aclose()
 
     async def _run(self, call: Call[T]) -> T:
-        try:
-            response = await self.http.request(
-                call.method, call.path, json=call.json, params=call.params, headers=call.headers
-            )
-        except httpx.TransportError as error:
-            raise self._unreachable(error) from error
-        return call.parse(response)
+        waits = self._waits(call.method, call.headers)
+        while True:
+            try:
+                response = await self.http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
+            except httpx.TransportError as error:
+                raise self._unreachable(error) from error
+            if (delay := waits.delay(response)) is None:
+                return call.parse(response)
+            await self._wait_out(delay)
+
+    async def _wait_out(self, seconds: float) -> None:
+        self._notify(rate_limit_notice(seconds))
+        await anyio.sleep(seconds)
+
+    @asynccontextmanager
+    async def _get(self, path: str, **options: Any) -> AsyncIterator[httpx.Response]:
+        """As `Client._get`: GET `path` streamed, a 429 waited out."""
+        waits = self._waits("GET", {})
+        while True:
+            async with self.http.stream("GET", path, **options) as response:
+                if (delay := waits.delay(response)) is None:
+                    yield response
+                    return
+            await self._wait_out(delay)
 
     async def _steps(self, steps: Steps[T]) -> T:
         """As `Client._steps`; local work runs in a worker thread, off the event loop."""
@@ -100,7 +121,7 @@ class AsyncClient(AsyncClientMethods, ClientBase):
     @asynccontextmanager
     async def _stream(self, path: str, **options: Any) -> AsyncIterator[httpx.Response]:
         try:
-            async with self.http.stream("GET", path, **options) as response:
+            async with self._get(path, **options) as response:
                 if not response.is_success:
                     await response.aread()
                     raise_for_status(response)
@@ -227,7 +248,7 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         while True:
             for attempt in range(attempts):
                 try:
-                    async with self.http.stream("GET", path, headers=transfer.request_headers()) as response:
+                    async with self._get(path, headers=transfer.request_headers()) as response:
                         if not response.is_success:
                             await response.aread()
                         writing = transfer.answer(response)

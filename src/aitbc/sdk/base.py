@@ -4,6 +4,7 @@ and the job events' WebSocket address and messages."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import httpx
@@ -12,6 +13,7 @@ from aitbc.domain.errors import RateLimited
 from aitbc.protocol.jobs import EventMessage
 from aitbc.sdk.config import resolve_connection
 from aitbc.sdk.errors import ConnectionFailed, error_for_status
+from aitbc.sdk.rate_limits import RateLimitRetries, RateLimitWaits, retry_safe
 from aitbc.sdk.resuming import Notices
 
 UPLOAD_CHUNK = 1024 * 1024
@@ -40,12 +42,22 @@ def upload_headers(size: int) -> dict[str, str]:
 
 
 class ClientBase:
-    def __init__(self, url: str | None, api_key: str | None, notices: Notices | None = None) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        api_key: str | None,
+        notices: Notices | None = None,
+        rate_limits: RateLimitRetries | None = None,
+    ) -> None:
         connection = resolve_connection(url, api_key)
         self.url = connection.url
         self.api_key = connection.api_key
         self.headers = {"X-Api-Key": self.api_key} if self.api_key else {}
         self.notices = notices
+        self.rate_limits = rate_limits or RateLimitRetries()
+
+    def _waits(self, method: str, headers: Mapping[str, str]) -> RateLimitWaits:
+        return RateLimitWaits(self.rate_limits, retry_safe(method, headers))
 
     def _notify(self, message: str) -> None:
         """Tell the caller why a call waits (a reconnect, a rate limit), if it asked to be told."""

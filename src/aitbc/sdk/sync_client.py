@@ -35,6 +35,7 @@ from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upl
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
 from aitbc.sdk.errors import ConnectionFailed, raise_for_status
+from aitbc.sdk.rate_limits import RateLimitRetries, rate_limit_notice
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS, Notices, Resumption
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 from aitbc.sdk.sync_methods import ClientMethods
@@ -51,9 +52,11 @@ class Client(ClientMethods, ClientBase):
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         notices: Notices | None = None,
+        rate_limits: RateLimitRetries | None = None,
     ) -> None:
-        """`notices`: told in words why a call waits (a reconnect, a rate limit), e.g. to print it."""
-        super().__init__(url, api_key, notices)
+        """`notices`: told in words why a call waits (a reconnect, a rate limit), e.g. to print it.
+        `rate_limits`: how long a call that is safe to repeat waits out a 429 (default: 5 retries, 60 s)."""
+        super().__init__(url, api_key, notices, rate_limits)
         self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
 
     def __enter__(self) -> Client:
@@ -66,13 +69,33 @@ class Client(ClientMethods, ClientBase):
         self.http.close()
 
     def _run(self, call: Call[T]) -> T:
-        try:
-            response = self.http.request(
-                call.method, call.path, json=call.json, params=call.params, headers=call.headers
-            )
-        except httpx.TransportError as error:
-            raise self._unreachable(error) from error
-        return call.parse(response)
+        waits = self._waits(call.method, call.headers)
+        while True:
+            try:
+                response = self.http.request(
+                    call.method, call.path, json=call.json, params=call.params, headers=call.headers
+                )
+            except httpx.TransportError as error:
+                raise self._unreachable(error) from error
+            if (delay := waits.delay(response)) is None:
+                return call.parse(response)
+            self._wait_out(delay)
+
+    def _wait_out(self, seconds: float) -> None:
+        """The rate limit's wait, told to the caller first."""
+        self._notify(rate_limit_notice(seconds))
+        time.sleep(seconds)
+
+    @contextmanager
+    def _get(self, path: str, **options: Any) -> Iterator[httpx.Response]:
+        """GET `path` streamed, waiting out a 429 as `_run` does; the answer as it is, error or not."""
+        waits = self._waits("GET", {})
+        while True:
+            with self.http.stream("GET", path, **options) as response:
+                if (delay := waits.delay(response)) is None:
+                    yield response
+                    return
+            self._wait_out(delay)
 
     def _steps(self, steps: Steps[T]) -> T:
         """Run work written as steps (`sdk/steps.py`): each step's answer, or its error, goes back in."""
@@ -103,7 +126,7 @@ class Client(ClientMethods, ClientBase):
     def _stream(self, path: str, **options: Any) -> Iterator[httpx.Response]:
         """GET `path` streamed; an error answer raises its error, a lost connection `ConnectionFailed`."""
         try:
-            with self.http.stream("GET", path, **options) as response:
+            with self._get(path, **options) as response:
                 if not response.is_success:
                     response.read()
                     raise_for_status(response)
@@ -230,7 +253,7 @@ class Client(ClientMethods, ClientBase):
         while True:
             for attempt in range(attempts):
                 try:
-                    with self.http.stream("GET", path, headers=transfer.request_headers()) as response:
+                    with self._get(path, headers=transfer.request_headers()) as response:
                         if not response.is_success:
                             response.read()
                         writing = transfer.answer(response)
