@@ -85,9 +85,17 @@ async def test_a_package_downloads_verifies_and_pins_the_coordinator_key(served:
             done.job_id, out, checksum=True, progress=lambda done, total: totals.append((done, total))
         )
         assert package.path == out / done.job_id and package.files == len(done.files)
-        assert totals[-1][0] == totals[-1][1] == package.bytes
+        assert totals[-1][0] == totals[-1][1]  # the zip's bytes: the whole package came in one request
+        assert package.bytes == sum(len(data) for data in done.files.values())
         for path, data in done.files.items():
             assert (package.path / path).read_bytes() == data
+        assert sorted(p.name for p in out.iterdir()) == [done.job_id, f"{done.job_id}.receipt.json"]
+        file_by_file = await api.download_results(
+            done.job_id, tmp_path / "per-file", per_file=True, progress=lambda done, total: totals.append((done, total))
+        )
+        assert totals[-1][0] == totals[-1][1] == file_by_file.bytes == package.bytes
+        for path, data in done.files.items():
+            assert (file_by_file.path / path).read_bytes() == data
         assert package.checksum_file is not None and package.checksum_file.is_file()
         assert package.receipt_file == out / f"{done.job_id}.receipt.json"
 

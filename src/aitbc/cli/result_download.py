@@ -34,8 +34,11 @@ def _bar(as_json: bool) -> Progress:
     )
 
 
-def fetch_results(api: Client, job_id: str, output: Path, format: str, checksum: bool, as_json: bool) -> None:
-    """Download the package of `job_id` into `output` (a <job_id>/ folder, or <job_id>.zip) and report it."""
+def fetch_results(
+    api: Client, job_id: str, output: Path, format: str, checksum: bool, as_json: bool, per_file: bool = False
+) -> None:
+    """Download the package of `job_id` into `output` (a <job_id>/ folder, or <job_id>.zip) and report it: in
+    one request (the zip), or with `per_file` a request a file."""
     if format not in ("folder", "zip"):
         fail("--format must be folder or zip")
     output = output.expanduser()
@@ -49,7 +52,9 @@ def fetch_results(api: Client, job_id: str, output: Path, format: str, checksum:
             bar.update(tasks[0], completed=done)
 
         try:
-            package = api.download_results(job_id, output, format=format, checksum=checksum, progress=advance)
+            package = api.download_results(
+                job_id, output, format=format, checksum=checksum, progress=advance, per_file=per_file
+            )
         except OSError as error:
             fail(f"cannot write the results under {output}: {error}")
     _report(package, as_json)

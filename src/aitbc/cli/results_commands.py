@@ -47,15 +47,26 @@ def download(
         bool, typer.Option("--checksum", help=f"Also write <job_id>/{CHECKSUM_FILE} for `sha256sum -c`.")
     ] = False,
     format: Annotated[str, typer.Option("--format", help="folder (default) or zip (keep the zip).")] = "folder",
+    per_file: Annotated[
+        bool,
+        typer.Option(
+            "--per-file",
+            help="Fetch the folder file by file (a request each; files already complete are kept) instead of "
+            "in one request: for a very large package on a link that breaks often.",
+        ),
+    ] = False,
     url: UrlOption = None,
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Download a job's results (partial ones too); interrupted downloads resume, every file's sha256 is checked."""
+    """Download a job's results (partial ones too) in one request, the streamed zip, unpacked into <job_id>/
+    unless --format zip; interrupted downloads resume, every file's sha256 is checked."""
     if format not in ("folder", "zip"):
         fail("--format must be folder or zip")
+    if per_file and format == "zip":
+        fail("--per-file fetches a folder: leave out --format zip")
     with client(url, api_key) as api:
-        fetch_results(api, job_id, output, format, checksum, as_json)
+        fetch_results(api, job_id, output, format, checksum, as_json, per_file)
 
 
 def _echo_line(stream: str, line: str, as_json: bool, seq: int | None = None) -> None:

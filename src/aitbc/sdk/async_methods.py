@@ -111,10 +111,12 @@ class AsyncClientMethods:
         format: str = "folder",
         checksum: bool = False,
         progress: PackageProgress | None = None,
+        per_file: bool = False,
     ) -> DownloadedPackage:
         """The job's results (partial ones too) into `output`: a <job_id>/ folder (with `output.sha256` if
-        `checksum`) or <job_id>.zip, every file's sha256 checked, the receipt saved beside it."""
-        return await self._steps(download_steps(job_id, output, format, checksum, progress))
+        `checksum`) or <job_id>.zip, every file's sha256 checked, the receipt saved beside it. The package comes
+        in one request (the streamed zip, resumable); `per_file`: a request a file, complete files kept."""
+        return await self._steps(download_steps(job_id, output, format, checksum, progress, per_file))
 
     async def verify(
         self, job_id: str, *, path: Path | None = None, receipt: ReceiptView | None = None, trust_new_key: bool = False

@@ -109,10 +109,12 @@ class ClientMethods:
         format: str = "folder",
         checksum: bool = False,
         progress: PackageProgress | None = None,
+        per_file: bool = False,
     ) -> DownloadedPackage:
         """The job's results (partial ones too) into `output`: a <job_id>/ folder (with `output.sha256` if
-        `checksum`) or <job_id>.zip, every file's sha256 checked, the receipt saved beside it."""
-        return self._steps(download_steps(job_id, output, format, checksum, progress))
+        `checksum`) or <job_id>.zip, every file's sha256 checked, the receipt saved beside it. The package comes
+        in one request (the streamed zip, resumable); `per_file`: a request a file, complete files kept."""
+        return self._steps(download_steps(job_id, output, format, checksum, progress, per_file))
 
     def verify(
         self, job_id: str, *, path: Path | None = None, receipt: ReceiptView | None = None, trust_new_key: bool = False
