@@ -66,13 +66,17 @@ class JobReporter:
 
     # -- from the runtime (any thread) ----------------------------------------------------------------
 
-    def line(self, stream: Stream, text: str) -> None:
+    def line(self, stream: Stream, text: str, live: bool = True) -> None:
+        """A line of the job's output: into the package's log file, and (`live`) to the coordinator's live log.
+        A command job's `AITBC_PROGRESS=` lines are not live: they arrive as progress instead."""
         text = text.rstrip("\r\n")
         with self._lock:
             handle = self._files[stream]
             if not handle.closed:
                 handle.write(text + "\n")
                 handle.flush()
+            if not live:
+                return
             if len(self._pending) >= MAX_BUFFERED_LINES:
                 self._pending.pop(0)
                 self._dropped += 1

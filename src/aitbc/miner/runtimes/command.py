@@ -1,7 +1,8 @@
 """`command`: run the job's script with bash in the job sandbox (see `aitbc.miner.sandbox`), under the job's
 limits. Opt-in on the miner (`--allow-command`): it runs other people's code.
 
-Script protocol: a stdout line `AITBC_PROGRESS=<0-100>` reports progress; the main output goes to
+Script protocol (the README's "Command jobs"): a stdout line `AITBC_PROGRESS=<0-100> [message]` reports progress
+(kept in logs/stdout.log, not sent as a live log line); the main output goes to
 `$AITBC_RESULT_FILE` (else result.txt is the script's stdout, less the progress lines); extra files go to
 `$AITBC_ARTIFACTS_DIR`. The input is the script itself, or `{"script": …, "files": {name: text}}`; an
 uploaded input file lands in the working folder (and is the script when there is no inline one).
@@ -137,8 +138,8 @@ class CommandRuntime:
         stdout_result = (context.work_dir.parent / "stdout-result.txt").open("w", encoding="utf-8")
 
         def on_stdout(line: str) -> None:
-            context.reporter.line("stdout", line)
             match = PROGRESS_LINE.match(line)
+            context.reporter.line("stdout", line, live=match is None)  # progress drives the bar, not the log
             if match:
                 context.reporter.progress(float(match[1]), match[2].strip() or None)
             elif not stdout_result.closed:
