@@ -45,6 +45,7 @@ def test_make_run_installs_the_ai_extra_with_cpu_torch_before_serving(tmp_path: 
 
 def test_a_torch_index_can_be_named(tmp_path: Path) -> None:
     commands = planned("run", tmp_path, "TORCH_INDEX=https://download.pytorch.org/whl/cpu")
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0'" in commands[
-        position(commands, "pip install", "torch")
-    ]
+    assert (
+        "--extra-index-url https://download.pytorch.org/whl/cpu 'torch==2.13.0'"
+        in commands[position(commands, "pip install", "torch")]
+    )

@@ -8,6 +8,7 @@ import stat
 
 import pytest
 
+from aitbc.domain.job import split_stderr_tail
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -48,7 +49,10 @@ def test_the_limit_flags_of_miner_run_hold_and_the_miner_keeps_working(stack: St
     after = stack.post_job(type="command", input="ulimit -f; echo still working")
     for job_id, reason in ((bomb, "40 processes"), (filler, "8 MiB of disk")):
         job = stack.wait_status(job_id, {"completed", "failed"}, timeout=60)
-        assert (job["status"], job["error"]) == ("failed", f"the job hit its limit of {reason}"), job
+        assert (job["status"], split_stderr_tail(job["error"])[0]) == (
+            "failed",
+            f"the job hit its limit of {reason}",
+        ), job
     done = stack.wait_status(after, {"completed", "failed"}, timeout=30)
     assert done["status"] == "completed", done
     assert stack.package(after).files["result.txt"] == b"8192\nstill working\n"

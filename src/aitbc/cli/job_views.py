@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aitbc.cli.common import add_text_row, as_text, console, print_json, print_json_line, short_time, styled_status
+from aitbc.domain.job import split_stderr_tail
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.sdk.client import Client
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
@@ -70,7 +71,11 @@ def status_table(job: JobView) -> Table:
         rows.append(("Results", job.results + expiry))
     if job.error or job.failure_reason:
         reason = job.failure_reason.value if job.failure_reason else ""
-        rows.append(("Error", Text.assemble(as_text(reason, "red"), " ", job.error or "")))
+        exit_code = f" (exit code {job.exit_code})" if job.exit_code is not None else ""
+        message, stderr_tail = split_stderr_tail(job.error or "")
+        rows.append(("Error", Text.assemble(as_text(reason, "red"), exit_code, " ", message)))
+        if stderr_tail:
+            rows.append(("Stderr", as_text("\n".join(stderr_tail), "dim")))
     for name, value in rows:
         add_text_row(table, name, value)
     return table
@@ -158,7 +163,8 @@ def finish(job: JobView, as_json: bool) -> None:
             Text.assemble(
                 f"{job.job_id}: ",
                 styled_status(job.status.value),
-                f" — {job.failure_reason.value}: {job.error}" if job.failure_reason else "",
+                # the stderr lines were shown as they came; `status` shows the last of them again
+                f" — {job.failure_reason.value}: {split_stderr_tail(job.error or '')[0]}" if job.failure_reason else "",
             )
         )
     raise typer.Exit({"completed": 0, "failed": EXIT_FAILED, "canceled": EXIT_CANCELED}.get(job.status.value, 0))

@@ -49,6 +49,16 @@ class FailureReason(enum.StrEnum):
     INVALID_INPUT = "invalid_input"
 
 
+# A failed job's `error` from a miner: its message, then this line and the last lines of the job's stderr.
+STDERR_TAIL_HEADING = "last lines of stderr:"
+
+
+def split_stderr_tail(error: str) -> tuple[str, list[str]]:
+    """A failed job's `error` as (its message, the last lines of its stderr, if the miner sent them)."""
+    message, heading, tail = error.partition(f"\n{STDERR_TAIL_HEADING}\n")
+    return (message, tail.split("\n")) if heading else (error, [])
+
+
 # Reasons where the miner or the system is at fault, not the job: the client pays nothing for these.
 SYSTEM_FAULT_REASONS = frozenset(
     {FailureReason.EXPIRED, FailureReason.MINER_LOST, FailureReason.NO_MINER, FailureReason.MINER_ERROR}

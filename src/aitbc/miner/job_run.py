@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aitbc.domain.errors import AitbcError, Conflict, NotFound
-from aitbc.domain.job import LEASED_STATUSES, FailureReason, JobStatus
+from aitbc.domain.job import LEASED_STATUSES, STDERR_TAIL_HEADING, FailureReason, JobStatus
 from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.delivery import PACKAGE_FOLDER, Finish, deliver
 from aitbc.miner.identity import private_folder, write_private
@@ -44,6 +44,15 @@ class Phase(enum.StrEnum):
     RUNNING = "running"
     DELIVERING = "delivering"
     DONE = "done"
+
+
+def with_stderr_tail(message: str, tail: list[str]) -> str:
+    """A failure's message and the last lines of the job's stderr, so the job's status says what went wrong
+    (the miner's own `[aitbc] <message>` line, which only repeats it, left out)."""
+    lines = [line for line in tail if line != f"[aitbc] {message}"]
+    if not lines:
+        return message
+    return f"{message}\n{STDERR_TAIL_HEADING}\n" + "\n".join(lines)
 
 
 def input_file_name(name: str) -> str:
@@ -233,6 +242,8 @@ class JobRun:
             status, verb, failure, message = JobStatus.FAILED, "fail", result.failure.value, result.message
         else:
             status, verb, failure, message = JobStatus.COMPLETED, "complete", None, result.message
+        if status is JobStatus.FAILED:
+            message = with_stderr_tail(message, layout.stderr_tail())
         if not layout.result_file.exists():
             layout.result_file.write_text("")
         layout.write_output(self._output_document(status, failure, message, result))

@@ -29,6 +29,10 @@ from aitbc.domain.manifest import PackagePaths, sign
 from aitbc.protocol.miners import Manifest, ManifestFile
 
 log = logging.getLogger(__name__)
+# A failed job's message ends with the last lines of its stderr (`aitbc client status` shows them).
+STDERR_TAIL_LINES = 10
+STDERR_TAIL_LINE_CHARACTERS = 500
+STDERR_TAIL_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,21 @@ class PackageLayout:
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         for path in (self.stdout_log, self.stderr_log):
             path.touch()
+
+    def stderr_tail(self, lines: int = STDERR_TAIL_LINES) -> list[str]:
+        """The last `lines` lines of the job's stderr (each cut to `STDERR_TAIL_LINE_CHARACTERS`), read from the
+        end of the file, however long it grew."""
+        try:
+            with self.stderr_log.open("rb") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, size - STDERR_TAIL_BYTES))
+                text = handle.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        found = [line.rstrip("\r") for line in text.splitlines() if line.strip()]
+        if size > STDERR_TAIL_BYTES and found:
+            found = found[1:]  # the first line read may have begun before the bytes read
+        return [line[:STDERR_TAIL_LINE_CHARACTERS] for line in found[-lines:]]
 
     def write_output(self, document: dict[str, Any]) -> None:
         self.output_json.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n")
