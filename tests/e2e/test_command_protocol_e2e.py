@@ -4,6 +4,7 @@ README's table says, and the `AITBC_PROGRESS=` lines drive the progress without 
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from pathlib import Path
@@ -40,6 +41,9 @@ def test_the_readmes_example_script_runs_as_documented(stack: Stack) -> None:
     assert final["status"] == "completed" and final["progress"] == 100
     logged = [item["line"] for event in events if event["kind"] == "log" for item in event["data"]["lines"]]
     assert logged == ["step 1 of 3", "step 2 of 3", "step 3 of 3", "a line on stderr"]
+    for before, event in itertools.pairwise(events):
+        if event["kind"] == "log":  # a log event carries the job's progress as it was then
+            assert event["progress"] == before["progress"], (before, event)
     reported = [event["progress"] for event in events if event["kind"] == "progress"]
     assert reported == sorted(reported) and 10 < reported[-1] <= 100  # batched about once a second
     assert "step 2 of 3" in human.stdout and "AITBC_PROGRESS" not in human.stdout + human.stderr

@@ -19,6 +19,7 @@ from aitbc.cli.common import (
     handles_errors,
     print_json,
 )
+from aitbc.domain.money import display as money
 from aitbc.domain.money import parse_amount
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
@@ -96,7 +97,7 @@ def list_keys(
         return
     table = Table(title="API keys")
     for column in ("Key id", "Name", "Role", "Prefix", "Created", "Revoked"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "Key id")
     for key in keys:
         add_text_row(
             table,
@@ -152,7 +153,7 @@ def list_accounts(
         return
     table = Table(title="Accounts")
     for column in ("Account id", "Name", "Plan", "Created"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "Account id")
     for account in accounts:
         add_text_row(table, account.account_id, account.name, account.plan.value, account.created_at.isoformat())
     console.print(table)
@@ -209,4 +210,8 @@ def grant_credits(
     if as_json:
         print_json(found)
     else:
-        console.print(as_text(f"Granted {value} AITBC to {found.account}: available balance {found.available} AITBC."))
+        console.print(
+            as_text(
+                f"Granted {money(value)} AITBC to {found.account}: available balance {money(found.available)} AITBC."
+            )
+        )

@@ -29,6 +29,7 @@ from aitbc.cli.common import (
 from aitbc.cli.job_inputs import FIELDS, BatchJob, JobsFileError, read_jobs_file
 from aitbc.cli.result_download import fetch_results
 from aitbc.domain.errors import AitbcError
+from aitbc.domain.money import display as money
 from aitbc.protocol.batches import MAX_BATCH_JOBS, BatchResult
 from aitbc.protocol.jobs import JobView
 from aitbc.sdk.calls import SubmitOptions
@@ -122,7 +123,8 @@ def _table(result: BatchResult, jobs: list[BatchJob]) -> Table:
     table = Table(title=title)
     table.add_column("#", justify="right")
     table.add_column("Job", no_wrap=True)
-    for column in ("Status", "Type", "Model", "Est. cost", "Output"):
+    table.add_column("Status", no_wrap=True)
+    for column in ("Type", "Model", "Est. cost", "Output"):
         table.add_column(column)
     for item, job in zip(result.jobs, jobs, strict=True):
         view = item.job
@@ -133,7 +135,7 @@ def _table(result: BatchResult, jobs: list[BatchJob]) -> Table:
             styled_status(view.status.value),
             view.type,
             view.model or "-",
-            str(view.estimated_cost),
+            money(view.estimated_cost),
             str(job.output) if job.output else "-",
         )
     return table
@@ -169,7 +171,8 @@ def _wait(api: Client, job_ids: list[str], as_json: bool) -> dict[str, JobView]:
 def _ended_table(ended: dict[str, JobView]) -> Table:
     table = Table(title="How the jobs ended")
     table.add_column("Job", no_wrap=True)
-    for column in ("Status", "Results", "Cost", "Error"):
+    table.add_column("Status", no_wrap=True)
+    for column in ("Results", "Cost", "Error"):
         table.add_column(column)
     for view in ended.values():
         add_text_row(
@@ -177,7 +180,7 @@ def _ended_table(ended: dict[str, JobView]) -> Table:
             view.job_id,
             styled_status(view.status.value),
             view.results,
-            str(view.cost) if view.cost is not None else "-",
+            money(view.cost) if view.cost is not None else "-",
             view.error or "-",
         )
     return table

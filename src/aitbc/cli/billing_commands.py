@@ -24,6 +24,7 @@ from aitbc.cli.common import (
     print_json,
     short_time,
 )
+from aitbc.domain.money import display as money
 
 billing_app = typer.Typer(help="Your ledger: credits, holds, charges.", no_args_is_help=True)
 
@@ -38,8 +39,8 @@ def balance(url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOptio
         print_json(found)
         return
     console.print(Text.assemble("Account ", as_text(found.account, "bold"), f" ({found.plan} plan)"))
-    console.print(Text.assemble("  available: ", as_text(found.available, "bold green"), " AITBC"))
-    console.print(f"  held by unfinished jobs: {found.held} AITBC")
+    console.print(Text.assemble("  available: ", as_text(money(found.available), "bold green"), " AITBC"))
+    console.print(f"  held by unfinished jobs: {money(found.held)} AITBC")
 
 
 @client_app.command()
@@ -66,7 +67,7 @@ def stats(
     table.add_row("Success rate", f"{found.success_rate:.1%}" if found.success_rate is not None else "-")
     average = found.average_completion_seconds
     table.add_row("Average completion time", f"{average:.1f} s" if average is not None else "-")
-    table.add_row("Total spent", f"{found.total_spent} AITBC")
+    table.add_row("Total spent", f"{money(found.total_spent)} AITBC")
     console.print(table)
 
 
@@ -129,9 +130,10 @@ def list_entries(
         return
     table = Table(title=f"{len(entries)} ledger entries")
     for column in ("When", "Kind", "Amount (AITBC)", "Job", "Memo"):
-        table.add_column(column, justify="right" if column.startswith("Amount") else "left")
+        table.add_column(column, justify="right" if column.startswith("Amount") else "left", no_wrap=column == "Job")
     for entry in entries:
-        amount = as_text(f"+{entry.amount}", "green") if entry.amount > 0 else as_text(entry.amount, "red")
+        shown = money(entry.amount)
+        amount = as_text(f"+{shown}", "green") if entry.amount > 0 else as_text(shown, "red")
         add_text_row(
             table,
             short_time(entry.created_at.isoformat().replace("+00:00", "Z")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from pathlib import Path
 from typing import Annotated
@@ -29,6 +30,7 @@ from aitbc.cli.common import (
 from aitbc.cli.job_inputs import json_object, parse_input
 from aitbc.cli.job_views import ReconnectOption, finish, follow, show_record, status_table, when
 from aitbc.cli.result_download import fetch_results
+from aitbc.domain.errors import AitbcError
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
 
 
@@ -132,10 +134,14 @@ def status(
         if verbose:
             show_record(job, api.timeline(job_id), as_json)
             return
-    if as_json:
-        print_json(job)
-    else:
-        console.print(status_table(job))
+        if as_json:
+            print_json(job)
+            return
+        head = None
+        if job.result is not None:
+            with contextlib.suppress(AitbcError):  # deleted or expired since: the status is still worth showing
+                head = api.result_head(job_id)
+    console.print(status_table(job, head))
 
 
 @client_app.command()
@@ -175,7 +181,7 @@ def cancel(
     as_json: JsonOption = False,
 ) -> None:
     """Cancel a job: at once if queued; a running job is stopped by its miner (partial results are kept)."""
-    confirm(force, "cancel", f"Cancel job {job_id}?", "not canceled")
+    confirm(force, "cancel", f"Cancel job {job_id}?", f"not canceled: {job_id} goes on")
     with client(url, api_key) as api:
         result = api.cancel(job_id)
     if as_json:
@@ -206,7 +212,8 @@ def list_jobs(
         return
     table = Table(title=f"{len(page.jobs)} of {page.total} jobs")
     table.add_column("Job", no_wrap=True)
-    for column in ("Status", "Progress", "Type", "Model", "Created", "Miner"):
+    table.add_column("Status", no_wrap=True)
+    for column in ("Progress", "Type", "Model", "Created", "Miner"):
         table.add_column(column)
     for job in page.jobs:
         add_text_row(

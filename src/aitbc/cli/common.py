@@ -10,6 +10,7 @@ from typing import Annotated, Any, NoReturn, ParamSpec, TypeVar
 
 import typer
 from pydantic import BaseModel
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -36,8 +37,17 @@ def as_text(value: object, style: str = "") -> Text:
 
 
 def add_text_row(table: Table, *cells: str | Text) -> None:
-    """A table row whose plain strings are shown as they are (Rich parses a string cell as markup)."""
-    table.add_row(*(cell if isinstance(cell, Text) else as_text(cell) for cell in cells))
+    """A table row whose plain strings are shown as they are (Rich parses a string cell as markup). However
+    narrow the terminal, nothing is cut off with an ellipsis: a `no_wrap` column (an id, a status) keeps the
+    width of its longest cell, and the other columns fold their text onto more lines."""
+    texts = [cell if isinstance(cell, Text) else as_text(cell) for cell in cells]
+    for column, text in zip(table.columns, texts, strict=False):
+        if column.no_wrap:
+            widest = max(cell_len(line) for line in text.plain.split("\n"))
+            column.min_width = max(column.min_width or 0, widest)
+        else:
+            column.overflow = "fold"
+    table.add_row(*texts)
 
 
 # `watch` (and `submit --output`): the coordinator could not be reached again within --reconnect-timeout; the
@@ -57,13 +67,15 @@ def notice(message: str) -> None:
 
 
 def confirm(force: bool, verb: str, question: str, declined: str) -> None:
-    """Ask before something that cannot be undone; without a terminal to ask on, refuse unless --force."""
+    """Ask before something that cannot be undone; without a terminal to ask on, refuse unless --force. A "no"
+    is an answer, not an error: the command says so and exits 0."""
     if force:
         return
     if not sys.stdin.isatty():
         fail(f"refusing to {verb} without confirmation: no terminal to ask on. Pass --force to {verb}.", 2)
     if not typer.confirm(question):
-        fail(declined, 1)
+        console.print(as_text(declined))  # the user's answer, not an error
+        raise typer.Exit(0)
 
 
 def handles_errors(command: Callable[P, R]) -> Callable[P, R]:

@@ -14,10 +14,13 @@ from rich.text import Text
 
 from aitbc.cli.common import add_text_row, as_text, console, print_json, print_json_line, short_time, styled_status
 from aitbc.domain.job import split_stderr_tail
+from aitbc.domain.money import display as money
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.sdk.client import Client
+from aitbc.sdk.downloads import ResultHead
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
 
+PREVIEW_LINES = 10
 EXIT_FAILED = 1
 EXIT_CANCELED = 2
 ReconnectOption = Annotated[
@@ -44,9 +47,34 @@ def _presets(job: JobView) -> list[tuple[str, str]]:
     return [(kind, name) for kind, name in named if name]
 
 
-def status_table(job: JobView) -> Table:
+def _text(head: ResultHead) -> str | None:
+    """The bytes as UTF-8 text (a character cut at the end of a partial read dropped), or None if binary."""
+    for cut in range(0 if head.complete else 4):
+        try:
+            return head.data[: len(head.data) - cut].decode()
+        except UnicodeDecodeError:
+            continue
+    try:
+        return head.data.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def result_preview(head: ResultHead) -> Text:
+    """The start of result.txt, at most `PREVIEW_LINES` lines; a binary one is only measured."""
+    text = _text(head)
+    if text is None:
+        return as_text(f"{head.size} bytes of binary data: aitbc client download", "dim")
+    lines = text.splitlines()
+    shown = "\n".join(lines[:PREVIEW_LINES])
+    if not head.complete or len(lines) > PREVIEW_LINES:
+        return Text.assemble(as_text(shown), as_text(f"\n… ({head.size} bytes in all: aitbc client download)", "dim"))
+    return as_text(shown) if shown else as_text("(empty)", "dim")
+
+
+def status_table(job: JobView, head: ResultHead | None = None) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column()
     rows: list[tuple[str, str | Text]] = [
         ("Job", job.job_id),
@@ -57,15 +85,17 @@ def status_table(job: JobView) -> Table:
         ("Miner", job.miner_id or "-"),
         ("Created", when(job.created_at)),
         ("Started", when(job.started_at)),
-        ("ETA", when(job.estimated_completion)),
-        ("Completed", when(job.completed_at)),
     ]
+    if job.status.is_terminal:
+        rows.append(("Ended" if job.status.value != "completed" else "Completed", when(job.completed_at)))
+    else:
+        rows.append(("ETA", when(job.estimated_completion)))
     if job.waiting_for:
         rows.append(("Waiting for", as_text(job.waiting_for, "yellow")))
     if job.cost is not None:
-        rows.append(("Cost", f"{job.cost} AITBC ({job.billed_seconds} s)"))
+        rows.append(("Cost", f"{money(job.cost)} AITBC ({job.billed_seconds} s)"))
     else:
-        rows.append(("Estimate", f"{job.estimated_cost} AITBC (at most {job.max_cost})"))
+        rows.append(("Estimate", f"{money(job.estimated_cost)} AITBC (at most {money(job.max_cost)})"))
     if job.results != "none":
         expiry = f", until {when(job.results_expire_at)}" if job.results_expire_at else ""
         rows.append(("Results", job.results + expiry))
@@ -76,6 +106,8 @@ def status_table(job: JobView) -> Table:
         rows.append(("Error", Text.assemble(as_text(reason, "red"), exit_code, " ", message)))
         if stderr_tail:
             rows.append(("Stderr", as_text("\n".join(stderr_tail), "dim")))
+    if head is not None:
+        rows.append(("Result", result_preview(head)))
     for name, value in rows:
         add_text_row(table, name, value)
     return table
@@ -88,7 +120,7 @@ def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None
         return
     console.print(status_table(job))
     details = Table(show_header=False, box=None, pad_edge=False)
-    details.add_column(style="bold")
+    details.add_column(style="bold", no_wrap=True)
     details.add_column()
     add_text_row(details, "Requirements", json.dumps(job.requirements.model_dump(exclude_none=True)))
     add_text_row(details, "Timeout", f"{job.timeout_seconds} s")
@@ -100,10 +132,10 @@ def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None
     add_text_row(
         details,
         "Estimated",
-        f"{job.estimated_cost} AITBC for ~{job.estimated_time_seconds} s (held {job.max_cost} AITBC)",
+        f"{money(job.estimated_cost)} AITBC for ~{job.estimated_time_seconds} s (held {money(job.max_cost)} AITBC)",
     )
     if job.cost is not None:
-        add_text_row(details, "Charged", f"{job.cost} AITBC for {job.billed_seconds} s")
+        add_text_row(details, "Charged", f"{money(job.cost)} AITBC for {job.billed_seconds} s")
     if job.retry_of:
         add_text_row(details, "Retry of", job.retry_of)
     if job.template or job.workflow:
@@ -111,7 +143,7 @@ def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None
     console.print(details)
     timeline = Table(title="Timeline")
     for column in ("When", "Status", "Move", "Miner"):
-        timeline.add_column(column)
+        timeline.add_column(column, no_wrap=column == "Status")
     for event in events:
         add_text_row(
             timeline,

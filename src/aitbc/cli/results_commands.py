@@ -184,7 +184,7 @@ def _list_shares(api: Client, job_id: str, as_json: bool) -> None:
         return
     table = Table(title=f"Share links of {job_id}")
     for column in ("Share", "State", "Created", "Expires", "Downloads", "Last download"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("Share", "State"))
     style = {"active": "green", "expired": "dim", "revoked": "red"}
     for item in listed.shares:
         add_text_row(

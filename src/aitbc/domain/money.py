@@ -40,4 +40,4 @@ def parse_amount(text: str) -> Decimal:
 def display(amount: Decimal) -> str:
     """`0.000055556`, `12.5`: no exponent, no trailing zeros beyond what is needed."""
     text = format(amount.quantize(UNIT), "f").rstrip("0").rstrip(".")
-    return text or "0"
+    return "0" if text in ("", "-0") else text

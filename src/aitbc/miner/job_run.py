@@ -246,7 +246,10 @@ class JobRun:
             message = with_stderr_tail(message, layout.stderr_tail())
         if not layout.result_file.exists():
             layout.result_file.write_text("")
-        layout.write_output(self._output_document(status, failure, message, result))
+        # output.json says what the status object will: a canceled job has no failure reason (the `fail` that
+        # confirms a cancel names one only because the verb needs it).
+        shown_failure = None if status is JobStatus.CANCELED else failure
+        layout.write_output(self._output_document(status, shown_failure, message, result))
         return Finish(
             job_id=self.job_id,
             lease_id=self.lease_id,

@@ -87,6 +87,22 @@ class SubmitJobRequest(Strict):
     )
 
 
+class ResultLinks(BaseModel):
+    """Where a completed job's result is: its main output, the package's listing and the whole package."""
+
+    result_file: str = Field(description="GET: result.txt, the job's main output (Range honoured)")
+    package: str = Field(description="GET: the package's files, sizes and sha256s")
+    download: str = Field(description="GET: the whole package as a zip, streamed")
+
+
+def result_links(job_id: str) -> ResultLinks:
+    return ResultLinks(
+        result_file=f"/v1/jobs/{job_id}/files/result.txt",
+        package=f"/v1/jobs/{job_id}/results",
+        download=f"/v1/jobs/{job_id}/download",
+    )
+
+
 class JobView(BaseModel):
     """The status object: the seed's fields and the rest of what a client needs to follow a job."""
 
@@ -113,7 +129,7 @@ class JobView(BaseModel):
     exit_code: int | None = None
     results: str
     results_expire_at: Time | None = None
-    result: Any = None
+    result: ResultLinks | None = Field(default=None, description="a completed job's result, while it is kept")
     waiting_for: str | None = None
     retry_of: str | None = None
     template: str | None = Field(default=None, description="the template the job's settings came from")

@@ -29,7 +29,18 @@ from aitbc.sdk import billing_calls, calls
 from aitbc.sdk.async_methods import AsyncClientMethods
 from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
-from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
+from aitbc.sdk.downloads import (
+    DOWNLOAD_ATTEMPTS,
+    DOWNLOAD_CHUNK,
+    RESULT_HEAD_BYTES,
+    Downloaded,
+    Progress,
+    ResultHead,
+    Transfer,
+    file_path,
+    head_range,
+    result_head,
+)
 from aitbc.sdk.errors import ConnectionFailed, raise_for_status
 from aitbc.sdk.rate_limits import RateLimitRetries, rate_limit_notice
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS, Notices, Resumption
@@ -227,6 +238,11 @@ class AsyncClient(AsyncClientMethods, ClientBase):
                 yield chunk
 
     # -- downloads ----------------------------------------------------------------------------------
+
+    async def result_head(self, job_id: str, max_bytes: int = RESULT_HEAD_BYTES) -> ResultHead:
+        """As `Client.result_head`: the start of result.txt, and its whole size."""
+        async with self._stream(file_path(job_id, "result.txt"), headers=head_range(max_bytes)) as response:
+            return result_head(response, await response.aread())
 
     async def iter_bytes(self, path: str) -> AsyncIterator[bytes]:
         async with self._stream(path) as response:

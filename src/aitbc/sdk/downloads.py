@@ -54,6 +54,31 @@ def range_headers(offset: int, etag: str | None) -> dict[str, str]:
     return {"Range": f"bytes={offset}-", **({"If-Range": etag} if etag else {})}
 
 
+RESULT_HEAD_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class ResultHead:
+    """The start of a job's result.txt: `data` (at most what was asked), and the file's whole `size`."""
+
+    data: bytes
+    size: int
+
+    @property
+    def complete(self) -> bool:
+        return len(self.data) >= self.size
+
+
+def head_range(max_bytes: int) -> dict[str, str]:
+    return {"Range": f"bytes=0-{max_bytes - 1}"}
+
+
+def result_head(response: httpx.Response, data: bytes) -> ResultHead:
+    """A 206 names the whole size in Content-Range; a 200 (an empty file, say) is the whole file."""
+    total = response.headers.get("content-range", "").rpartition("/")[2]
+    return ResultHead(data=data, size=int(total) if total.isdigit() else len(data))
+
+
 def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 

@@ -33,7 +33,18 @@ from aitbc.protocol.jobs import (
 from aitbc.sdk import billing_calls, calls
 from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
-from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
+from aitbc.sdk.downloads import (
+    DOWNLOAD_ATTEMPTS,
+    DOWNLOAD_CHUNK,
+    RESULT_HEAD_BYTES,
+    Downloaded,
+    Progress,
+    ResultHead,
+    Transfer,
+    file_path,
+    head_range,
+    result_head,
+)
 from aitbc.sdk.errors import ConnectionFailed, raise_for_status
 from aitbc.sdk.rate_limits import RateLimitRetries, rate_limit_notice
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS, Notices, Resumption
@@ -232,6 +243,11 @@ class Client(ClientMethods, ClientBase):
             yield from response.iter_bytes()
 
     # -- downloads ----------------------------------------------------------------------------------
+
+    def result_head(self, job_id: str, max_bytes: int = RESULT_HEAD_BYTES) -> ResultHead:
+        """The first `max_bytes` of a completed job's result.txt (one request, a Range), and its whole size."""
+        with self._stream(file_path(job_id, "result.txt"), headers=head_range(max_bytes)) as response:
+            return result_head(response, response.read())
 
     def iter_bytes(self, path: str) -> Iterator[bytes]:
         """The body of GET `path` as it arrives (a file of a package: `file_path(job_id, path)`)."""

@@ -7,7 +7,10 @@ from datetime import datetime
 
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import Job, JobSpec, JobStatus
-from aitbc.protocol.jobs import EventMessage, JobRequirements, JobView
+from aitbc.domain.package import ResultsState
+from aitbc.protocol.jobs import EventMessage, JobRequirements, JobView, result_links
+
+AVAILABLE = ResultsState.AVAILABLE.value
 
 
 def requirements_view(spec: JobSpec) -> JobRequirements:
@@ -45,6 +48,7 @@ def job_view(job: Job, waiting_for: str | None = None, results_expire_at: dateti
         exit_code=job.exit_code,
         results=job.results_state,
         results_expire_at=results_expire_at,
+        result=result_links(job.id) if job.status is JobStatus.COMPLETED and job.results_state == AVAILABLE else None,
         waiting_for=waiting_for,
         retry_of=job.retry_of,
         template=spec.template,
