@@ -178,7 +178,8 @@ def follow(api: Client, job_id: str, as_json: bool, reconnect_seconds: float = D
                 progress.update(task, completed=event.progress, status=event.status.value, message=message)
                 if event.kind == "log" and not as_json:
                     for line in event.data.get("lines", []):
-                        progress.console.print(as_text(line.get("line", ""), "dim"), highlight=False)
+                        style = "red" if line.get("stream") == "stderr" else "dim"
+                        progress.console.print(as_text(line.get("line", ""), style), highlight=False)
                 if event.status.is_terminal:
                     break
         job = api.get(job_id)

@@ -9,6 +9,7 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     batch_commands,  # noqa: F401
     billing_commands,
     client_commands,  # noqa: F401
+    log_commands,  # noqa: F401
     miner_command,
     results_commands,  # noqa: F401
     template_commands,  # noqa: F401

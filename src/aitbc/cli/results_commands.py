@@ -1,12 +1,10 @@
-"""`aitbc client download / logs / share / delete`: fetching and managing a job's results.
+"""`aitbc client download / share / delete`: fetching and managing a job's results.
 
 These register on the `client` app; importing this module (as `cli.main` does) is what adds them.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +31,6 @@ from aitbc.domain.clock import isoformat_z
 from aitbc.domain.durations import describe_duration, parse_duration
 from aitbc.domain.package import CHECKSUM_FILE
 from aitbc.sdk.client import Client
-from aitbc.sdk.downloads import file_path
 
 
 @client_app.command()
@@ -67,62 +64,6 @@ def download(
         fail("--per-file fetches a folder: leave out --format zip")
     with client(url, api_key) as api:
         fetch_results(api, job_id, output, format, checksum, as_json, per_file)
-
-
-def _echo_line(stream: str, line: str, as_json: bool, seq: int | None = None) -> None:
-    if as_json:
-        typer.echo(json.dumps({"seq": seq, "stream": stream, "line": line}, ensure_ascii=False))
-    else:
-        typer.echo(line, err=stream == "stderr")
-
-
-@client_app.command()
-@handles_errors
-def logs(
-    job_id: JobIdOption,
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines until the job ends.")] = False,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Print a job's logs: live lines while it runs (with --follow, until it ends), then the package's logs."""
-    with client(url, api_key) as api:
-        job = api.get(job_id)
-        if job.status.is_terminal and job.results == "available":
-            paths = {f.path for f in api.results(job_id).files}
-            packaged = [name for name in ("stdout", "stderr") if f"logs/{name}.log" in paths]
-            if packaged:
-                for name in packaged:
-                    for line in _lines(api.iter_bytes(file_path(job_id, f"logs/{name}.log"))):
-                        _echo_line(name, line, as_json)
-                return
-        sent = api.logs(job_id)
-        for item in sent.lines:
-            _echo_line(item.stream, item.line, as_json, item.seq)
-        while sent.more:
-            sent = api.logs(job_id, after=sent.last_seq)
-            for item in sent.lines:
-                _echo_line(item.stream, item.line, as_json, item.seq)
-        if not follow or sent.status.is_terminal:
-            return
-        for event in api.events(job_id=job_id, since=sent.last_seq):
-            if event.kind == "log":
-                for item in event.data.get("lines", []):
-                    _echo_line(str(item.get("stream", "stdout")), str(item.get("line", "")), as_json, event.seq)
-            elif event.kind == "status" and event.status.is_terminal:
-                break
-
-
-def _lines(chunks: Iterator[bytes]) -> Iterator[str]:
-    """Text lines of a byte stream, without holding more than one line."""
-    pending = b""
-    for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.decode(errors="replace")
-    if pending:
-        yield pending.decode(errors="replace")
 
 
 # -- share and delete ------------------------------------------------------------------------------------

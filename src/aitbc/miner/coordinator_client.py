@@ -184,7 +184,7 @@ class CoordinatorClient:
         )
 
     async def logs(self, job_id: str, lease_id: str, lines: list[LogLine]) -> JobDirective:
-        body = {"lease_id": lease_id, "lines": [line.model_dump() for line in lines]}
+        body = {"lease_id": lease_id, "lines": [line.model_dump(mode="json", exclude_none=True) for line in lines]}
         return await self._model(JobDirective, "POST", self._job_path(job_id, "logs"), retry=False, json=body)
 
     async def download_input(self, job_id: str, lease_id: str, target: Path, expected_sha256: str) -> None:

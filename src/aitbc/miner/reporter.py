@@ -80,7 +80,8 @@ class JobReporter:
             if len(self._pending) >= MAX_BUFFERED_LINES:
                 self._pending.pop(0)
                 self._dropped += 1
-            self._pending.append(LogLine(stream=stream, line=sendable(text[:MAX_LINE_CHARACTERS])))
+            line = LogLine(stream=stream, line=sendable(text[:MAX_LINE_CHARACTERS]), at=datetime.now(UTC))
+            self._pending.append(line)
 
     def progress(self, percent: float, message: str | None = None) -> None:
         with self._lock:
@@ -111,7 +112,8 @@ class JobReporter:
             dropped, self._dropped = self._dropped, 0
             progress = (self._progress, self._message)
         if dropped:
-            lines.insert(0, LogLine(stream="stderr", line=f"[aitbc] {dropped} log lines dropped while unreachable"))
+            gap = f"[aitbc] {dropped} log lines dropped while unreachable"
+            lines.insert(0, LogLine(stream="stderr", line=gap, at=lines[0].at if lines else None))
         try:
             while lines:
                 directive = await self._client.logs(self._job_id, self._lease_id, lines[:MAX_BATCH_LINES])

@@ -137,6 +137,7 @@ class JobDirective(BaseModel):
 class LogLine(Strict):
     stream: Literal["stdout", "stderr"] = "stdout"
     line: str = Field(max_length=16384)
+    at: Moment | None = Field(default=None, description="when the job printed it (else: when it arrived)")
 
 
 class LogsRequest(LeaseRequest):

@@ -3,12 +3,23 @@ once the job has finished its package's logs/stdout.log and logs/stderr.log hold
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from aitbc.domain.accounts import Principal
 from aitbc.protocol.results import LogLineView, LogsView
 from aitbc.services.jobs import JobService
 from aitbc.storage.interfaces import JobEventLog
 
 PAGE_LINES = 5000
+
+
+def _printed_at(item: dict[str, Any], arrived: datetime) -> datetime:
+    """When the job printed the line, as its miner stamped it; else when the line reached the coordinator."""
+    try:
+        return datetime.fromisoformat(str(item["at"])) if item.get("at") else arrived
+    except ValueError:
+        return arrived
 
 
 class LogService:
@@ -28,7 +39,10 @@ class LogService:
                 return LogsView(job_id=job.id, status=job.status, lines=lines, last_seq=last_seq, more=True)
             lines.extend(
                 LogLineView(
-                    seq=event.seq, at=event.at, stream=str(item.get("stream", "stdout")), line=str(item["line"])
+                    seq=event.seq,
+                    at=_printed_at(item, event.at),
+                    stream=str(item.get("stream", "stdout")),
+                    line=str(item["line"]),
                 )
                 for item in event.data.get("lines", [])
                 if isinstance(item, dict) and "line" in item

@@ -84,7 +84,8 @@ class RunService:
     async def logs(self, principal: Principal, miner_id: str, job_id: str, request: LogsRequest) -> JobDirective:
         job = await self._guard.held_job(principal, miner_id, job_id, request.lease_id)
         if request.lines:
-            lines = [line.model_dump() for line in request.lines]
+            # each line with its stream and, from a miner that stamps them, when the job printed it
+            lines = [line.model_dump(mode="json", exclude_none=True) for line in request.lines]
             event = await self._events.append_event(job, "log", self._clock.now(), {"lines": lines})
             self._hub.publish(event)
         return directive(job)
