@@ -32,7 +32,12 @@ from aitbc.cli.result_download import fetch_results
 @client_app.command()
 @handles_errors
 def submit(
-    input: Annotated[str | None, typer.Option("--input", help="A file path, text, or JSON.")] = None,
+    input: Annotated[
+        str | None, typer.Option("--input", help="A file path, text, or JSON (a path must exist; URLs are refused).")
+    ] = None,
+    input_text: Annotated[
+        str | None, typer.Option("--input-text", help="Text sent as it is, even if it looks like a path or URL.")
+    ] = None,
     type: Annotated[
         str | None,
         typer.Option("--type", help="Job type (runtime): command, embedding, text-generation, reencode."),
@@ -72,7 +77,9 @@ def submit(
 
     With --template or --workflow, the coordinator takes what the flags leave out from them."""
     params = json_object(workflow_config, "--workflow-config") if workflow_config else {}
-    inline, file_path = parse_input(input) if input is not None else (None, None)
+    if input is not None and input_text is not None:
+        raise ValueError("give --input or --input-text, not both")
+    inline, file_path = parse_input(input) if input is not None else (input_text, None)
     requirements = {"gpu_type": gpu, "gpu_count": gpu_count, "min_vram_gb": min_vram}
     with client(url, api_key) as api:
         file_id = api.upload_file(file_path).file_id if file_path else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -56,6 +57,13 @@ SYSTEM_FAULT_REASONS = frozenset(
 
 DEFAULT_TIMEOUT_SECONDS = 3600
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def is_url(text: str) -> bool:
+    """A job input that is a URL and nothing else: no miner fetches inputs from the network, so such an input
+    is refused rather than handed to a job as text it would run on and be billed for."""
+    return _URL.fullmatch(text.strip()) is not None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from aitbc.domain.clock import Clock
 from aitbc.domain.errors import AitbcError, Conflict, InvalidInput, NotFound, PayloadTooLarge, at_item
 from aitbc.domain.events import JobEvent
 from aitbc.domain.identifiers import looks_like_id, new_job_id
-from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements
+from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements, is_url
 from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.money import from_units, to_units
 from aitbc.domain.moves import CancelPending, RequestCancel
@@ -187,6 +187,11 @@ class JobService:
                 "upload it as a file (POST /v1/files) and pass input_file_id"
             )
         input_value = request.input
+        if isinstance(input_value, str) and is_url(input_value):
+            raise InvalidInput(
+                "input is a URL: miners do not fetch inputs from the network. Upload the file (POST /v1/files) and "
+                "pass its input_file_id, or send the text you mean"
+            )
         file_id = request.input_file_id
         if file_id is None and isinstance(input_value, str) and looks_like_id(input_value, "file"):
             file_id, input_value = input_value, None
