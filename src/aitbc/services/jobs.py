@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Literal
 
 from aitbc.blobs.interface import BlobStore
@@ -21,9 +22,10 @@ from aitbc.domain.money import from_units, to_units
 from aitbc.domain.moves import CancelPending, RequestCancel
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.jobs import SubmitJobRequest
-from aitbc.services.billing import BillingService
+from aitbc.services.billing import BillingService, Quote
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
+from aitbc.services.pinning import pinned_waiting_for, resolve_pin
 from aitbc.services.run_estimates import RunEstimates
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import (
@@ -60,6 +62,14 @@ class Cancellation:
 
 def _request_hash(request: SubmitJobRequest) -> str:
     return hashlib.sha256(json.dumps(request.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+def requested_type(request: SubmitJobRequest) -> str:
+    """The job's type (runtime): as given, or text generation for a job that names only a model."""
+    job_type = request.type or ("text-generation" if request.model else None)
+    if job_type is None:
+        raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
+    return job_type
 
 
 class JobService:
@@ -146,9 +156,7 @@ class JobService:
         """The row a submit inserts and what it holds, after the checks that need no write."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
-        job_type = request.type or ("text-generation" if request.model else None)
-        if job_type is None:
-            raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
+        job_type = requested_type(request)
         inline_size = len(json.dumps(request.input).encode()) if request.input is not None else 0
         if inline_size > self._settings.max_inline_input_bytes:
             raise PayloadTooLarge(
@@ -178,10 +186,9 @@ class JobService:
             priority=request.priority,
             timeout_seconds=request.timeout_seconds,
         )
-        quote = self._billing.quote(spec)
-        typical = await self.estimates.typical_seconds(job_type, request.model)
-        estimated_seconds = min(request.timeout_seconds, max(1, round(typical))) if typical else request.timeout_seconds
-        estimated_cost = min(quote.max_cost, from_units(to_units(quote.rate_per_second * estimated_seconds)))
+        if request.requirements.miner_id is not None:  # `--agent-id`: looked up only when a job names one
+            spec = await self.pin(spec, request.requirements.miner_id)
+        quote, estimated_seconds, estimated_cost = await self.estimate(spec)
         return NewJob(
             id=new_job_id(),
             account_id=principal.account.id,
@@ -198,6 +205,19 @@ class JobService:
             hold_units=to_units(quote.max_cost),
         )
 
+    async def estimate(self, spec: JobSpec) -> tuple[Quote, int, Decimal]:
+        """What the job holds and its rate (`quote`), how long it should run (the typical run of its type and
+        model, within its timeout) and what that would cost."""
+        quote = self._billing.quote(spec)
+        typical = await self.estimates.typical_seconds(spec.type, spec.model)
+        seconds = min(spec.timeout_seconds, max(1, round(typical))) if typical else spec.timeout_seconds
+        return quote, seconds, min(quote.max_cost, from_units(to_units(quote.rate_per_second * seconds)))
+
+    async def pin(self, spec: JobSpec, reference: str) -> JobSpec:
+        """`spec` pinned to the miner `reference` names (see `services/pinning.py` for what is refused)."""
+        miner = await resolve_pin(self._miners, reference, spec, self.miners_since(), self._clock.now())
+        return replace(spec, requirements=replace(spec.requirements, miner_id=miner.id))
+
     async def get(self, principal: Principal, job_id: str) -> Job:
         job = await self._reads.get_job(job_id) if looks_like_id(job_id, "job") else None
         if job is None or (principal.role is not Role.ADMIN and job.account_id != principal.account.id):
@@ -210,6 +230,8 @@ class JobService:
         if job.status is not JobStatus.PENDING:
             return None
         miners = self._miners.live(self.miners_since())
+        if job.spec.requirements.miner_id is not None:
+            return pinned_waiting_for(job, miners)
         if not miners:
             return "no miner is connected"
         reasons: list[str] = []

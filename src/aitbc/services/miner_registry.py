@@ -19,11 +19,13 @@ from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict
 from aitbc.domain.identifiers import new_miner_id
-from aitbc.domain.job import Job, JobStatus
+from aitbc.domain.job import FailureReason, Job, JobStatus
 from aitbc.domain.manifest import load_public_key
-from aitbc.domain.matching import Capabilities, Gpu
+from aitbc.domain.matching import Capabilities, Gpu, unmet_requirements
+from aitbc.domain.moves import Expire
 from aitbc.protocol.miners import LeaseState, RegisterRequest, RegisterResponse
 from aitbc.services.leases import HELD_STATUSES, LeaseGuard
+from aitbc.services.lifecycle import Lifecycle
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobLifecycleStore, MinerStore
 from aitbc.streaming.hub import EventHub
@@ -35,6 +37,7 @@ RELAY_EVERY_SECONDS = 10.0  # how often a miner's liveness is told to the other 
 # name in use and the admin listing, all of which look at windows of minutes. A write per poll cost a
 # transaction (and, on SQLite, a place in the one writer's queue) on every claim.
 STORE_EVERY_SECONDS = 5.0
+PINNED_BATCH = 500  # pinned jobs a registration looks at
 
 
 class LiveMiners:
@@ -123,8 +126,11 @@ class LiveMiners:
         max_concurrency: int,
         public_key: str,
         now: datetime,
+        region: str | None = None,
     ) -> Miner:
-        miner = await self._store.register(miner_id, account_id, name, capabilities, max_concurrency, public_key, now)
+        miner = await self._store.register(
+            miner_id, account_id, name, capabilities, max_concurrency, public_key, now, region
+        )
         self._seen[miner.id] = miner  # capabilities may have changed: the new row wins whole
         self._relay(miner, force=True)
         return miner
@@ -137,6 +143,9 @@ class LiveMiners:
 
     async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None:
         return await self._store.get_miner_by_name(account_id, name)
+
+    async def miners_named(self, name: str) -> list[Miner]:
+        return await self._store.miners_named(name)
 
     async def touch(self, miner_id: str, now: datetime) -> None:
         """The miner was heard from: at once in the view, in the database at most every
@@ -171,6 +180,7 @@ def _record(miner: Miner) -> dict[str, Any]:
         "public_key": miner.public_key,
         "registered_at": miner.registered_at.isoformat(),
         "last_seen_at": miner.last_seen_at.isoformat(),
+        "region": miner.region,
     }
 
 
@@ -188,6 +198,7 @@ def _miner(record: Mapping[str, Any]) -> Miner:
         public_key=str(record["public_key"]),
         registered_at=datetime.fromisoformat(str(record["registered_at"])),
         last_seen_at=datetime.fromisoformat(str(record["last_seen_at"])),
+        region=str(record["region"]) if record.get("region") is not None else None,
     )
 
 
@@ -200,8 +211,10 @@ class MinerRegistry:
         hub: EventHub,
         clock: Clock,
         settings: Settings,
+        lifecycle: Lifecycle,
     ) -> None:
         self._jobs = jobs
+        self._lifecycle = lifecycle
         self._miners = miners
         self._guard = guard
         self._hub = hub
@@ -235,13 +248,26 @@ class MinerRegistry:
             request.max_concurrency,
             request.public_key,
             now,
+            request.region,
         )
+        await self._fail_pinned_it_cannot_run(miner, now)
         await self._hub.work_available()
         return RegisterResponse(
             miner_id=miner.id,
             lease_seconds=self._settings.lease_seconds,
             heartbeat_seconds=max(1, self._settings.lease_seconds // 4),
         )
+
+    async def _fail_pinned_it_cannot_run(self, miner: Miner, now: datetime) -> None:
+        """A miner that registers again without a runtime, model or GPU its pinned jobs need would leave them
+        waiting for nothing: they fail `no_miner` now (one query on the pinned-jobs index, usually empty)."""
+        for job in await self._jobs.pinned_pending(miner.id, PINNED_BATCH):
+            unmet = unmet_requirements(job.spec, miner.capabilities)
+            if unmet:
+                error = f"its miner {miner.name!r} ({miner.id}) registered again and cannot run it: {'; '.join(unmet)}"
+                await self._lifecycle.move(
+                    job, Expire(completed_at=now, failure_reason=FailureReason.NO_MINER, error=error), now
+                )
 
     async def heartbeat(
         self, principal: Principal, miner_id: str, lease_ids: list[str], wait_seconds: float = 0
