@@ -126,6 +126,13 @@ def choose_gpu(api: Client, yes: bool, **job: Any) -> str:
             "`aitbc marketplace gpu list` shows what is on offer"
         )
     show_quote(quote)
-    if not yes and sys.stdin.isatty() and not typer.confirm("Submit at this price?", default=True, err=True):
+    if not yes and sys.stdin.isatty() and not _agreed("Submit at this price? [Y/n] "):
         fail("not submitted", 1)
     return quote.best.gpu_type
+
+
+def _agreed(question: str) -> bool:
+    """Ask on stderr and read the answer from the terminal: stdout carries only the job id (a prompt there would
+    end up in `JOB=$(aitbc client submit …)`)."""
+    errors.print(question, end="", highlight=False)
+    return sys.stdin.readline().strip().lower() in ("", "y", "yes")
