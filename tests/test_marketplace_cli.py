@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from aitbc import AsyncClient, Client
 from aitbc.cli.main import app
 from aitbc.domain.plans import Role
 from aitbc.settings import Settings
@@ -218,3 +220,18 @@ def test_on_a_terminal_the_quote_is_confirmed_first(market: Market) -> None:
     code, yes_out, shown = on_terminal(*submit, "--yes", typed=b"")
     assert code == 0 and b"Submit at this price?" not in shown and b"at 0.04 AITBC/h" in shown, shown
     assert sorted(job["job_id"] for job in market.jobs()) == sorted([out.decode().strip(), yes_out.decode().strip()])
+
+
+async def test_the_sdk_lists_the_gpus_and_quotes_a_job(market: Market) -> None:
+    async with AsyncClient() as api:
+        listing = await api.marketplace_gpus(model="gpt2", region="US-West")
+        assert sorted(offer.name for offer in listing.offers) == ["agent_456", "west-a100"]
+        quote = await api.quote(model="gpt2", requirements={"gpu_type": "a100"}, priority="high")
+        assert quote.best is not None and quote.best.gpu_type == "a100"
+        assert quote.best.price_per_hour == Decimal("0.15")
+        nothing = await api.quote(model="mistral")
+        assert nothing.best is None and nothing.reason is not None and "model 'mistral' not served" in nothing.reason
+    with Client() as blocking:
+        assert [offer.name for offer in blocking.marketplace_gpus(gpu_type="rtx3090").offers] == ["east-3090"]
+        assert blocking.quote(model="llama").best is not None
+    assert market.jobs() == []
