@@ -41,7 +41,7 @@ async def test_0011_sums_the_history_and_its_downgrade_drops_the_totals(
         with engine.connect() as connection:
             assert "job_stats_daily" not in connection.dialect.get_table_names(connection)
         with engine.begin() as connection:  # written while no trigger kept the totals
-            some = connection.execute(sa.select(jobs).limit(1)).one()._asdict()
+            some = connection.execute(sa.select(jobs.c.id).limit(1)).one()._asdict()
             connection.execute(sa.update(jobs).where(jobs.c.id == some["id"]).values(cost_units=12))
         _migrate_to(engine, "head")
         with engine.connect() as connection:

@@ -171,8 +171,8 @@ async def test_a_quote_is_the_cheapest_gpu_on_offer_then_the_shortest_queue(api:
     cheapest = await quote()
     assert [(o["gpu_type"], o["price_per_hour"], o["miners"]) for o in cheapest["options"]] == [
         ("rtx4090", "0.04", 1),
-        ("a100", "0.1", 1),
-        ("h100", "0.1", 1),  # an unpriced GPU costs as much as the dearest
+        ("a100", "0.10", 1),
+        ("h100", "0.10", 1),  # an unpriced GPU costs as much as the dearest
     ]
     best = cheapest["best"]
     assert best == cheapest["options"][0] and best["max_cost"] == "0.040000000" and best["gpus_free"] == 1

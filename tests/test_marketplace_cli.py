@@ -151,7 +151,7 @@ def test_use_marketplace_picks_the_cheapest_gpu_on_offer(market: Market) -> None
     code, out, err = aitbc("client", "submit", "--model", "gpt2", "--input", "data.txt", "--use-marketplace", "--json")
     assert code == 0, err
     assert json.loads(out)["requirements"]["gpu_type"] == "rtx4090"  # 0.04 beats the A100's 0.10
-    assert "also on offer: a100 0.1/h" in err
+    assert "also on offer: a100 0.10/h" in err
 
 
 def test_nothing_on_offer_submits_nothing(market: Market) -> None:

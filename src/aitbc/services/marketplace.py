@@ -9,6 +9,7 @@ come from the coordinator's price table, as billing charges them.
 from __future__ import annotations
 
 from dataclasses import replace
+from decimal import Decimal
 
 from aitbc.domain.accounts import Miner
 from aitbc.domain.job import JobSpec, Requirements
@@ -22,6 +23,13 @@ from aitbc.storage.interfaces import Demand, Load, MarketStore
 
 QUEUE_SCAN = 10_000  # pending jobs the queue counts look at
 IDLE = Load(jobs=0, gpus=0)
+CENTS = 2
+
+
+def hourly(price: Decimal) -> Decimal:
+    """A price per hour as people write one: no trailing zeros past the cents (0.10, 0.04, 0.032, 1.00)."""
+    normalized = price.normalize()
+    return normalized if normalized.as_tuple().exponent <= -CENTS else normalized.quantize(Decimal(1).scaleb(-CENTS))
 
 
 def queue_depth(miner: Miner, demand: list[Demand]) -> int:
@@ -66,7 +74,7 @@ class MarketplaceService:
         for gpu in miner.capabilities.gpus:
             counted[(gpu.model, gpu.vram_gb)] = counted.get((gpu.model, gpu.vram_gb), 0) + 1
         groups = [
-            GpuGroup(model=name, vram_gb=vram, count=count, price_per_hour=self._prices.hourly(name))
+            GpuGroup(model=name, vram_gb=vram, count=count, price_per_hour=hourly(self._prices.hourly(name)))
             for (name, vram), count in counted.items()
         ]
         total = len(miner.capabilities.gpus)
@@ -83,7 +91,7 @@ class MarketplaceService:
             slots_busy=min(miner.max_concurrency, load.jobs),
             runtimes=sorted(miner.capabilities.runtimes),
             models=sorted(miner.capabilities.models),
-            price_per_hour=min((group.price_per_hour for group in groups), default=self._prices.cpu_hourly),
+            price_per_hour=min((group.price_per_hour for group in groups), default=hourly(self._prices.cpu_hourly)),
             queue=queue_depth(miner, demand),
             last_seen_at=miner.last_seen_at,
         )
@@ -123,7 +131,7 @@ class MarketplaceService:
             miners=len(miners),
             gpus_free=sum(len(m.capabilities.gpus) - _gpus_busy(m, loads.get(m.id, IDLE)) for m in miners),
             queue=min(queue_depth(miner, demand) for miner in miners),
-            price_per_hour=rate.normalize(),
+            price_per_hour=hourly(rate),
             max_cost=quote.max_cost,
             estimated_cost=estimated_cost,
             estimated_time_seconds=seconds,
