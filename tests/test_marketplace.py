@@ -10,6 +10,7 @@ import httpx
 
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.plans import Role
+from aitbc.domain.pricing import PriceTable
 from aitbc.wiring import Coordinator
 from tests.support.protocol_miner import HttpMiner
 
@@ -143,7 +144,16 @@ async def test_bad_regions_are_refused_where_they_come_in(api: Api) -> None:
         body = {"name": miner.name, "runtimes": ["command"], "public_key": "A" * 43 + "=", "region": region}
         registered = await http.post("/v1/miners/register", json=body, headers=miner.headers)
         assert registered.status_code == 422, (region, registered.text)
+    for params in ({"model": "x" * 201}, {"model": ""}, {"gpu_type": "rtx/4090"}, {"model": "gpt2\x00"}):
+        refused = await http.get("/v1/marketplace/gpus", params=params, headers=client)
+        assert refused.status_code == 422, (params, refused.text)
     assert await listed(http, client) == []
+
+
+def test_the_guides_rtx4090_has_its_own_price() -> None:
+    prices = PriceTable()
+    assert prices.hourly("rtx4090") == prices.hourly("NVIDIA GeForce RTX 4090") == Decimal("0.04")
+    assert prices.hourly("RTX 3090") == Decimal("0.03")  # the two RTX models do not borrow each other's price
 
 
 async def test_a_quote_is_the_cheapest_gpu_on_offer_then_the_shortest_queue(api: Api) -> None:
