@@ -23,13 +23,13 @@ from aitbc.storage.interfaces import Demand, Load, MarketStore
 
 QUEUE_SCAN = 10_000  # pending jobs the queue counts look at
 IDLE = Load(jobs=0, gpus=0)
-CENTS = 2
+CENT = Decimal("0.01")
 
 
 def hourly(price: Decimal) -> Decimal:
     """A price per hour as people write one: no trailing zeros past the cents (0.10, 0.04, 0.032, 1.00)."""
-    normalized = price.normalize()
-    return normalized if normalized.as_tuple().exponent <= -CENTS else normalized.quantize(Decimal(1).scaleb(-CENTS))
+    cents = price.quantize(CENT)
+    return cents if cents == price else price.normalize()
 
 
 def queue_depth(miner: Miner, demand: list[Demand]) -> int:

@@ -19,13 +19,13 @@ from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.errors import Conflict
 from aitbc.domain.identifiers import new_miner_id
-from aitbc.domain.job import FailureReason, Job, JobStatus
+from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.manifest import load_public_key
-from aitbc.domain.matching import Capabilities, Gpu, unmet_requirements
-from aitbc.domain.moves import Expire
+from aitbc.domain.matching import Capabilities, Gpu
 from aitbc.protocol.miners import LeaseState, RegisterRequest, RegisterResponse
 from aitbc.services.leases import HELD_STATUSES, LeaseGuard
 from aitbc.services.lifecycle import Lifecycle
+from aitbc.services.pinning import fail_pinned_it_cannot_run
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobLifecycleStore, MinerStore
 from aitbc.streaming.hub import EventHub
@@ -37,7 +37,6 @@ RELAY_EVERY_SECONDS = 10.0  # how often a miner's liveness is told to the other 
 # name in use and the admin listing, all of which look at windows of minutes. A write per poll cost a
 # transaction (and, on SQLite, a place in the one writer's queue) on every claim.
 STORE_EVERY_SECONDS = 5.0
-PINNED_BATCH = 500  # pinned jobs a registration looks at
 
 
 class LiveMiners:
@@ -250,24 +249,13 @@ class MinerRegistry:
             now,
             request.region,
         )
-        await self._fail_pinned_it_cannot_run(miner, now)
+        await fail_pinned_it_cannot_run(self._jobs, self._lifecycle, miner, now)
         await self._hub.work_available()
         return RegisterResponse(
             miner_id=miner.id,
             lease_seconds=self._settings.lease_seconds,
             heartbeat_seconds=max(1, self._settings.lease_seconds // 4),
         )
-
-    async def _fail_pinned_it_cannot_run(self, miner: Miner, now: datetime) -> None:
-        """A miner that registers again without a runtime, model or GPU its pinned jobs need would leave them
-        waiting for nothing: they fail `no_miner` now (one query on the pinned-jobs index, usually empty)."""
-        for job in await self._jobs.pinned_pending(miner.id, PINNED_BATCH):
-            unmet = unmet_requirements(job.spec, miner.capabilities)
-            if unmet:
-                error = f"its miner {miner.name!r} ({miner.id}) registered again and cannot run it: {'; '.join(unmet)}"
-                await self._lifecycle.move(
-                    job, Expire(completed_at=now, failure_reason=FailureReason.NO_MINER, error=error), now
-                )
 
     async def heartbeat(
         self, principal: Principal, miner_id: str, lease_ids: list[str], wait_seconds: float = 0

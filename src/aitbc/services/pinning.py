@@ -11,15 +11,22 @@ could only wait for it, holding the client's credit). Once queued, a pinned job 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from aitbc.domain.accounts import Miner
 from aitbc.domain.errors import Conflict, InvalidInput, NotFound
 from aitbc.domain.identifiers import looks_like_id
-from aitbc.domain.job import Job, JobSpec
+from aitbc.domain.job import FailureReason, Job, JobSpec
 from aitbc.domain.matching import unmet_requirements
-from aitbc.services.miner_registry import LiveMiners
+from aitbc.domain.moves import Expire
+from aitbc.services.lifecycle import Lifecycle
+from aitbc.storage.interfaces import JobLifecycleStore
+
+if TYPE_CHECKING:  # the registry calls back in here when a miner registers
+    from aitbc.services.miner_registry import LiveMiners
 
 FIND_MINERS = "`aitbc marketplace gpu list` shows the miners connected now"
+PINNED_BATCH = 500  # pinned jobs a registration looks at
 
 
 def describe(miner: Miner) -> str:
@@ -71,3 +78,13 @@ def pinned_waiting_for(job: Job, live: list[Miner]) -> str:
     if unmet:
         return f"its miner {describe(miner)} can no longer run it: {'; '.join(unmet)}"
     return f"waiting for its miner {describe(miner)} to be free"
+
+
+async def fail_pinned_it_cannot_run(jobs: JobLifecycleStore, lifecycle: Lifecycle, miner: Miner, now: datetime) -> None:
+    """A miner that registers again without a runtime, model or GPU its pinned jobs need would leave them
+    waiting for nothing: they fail `no_miner` now (one query on the pinned-jobs index, usually empty)."""
+    for job in await jobs.pinned_pending(miner.id, PINNED_BATCH):
+        unmet = unmet_requirements(job.spec, miner.capabilities)
+        if unmet:
+            error = f"its miner {describe(miner)} registered again and cannot run it: {'; '.join(unmet)}"
+            await lifecycle.move(job, Expire(completed_at=now, failure_reason=FailureReason.NO_MINER, error=error), now)
