@@ -30,6 +30,7 @@ from aitbc.services.jobs import JobService
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.logs import LogService
+from aitbc.services.marketplace import MarketplaceService
 from aitbc.services.miner_registry import LiveMiners, MinerRegistry
 from aitbc.services.packages import PackageService
 from aitbc.services.presets import PresetResolver
@@ -48,6 +49,7 @@ from aitbc.storage.sql.accounts import SqlAccountStore
 from aitbc.storage.sql.database import Database, migrate, open_database
 from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
+from aitbc.storage.sql.market import SqlMarketStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.presets import SqlTemplateStore, SqlWorkflowStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
@@ -90,6 +92,7 @@ class Coordinator:
     uploads: UploadService
     templates: TemplateService
     workflows: WorkflowService
+    marketplace: MarketplaceService
 
     relay: PostgresRelay | None = None
 
@@ -164,7 +167,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         rate_limiter=RateLimiter(settings.plan_limits, clock),
         jobs=jobs,
         job_views=job_views,
-        miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings),
+        miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings, lifecycle),
         live_miners=miner_store,
         claiming=claiming,
         running=RunService(job_store, job_store, job_store, guard, lifecycle, uploads, hub, clock, settings),
@@ -182,6 +185,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         uploads=uploads,
         templates=templates,
         workflows=workflows,
+        marketplace=MarketplaceService(SqlMarketStore(database), miner_store, jobs, settings.prices),
     )
 
 

@@ -14,7 +14,7 @@ from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
 from aitbc.api.links import install_links
 from aitbc.api.redaction import redacted_logs
-from aitbc.api.routes import admin, billing, history, jobs, miners, presets, results, runtime, shared
+from aitbc.api.routes import admin, billing, history, jobs, marketplace, miners, presets, results, runtime, shared
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
 from aitbc.protocol.batches import MAX_BATCH_BYTES
@@ -78,6 +78,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         billing.router,
         jobs.router,
         miners.router,
+        marketplace.router,
         admin.router,
         presets.router,
         runtime.router,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -26,6 +26,7 @@ from aitbc.cli.common import (
 )
 from aitbc.cli.job_inputs import json_object, parse_input
 from aitbc.cli.job_views import finish, follow, show_record, status_table, when
+from aitbc.cli.marketplace_commands import choose_gpu
 from aitbc.cli.result_download import fetch_results
 
 
@@ -43,7 +44,9 @@ def submit(
         typer.Option("--type", help="Job type (runtime): command, embedding, text-generation, reencode."),
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Model to run (e.g. gpt2, all-MiniLM-L6-v2).")] = None,
-    gpu: Annotated[str | None, typer.Option("--gpu", help="GPU model required (v100, a100, rtx3090, …).")] = None,
+    gpu: Annotated[
+        str | None, typer.Option("--gpu", "--gpu-type", help="GPU model required (v100, a100, rtx3090, rtx4090, …).")
+    ] = None,
     gpu_count: Annotated[int | None, typer.Option("--gpu-count", min=1, help="Number of GPUs (default 1).")] = None,
     min_vram: Annotated[float | None, typer.Option("--min-vram", help="Minimum VRAM per GPU, in GB.")] = None,
     timeout: Annotated[
@@ -65,6 +68,17 @@ def submit(
         typer.Option("--workflow-config", help="JSON parameters for the runtime (over the workflow's and template's)."),
     ] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Retry-safe submit.")] = None,
+    agent_id: Annotated[
+        str | None,
+        typer.Option("--agent-id", help="Run on this miner only: its id or name (aitbc marketplace gpu list)."),
+    ] = None,
+    use_marketplace: Annotated[
+        bool,
+        typer.Option(
+            "--use-marketplace", help="Run on the cheapest GPU on offer for this job (or --gpu-type's), quoted first."
+        ),
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Submit a --use-marketplace quote without asking.")] = False,
     output: Annotated[
         Path | None,
         typer.Option("--output", help="Wait for the job, showing its progress, then download its results here."),
@@ -80,8 +94,13 @@ def submit(
     if input is not None and input_text is not None:
         raise ValueError("give --input or --input-text, not both")
     inline, file_path = parse_input(input) if input is not None else (input_text, None)
-    requirements = {"gpu_type": gpu, "gpu_count": gpu_count, "min_vram_gb": min_vram}
+    requirements = {"gpu_type": gpu, "gpu_count": gpu_count, "min_vram_gb": min_vram, "miner_id": agent_id}
+    requirements = {name: value for name, value in requirements.items() if value is not None}
     with client(url, api_key) as api:
+        if use_marketplace:  # quoted (and on a terminal, confirmed) before anything is uploaded
+            job_kind: dict[str, Any] = {"type": type, "model": model, "priority": priority, "timeout_seconds": timeout}
+            job_kind |= {"template": template, "workflow": workflow, "params": params}
+            requirements["gpu_type"] = choose_gpu(api, yes, **job_kind, requirements=requirements)
         file_id = api.upload_file(file_path).file_id if file_path else None
         job = api.submit(
             type=type,
@@ -89,7 +108,7 @@ def submit(
             input=inline,
             input_file_id=file_id,
             params=params,
-            requirements={name: value for name, value in requirements.items() if value is not None},
+            requirements=requirements,
             priority=priority,
             timeout_seconds=timeout,
             template=template,

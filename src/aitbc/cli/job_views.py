@@ -43,7 +43,7 @@ def status_table(job: JobView) -> Table:
         ("Progress", f"{job.progress}%" + (f" — {job.progress_message}" if job.progress_message else "")),
         ("Type / model", f"{job.type} / {job.model or '-'}"),
         ("Priority", job.priority.value),
-        ("Miner", job.miner_id or "-"),
+        ("Miner", (job.miner_id or "-") + (f" (pinned to {pin})" if (pin := job.requirements.miner_id) else "")),
         ("Created", when(job.created_at)),
         ("Started", when(job.started_at)),
         ("ETA", when(job.estimated_completion)),

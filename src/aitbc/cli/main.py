@@ -1,4 +1,4 @@
-"""The `aitbc` entry point: `serve`, `client …`, `admin …`."""
+"""The `aitbc` entry point: `serve`, `client …`, `marketplace …`, `admin …`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     batch_commands,  # noqa: F401
     billing_commands,
     client_commands,  # noqa: F401
+    marketplace_commands,
     miner_command,
     results_commands,  # noqa: F401
     template_commands,  # noqa: F401
@@ -31,6 +32,7 @@ admin_commands.app.add_typer(workflow_commands.admin_workflows_app, name="workfl
 app.add_typer(admin_commands.app, name="admin")
 app.add_typer(billing_commands.billing_app, name="billing")
 app.add_typer(miner_command.app, name="miner")
+app.add_typer(marketplace_commands.marketplace_app, name="marketplace")
 
 
 def _version(value: bool) -> None:

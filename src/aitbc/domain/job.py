@@ -68,11 +68,13 @@ def is_url(text: str) -> bool:
 
 @dataclass(frozen=True)
 class Requirements:
-    """What hardware a job needs; `None` means any."""
+    """What hardware a job needs; `None` means any. `miner_id` pins the job to one miner (the id it was
+    resolved to at submit): no other miner is handed it."""
 
     gpu_type: str | None = None
     gpu_count: int = 1
     min_vram_gb: float | None = None
+    miner_id: str | None = None
 
     @property
     def needs_gpu(self) -> bool:

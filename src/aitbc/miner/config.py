@@ -33,6 +33,7 @@ class MinerConfig:
     allow_command: bool = False
     max_jobs: int = 1
     gpus: tuple[Gpu, ...] = ()
+    region: str | None = None  # where this miner is, as the marketplace shows it (`us-west`)
     models: dict[str, Path] = field(default_factory=dict)
     ollama_url: str | None = None
     drain: bool = False

@@ -47,10 +47,27 @@ def _given(name: str) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {"type": "string"}}}
 
 
-class JobRequirements(Strict):
+class HardwareRequirements(Strict):
+    """What hardware a job needs: what a miner is sent with each job it claims."""
+
     gpu_type: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9 _\-]+$")
     gpu_count: int = Field(default=1, ge=1, le=64)
     min_vram_gb: float | None = Field(default=None, ge=0, le=4096)
+
+
+# A miner's id or name as a client names it: any text of a name but control characters.
+MINER_REFERENCE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+class JobRequirements(HardwareRequirements):
+    miner_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=MINER_REFERENCE_PATTERN,
+        description="run the job on this miner only (`--agent-id`): its id (`miner_…`) or its name; the status "
+        "object shows the id it was resolved to. The miner must be connected and able to run the job",
+    )
 
 
 class OutputConfig(Strict):

@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from aitbc.domain.job import FailureReason, JobStatus, Priority
-from aitbc.protocol.jobs import JobRequirements, JsonInput, Moment, Strict, Time
+from aitbc.protocol.jobs import HardwareRequirements, JsonInput, Moment, Strict, Time
+from aitbc.protocol.regions import Region
 
 # The base64 text of 32 bytes: 43 characters, the last carrying 2 bits of padding, then one `=`.
 ED25519_PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
@@ -50,6 +51,7 @@ class RegisterRequest(Strict):
     models: list[str] = Field(default_factory=list, max_length=1000)
     max_concurrency: int = Field(default=1, ge=1, le=256)
     public_key: str = Field(pattern=ED25519_PUBLIC_KEY_PATTERN, description="Ed25519 public key, base64 (raw 32 bytes)")
+    region: Region | None = Field(default=None, description="where the miner is (`us-west`), shown in the marketplace")
 
 
 class RegisterResponse(BaseModel):
@@ -102,7 +104,7 @@ class Assignment(BaseModel):
     input: JsonInput
     input_file: InputFileRef | None
     params: dict[str, Any]
-    requirements: JobRequirements
+    requirements: HardwareRequirements
     priority: Priority
     timeout_seconds: int
     attempt: int

@@ -11,6 +11,7 @@ from typing import TypeVar, Unpack
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView, LedgerEntryView, StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.protocol.marketplace import GpuList, MarketQuote
 from aitbc.protocol.presets import TemplateView, WorkflowView
 from aitbc.protocol.results import (
     CoordinatorKeyView,
@@ -23,8 +24,8 @@ from aitbc.protocol.results import (
     ShareList,
     ShareView,
 )
-from aitbc.sdk import billing_calls, calls, preset_calls
-from aitbc.sdk.calls import Call
+from aitbc.sdk import billing_calls, calls, marketplace_calls, preset_calls
+from aitbc.sdk.calls import Call, SubmitOptions
 from aitbc.sdk.downloads import Downloaded, Progress, file_path, zip_path
 from aitbc.sdk.packages import DownloadedPackage, PackageProgress, download_steps
 from aitbc.sdk.preset_calls import PresetOptions, TemplateOptions
@@ -122,6 +123,19 @@ class AsyncClientMethods:
         """Check the job's results end to end against the coordinator key pinned on first use (`sdk/pinning.py`):
         the receipt, both signatures, and every file of the copy at `path` (else of the coordinator)."""
         return await self._steps(verify_steps(self.url, job_id, path, receipt, trust_new_key))
+
+    # -- marketplace --------------------------------------------------------------------------------
+
+    async def marketplace_gpus(
+        self, *, model: str | None = None, region: str | None = None, gpu_type: str | None = None
+    ) -> GpuList:
+        """The GPUs live miners offer now (only those serving `model`, in `region`, with a `gpu_type` GPU)."""
+        return await self._run(marketplace_calls.gpus(model, region, gpu_type))
+
+    async def quote(self, **options: Unpack[SubmitOptions]) -> MarketQuote:
+        """What a job (`submit`'s options) would cost on each GPU model on offer for it, cheapest first;
+        nothing is submitted. `best` is None, with `reason`, when no GPU on offer can run it."""
+        return await self._run(marketplace_calls.quote(**options))
 
     # -- billing and admin --------------------------------------------------------------------------
 

@@ -149,6 +149,7 @@ class HistoryService:
                     "gpu_type": spec.requirements.gpu_type,
                     "gpu_count": spec.requirements.gpu_count,
                     "min_vram_gb": spec.requirements.min_vram_gb,
+                    "miner_id": spec.requirements.miner_id,  # a pinned job's retry is pinned (its miner checked again)
                 },
                 "priority": spec.priority,
                 "timeout_seconds": spec.timeout_seconds,

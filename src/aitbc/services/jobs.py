@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 from aitbc.blobs.interface import BlobStore
@@ -21,10 +22,11 @@ from aitbc.domain.money import from_units, to_units
 from aitbc.domain.moves import CancelPending, RequestCancel
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.jobs import SubmitJobRequest
-from aitbc.services.billing import BillingService
+from aitbc.services.billing import BillingService, Quote
 from aitbc.services.claiming import ClaimService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
+from aitbc.services.pinning import pinned_waiting_for, resolve_pin
 from aitbc.services.presets import PresetResolver
 from aitbc.services.run_estimates import RunEstimates
 from aitbc.settings import Settings
@@ -69,6 +71,14 @@ def _request_hash(request: SubmitJobRequest) -> str:
     unset = {name for name in _LATER_FIELDS if getattr(request, name) is None}
     document = request.model_dump(mode="json", exclude=unset)
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def requested_type(request: SubmitJobRequest) -> str:
+    """The job's type (runtime): as given, or text generation for a job that names only a model."""
+    job_type = request.type or ("text-generation" if request.model else None)
+    if job_type is None:
+        raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
+    return job_type
 
 
 class JobService:
@@ -177,9 +187,7 @@ class JobService:
         if request.template is not None or request.workflow is not None:
             resolved = await self._presets.resolve(principal, request, presets)
             request, template, workflow = resolved.request, resolved.template, resolved.workflow
-        job_type = request.type or ("text-generation" if request.model else None)
-        if job_type is None:
-            raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
+        job_type = requested_type(request)
         inline_size = len(json.dumps(request.input).encode()) if request.input is not None else 0
         if inline_size > self._settings.max_inline_input_bytes:
             raise PayloadTooLarge(
@@ -216,10 +224,9 @@ class JobService:
             template=template,
             workflow=workflow,
         )
-        quote = self._billing.quote(spec)
-        typical = await self.estimates.typical_seconds(job_type, request.model)
-        estimated_seconds = min(request.timeout_seconds, max(1, round(typical))) if typical else request.timeout_seconds
-        estimated_cost = min(quote.max_cost, from_units(to_units(quote.rate_per_second * estimated_seconds)))
+        if request.requirements.miner_id is not None:  # `--agent-id`: looked up only when a job names one
+            spec = await self.pin(spec, request.requirements.miner_id)
+        quote, estimated_seconds, estimated_cost = await self.estimate(spec)
         return NewJob(
             id=new_job_id(),
             account_id=principal.account.id,
@@ -236,6 +243,25 @@ class JobService:
             hold_units=to_units(quote.max_cost),
         )
 
+    async def with_presets(self, principal: Principal, request: SubmitJobRequest) -> SubmitJobRequest:
+        """`request` with what its template and workflow give (as a submit resolves them), or as it is."""
+        if request.template is None and request.workflow is None:
+            return request
+        return (await self._presets.resolve(principal, request)).request
+
+    async def estimate(self, spec: JobSpec) -> tuple[Quote, int, Decimal]:
+        """What the job holds and its rate (`quote`), how long it should run (the typical run of its type and
+        model, within its timeout) and what that would cost."""
+        quote = self._billing.quote(spec)
+        typical = await self.estimates.typical_seconds(spec.type, spec.model)
+        seconds = min(spec.timeout_seconds, max(1, round(typical))) if typical else spec.timeout_seconds
+        return quote, seconds, min(quote.max_cost, from_units(to_units(quote.rate_per_second * seconds)))
+
+    async def pin(self, spec: JobSpec, reference: str) -> JobSpec:
+        """`spec` pinned to the miner `reference` names (see `services/pinning.py` for what is refused)."""
+        miner = await resolve_pin(self._miners, reference, spec, self.miners_since(), self._clock.now())
+        return replace(spec, requirements=replace(spec.requirements, miner_id=miner.id))
+
     async def get(self, principal: Principal, job_id: str) -> Job:
         job = await self._reads.get_job(job_id) if looks_like_id(job_id, "job") else None
         if job is None or (principal.role is not Role.ADMIN and job.account_id != principal.account.id):
@@ -248,6 +274,8 @@ class JobService:
         if job.status is not JobStatus.PENDING:
             return None
         miners = self._miners.live(self.miners_since())
+        if job.spec.requirements.miner_id is not None:
+            return pinned_waiting_for(job, miners)
         if not miners:
             return "no miner is connected"
         reasons: list[str] = []

@@ -7,12 +7,23 @@ from datetime import datetime
 
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import Job, JobSpec, JobStatus
-from aitbc.protocol.jobs import EventMessage, JobRequirements, JobView
+from aitbc.protocol.jobs import EventMessage, HardwareRequirements, JobRequirements, JobView
 
 
 def requirements_view(spec: JobSpec) -> JobRequirements:
     requirements = spec.requirements
     return JobRequirements(
+        gpu_type=requirements.gpu_type,
+        gpu_count=requirements.gpu_count,
+        min_vram_gb=requirements.min_vram_gb,
+        miner_id=requirements.miner_id,
+    )
+
+
+def hardware_view(spec: JobSpec) -> HardwareRequirements:
+    """What a miner is sent: the hardware, not the pin (a miner claims only what it may take)."""
+    requirements = spec.requirements
+    return HardwareRequirements(
         gpu_type=requirements.gpu_type, gpu_count=requirements.gpu_count, min_vram_gb=requirements.min_vram_gb
     )
 

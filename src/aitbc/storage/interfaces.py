@@ -198,8 +198,15 @@ class JobLifecycleStore(Protocol):
         `transition` applies it (a move whose guard does not hold is None and changes nothing; the others still
         apply). Two moves of one job (claim, then start) see each other. An answer per move, in order."""
 
-    async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
-        """Pending jobs of these types, highest priority first, then oldest."""
+    async def queued(self, types: Sequence[str], limit: int, miner_id: str = "") -> list[Job]:
+        """Pending jobs of these types that `miner_id` may take (not pinned to another miner), highest priority
+        first, then oldest."""
+
+    async def pinned_to_lost_miners(self, since: datetime, limit: int) -> list[Job]:
+        """Pending jobs pinned to a miner not heard from since `since` (or not registered at all)."""
+
+    async def pinned_pending(self, miner_id: str, limit: int) -> list[Job]:
+        """Pending jobs pinned to this miner."""
 
     async def record_progress(
         self,
@@ -348,12 +355,16 @@ class MinerStore(Protocol):
         max_concurrency: int,
         public_key: str,
         now: datetime,
+        region: str | None = None,
     ) -> Miner:
         """Register, or re-register (same account and name) keeping the miner's id."""
 
     async def get_miner(self, miner_id: str) -> Miner | None: ...
 
     async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None: ...
+
+    async def miners_named(self, name: str) -> list[Miner]:
+        """Every miner of this name, whichever account registered it (a name is unique per account only)."""
 
     async def touch(self, miner_id: str, now: datetime) -> None: ...
 
@@ -389,3 +400,30 @@ class WorkflowStore(Protocol):
 
     async def list_workflows(self) -> list[Workflow]:
         """Every version of every workflow, by name, newest version first."""
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Pending jobs that ask for the same thing (what matching looks at: type, model, requirements, pin), and
+    how many there are."""
+
+    spec: JobSpec
+    count: int
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one miner is running: its leased jobs and the GPUs they asked for."""
+
+    jobs: int
+    gpus: int
+
+
+class MarketStore(Protocol):
+    """The marketplace's aggregates: demand (pending jobs by what they ask for) and each miner's load."""
+
+    async def pending_demand(self, limit: int) -> tuple[list[Demand], bool]:
+        """The first `limit` pending jobs, grouped by what they ask for; and whether that was all of them."""
+
+    async def miner_loads(self) -> dict[str, Load]:
+        """The load of every miner that holds a lease (assigned, running or canceling jobs)."""

@@ -56,6 +56,7 @@ from aitbc.storage.sql.tables import (
     job_events,
     job_results,
     jobs,
+    miners,
     result_files,
 )
 
@@ -251,6 +252,22 @@ def _move_columns(write: WriteSet) -> dict[str, Any]:
 
 # The queue's head for each set of runtimes a miner offers (see `SqlJobStore.queued`).
 _QUEUE_HEADS: dict[tuple[str, ...], Any] = {}
+# Pinned jobs (`--agent-id`), on the partial index `ix_jobs_pinned` (pinned jobs only): those whose miner is
+# lost (the reaper fails them `no_miner`), and one miner's (checked when it registers again).
+_PINNED = (jobs.c.status == JobStatus.PENDING.value, jobs.c.pinned_miner_id.is_not(None))
+_PINNED_TO_LOST = (
+    select(jobs)
+    .select_from(jobs.outerjoin(miners, miners.c.id == jobs.c.pinned_miner_id))
+    .where(*_PINNED, or_(miners.c.id.is_(None), miners.c.last_seen_at < bindparam("since")))
+    .order_by(jobs.c.created_at, jobs.c.id)
+    .limit(bindparam("batch"))
+)
+_PINNED_PENDING = (
+    select(jobs)
+    .where(*_PINNED, jobs.c.pinned_miner_id == bindparam("pinned_to"))
+    .order_by(jobs.c.created_at, jobs.c.id)
+    .limit(bindparam("batch"))
+)
 # Each shape of guarded UPDATE (a move, whether it checks a lease or an expiry, the columns it writes), built
 # once and then run with the move's values as parameters. The shapes are few: moves × what they write.
 _GUARDED_UPDATES: dict[tuple[Any, ...], Any] = {}
@@ -383,6 +400,7 @@ def new_job_values(new: NewJob) -> dict[str, Any]:
         "gpu_type": spec.requirements.gpu_type,
         "gpu_count": spec.requirements.gpu_count,
         "min_vram_gb": spec.requirements.min_vram_gb,
+        "pinned_miner_id": spec.requirements.miner_id,
         "priority": spec.priority.value,
         "priority_rank": spec.priority.rank,
         "timeout_seconds": spec.timeout_seconds,
@@ -703,21 +721,37 @@ class SqlJobStore:
 
         return await self._db.write(work)
 
-    async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
+    async def queued(self, types: Sequence[str], limit: int, miner_id: str = "") -> list[Job]:
+        """The queue's head on `ix_jobs_queue`, as before pinning: a job pinned to another miner is skipped by
+        the same scan (a filter on the rows it reads anyway), never handed out, and costs an unpinned queue
+        nothing."""
         kinds = tuple(sorted(set(types)))
         query = _QUEUE_HEADS.get(kinds)
         if query is None:  # a miner's runtimes: few sets, each built once
             query = (
                 select(jobs)
-                .where(jobs.c.status == JobStatus.PENDING.value, or_(*(jobs.c.type == kind for kind in kinds)))
+                .where(
+                    jobs.c.status == JobStatus.PENDING.value,
+                    or_(*(jobs.c.type == kind for kind in kinds)),
+                    or_(jobs.c.pinned_miner_id.is_(None), jobs.c.pinned_miner_id == bindparam("claimer")),
+                )
                 .order_by(jobs.c.priority_rank.desc(), jobs.c.created_at, jobs.c.id)
                 .limit(bindparam("head_size"))
             )
             if len(_QUEUE_HEADS) < 256:
                 _QUEUE_HEADS[kinds] = query
+        parameters = {"head_size": limit, "claimer": miner_id}
         return await self._db.read(
-            lambda connection: [job_from_row(row) for row in connection.execute(query, {"head_size": limit})]
+            lambda connection: [job_from_row(row) for row in connection.execute(query, parameters)]
         )
+
+    async def pinned_to_lost_miners(self, since: datetime, limit: int) -> list[Job]:
+        rows = await self._db.read(every_row(_PINNED_TO_LOST, {"since": since, "batch": limit}))
+        return [job_from_row(row) for row in rows]
+
+    async def pinned_pending(self, miner_id: str, limit: int) -> list[Job]:
+        rows = await self._db.read(every_row(_PINNED_PENDING, {"pinned_to": miner_id, "batch": limit}))
+        return [job_from_row(row) for row in rows]
 
     async def record_progress(
         self,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -129,7 +130,9 @@ miners = Table(
     Column("public_key", Text, nullable=False),
     Column("registered_at", UtcDateTime(), nullable=False),
     Column("last_seen_at", UtcDateTime(), nullable=False, index=True),
+    Column("region", String(64)),  # where the miner says it is, lower case (migration 0013)
     UniqueConstraint("account_id", "name", name="uq_miners_account_name"),
+    Index("ix_miners_name", "name"),  # `--agent-id NAME`: a name is unique per account only
 )
 
 jobs = Table(
@@ -186,6 +189,8 @@ jobs = Table(
     # The preset the job's settings came from, if any: the template's name, the workflow as NAME@VERSION.
     Column("template", String(64)),
     Column("workflow", String(80)),
+    # The one miner that may run the job (`--agent-id`, migration 0013); NULL for every other job.
+    Column("pinned_miner_id", String(40)),
     UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     Index("ix_jobs_account_status_created_id", "account_id", "status", "created_at", "id"),  # ?status= keyset
@@ -193,6 +198,15 @@ jobs = Table(
     Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     Index("ix_jobs_status_queue_ttl", "status", "queue_expires_at"),
     Index("ix_jobs_miner_status", "miner_id", "status"),
+    # Pinned jobs only (partial: an unpinned job's insert does not touch it): the reaper's pinned jobs of lost
+    # miners and a miner's pinned queue at re-registration.
+    Index(
+        "ix_jobs_pinned",
+        "status",
+        "pinned_miner_id",
+        sqlite_where=text("pinned_miner_id IS NOT NULL"),
+        postgresql_where=text("pinned_miner_id IS NOT NULL"),
+    ),
 )
 
 job_events = Table(
