@@ -65,10 +65,14 @@ class Cancellation:
 # Request fields added after the hash was first defined: left out while unset, so that a request that does not
 # use them hashes as it always did (a key retried across an upgrade, or between replicas of two versions).
 _LATER_FIELDS = ("template", "workflow")
+_LATER_REQUIREMENTS = ("miner_id",)
 
 
 def _request_hash(request: SubmitJobRequest) -> str:
-    unset = {name for name in _LATER_FIELDS if getattr(request, name) is None}
+    unset: dict[str, Any] = {name: True for name in _LATER_FIELDS if getattr(request, name) is None}
+    requirements = {name: True for name in _LATER_REQUIREMENTS if getattr(request.requirements, name) is None}
+    if requirements:
+        unset["requirements"] = requirements
     document = request.model_dump(mode="json", exclude=unset)
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
