@@ -31,6 +31,7 @@ from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.logs import LogService
 from aitbc.services.miner_registry import LiveMiners, MinerRegistry
+from aitbc.services.monitoring import MonitorService
 from aitbc.services.packages import PackageService
 from aitbc.services.rate_limits import RateLimiter
 from aitbc.services.reaper import Reaper
@@ -46,6 +47,7 @@ from aitbc.storage.sql.database import Database, migrate, open_database
 from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
+from aitbc.storage.sql.monitor import SqlMonitorStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
 from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.uploads import SqlUploadStore
@@ -84,6 +86,7 @@ class Coordinator:
     logs: LogService
     retention: RetentionSweeper
     uploads: UploadService
+    monitor: MonitorService
 
     relay: PostgresRelay | None = None
 
@@ -168,6 +171,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         logs=LogService(job_store, jobs),
         retention=RetentionSweeper(result_store, retention, deletion, receipts, purger, clock, settings),
         uploads=uploads,
+        monitor=MonitorService(job_store, SqlMonitorStore(database), miner_store, jobs, clock),
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
 import httpx
+import websockets.exceptions
 import websockets.sync.client
 
 from aitbc.domain.digests import sha256_chunks
@@ -28,7 +29,7 @@ from aitbc.protocol.jobs import (
     JobList,
     JobView,
 )
-from aitbc.sdk import billing_calls, calls
+from aitbc.sdk import billing_calls, calls, http_log
 from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
@@ -45,11 +46,18 @@ class Client(ClientMethods, ClientBase):
         url: str | None = None,
         api_key: str | None = None,
         *,
+        profile: str | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
-        super().__init__(url, api_key)
-        self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
+        super().__init__(url, api_key, profile)
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers=self.headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks=http_log.event_hooks(),
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -158,15 +166,20 @@ class Client(ClientMethods, ClientBase):
         return model(FileView)(response)
 
     def events(self, job_id: str | None = None, since: int | None = None) -> Iterator[EventMessage]:
-        """Job events as they happen (resuming after `since`), until the caller stops iterating."""
+        """Job events as they happen (resuming after `since`), until the caller stops iterating or the
+        coordinator closes the stream; a connection refused or lost raises `ConnectionFailed`."""
+        url = ws_url(self.url, job_id, since)
+        http_log.websocket_opening(url, self.headers)
+        how = "closed"
         try:
-            with websockets.sync.client.connect(
-                ws_url(self.url, job_id, since), additional_headers=self.headers, open_timeout=10
-            ) as socket:
+            with websockets.sync.client.connect(url, additional_headers=self.headers, open_timeout=10) as socket:
                 for message in socket:
                     yield event(message)
-        except OSError as error:
+        except (OSError, websockets.exceptions.WebSocketException) as error:  # refused, or dropped midway
+            how = "lost"
             raise self._unreachable(error) from error
+        finally:
+            http_log.websocket_ended(url, how)
 
     def export(
         self,
