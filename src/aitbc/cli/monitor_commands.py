@@ -82,12 +82,16 @@ async def _dashboard(url: str | None, api_key: str | None, shown: int, once: boo
         assert stopping is not None
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.cancel)  # as Ctrl-C does
         errors.print(f"Following your jobs' events on {api.url} (Ctrl-C to stop).", highlight=False)
-        with Live(dashboard_view(board, live=True), console=console, auto_refresh=False) as live:
+        # In a terminal, what is written to stderr meanwhile (`--debug`) shows above the view; elsewhere it stays
+        # on stderr, and stdout gets the last frame when the view stops.
+        terminal = console.is_terminal
+        live = Live(dashboard_view(board, live=True), console=console, auto_refresh=False, redirect_stderr=terminal)
+        with live:
             board.on_change = lambda: live.update(dashboard_view(board, live=True), refresh=True)
             try:
                 await board.run()
-            except asyncio.CancelledError:  # SIGTERM: the last frame stays, and the command ends cleanly
-                return
+            except asyncio.CancelledError:  # Ctrl-C or SIGTERM: the command ends cleanly with the last frame
+                live.update(dashboard_view(board, live=False))
 
 
 @monitor_app.command()
