@@ -8,6 +8,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import threading
 from collections.abc import Callable
 
 import anyio
@@ -16,9 +17,10 @@ import httpx
 import pytest
 
 from aitbc.cli.dashboard import Dashboard
-from aitbc.sdk.client import AsyncClient
+from aitbc.sdk.client import AsyncClient, Client
 from tests.support.protocol_miner import HttpMiner
 from tests.support.stack import AITBC, Stack
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -124,3 +126,31 @@ async def test_the_dashboard_follows_events_through_a_coordinator_restart(stack:
             await asyncio.gather(following, return_exceptions=True)
     listed = json.loads(stack.cli("client", "list", "--json").stdout)
     assert [job["job_id"] for job in listed["jobs"]] == [second, first]
+
+
+def test_the_blocking_client_resumes_its_events_after_a_drop(stack: Stack) -> None:
+    """`Client.resumable_events`, as the dashboard's `AsyncClient` one: through a killed coordinator, every
+    event once, in order."""
+    first = stack.post_job(type="command", input="before")
+    drops: list[str] = []
+    seen: list[tuple[int, str]] = []
+    done = threading.Event()
+
+    def follow() -> None:
+        with Client(stack.url, stack.client_key) as api:
+            for event in api.resumable_events(0, on_drop=lambda error, _pause: drops.append(str(error))):
+                seen.append((event.seq, event.job_id))
+                if len({job for _, job in seen}) == 2:
+                    break
+        done.set()
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    wait_until(lambda: seen, 30, what="the first job's event")
+    stack.stop_server(signal.SIGKILL)
+    wait_until(lambda: drops, 30, what="the drop")
+    stack.start_server()
+    second = stack.post_job(type="command", input="after")
+    assert done.wait(30), seen
+    assert [job for _, job in seen] == [first, second] and seen[0][0] < seen[1][0]
+    assert "cannot reach the coordinator" in drops[0]

@@ -26,14 +26,21 @@ from aitbc.protocol.jobs import (
 )
 from aitbc.sdk import billing_calls, calls, http_log
 from aitbc.sdk.async_methods import AsyncClientMethods
-from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
+from aitbc.sdk.base import (
+    DEFAULT_TIMEOUT,
+    RECONNECT_DELAYS,
+    UPLOAD_CHUNK,
+    ClientBase,
+    event,
+    upload_headers,
+    ws_url,
+)
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
 from aitbc.sdk.errors import ConnectionFailed, raise_for_status
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 
 T = TypeVar("T")
-RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds before each reconnect of `resumable_events`
 
 
 class AsyncClient(AsyncClientMethods, ClientBase):

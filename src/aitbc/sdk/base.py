@@ -16,6 +16,7 @@ from aitbc.sdk.errors import ApiError, ConnectionFailed
 UPLOAD_CHUNK = 1024 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=120.0)
 QUICK_TIMEOUT = httpx.Timeout(10.0)  # a check that should answer at once (`aitbc blockchain status`)
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds before each reconnect of `resumable_events`
 
 
 def ws_url(base: str, job_id: str | None, since: int | None) -> str:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
@@ -30,10 +30,18 @@ from aitbc.protocol.jobs import (
     JobView,
 )
 from aitbc.sdk import billing_calls, calls, http_log
-from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
+from aitbc.sdk.base import (
+    DEFAULT_TIMEOUT,
+    RECONNECT_DELAYS,
+    UPLOAD_CHUNK,
+    ClientBase,
+    event,
+    upload_headers,
+    ws_url,
+)
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
-from aitbc.sdk.errors import raise_for_status
+from aitbc.sdk.errors import ConnectionFailed, raise_for_status
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 from aitbc.sdk.sync_methods import ClientMethods
 
@@ -165,7 +173,7 @@ class Client(ClientMethods, ClientBase):
             raise self._unreachable(error) from error
         return model(FileView)(response)
 
-    def events(self, job_id: str | None = None, since: int | None = None) -> Iterator[EventMessage]:
+    def events(self, job_id: str | None = None, since: int | None = None) -> Generator[EventMessage, None, None]:
         """Job events as they happen (resuming after `since`), until the caller stops iterating or the
         coordinator closes the stream; a connection refused or lost raises `ConnectionFailed`."""
         url = ws_url(self.url, job_id, since)
@@ -180,6 +188,32 @@ class Client(ClientMethods, ClientBase):
             raise self._unreachable(error) from error
         finally:
             http_log.websocket_ended(url, how)
+
+    def resumable_events(
+        self,
+        since: int | None,
+        job_id: str | None = None,
+        on_drop: Callable[[ConnectionFailed | None, float], None] | None = None,
+    ) -> Iterator[EventMessage]:
+        """`events` that outlive a dropped connection or a coordinator restart: after a pause (growing up to
+        `RECONNECT_DELAYS[-1]`) it reconnects and resumes after the last event seen, so none is missed or
+        repeated. `on_drop(error, pause)` hears of each drop (error None: the coordinator ended the stream).
+        Errors that are answers (a revoked key) still raise."""
+        last, attempt = since, 0
+        while True:
+            error: ConnectionFailed | None = None
+            try:
+                with closing(self.events(job_id, since=last)) as stream:
+                    for message in stream:
+                        attempt, last = 0, message.seq
+                        yield message
+            except ConnectionFailed as failure:
+                error = failure
+            pause = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            attempt += 1
+            if on_drop is not None:
+                on_drop(error, pause)
+            time.sleep(pause)
 
     def export(
         self,
