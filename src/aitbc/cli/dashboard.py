@@ -28,6 +28,7 @@ from aitbc.sdk.errors import ConnectionFailed
 
 REFRESH_SECONDS = 5.0
 MINERS_SECONDS = 30.0
+UNKNOWN = "…"  # a field of a job known only from its event, until the next read fills it in
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class JobRow:
     job_id: str
     status: JobStatus
     progress: int
-    type: str = "…"
+    type: str = UNKNOWN
     model: str | None = None
     created_at: datetime | None = None
     message: str = ""
@@ -84,12 +85,14 @@ class Dashboard:
         asked_at = self.last_seq
         listed = [JobRow.of(job) for job in (await self.api.list(limit=self.shown)).jobs]
         moved = {row.job_id: row for row in self.rows if row.seq > asked_at}
-        self.rows = [
+        merged = [
             replace(row, status=newer.status, progress=newer.progress, message=newer.message, seq=newer.seq)
-            if (newer := moved.get(row.job_id))
+            if (newer := moved.pop(row.job_id, None))
             else row
             for row in listed
         ]
+        newer_jobs = [row for row in moved.values() if row.type == UNKNOWN]  # submitted during the read
+        self.rows = [*newer_jobs, *merged][: self.shown]
 
     def apply(self, event: EventMessage) -> None:
         self.last_seq = max(self.last_seq, event.seq)
@@ -101,10 +104,10 @@ class Dashboard:
                 self.rows[index] = replace(moved, message=message) if message is not None else moved
                 break
         else:
-            if event.kind != "status":
-                return  # a job further down the history than the view shows
-            new = JobRow(event.job_id, event.status, event.progress, created_at=event.at, seq=event.seq)
-            self.rows = [new, *self.rows][: self.shown]
+            if event.kind == "status" and "move" not in event.data:  # a submission: a new job, on top
+                new = JobRow(event.job_id, event.status, event.progress, created_at=event.at, seq=event.seq)
+                self.rows = [new, *self.rows][: self.shown]
+            # else: a job further down the history than the view shows; its move still changes the counts
         if event.kind == "status":
             self.stale = True
 

@@ -1,9 +1,10 @@
 """Changing the profile file: the keys a first `aitbc serve` makes, and which profile is the default.
 
-A coordinator's keys go to the profile that already points at its data (a data folder started afresh
-replaces its own profile), else to the one named, else — the file's first — to `default`, else to a new
-profile named after the data folder. No start overwrites another coordinator's profile unless told to by
-name, and the default moves only when there was none.
+A coordinator's keys go to the profile named (`serve --profile`, `aitbc --profile`, AITBC_PROFILE), else to
+the profile that already points at its data (a data folder started afresh replaces its own profile), else to
+`default` when the file has no profile yet, else to a new profile named after the data folder. No start
+overwrites another coordinator's profile unless told to by name, and the default moves only when there was
+none.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from aitbc.sdk.config import (
     check_profile_name,
     load_profiles,
     save_profiles,
-    selected_profile,
     selected_profile_request,
 )
 
@@ -105,8 +105,3 @@ def use_profile(name: str) -> ProfileFile:
     file.default = name
     save_profiles(file)
     return file
-
-
-def current(file: ProfileFile) -> str | None:
-    """The profile commands use now (`--profile`, AITBC_PROFILE, the default)."""
-    return selected_profile(file)[0]
