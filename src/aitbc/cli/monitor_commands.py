@@ -25,6 +25,7 @@ from aitbc.cli.common import (
 )
 from aitbc.cli.dashboard import Dashboard
 from aitbc.cli.monitor_views import dashboard_view, job_metrics_view, miners_line
+from aitbc.protocol.monitor import JobMetricsView
 from aitbc.sdk.client import AsyncClient
 
 monitor_app = typer.Typer(help="Your jobs and the marketplace: metrics, and a live dashboard.", no_args_is_help=True)
@@ -52,12 +53,13 @@ def metrics(
 ) -> None:
     """Metrics of your jobs, or of the marketplace's miners."""
     with client(url, api_key) as api:
-        if component is Component.JOBS:
-            jobs = api.job_metrics()
-            print_json(jobs) if as_json else console.print(job_metrics_view(jobs))
-        else:
-            miners = api.miner_metrics()
-            print_json(miners) if as_json else console.print(miners_line(miners))
+        found = api.job_metrics() if component is Component.JOBS else api.miner_metrics()
+    if as_json:
+        print_json(found)
+    elif isinstance(found, JobMetricsView):
+        console.print(job_metrics_view(found))
+    else:
+        console.print(miners_line(found))
 
 
 async def _dashboard(url: str | None, api_key: str | None, shown: int, once: bool, as_json: bool) -> None:
