@@ -32,6 +32,7 @@ from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.logs import LogService
 from aitbc.services.marketplace import MarketplaceService
 from aitbc.services.miner_registry import LiveMiners, MinerRegistry
+from aitbc.services.monitoring import MonitorService
 from aitbc.services.packages import PackageService
 from aitbc.services.presets import PresetResolver
 from aitbc.services.rate_limits import RateLimiter
@@ -51,6 +52,7 @@ from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.market import SqlMarketStore
 from aitbc.storage.sql.miners import SqlMinerStore
+from aitbc.storage.sql.monitor import SqlMonitorStore
 from aitbc.storage.sql.presets import SqlTemplateStore, SqlWorkflowStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
 from aitbc.storage.sql.stats import SqlStatsStore
@@ -93,6 +95,7 @@ class Coordinator:
     templates: TemplateService
     workflows: WorkflowService
     marketplace: MarketplaceService
+    monitor: MonitorService
 
     relay: PostgresRelay | None = None
 
@@ -186,6 +189,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         templates=templates,
         workflows=workflows,
         marketplace=MarketplaceService(SqlMarketStore(database), miner_store, jobs, settings.prices),
+        monitor=MonitorService(job_store, SqlMonitorStore(database), miner_store, jobs, clock),
     )
 
 

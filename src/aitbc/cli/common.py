@@ -77,14 +77,17 @@ def print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
+NO_KEY = (
+    "no API key: pass --api-key, set AITBC_API_KEY, or run `aitbc serve` once on this machine "
+    "(it writes a profile), or create one with `aitbc admin keys create`"
+)
+
+
 def client(url: str | None, api_key: str | None) -> Client:
     made = Client(url, api_key)
     if not made.api_key:
         made.close()
-        fail(
-            "no API key: pass --api-key, set AITBC_API_KEY, or run `aitbc serve` once on this machine "
-            "(it writes a profile), or create one with `aitbc admin keys create`"
-        )
+        fail(NO_KEY)
     return made
 
 

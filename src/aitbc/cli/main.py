@@ -12,11 +12,15 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     marketplace_commands,
     miner_command,
     results_commands,  # noqa: F401
+    root_options,
     template_commands,  # noqa: F401
     verify_command,  # noqa: F401
     workflow_commands,
 )
 from aitbc.cli.apps import client_app
+from aitbc.cli.blockchain_command import blockchain_app
+from aitbc.cli.config_commands import config_app, profile_app
+from aitbc.cli.monitor_commands import monitor_app
 from aitbc.cli.serve_command import serve
 from aitbc.version import VERSION
 
@@ -33,6 +37,10 @@ app.add_typer(admin_commands.app, name="admin")
 app.add_typer(billing_commands.billing_app, name="billing")
 app.add_typer(miner_command.app, name="miner")
 app.add_typer(marketplace_commands.marketplace_app, name="marketplace")
+app.add_typer(config_app, name="config")
+app.add_typer(profile_app, name="profile")
+app.add_typer(blockchain_app, name="blockchain")
+app.add_typer(monitor_app, name="monitor")
 
 
 def _version(value: bool) -> None:
@@ -41,11 +49,16 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def root(
+    context: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    config: root_options.ConfigOption = False,
+    debug: root_options.DebugOption = False,
+    profile: root_options.ProfileOption = None,
 ) -> None:
     """AITBC command line."""
+    root_options.apply(context, config, debug, profile)
 
 
 def main() -> None:

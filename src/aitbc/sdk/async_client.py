@@ -4,8 +4,8 @@ decisions and the multi-request work are the same code (`calls`, `downloads.Tran
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
@@ -13,6 +13,7 @@ import anyio
 import anyio.to_thread
 import httpx
 import websockets
+import websockets.exceptions
 
 from aitbc.domain.digests import Sha256
 from aitbc.protocol.batches import BatchResult
@@ -23,12 +24,20 @@ from aitbc.protocol.jobs import (
     JobList,
     JobView,
 )
-from aitbc.sdk import billing_calls, calls
+from aitbc.sdk import billing_calls, calls, http_log
 from aitbc.sdk.async_methods import AsyncClientMethods
-from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
+from aitbc.sdk.base import (
+    DEFAULT_TIMEOUT,
+    RECONNECT_DELAYS,
+    UPLOAD_CHUNK,
+    ClientBase,
+    event,
+    upload_headers,
+    ws_url,
+)
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
-from aitbc.sdk.errors import raise_for_status
+from aitbc.sdk.errors import ConnectionFailed, raise_for_status
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 
 T = TypeVar("T")
@@ -40,11 +49,18 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         url: str | None = None,
         api_key: str | None = None,
         *,
+        profile: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
-        super().__init__(url, api_key)
-        self.http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
+        super().__init__(url, api_key, profile)
+        self.http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=self.headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks=http_log.async_event_hooks(),
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -155,15 +171,46 @@ class AsyncClient(AsyncClientMethods, ClientBase):
             raise self._unreachable(error) from error
         return model(FileView)(response)
 
-    async def events(self, job_id: str | None = None, since: int | None = None) -> AsyncIterator[EventMessage]:
+    async def events(self, job_id: str | None = None, since: int | None = None) -> AsyncGenerator[EventMessage, None]:
+        """As `Client.events`."""
+        url = ws_url(self.url, job_id, since)
+        http_log.websocket_opening(url, self.headers)
+        how = "closed"
         try:
-            async with websockets.connect(
-                ws_url(self.url, job_id, since), additional_headers=self.headers, open_timeout=10
-            ) as socket:
+            async with websockets.connect(url, additional_headers=self.headers, open_timeout=10) as socket:
                 async for message in socket:
                     yield event(message)
-        except OSError as error:
+        except (OSError, websockets.exceptions.WebSocketException) as error:  # refused, or dropped midway
+            how = "lost"
             raise self._unreachable(error) from error
+        finally:
+            http_log.websocket_ended(url, how)
+
+    async def resumable_events(
+        self,
+        since: int | None,
+        job_id: str | None = None,
+        on_drop: Callable[[ConnectionFailed | None, float], Awaitable[None]] | None = None,
+    ) -> AsyncIterator[EventMessage]:
+        """`events` that outlive a dropped connection or a coordinator restart: after a pause (growing up to
+        `RECONNECT_DELAYS[-1]`) it reconnects and resumes after the last event seen, so none is missed or
+        repeated. `on_drop(error, pause)` hears of each drop (error None: the coordinator ended the stream).
+        Errors that are answers (a revoked key) still raise."""
+        last, attempt = since, 0
+        while True:
+            error: ConnectionFailed | None = None
+            try:
+                async with aclosing(self.events(job_id, since=last)) as stream:
+                    async for message in stream:
+                        attempt, last = 0, message.seq
+                        yield message
+            except ConnectionFailed as failure:
+                error = failure
+            pause = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            attempt += 1
+            if on_drop is not None:
+                await on_drop(error, pause)
+            await anyio.sleep(pause)
 
     async def export(
         self,

@@ -4,6 +4,7 @@ and verification of whole packages, history, billing and admin."""
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TypeVar, Unpack
@@ -12,6 +13,7 @@ from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView, LedgerEntryView, StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.protocol.marketplace import GpuList, MarketQuote
+from aitbc.protocol.monitor import JobMetricsView, MinerMetricsView, WhoAmIView
 from aitbc.protocol.presets import TemplateView, WorkflowView
 from aitbc.protocol.results import (
     CoordinatorKeyView,
@@ -24,9 +26,10 @@ from aitbc.protocol.results import (
     ShareList,
     ShareView,
 )
-from aitbc.sdk import billing_calls, calls, marketplace_calls, preset_calls
+from aitbc.sdk import billing_calls, calls, marketplace_calls, monitor_calls, preset_calls
 from aitbc.sdk.calls import Call, SubmitOptions
 from aitbc.sdk.downloads import Downloaded, Progress, file_path, zip_path
+from aitbc.sdk.monitor_calls import Ping
 from aitbc.sdk.packages import DownloadedPackage, PackageProgress, download_steps
 from aitbc.sdk.preset_calls import PresetOptions, TemplateOptions
 from aitbc.sdk.steps import Steps
@@ -59,6 +62,27 @@ class AsyncClientMethods:
 
     async def stats(self, days: int | None = None) -> StatsView:
         return await self._run(billing_calls.stats(days))
+
+    # -- monitoring ---------------------------------------------------------------------------------
+
+    async def ping(self) -> Ping:
+        """The coordinator's health and version, and the round trip's time (no key needed)."""
+        started = time.perf_counter()
+        health = await self._run(monitor_calls.health())
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
+        return Ping(self.url, health.status, health.version, elapsed)
+
+    async def whoami(self) -> WhoAmIView:
+        """The key's account, role and plan: whether the coordinator accepts it."""
+        return await self._run(monitor_calls.whoami())
+
+    async def job_metrics(self) -> JobMetricsView:
+        """Your jobs at a glance: counts, queue places, the last hour's throughput, waits to start."""
+        return await self._run(monitor_calls.job_metrics())
+
+    async def miner_metrics(self) -> MinerMetricsView:
+        """The live miners, their slots (free and busy) and GPUs."""
+        return await self._run(monitor_calls.miner_metrics())
 
     # -- results ------------------------------------------------------------------------------------
 

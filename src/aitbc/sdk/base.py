@@ -9,11 +9,14 @@ from urllib.parse import urlencode
 import httpx
 
 from aitbc.protocol.jobs import EventMessage
+from aitbc.sdk import http_log
 from aitbc.sdk.config import resolve_connection
 from aitbc.sdk.errors import ApiError, ConnectionFailed
 
 UPLOAD_CHUNK = 1024 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=120.0)
+QUICK_TIMEOUT = httpx.Timeout(10.0)  # a check that should answer at once (`aitbc blockchain status`)
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)  # seconds before each reconnect of `resumable_events`
 
 
 def ws_url(base: str, job_id: str | None, since: int | None) -> str:
@@ -34,13 +37,14 @@ def upload_headers(size: int) -> dict[str, str]:
 
 
 class ClientBase:
-    def __init__(self, url: str | None, api_key: str | None) -> None:
-        connection = resolve_connection(url, api_key)
+    def __init__(self, url: str | None, api_key: str | None, profile: str | None = None) -> None:
+        connection = resolve_connection(url, api_key, profile)
         self.url = connection.url
         self.api_key = connection.api_key
         self.headers = {"X-Api-Key": self.api_key} if self.api_key else {}
 
     def _unreachable(self, error: Exception) -> ConnectionFailed:
+        http_log.unreachable(self.url, error)
         return ConnectionFailed(
             f"cannot reach the coordinator at {self.url} ({error.__class__.__name__}): is `aitbc serve` running? "
             "Set --url or AITBC_URL to point elsewhere."

@@ -30,6 +30,12 @@ class ConnectionFailed(AitbcError):
     code = "connection_failed"
 
 
+class ConfigError(AitbcError):
+    """The profile file cannot be read, or names no such profile."""
+
+    code = "config_error"
+
+
 _BY_STATUS: dict[int, type[AitbcError]] = {
     400: InvalidInput,
     401: Unauthorized,

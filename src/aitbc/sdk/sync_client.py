@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
 import httpx
+import websockets.exceptions
 import websockets.sync.client
 
 from aitbc.domain.digests import sha256_chunks
@@ -28,11 +29,19 @@ from aitbc.protocol.jobs import (
     JobList,
     JobView,
 )
-from aitbc.sdk import billing_calls, calls
-from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
+from aitbc.sdk import billing_calls, calls, http_log
+from aitbc.sdk.base import (
+    DEFAULT_TIMEOUT,
+    RECONNECT_DELAYS,
+    UPLOAD_CHUNK,
+    ClientBase,
+    event,
+    upload_headers,
+    ws_url,
+)
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import DOWNLOAD_ATTEMPTS, DOWNLOAD_CHUNK, Downloaded, Progress, Transfer
-from aitbc.sdk.errors import raise_for_status
+from aitbc.sdk.errors import ConnectionFailed, raise_for_status
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 from aitbc.sdk.sync_methods import ClientMethods
 
@@ -45,11 +54,18 @@ class Client(ClientMethods, ClientBase):
         url: str | None = None,
         api_key: str | None = None,
         *,
+        profile: str | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
-        super().__init__(url, api_key)
-        self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
+        super().__init__(url, api_key, profile)
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers=self.headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks=http_log.event_hooks(),
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -157,16 +173,47 @@ class Client(ClientMethods, ClientBase):
             raise self._unreachable(error) from error
         return model(FileView)(response)
 
-    def events(self, job_id: str | None = None, since: int | None = None) -> Iterator[EventMessage]:
-        """Job events as they happen (resuming after `since`), until the caller stops iterating."""
+    def events(self, job_id: str | None = None, since: int | None = None) -> Generator[EventMessage, None, None]:
+        """Job events as they happen (resuming after `since`), until the caller stops iterating or the
+        coordinator closes the stream; a connection refused or lost raises `ConnectionFailed`."""
+        url = ws_url(self.url, job_id, since)
+        http_log.websocket_opening(url, self.headers)
+        how = "closed"
         try:
-            with websockets.sync.client.connect(
-                ws_url(self.url, job_id, since), additional_headers=self.headers, open_timeout=10
-            ) as socket:
+            with websockets.sync.client.connect(url, additional_headers=self.headers, open_timeout=10) as socket:
                 for message in socket:
                     yield event(message)
-        except OSError as error:
+        except (OSError, websockets.exceptions.WebSocketException) as error:  # refused, or dropped midway
+            how = "lost"
             raise self._unreachable(error) from error
+        finally:
+            http_log.websocket_ended(url, how)
+
+    def resumable_events(
+        self,
+        since: int | None,
+        job_id: str | None = None,
+        on_drop: Callable[[ConnectionFailed | None, float], None] | None = None,
+    ) -> Iterator[EventMessage]:
+        """`events` that outlive a dropped connection or a coordinator restart: after a pause (growing up to
+        `RECONNECT_DELAYS[-1]`) it reconnects and resumes after the last event seen, so none is missed or
+        repeated. `on_drop(error, pause)` hears of each drop (error None: the coordinator ended the stream).
+        Errors that are answers (a revoked key) still raise."""
+        last, attempt = since, 0
+        while True:
+            error: ConnectionFailed | None = None
+            try:
+                with closing(self.events(job_id, since=last)) as stream:
+                    for message in stream:
+                        attempt, last = 0, message.seq
+                        yield message
+            except ConnectionFailed as failure:
+                error = failure
+            pause = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+            attempt += 1
+            if on_drop is not None:
+                on_drop(error, pause)
+            time.sleep(pause)
 
     def export(
         self,

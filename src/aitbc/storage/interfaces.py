@@ -292,6 +292,44 @@ class StatsStore(Protocol):
         millisecond) and the sum of their costs."""
 
 
+@dataclass(frozen=True)
+class QueuePlace:
+    """A pending job and how many pending jobs the claim order takes before it."""
+
+    job_id: str
+    type: str
+    priority: str
+    created_at: datetime
+    ahead: int
+    capped: bool  # `ahead` reached the cap it was counted to
+
+
+@dataclass(frozen=True)
+class JobActivity:
+    """An account's recent activity, read in one snapshot (see `MonitorStore.job_activity`)."""
+
+    event_seq: int  # the account's last event sequence number (0 before its first event)
+    queue: list[QueuePlace]
+    created_since: dict[str, int]  # the jobs created in the window, by their status now
+    waits: list[float]  # seconds from submission to start
+
+
+class MonitorStore(Protocol):
+    """What `GET /v1/monitor/…` reads: each query bounded (a window, a sample, a cap) and on an index, never a
+    count over an account's whole history."""
+
+    async def job_activity(
+        self, account_id: str, since: datetime, queue_limit: int, ahead_cap: int, sample: int
+    ) -> JobActivity:
+        """The account's last event number; its `queue_limit` oldest pending jobs, each with the pending jobs of
+        its type (every account's) the claim takes first — higher priority, then older — counted up to
+        `ahead_cap`; its jobs created at or after `since` by status; and the wait from submission to start of
+        those of its `sample` most recent jobs that started."""
+
+    async def held_by(self, miner_ids: Sequence[str]) -> int:
+        """How many jobs the given miners hold (assigned, running or canceling)."""
+
+
 class LedgerStore(Protocol):
     """The append-only ledger: grants, holds, releases, payouts, fees."""
 
