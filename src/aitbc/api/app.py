@@ -14,7 +14,7 @@ from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
 from aitbc.api.links import install_links
 from aitbc.api.redaction import redacted_logs
-from aitbc.api.routes import admin, billing, history, jobs, miners, presets, results, runtime, shared
+from aitbc.api.routes import admin, billing, history, jobs, miners, presets, results, runtime, shared, spending
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
 from aitbc.protocol.batches import MAX_BATCH_BYTES
@@ -76,6 +76,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for router in (
         history.router,
         billing.router,
+        spending.router,
         jobs.router,
         miners.router,
         admin.router,
