@@ -42,6 +42,7 @@ from aitbc.storage.interfaces import (
     MinerStore,
     NewJob,
     ResultFile,
+    SpendingStore,
     StatsStore,
     StoredResult,
 )
@@ -52,6 +53,7 @@ from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.spending import SqlSpendingStore
 from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.tables import metadata
 from aitbc.storage.sql.uploads import SqlUploadStore
@@ -114,6 +116,7 @@ class Stores:
     results: ResultStore
     shares: ShareStore
     uploads: UploadStore
+    spending: SpendingStore
 
     async def account(self, name: str, plan: Plan | None = None) -> Account:
         return (await self.accounts.ensure_account(name, plan, T0))[0]
@@ -235,6 +238,7 @@ async def stores(backend: Backend) -> AsyncIterator[Stores]:
         results=SqlResultStore(database),
         shares=SqlShareStore(database),
         uploads=SqlUploadStore(database),
+        spending=SqlSpendingStore(database),
     )
     await database.dispose()
 

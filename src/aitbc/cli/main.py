@@ -11,6 +11,7 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     client_commands,  # noqa: F401
     miner_command,
     results_commands,  # noqa: F401
+    spending_commands,  # noqa: F401
     template_commands,  # noqa: F401
     verify_command,  # noqa: F401
     workflow_commands,
