@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -22,8 +23,10 @@ from typer.testing import CliRunner
 from aitbc.api.app import create_app
 from aitbc.cli.main import app
 from aitbc.domain.clock import ManualClock
+from aitbc.domain.errors import Forbidden, InvalidInput, NotFound, SpendingLimitReached
 from aitbc.domain.manifest import public_key_text
 from aitbc.domain.plans import Role
+from aitbc.sdk.client import AsyncClient, Client
 from aitbc.settings import Settings
 from aitbc.wiring import coordinator_session
 from tests.support.served import served_app_in_thread, served_in_thread
@@ -215,3 +218,26 @@ def test_an_admin_sets_an_accounts_limit(served: Served) -> None:
         served.http.headers["X-Api-Key"],
     )
     assert code != 0 and "admin key" in err
+
+
+async def test_the_sdk_sets_and_reads_limits(served: Served) -> None:
+    admin_key = os.environ["AITBC_ADMIN_API_KEY"]
+    async with AsyncClient(served.url, admin_key) as admin, AsyncClient(served.url) as user:
+        await admin.grant_credits("default", "10")
+        limited = await user.set_monthly_limit(Decimal("1.5"))
+        assert limited.monthly_limit == Decimal("1.5") and limited.account == "default"
+        alerted = await user.set_spending_alert(1)
+        assert alerted.alert.at == 1 and not alerted.alert.fired_this_month
+        assert (await user.spending()).monthly_limit == Decimal("1.5")
+        with pytest.raises(SpendingLimitReached, match=r"monthly spending limit of 1\.5 AITBC"):
+            await user.submit(type="command", requirements={"gpu_type": "a100"}, timeout_seconds=16 * 3600)
+        with pytest.raises(InvalidInput):
+            await user.set_monthly_limit("0")
+        with pytest.raises(Forbidden):
+            await user.set_account_limit("default", "9")
+        assert (await admin.set_account_limit("default", "9")).monthly_limit == 9
+        assert (await user.set_monthly_limit(None)).monthly_limit is None
+        with pytest.raises(NotFound):
+            await admin.set_account_limit("nobody", None)
+    with Client(served.url) as sync:
+        assert sync.spending().alert.at == 1 and sync.set_spending_alert(None).alert.at is None
