@@ -134,12 +134,15 @@ async def test_the_alert_is_recorded_once_per_month_and_threshold(stores: Stores
         jobs[1].id,
     )
     assert (await settle(stores, jobs[2], 100)).alerts == ()  # once a month
+    fired = await stores.spending.spending(alice.id, JANUARY)
+    assert fired is not None and fired.alert_fired_this_month
     stored = await stores.jobs.events_since(alice.id, 0, None, 100)
     assert [e.seq for e in stored if e.kind == ALERT_EVENT] == [event.seq]  # in the account's sequence
 
     # A new threshold fires at the next charge (the month is already past it); going back to one that fired
     # this month does not fire it again.
-    await stores.spending.set_alert(alice.id, 350, JANUARY)
+    moved = await stores.spending.set_alert(alice.id, 350, JANUARY)
+    assert moved is not None and not moved.alert_fired_this_month
     (again,) = (await settle(stores, jobs[3], 10)).alerts
     assert again.data["threshold"] == "0.00000035" and again.data["charged"] == "0.00000051"
     await stores.spending.set_alert(alice.id, 300, JANUARY)

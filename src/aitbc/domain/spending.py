@@ -57,6 +57,11 @@ class Spending:
     alert_at_units: int | None
     charged_units: int  # charged this month
     held_units: int  # held now by unfinished jobs
+    alert_fired_month: int | None = None  # the month the threshold last fired in
+
+    @property
+    def alert_fired_this_month(self) -> bool:
+        return self.alert_at_units is not None and self.alert_fired_month == self.month
 
     @property
     def committed_units(self) -> int:

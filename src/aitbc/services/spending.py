@@ -45,7 +45,9 @@ class SpendingAlerts:
 
 def spending_view(account: Account, spending: Spending, last: SpendingAlert | None) -> SpendingView:
     limit = spending.monthly_limit_units
-    fired = last is not None and last.month == spending.month and last.threshold_units == spending.alert_at_units
+    # Fired this month: as the settlements saw it, or (a threshold set back to one that fired) as recorded.
+    recorded = last is not None and last.month == spending.month and last.threshold_units == spending.alert_at_units
+    fired = spending.alert_fired_this_month or recorded
     return SpendingView(
         account=account.name,
         month=month_label(spending.month),

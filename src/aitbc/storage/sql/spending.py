@@ -26,6 +26,7 @@ def _spending_columns(month: int) -> list[Any]:
         accounts.c.alert_at_units,
         charged.label("charged_units"),
         accounts.c.held_units,
+        accounts.c.alert_fired_month,
     ]
 
 
@@ -37,6 +38,7 @@ def _spending(row: RowMapping, month: int) -> Spending:
         alert_at_units=row["alert_at_units"],
         charged_units=int(row["charged_units"]),
         held_units=int(row["held_units"]),
+        alert_fired_month=row["alert_fired_month"],
     )
 
 
