@@ -41,6 +41,7 @@ from aitbc.services.receipts import ReceiptService
 from aitbc.services.retention import Retention, RetentionSweeper
 from aitbc.services.running import RunService
 from aitbc.services.sharing import ShareService
+from aitbc.services.spending import SpendingAlerts, SpendingService
 from aitbc.services.templates import TemplateService
 from aitbc.services.uploads import UploadService
 from aitbc.services.workflows import WorkflowService
@@ -55,6 +56,7 @@ from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.monitor import SqlMonitorStore
 from aitbc.storage.sql.presets import SqlTemplateStore, SqlWorkflowStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.spending import SqlSpendingStore
 from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.uploads import SqlUploadStore
 from aitbc.streaming.hub import EventHub
@@ -96,6 +98,8 @@ class Coordinator:
     workflows: WorkflowService
     marketplace: MarketplaceService
     monitor: MonitorService
+    spending: SpendingService
+    spending_alerts: SpendingAlerts
 
     relay: PostgresRelay | None = None
 
@@ -134,7 +138,8 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     account_store = SqlAccountStore(database)
     ledger = SqlLedgerStore(database)
     billing = BillingService(ledger, account_store, miner_store, clock, settings.prices)
-    lifecycle = Lifecycle(job_store, billing, hub)
+    spending_alerts = SpendingAlerts(hub)  # where a webhook sender would subscribe to spending alerts
+    lifecycle = Lifecycle(job_store, billing, hub, spending_alerts)
     workflows = WorkflowService(SqlWorkflowStore(database), clock)
     templates = TemplateService(SqlTemplateStore(database), workflows, clock)
     presets = PresetResolver(templates, workflows)
@@ -190,6 +195,8 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         workflows=workflows,
         marketplace=MarketplaceService(SqlMarketStore(database), miner_store, jobs, settings.prices),
         monitor=MonitorService(job_store, SqlMonitorStore(database), miner_store, jobs, clock),
+        spending=SpendingService(SqlSpendingStore(database), clock),
+        spending_alerts=spending_alerts,
     )
 
 

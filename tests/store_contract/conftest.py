@@ -43,6 +43,7 @@ from aitbc.storage.interfaces import (
     MinerStore,
     NewJob,
     ResultFile,
+    SpendingStore,
     StatsStore,
     StoredResult,
 )
@@ -54,6 +55,7 @@ from aitbc.storage.sql.ledger import SqlLedgerStore
 from aitbc.storage.sql.market import SqlMarketStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.spending import SqlSpendingStore
 from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.tables import metadata
 from aitbc.storage.sql.uploads import SqlUploadStore
@@ -117,6 +119,7 @@ class Stores:
     shares: ShareStore
     uploads: UploadStore
     market: MarketStore
+    spending: SpendingStore
 
     async def account(self, name: str, plan: Plan | None = None) -> Account:
         return (await self.accounts.ensure_account(name, plan, T0))[0]
@@ -239,6 +242,7 @@ async def stores(backend: Backend) -> AsyncIterator[Stores]:
         shares=SqlShareStore(database),
         uploads=SqlUploadStore(database),
         market=SqlMarketStore(database),
+        spending=SqlSpendingStore(database),
     )
     await database.dispose()
 

@@ -26,6 +26,7 @@ from aitbc.api.routes import (
     results,
     runtime,
     shared,
+    spending,
 )
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
@@ -89,6 +90,7 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for router in (
         history.router,
         billing.router,
+        spending.router,
         jobs.router,
         miners.router,
         marketplace.router,

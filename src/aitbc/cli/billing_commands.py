@@ -25,7 +25,7 @@ from aitbc.cli.common import (
     short_time,
 )
 
-billing_app = typer.Typer(help="Your ledger: credits, holds, charges.", no_args_is_help=True)
+billing_app = typer.Typer(help="Your ledger (credits, holds, charges), spending limit and alert.", no_args_is_help=True)
 
 
 @client_app.command()

@@ -13,6 +13,7 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     miner_command,
     results_commands,  # noqa: F401
     root_options,
+    spending_commands,  # noqa: F401
     template_commands,  # noqa: F401
     verify_command,  # noqa: F401
     workflow_commands,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
+from urllib.parse import quote
 
-from aitbc.protocol.billing import BalanceView, LedgerPage, StatsView
+from aitbc.protocol.billing import BalanceView, LedgerPage, SpendingView, StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.sdk.calls import Call, model, models
 
@@ -23,6 +25,34 @@ def grant(account: str, amount: str, memo: str = "") -> Call[BalanceView]:
     return Call(
         "POST", "/v1/admin/credits", model(BalanceView), json={"account": account, "amount": amount, "memo": memo}
     )
+
+
+def amount_text(amount: str | Decimal | int) -> str:
+    """An amount as the API takes it: a plain decimal string (`Decimal("1E+1")` is sent as "10")."""
+    return amount if isinstance(amount, str) else format(Decimal(amount), "f")
+
+
+def spending() -> Call[SpendingView]:
+    return Call("GET", "/v1/billing/limit", model(SpendingView))
+
+
+def set_monthly_limit(amount: str | Decimal | int | None) -> Call[SpendingView]:
+    if amount is None:
+        return Call("DELETE", "/v1/billing/limit", model(SpendingView))
+    return Call("PUT", "/v1/billing/limit", model(SpendingView), json={"monthly": amount_text(amount)})
+
+
+def set_spending_alert(at: str | Decimal | int | None) -> Call[SpendingView]:
+    if at is None:
+        return Call("DELETE", "/v1/billing/alert", model(SpendingView))
+    return Call("PUT", "/v1/billing/alert", model(SpendingView), json={"at": amount_text(at)})
+
+
+def set_account_limit(account: str, amount: str | Decimal | int | None) -> Call[SpendingView]:
+    path = f"/v1/admin/accounts/{quote(account, safe='')}/limit"
+    if amount is None:
+        return Call("DELETE", path, model(SpendingView))
+    return Call("PUT", path, model(SpendingView), json={"monthly": amount_text(amount)})
 
 
 def stats(days: int | None = None) -> Call[StatsView]:

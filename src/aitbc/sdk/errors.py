@@ -14,6 +14,7 @@ from aitbc.domain.errors import (
     PayloadTooLarge,
     PaymentRequired,
     RateLimited,
+    SpendingLimitReached,
     Unauthorized,
 )
 
@@ -48,6 +49,9 @@ _BY_STATUS: dict[int, type[AitbcError]] = {
     422: InvalidInput,
 }
 
+# Codes that name a more precise class than their status does (a 402 over the spending limit, not the balance).
+_BY_CODE: dict[str, type[AitbcError]] = {SpendingLimitReached.code: SpendingLimitReached}
+
 
 def error_for_status(status_code: int, message: str) -> AitbcError:
     """The error a call answered with `status_code` raises (an item's error inside a batch's answer)."""
@@ -58,15 +62,20 @@ def error_for_status(status_code: int, message: str) -> AitbcError:
 def error_from_response(response: httpx.Response) -> AitbcError:
     """The error, with the index of the refused item (`item`) when a batch was refused."""
     item = None
+    code = None
     try:
         body = response.json()
         message = str(body.get("message") or body.get("detail") or response.text)
         item = body.get("item") if isinstance(body.get("item"), int) else None
+        code = body.get("error")
     except (ValueError, AttributeError):
         message = response.text or response.reason_phrase
     error: AitbcError
+    precise = _BY_CODE.get(code) if isinstance(code, str) else None
     if response.status_code == 429:
         error = RateLimited(message, int(response.headers.get("Retry-After", "1")))
+    elif precise is not None and precise.status_code == response.status_code:
+        error = precise(message)
     elif (cls := _BY_STATUS.get(response.status_code)) is None:
         error = ApiError(f"HTTP {response.status_code}: {message}", response.status_code)
     else:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import builtins
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar, Unpack
 
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
-from aitbc.protocol.billing import BalanceView, LedgerEntryView, StatsView
+from aitbc.protocol.billing import BalanceView, LedgerEntryView, SpendingView, StatsView
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.protocol.marketplace import GpuList, MarketQuote
 from aitbc.protocol.monitor import JobMetricsView, MinerMetricsView, WhoAmIView
@@ -176,6 +177,22 @@ class ClientMethods:
 
     def grant_credits(self, account: str, amount: str, memo: str = "") -> BalanceView:
         return self._run(billing_calls.grant(account, amount, memo))
+
+    def spending(self) -> SpendingView:
+        """The caller's monthly spending limit, what counts toward it this month, and its alert."""
+        return self._run(billing_calls.spending())
+
+    def set_monthly_limit(self, amount: str | Decimal | int | None) -> SpendingView:
+        """Cap what the caller's jobs may cost in a UTC month (charged plus held); None removes the cap."""
+        return self._run(billing_calls.set_monthly_limit(amount))
+
+    def set_spending_alert(self, at: str | Decimal | int | None) -> SpendingView:
+        """A `billing.alert` event on the caller's stream when the month's charges reach `at`; None removes it."""
+        return self._run(billing_calls.set_spending_alert(at))
+
+    def set_account_limit(self, account: str, amount: str | Decimal | int | None) -> SpendingView:
+        """Admin: set (or, with None, remove) the named account's monthly spending limit."""
+        return self._run(billing_calls.set_account_limit(account, amount))
 
     def create_key(self, name: str, role: str, plan: str | None = None) -> CreatedKeyView:
         return self._run(calls.create_key(name, role, plan))

@@ -14,6 +14,7 @@ from aitbc.domain.matching import Capabilities
 from aitbc.domain.moves import Billed, WriteSet
 from aitbc.domain.plans import Plan, Role
 from aitbc.domain.presets import JobTemplate, Workflow
+from aitbc.domain.spending import Spending, SpendingAlert
 from aitbc.domain.transitions import Move
 
 
@@ -85,6 +86,9 @@ class LedgerEntry:
     amount_units: int
     job_id: str | None = None
     memo: str = ""
+    # A release's charge: the part of the job's hold that does not come back. Not a row of its own (the hold and
+    # the release already move the balance); it ends the hold with the release and counts toward the month.
+    charged_units: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,10 +104,12 @@ class StoredLedgerEntry:
 
 @dataclass(frozen=True)
 class Changed:
-    """A job after a successful guarded update, with the event that records it."""
+    """A job after a successful guarded update, with the event that records it, and the account events its
+    settlement set off (a spending alert it crossed), stored in the same transaction."""
 
     job: Job
     event: JobEvent
+    alerts: tuple[JobEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -346,6 +352,22 @@ class LedgerStore(Protocol):
 
     async def totals_by_kind(self) -> dict[str, int]:
         """Sum of every entry by kind, over all accounts (for audits and tests)."""
+
+
+class SpendingStore(Protocol):
+    """Accounts' spending limits and alerts; the totals they are checked against are kept by the ledger's
+    writes (`LedgerEntry`'s hold, release and charge) and checked at submit in the insert's transaction."""
+
+    async def spending(self, account_id: str, month: int) -> Spending | None:
+        """The account's settings and, for `month` (YYYYMM, UTC), what it was charged and holds now."""
+
+    async def set_monthly_limit(self, account_id: str, limit_units: int | None, month: int) -> Spending | None: ...
+
+    async def set_alert(self, account_id: str, threshold_units: int | None, month: int) -> Spending | None:
+        """Set or clear the threshold; a new threshold may fire this month even if the old one did."""
+
+    async def last_alert(self, account_id: str) -> SpendingAlert | None:
+        """The alert that fired last for the account, if any has."""
 
 
 class AccountStore(Protocol):

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, o
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ClauseElement
 
-from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
+from aitbc.domain.errors import AitbcError, Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import LEASED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from aitbc.domain.money import display, from_units
@@ -32,6 +32,7 @@ from aitbc.domain.moves import (
 )
 from aitbc.domain.package import ResultsState
 from aitbc.domain.plans import Plan
+from aitbc.domain.spending import ALERT_EVENT, SpendingAlert, alert_data, month_of, over_limit
 from aitbc.domain.transitions import transition
 from aitbc.storage.interfaces import (
     Changed,
@@ -81,8 +82,17 @@ _UNFINISHED_OF_ACCOUNT = (
     .where(job_counts.c.account_id == accounts.c.id, or_(*(job_counts.c.status == status for status in _UNFINISHED)))
     .scalar_subquery()
 )
+# The account's standing, locked: its balance, unfinished jobs, and its spending cap with the totals it is checked
+# against, all columns of the account's row (an account without a cap costs nothing more to read).
 _STANDING = (
-    select(accounts.c.balance_units, _UNFINISHED_OF_ACCOUNT)
+    select(
+        accounts.c.balance_units,
+        _UNFINISHED_OF_ACCOUNT,
+        accounts.c.monthly_limit_units,
+        accounts.c.held_units,
+        accounts.c.charged_month,
+        accounts.c.month_charged_units,
+    )
     .where(accounts.c.id == bindparam("standing_account"))
     .with_for_update(of=accounts)
 )
@@ -343,11 +353,13 @@ def _check_account_can_submit(
     holds: Sequence[tuple[int, int]],
     max_active: int | None,
     batch: bool,
+    month: int,
 ) -> None:
     """Whether the account may add these jobs (`holds`: each one's index in its request and what it holds),
     under the account's row lock (PostgreSQL; SQLite writes are serial anyway), so two submits racing for the
-    last credit cannot both pass. The balance and the unfinished jobs (from the maintained counts) are read
-    with the lock, in one statement. In a batch, the error names the first item that does not fit."""
+    last credit, or the last of the month's spending limit, cannot both pass. The balance, the unfinished jobs
+    (from the maintained counts) and the spending cap with what counts toward it are read with the lock, in one
+    statement. In a batch, the error names the first item that does not fit."""
     standing = run(connection, _STANDING, {"standing_account": account_id})
     found = standing[0] if standing else None
     balance, count = (int(found[0]), int(found[1])) if found is not None else (0, 0)
@@ -365,10 +377,22 @@ def _check_account_can_submit(
         )
         raise at_item(capped, holds[max(0, max_active - count)][0])
     total = sum(hold for _, hold in holds)
-    if not total or balance >= total:
+    if not total:
         return
+    if balance < total:
+        raise _short_balance(holds, balance, batch)
+    if found is not None and found[2] is not None:
+        limit, held = int(found[2]), int(found[3])
+        charged = int(found[5]) if found[4] == month else 0
+        if charged + held + total > limit:
+            raise _over_limit(holds, limit, charged, held, batch)
+
+
+def _short_balance(holds: Sequence[tuple[int, int]], balance: int, batch: bool) -> AitbcError:
+    """The refusal of holds the balance cannot cover; in a batch, naming the first item that does not fit."""
+    total = sum(hold for _, hold in holds)
     if not batch:
-        raise PaymentRequired(
+        return PaymentRequired(
             f"this job can cost up to {display(from_units(total))} AITBC (its timeout at its rate) but the "
             f"available balance is {display(from_units(balance))} AITBC: lower --timeout, or ask an admin for "
             "credits (aitbc admin credits grant)"
@@ -383,7 +407,19 @@ def _check_account_can_submit(
                 f"is {display(from_units(balance))} AITBC: lower the timeouts, submit fewer jobs, or ask an admin "
                 "for credits (aitbc admin credits grant)"
             )
-            raise at_item(short, index)
+            return at_item(short, index)
+    raise AssertionError("the holds fit the balance")
+
+
+def _over_limit(holds: Sequence[tuple[int, int]], limit: int, charged: int, held: int, batch: bool) -> AitbcError:
+    """The refusal naming the cap, what is charged and held, and (in a batch) the first item that passes it."""
+    running = 0
+    for index, hold in holds:
+        if charged + held + running + hold > limit:
+            refused = over_limit(limit, charged, held, hold, running)
+            return at_item(refused, index) if batch else refused
+        running += hold
+    raise AssertionError("the holds fit the limit")
 
 
 def new_job_values(new: NewJob) -> dict[str, Any]:
@@ -486,7 +522,7 @@ def _insert_fresh(
         for _, item in fresh
         if item.hold_units
     ]
-    _check_account_can_submit(connection, account_id, holds, max_active, batch)
+    _check_account_can_submit(connection, account_id, holds, max_active, batch, month_of(now))
     if ledger:
         write_ledger(connection, ledger, now)
     rows = [new_job_values(item) for _, item in fresh]
@@ -533,13 +569,28 @@ def _apply_moves(
             _forget_unlisted_files(connection, guarded.result)
         applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
     applied.sort(key=lambda item: item[0])  # events in the caller's order
-    if ledger:
-        write_ledger(connection, ledger, now)
+    alerts = write_ledger(connection, ledger, now) if ledger else []
     events = _write_status_events(connection, [(job, data) for _, job, data in applied], now)
+    alerted = _write_alert_events(connection, alerts, [job for _, job, _ in applied], now)
     answers: list[Changed | None] = [None] * len(moves)
     for (index, job, _), event in zip(applied, events, strict=True):
-        answers[index] = Changed(job=job, event=event)
+        answers[index] = Changed(job=job, event=event, alerts=tuple(alerted.get(job.id, ())))
     return answers
+
+
+def _write_alert_events(
+    connection: Connection, alerts: Sequence[SpendingAlert], moved: Sequence[Job], now: datetime
+) -> dict[str, list[JobEvent]]:
+    """The `billing.alert` event of each alert recorded, after the status events: numbered in its account's
+    sequence (so a stream resumes across it), carrying the job whose settlement crossed the threshold, as it is
+    now. By job id."""
+    by_id = {job.id: job for job in moved}
+    written: dict[str, list[JobEvent]] = {}
+    for alert in alerts:
+        job = by_id.get(alert.job_id)
+        if job is not None:
+            written.setdefault(job.id, []).append(_write_event(connection, job, ALERT_EVENT, now, alert_data(alert)))
+    return written
 
 
 class SqlJobStore:

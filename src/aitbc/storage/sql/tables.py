@@ -66,6 +66,16 @@ accounts = Table(
     Column("event_seq", BigInteger, nullable=False, default=0),
     # The sum of the account's ledger entries, moved in the same transaction as each entry (nano-AITBC).
     Column("balance_units", BigInteger, nullable=False, server_default="0"),
+    # Spending limits (migration 0016), kept with the balance by the same update so a submit reads them in the
+    # statement that reads the balance: what unfinished jobs hold now, what was charged in the UTC month
+    # `charged_month` (YYYYMM), the account's monthly cap and alert threshold (NULL: none), and the month the
+    # threshold last fired in (cleared when the threshold changes).
+    Column("held_units", BigInteger, nullable=False, server_default="0"),
+    Column("charged_month", Integer),
+    Column("month_charged_units", BigInteger, nullable=False, server_default="0"),
+    Column("monthly_limit_units", BigInteger),
+    Column("alert_at_units", BigInteger),
+    Column("alert_fired_month", Integer),
 )
 
 api_keys = Table(
@@ -215,7 +225,7 @@ job_events = Table(
     Column("account_id", String(40), primary_key=True),
     Column("seq", BigInteger, primary_key=True),
     Column("job_id", String(40), nullable=False),
-    Column("kind", String(12), nullable=False),
+    Column("kind", String(32), nullable=False),  # status, progress, log; billing.alert (an account's event)
     Column("status", String(12), nullable=False),
     Column("progress", Integer, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
@@ -325,6 +335,20 @@ ledger_entries = Table(
     # A job is held, released, paid out and feed at most once: settlement is exactly-once by construction.
     UniqueConstraint("job_id", "kind", name="uq_ledger_entries_job_kind"),
     Index("ix_ledger_entries_account_created", "account_id", "created_at", "id"),
+)
+
+# Every spending alert that fired: once per account, UTC month (YYYYMM) and threshold, with the charges that
+# reached it and the job whose settlement did. The record `aitbc billing alert` shows, and what a webhook sender
+# can deliver from.
+spending_alerts = Table(
+    "spending_alerts",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("month", Integer, primary_key=True, autoincrement=False),
+    Column("threshold_units", BigInteger, primary_key=True, autoincrement=False),
+    Column("charged_units", BigInteger, nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("fired_at", UtcDateTime(), nullable=False),
 )
 
 # -- presets: clients' job templates and the admins' versioned workflows ------------------------------------
