@@ -10,6 +10,7 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     billing_commands,
     client_commands,  # noqa: F401
     miner_command,
+    receipt_command,  # noqa: F401
     results_commands,  # noqa: F401
     template_commands,  # noqa: F401
     verify_command,  # noqa: F401
