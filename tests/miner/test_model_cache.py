@@ -10,11 +10,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from aitbc.cli.main import app
 from aitbc.domain.matching import Gpu
 from aitbc.miner.timings import JobTimings
+from aitbc.miner.worker.loaded_models import Models, footprint
 from aitbc.miner.worker.messages import held_models
 from aitbc.miner.worker.model_cache import DEFAULT_MAX_MODELS, ModelCache, default_budget, weight_files_size
+from tests.miner.ai_extra import needs_ai
 
 MB = 2**20
 
@@ -177,3 +181,47 @@ def test_a_job_is_billed_from_the_moment_its_model_is_ready() -> None:
     never = JobTimings()
     never.waits_for_model()  # its model failed to load: none of its work ran, none is billed
     assert never.billed_from == never.end() and never.report()["run_seconds"] == 0.0
+
+
+class Weights:
+    """A model as the worker's table sees it: any object (a weak reference tells whether it was freed)."""
+
+
+def test_the_worker_never_unloads_its_running_jobs_model_and_frees_what_it_unloads() -> None:
+    lines: list[str] = []
+    models = Models(say=lines.append)
+    first = models.get("/m/a", "cpu", Weights)
+    assert first.warm is False and models.get("/m/a", "cpu", Weights).model is first.model
+    assert models.unload(["/m/a"]) == [] and lines == ["kept /m/a: the running job uses it"]
+    models.release()
+    kept = models.get("/m/b", "cpu", Weights).model  # the test holds on to this one
+    models.release()
+    del first
+    assert sorted(models.unload(["/m/a", "/m/b", "/m/never-loaded"])) == ["/m/a", "/m/b"]
+    assert lines[1:] == ["unloaded /m/a (0.0 MiB): freed", "unloaded /m/b (0.0 MiB): still referenced elsewhere"]
+    assert models.held() == {} and kept is not None
+
+
+@needs_ai
+def test_a_models_footprint_is_its_tensors_each_counted_once() -> None:
+    import torch
+
+    layer = torch.nn.Linear(10, 10)  # 100 weights and 10 biases, float32
+    assert footprint(layer) == 110 * 4
+    tied = torch.nn.Sequential(layer, torch.nn.Linear(10, 10))
+    tied[1].weight = layer.weight  # shared, as tied embeddings are
+    assert footprint(tied) == (110 + 10) * 4
+    holder = type("Backend", (), {"model": layer.half()})()  # what the generation backend keeps
+    assert footprint(holder) == 110 * 2
+    assert footprint(object()) == 0
+
+
+@pytest.mark.parametrize("value", ["lots", "0", "-5GiB"])
+def test_a_model_cache_that_is_not_a_size_is_refused_before_the_miner_starts(tmp_path: Path, value: str) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text("aitbc_not_used")
+    key_file.chmod(0o600)
+    arguments = ["miner", "run", "--url", "http://127.0.0.1:9", "--api-key-file", str(key_file)]
+    result = CliRunner().invoke(app, [*arguments, "--work-dir", str(tmp_path / "w"), "--model-cache", value])
+    assert result.exit_code == 2, result.output
+    assert "--model-cache" in result.output and not (tmp_path / "w").exists()
