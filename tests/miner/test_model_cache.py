@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -164,13 +165,14 @@ def test_a_job_is_billed_from_the_moment_its_model_is_ready() -> None:
     plain = JobTimings()
     assert plain.billed_from == plain.began and plain.report()["model_load_seconds"] is None
 
-    cold = JobTimings()
+    cold = JobTimings(began=datetime.now(UTC) - timedelta(seconds=5))  # it set up and loaded for 5 s
     cold.waits_for_model()
     cold.model_ready(warm=False, load_seconds=1.5)
     cold.end()
     assert cold.model_ready_at is not None and cold.billed_from == cold.model_ready_at
     report = cold.report()
     assert report["model_warm"] is False and report["model_load_seconds"] == 1.5
+    assert report["setup_seconds"] >= 3.5
     assert report["run_seconds"] == round((cold.end() - cold.model_ready_at).total_seconds(), 3)
 
     warm = JobTimings()
@@ -225,3 +227,12 @@ def test_a_model_cache_that_is_not_a_size_is_refused_before_the_miner_starts(tmp
     result = CliRunner().invoke(app, [*arguments, "--work-dir", str(tmp_path / "w"), "--model-cache", value])
     assert result.exit_code == 2, result.output
     assert "--model-cache" in result.output and not (tmp_path / "w").exists()
+
+
+def test_a_load_time_the_worker_overstates_is_capped_by_the_jobs_time_here() -> None:
+    timings = JobTimings()
+    timings.waits_for_model()
+    timings.model_ready(warm=False, load_seconds=10**12)  # a worker whose input broke it may say anything
+    report = timings.report()
+    assert report["model_load_seconds"] is not None and report["model_load_seconds"] <= 1.0
+    assert report["setup_seconds"] == 0.0

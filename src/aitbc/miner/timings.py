@@ -38,11 +38,13 @@ class JobTimings:
         self.model_wanted = True
 
     def model_ready(self, warm: bool, load_seconds: float) -> None:
-        """The model is loaded (`warm`: it already was); the first call counts."""
+        """The model is loaded (`warm`: it already was), having taken `load_seconds` by the worker's word, which
+        cannot be more than the job has been here; the first call counts."""
         if self.model_ready_at is None:
             self.model_ready_at = _now()
             self.model_warm = warm
-            self.model_load_seconds = 0.0 if warm else round(max(0.0, load_seconds), 3)
+            here = _seconds(self.began, self.model_ready_at)
+            self.model_load_seconds = 0.0 if warm else round(min(max(0.0, load_seconds), here), 3)
 
     def end(self) -> datetime:
         if self.ended is None:
