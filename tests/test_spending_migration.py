@@ -48,7 +48,7 @@ async def test_0016_backfills_the_totals_from_the_ledger(tmp_path: Path, databas
         await coordinator.close()
     engine = sync_engine(settings.resolved_database_url)
     try:
-        _migrate_to(engine, "0013", down=True)
+        _migrate_to(engine, "0014", down=True)
         with engine.connect() as connection:
             columns = {c["name"] for c in sa.inspect(connection).get_columns("accounts")}
             assert "held_units" not in columns and "spending_alerts" not in sa.inspect(connection).get_table_names()

@@ -27,6 +27,7 @@ from aitbc.cli.common import (
 from aitbc.cli.job_inputs import json_object, parse_input
 from aitbc.cli.job_views import finish, follow, show_record, status_table, when
 from aitbc.cli.marketplace_commands import choose_gpu
+from aitbc.cli.receipt_command import finished_receipt
 from aitbc.cli.result_download import fetch_results
 
 
@@ -144,7 +145,7 @@ def status(
     with client(url, api_key) as api:
         job = api.get(job_id)
         if verbose:
-            show_record(job, api.timeline(job_id), as_json)
+            show_record(job, api.timeline(job_id), as_json, finished_receipt(api, job))
             return
     if as_json:
         print_json(job)
@@ -155,9 +156,11 @@ def status(
 @client_app.command()
 @handles_errors
 def get(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None, as_json: JsonOption = False) -> None:
-    """Show a job's full record: spec, every transition, miner, attempts, cost, results."""
+    """Show a job's full record: spec, every transition, miner, attempts, cost, results, and (finished) how its
+    time was spent."""
     with client(url, api_key) as api:
-        show_record(api.get(job_id), api.timeline(job_id), as_json)
+        job = api.get(job_id)
+        show_record(job, api.timeline(job_id), as_json, finished_receipt(api, job))
 
 
 @client_app.command()

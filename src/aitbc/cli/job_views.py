@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -12,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from aitbc.cli.common import add_text_row, as_text, console, print_json, short_time, styled_status
+from aitbc.cli.receipt_command import time_spent
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.sdk.client import Client
 
@@ -66,10 +68,18 @@ def status_table(job: JobView) -> Table:
     return table
 
 
-def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None:
-    """A job's full record: spec, every transition, miner, attempts, cost, results."""
+def show_record(job: JobView, events: list[EventMessage], as_json: bool, receipt: dict[str, Any] | None = None) -> None:
+    """A job's full record: spec, every transition, miner, attempts, cost, results; with its `receipt` (a
+    finished job's), how its time was spent."""
     if as_json:
-        print_json({**job.model_dump(mode="json"), "timeline": [e.model_dump(mode="json") for e in events]})
+        resources = (receipt or {}).get("resources") or {}
+        print_json(
+            {
+                **job.model_dump(mode="json"),
+                "timeline": [e.model_dump(mode="json") for e in events],
+                "timings": resources.get("timings"),
+            }
+        )
         return
     console.print(status_table(job))
     details = Table(show_header=False, box=None, pad_edge=False)
@@ -89,6 +99,9 @@ def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None
     )
     if job.cost is not None:
         add_text_row(details, "Charged", f"{job.cost} AITBC for {job.billed_seconds} s")
+    spent = time_spent(receipt) if receipt is not None else None
+    if spent is not None:
+        add_text_row(details, "Time spent", spent)
     if job.retry_of:
         add_text_row(details, "Retry of", job.retry_of)
     if job.template or job.workflow:

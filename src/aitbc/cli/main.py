@@ -11,6 +11,7 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     client_commands,  # noqa: F401
     marketplace_commands,
     miner_command,
+    receipt_command,  # noqa: F401
     results_commands,  # noqa: F401
     root_options,
     spending_commands,  # noqa: F401

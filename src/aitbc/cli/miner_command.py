@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from aitbc.cli.common import UrlOption, console, errors, fail, handles_errors
+from aitbc.cli.serve_command import parse_size
 from aitbc.protocol.regions import REGION_MAX_LENGTH, REGION_PATTERN
 from aitbc.sdk.config import read_profile, resolve_connection
 
@@ -164,6 +165,23 @@ def run(
         str | None,
         typer.Option("--run-as", help="Host user jobs run as (the miner must be root; default for root: nobody)."),
     ] = None,
+    model_cache: Annotated[
+        str | None,
+        typer.Option(
+            "--model-cache",
+            help="Memory the AI workers' loaded models may take in all, e.g. 4GiB; the least recently used are "
+            "unloaded to stay within it (default: half the RAM, or half the GPUs' memory).",
+        ),
+    ] = None,
+    max_models: Annotated[
+        int | None,
+        typer.Option(
+            "--max-models",
+            min=1,
+            help="Loaded models kept at most, all workers together (default: no cap, or 4 where the RAM "
+            "cannot be read).",
+        ),
+    ] = None,
     parent_pid: Annotated[int | None, typer.Option("--parent-pid", hidden=True)] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
 ) -> None:
@@ -214,6 +232,8 @@ def run(
         job_network=job_network,
         sandbox_dir=sandbox_dir.expanduser().resolve() if sandbox_dir else None,
         parent_pid=parent_pid,
+        model_cache_bytes=parse_size(model_cache, "--model-cache") if model_cache is not None else None,
+        max_models=max_models,
     )
     built, missing = build_runtimes(config)
     for runtime_name, why in missing.items():

@@ -163,9 +163,44 @@ class UploadedFile(BaseModel):
     sha256: str
 
 
+MAX_REPORTED_SECONDS = 10**7  # about 116 days: more than any job's timeout
+
+
+class RunTimings(Strict):
+    """How a job's time on the miner was spent, as the miner reports it: recorded in the receipt, never billed
+    (billing uses `started_at`/`ended_at`, which a miner with a model starts once the model is ready)."""
+
+    setup_seconds: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_REPORTED_SECONDS,
+        description="from the job's start to asking for its model",
+    )
+    model_load_seconds: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_REPORTED_SECONDS,
+        description="loading its model (0: warm; null: no model)",
+    )
+    model_warm: bool | None = Field(default=None, strict=True, description="whether its model was already loaded")
+    run_seconds: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_REPORTED_SECONDS,
+        description="the work itself, from the model being ready",
+    )
+    upload_seconds: float | None = Field(
+        default=None, strict=True, ge=0, le=MAX_REPORTED_SECONDS, description="uploading its result package"
+    )
+
+
 class FinishRequest(LeaseRequest):
-    """Sent by `complete` and `fail`: the signed manifest of what was uploaded (possibly partial), and when the
-    work ran by the miner's clock (billing charges that, within the interval the coordinator observed)."""
+    """Sent by `complete` and `fail`: the signed manifest of what was uploaded (possibly partial), when the
+    work ran by the miner's clock (billing charges that, within the interval the coordinator observed), and
+    how the job's time went (`timings`, for the receipt)."""
 
     manifest: Manifest | None = None
     signature: str | None = Field(default=None, max_length=200)
@@ -173,6 +208,7 @@ class FinishRequest(LeaseRequest):
     usage: dict[str, Any] = Field(default_factory=dict)
     started_at: Moment | None = Field(default=None, description="when the job's work began on the miner")
     ended_at: Moment | None = Field(default=None, description="when it ended (finished, failed or stopped)")
+    timings: RunTimings | None = None
 
     @model_validator(mode="after")
     def _in_order(self) -> FinishRequest:

@@ -75,6 +75,7 @@ class StoredResult:
     created_at: datetime
     miner_public_key: str = ""
     usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None  # how the job's time went, as the miner reported it
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,7 @@ async def complete_many(
     miner_id: str, body: BatchCompleteRequest, principal: MinerDep, coordinator: CoordinatorDep
 ) -> BatchCompleteResponse:
     """Complete up to 64 jobs in one call and one transaction. Each item is the body of `complete` (lease,
-    signed manifest, usage, run times) plus its `job_id`; upload each job's files first, as for `complete`.
+    signed manifest, usage, run times, timings) plus its `job_id`; upload each job's files first, as for `complete`.
     Items succeed or fail one by one: an item refused — another miner's job (404), a stale lease (409), a
     manifest that does not check (422) — gets that status and message in its result and changes nothing,
     while the others complete and settle in the same transaction. A retried item answers as it did the first

@@ -274,6 +274,8 @@ job_results = Table(
     # The key that signed the manifest and what the miner reports it used (CPU time, memory, tokens, …).
     Column("miner_public_key", Text, nullable=False, server_default=""),
     Column("usage", JSON),
+    # How the job's time on the miner went (setup, model load, run, upload), as it reported it.
+    Column("timings", JSON),
 )
 
 # -- results: downloads, receipts, share links, retention ------------------------------------------------
