@@ -14,7 +14,9 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from aitbc.cli.main import app
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.miners import FailRequest
 from aitbc.wiring import Coordinator
@@ -207,3 +209,18 @@ async def test_running_jobs_on_a_real_miner_are_stopped(tmp_path: Path, database
         finally:
             agent.request_stop(immediately=True)
             await asyncio.wait_for(working, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ([], "--all"),
+        (["--job-id", "job_x", "--tag", "a"], "--job-id cancels one job"),
+        (["--job-id", "job_x", "--all"], "--job-id cancels one job"),
+        (["--tag", "a", "--status", "pending,completed"], "only jobs that are pending, assigned or running"),
+    ],
+)
+def test_the_cli_refuses_a_cancel_it_cannot_read_before_it_calls(arguments: list[str], says: str) -> None:
+    result = CliRunner().invoke(app, ["client", "cancel", *arguments], env={"AITBC_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr

@@ -92,6 +92,8 @@ def cancel(
     if not filtered and not all_:
         fail("say which jobs: --job-id ID, a filter (--tag, --name, --status, --from, --to), or --all for every one", 2)
     statuses = [part.strip() for part in status.split(",") if part.strip()] if status else []
+    if unknown := [each for each in statuses if each not in CANCELABLE]:
+        fail(f"--status {unknown[0]!r}: only jobs that are pending, assigned or running can be canceled", 2)
     with client(url, api_key) as api:
         matching = api.list(status=statuses or CANCELABLE, tag=tag, name=name, from_=from_, to=to, limit=1).total
         if matching == 0:
