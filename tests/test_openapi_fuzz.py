@@ -56,16 +56,19 @@ class Keys:
     miner: str
     admin: str
     client_account: str
+    canceler: str  # another client's: a cancel by filter would take the live objects of the fuzz client's
 
 
 async def _make_keys(settings: Settings) -> Keys:
     async with coordinator_session(settings) as coordinator:
         made = {role: await coordinator.accounts.create_key(f"fuzz-{role.value}", role) for role in Role}
+        canceler = await coordinator.accounts.create_key("fuzz-canceler", Role.CLIENT)
     return Keys(
         client=made[Role.CLIENT].secret,
         miner=made[Role.MINER].secret,
         admin=made[Role.ADMIN].secret,
         client_account="fuzz-client",
+        canceler=canceler.secret,
     )
 
 
@@ -234,7 +237,12 @@ def lift_spending_limit(served: Served, path: str) -> None:
         served.call("DELETE", path, served.keys.client)
 
 
+BY_FILTER = "/v1/jobs/cancel"  # cancels every matching job of the caller's
+
+
 def key_for(served: Served, operation: APIOperation) -> str:
+    if operation.path == BY_FILTER:
+        return served.keys.canceler
     if operation.path.startswith("/v1/admin"):
         return served.keys.admin
     if operation.path.startswith("/v1/miners"):
@@ -361,6 +369,9 @@ def test_every_operation_reached_and_no_server_error(served: Served) -> None:
         # A call that changes an object (cancel, complete, revoke…) may use it up: each of those gets fresh ones.
         changes_objects = "{" in operation.path and operation.method.upper() not in ("GET", "HEAD")
         world = build_world(served, number) if changes_objects else shared
+        if operation.path == BY_FILTER:  # jobs of its own for it to cancel, tagged as its examples may ask
+            for tag in ("a", "fuzz", "0"):
+                served.call("POST", "/v1/jobs", served.keys.canceler, 201, json={"type": "command", "tags": [tag]})
         fuzz_operation(served, operation, world, findings)
     assert findings.clean(), findings.report()
 

@@ -44,6 +44,7 @@ from aitbc.services.sharing import ShareService
 from aitbc.services.spending import SpendingAlerts, SpendingService
 from aitbc.services.templates import TemplateService
 from aitbc.services.uploads import UploadService
+from aitbc.services.waiting import JobWaiter
 from aitbc.services.workflows import WorkflowService
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore, LedgerStore
@@ -155,9 +156,9 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     await miner_store.start(jobs.miners_since)  # those heard from before a restart, or by another replica
     accounts = AccountService(account_store, billing, clock, hub, settings.welcome_credit)
     retention = Retention(account_store, settings)
-    job_views = JobPresenter(jobs, retention)
     packages = PackageService(job_store, jobs, retention, clock)
     downloads = DownloadService(packages, result_store, blobs)
+    job_views = JobPresenter(jobs, retention, JobWaiter(job_store, hub), downloads)
     receipts = ReceiptService(job_store, job_store, result_store, miner_store, jobs, key, hub, clock)
     deletion = ResultDeletion(job_store, result_store, jobs, blobs, hub, clock)
     purger = BlobPurger(upload_store, blobs, clock, settings)

@@ -1,4 +1,4 @@
-"""`aitbc client …`: submit, status, get, watch, cancel, list."""
+"""`aitbc client …`: submit, status, get, watch, list (cancel: `cancel_command`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from aitbc.cli.apps import JobIdOption, client_app
 from aitbc.cli.common import (
@@ -17,18 +16,19 @@ from aitbc.cli.common import (
     add_text_row,
     as_text,
     client,
-    confirm,
     console,
     errors,
+    fail,
     handles_errors,
     print_json,
     styled_status,
 )
 from aitbc.cli.job_inputs import json_object, parse_input
-from aitbc.cli.job_views import finish, follow, show_record, status_table, when
+from aitbc.cli.job_views import finish, follow, run_to_end, show_record, show_result, status_table, when
 from aitbc.cli.marketplace_commands import choose_gpu
 from aitbc.cli.receipt_command import finished_receipt
 from aitbc.cli.result_download import fetch_results
+from aitbc.sdk.calls import SubmitOptions
 
 
 @client_app.command()
@@ -80,6 +80,19 @@ def submit(
         ),
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Submit a --use-marketplace quote without asking.")] = False,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Your name for the job (up to 200 characters), shown and filterable.")
+    ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tag", help="A label to find the job by (repeat for more, up to 16): letters, digits, _.:-"),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Wait for the job to end and print its result (exit 1 if it fails, 2 if canceled)."
+        ),
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option("--output", help="Wait for the job, showing its progress, then download its results here."),
@@ -88,9 +101,11 @@ def submit(
     api_key: KeyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Submit a job and print its id.
+    """Submit a job and print its id (with --wait, its result once it ends).
 
     With --template or --workflow, the coordinator takes what the flags leave out from them."""
+    if wait and output is not None:
+        fail("--wait prints the result and --output downloads the results: use one of them", 2)
     params = json_object(workflow_config, "--workflow-config") if workflow_config else {}
     if input is not None and input_text is not None:
         raise ValueError("give --input or --input-text, not both")
@@ -103,19 +118,25 @@ def submit(
             job_kind |= {"template": template, "workflow": workflow, "params": params}
             requirements["gpu_type"] = choose_gpu(api, yes, **job_kind, requirements=requirements)
         file_id = api.upload_file(file_path).file_id if file_path else None
-        job = api.submit(
-            type=type,
-            model=model,
-            input=inline,
-            input_file_id=file_id,
-            params=params,
-            requirements=requirements,
-            priority=priority,
-            timeout_seconds=timeout,
-            template=template,
-            workflow=workflow,
-            idempotency_key=idempotency_key,
-        )
+        fields: SubmitOptions = {
+            "type": type,
+            "model": model,
+            "input": inline,
+            "input_file_id": file_id,
+            "params": params,
+            "requirements": requirements,
+            "priority": priority,
+            "timeout_seconds": timeout,
+            "template": template,
+            "workflow": workflow,
+            "name": name,
+            "tags": tags or None,
+            "idempotency_key": idempotency_key,
+        }
+        if wait:
+            show_result(run_to_end(api, fields, as_json), as_json)
+            return
+        job = api.submit(**fields)
         if as_json:
             print_json(job)
         else:
@@ -172,27 +193,6 @@ def watch(job_id: JobIdOption, url: UrlOption = None, api_key: KeyOption = None,
     finish(job, as_json)
 
 
-@client_app.command()
-@handles_errors
-def cancel(
-    job_id: JobIdOption,
-    force: Annotated[bool, typer.Option("--force", help="Do not ask for confirmation.")] = False,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Cancel a job: at once if queued; a running job is stopped by its miner (partial results are kept)."""
-    confirm(force, "cancel", f"Cancel job {job_id}?", "not canceled")
-    with client(url, api_key) as api:
-        result = api.cancel(job_id)
-    if as_json:
-        print_json(result)
-    else:
-        console.print(Text.assemble(f"{job_id}: ", styled_status(result.outcome), f" — {result.message}"))
-    if result.outcome == "failed":
-        raise typer.Exit(1)
-
-
 @client_app.command("list")
 @handles_errors
 def list_jobs(
@@ -200,6 +200,8 @@ def list_jobs(
     days: Annotated[int | None, typer.Option("--days", min=1, help="Only jobs of the last N days.")] = None,
     from_: Annotated[str | None, typer.Option("--from", help="From this date (2026-01-01).")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Up to this date, inclusive (2026-01-31).")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only jobs with this tag.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only jobs of exactly this name.")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most N jobs.")] = 20,
     url: UrlOption = None,
     api_key: KeyOption = None,
@@ -207,23 +209,27 @@ def list_jobs(
 ) -> None:
     """List your jobs, newest first."""
     with client(url, api_key) as api:
-        page = api.list(status=[status] if status else None, days=days, from_=from_, to=to, limit=limit)
+        page = api.list(
+            status=[status] if status else None, days=days, from_=from_, to=to, tag=tag, name=name, limit=limit
+        )
     if as_json:
         print_json(page)
         return
     table = Table(title=f"{len(page.jobs)} of {page.total} jobs")
     table.add_column("Job", no_wrap=True)
-    for column in ("Status", "Progress", "Type", "Model", "Created", "Miner"):
+    for column in ("Name", "Status", "Progress", "Type", "Model", "Created", "Miner", "Tags"):
         table.add_column(column)
     for job in page.jobs:
         add_text_row(
             table,
             job.job_id,
+            job.name or "-",
             styled_status(job.status.value),
             f"{job.progress}%",
             job.type,
             job.model or "-",
             when(job.created_at),
             job.miner_id or "-",
+            " ".join(job.tags) or "-",
         )
     console.print(table)

@@ -12,10 +12,12 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from aitbc.cli.common import add_text_row, as_text, console, print_json, short_time, styled_status
+from aitbc.cli.common import add_text_row, as_text, console, errors, print_json, short_time, styled_status
 from aitbc.cli.receipt_command import time_spent
 from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.sdk.calls import SubmitOptions
 from aitbc.sdk.client import Client
+from aitbc.sdk.errors import JobNotCompleted
 
 EXIT_FAILED = 1
 EXIT_CANCELED = 2
@@ -41,6 +43,8 @@ def status_table(job: JobView) -> Table:
     table.add_column()
     rows: list[tuple[str, str | Text]] = [
         ("Job", job.job_id),
+        *([("Name", job.name)] if job.name else []),
+        *([("Tags", " ".join(job.tags))] if job.tags else []),
         ("Status", styled_status(job.status.value)),
         ("Progress", f"{job.progress}%" + (f" — {job.progress_message}" if job.progress_message else "")),
         ("Type / model", f"{job.type} / {job.model or '-'}"),
@@ -163,3 +167,25 @@ def finish(job: JobView, as_json: bool) -> None:
             )
         )
     raise typer.Exit({"completed": 0, "failed": EXIT_FAILED, "canceled": EXIT_CANCELED}.get(job.status.value, 0))
+
+
+def run_to_end(api: Client, fields: SubmitOptions, as_json: bool) -> JobView:
+    """Submit and wait until the job ends (`Client.run`); a job that did not complete exits as `finish` says."""
+    try:
+        return api.run(**fields)
+    except JobNotCompleted as error:
+        finish(error.job, as_json)
+        raise  # not reached: `finish` exits
+
+
+def show_result(job: JobView, as_json: bool) -> None:
+    """A completed job's result: its result.txt as it is (the whole status object with --json)."""
+    if as_json:
+        print_json(job)
+    elif isinstance(job.result, str):
+        typer.echo(job.result, nl=not job.result.endswith("\n"))
+    else:
+        errors.print(
+            as_text(f"{job.job_id} completed; its result is not shown here (not text, or over 1 MiB): "),
+            as_text(f"aitbc client download --job-id {job.job_id} --output DIR", "bold"),
+        )

@@ -8,6 +8,7 @@ from aitbc.cli import (  # the command modules register their commands on the ap
     admin_commands,
     batch_commands,  # noqa: F401
     billing_commands,
+    cancel_command,  # noqa: F401
     client_commands,  # noqa: F401
     marketplace_commands,
     miner_command,

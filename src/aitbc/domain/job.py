@@ -96,6 +96,9 @@ class JobSpec:
     # Where the settings came from, when a preset supplied them: the client's template, the workflow@version.
     template: str | None = None
     workflow: str | None = None
+    # The client's own words for the job (`domain.labels`): a name, and tags to find it by.
+    name: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -121,9 +121,11 @@ class AsyncClient(AsyncClientMethods, ClientBase):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    async def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
-        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
-        return await self._run(calls.submit(**options))
+    async def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> JobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body. With
+        `wait` (seconds, at most 60) the answer comes once the job ends, with its `result`, or when `wait` is up
+        (then as it stands)."""
+        return await self._run(calls.submit(wait=wait, **options))
 
     async def submit_many(self, jobs: Iterable[SubmitOptions]) -> BatchResult:
         """Submit many jobs in one request and one transaction: each job as `submit` takes it (with its own
@@ -131,11 +133,13 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         `item` is its index."""
         return await self._run(calls.submit_many(jobs))
 
-    async def get(self, job_id: str) -> JobView:
-        return await self._run(calls.get(job_id))
+    async def get(self, job_id: str, wait: int | None = None) -> JobView:
+        """The job's status object; with `wait` (seconds, at most 60), once it ends (with its `result`) or when
+        `wait` is up."""
+        return await self._run(calls.get(job_id, wait))
 
     async def list(self, cursor: str | None = None, **filters: Unpack[JobFilters]) -> JobList:
-        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `limit`)."""
+        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `tag`, `name`, `limit`)."""
         return await self._run(calls.list_jobs(cursor, **filters))
 
     async def iter_jobs(self, **filters: Unpack[JobFilters]) -> AsyncIterator[JobView]:
@@ -219,9 +223,11 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         days: int | None = None,
         from_: str | None = None,
         to: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
     ) -> AsyncIterator[bytes]:
-        """The matching jobs as JSON or CSV, streamed in chunks (constant memory)."""
-        params = billing_calls.export_params(status, days, from_, to, format)
+        """The matching jobs as JSON or CSV (with their names and tags), streamed in chunks (constant memory)."""
+        params = billing_calls.export_params(status, days, from_, to, format, tag, name)
         async with self._stream("/v1/jobs/export", params=params) as response:
             async for chunk in response.aiter_bytes():
                 yield chunk

@@ -12,6 +12,7 @@ from typing import TypeVar, Unpack
 
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView, LedgerEntryView, SpendingView, StatsView
+from aitbc.protocol.cancels import CancelJobsResult
 from aitbc.protocol.jobs import EventMessage, JobView
 from aitbc.protocol.marketplace import GpuList, MarketQuote
 from aitbc.protocol.monitor import JobMetricsView, MinerMetricsView, WhoAmIView
@@ -33,6 +34,7 @@ from aitbc.sdk.downloads import Downloaded, Progress, file_path, zip_path
 from aitbc.sdk.monitor_calls import Ping
 from aitbc.sdk.packages import DownloadedPackage, PackageProgress, download_steps
 from aitbc.sdk.preset_calls import PresetOptions, TemplateOptions
+from aitbc.sdk.running import MAX_WAIT_SECONDS, run_steps
 from aitbc.sdk.steps import Steps
 from aitbc.sdk.verification import Verification, verify_steps
 
@@ -52,6 +54,32 @@ class AsyncClientMethods:
         self, path: str, destination: Path, *, expected_sha256: str | None = None, progress: Progress | None = None
     ) -> Downloaded:
         raise NotImplementedError
+
+    # -- running and cancelling ---------------------------------------------------------------------
+
+    async def run(
+        self, *, wait: int = MAX_WAIT_SECONDS, timeout: float | None = None, **options: Unpack[SubmitOptions]
+    ) -> JobView:
+        """Submit a job (the fields of `submit`) and wait until it ends: its final status object, with `result`
+        (the text of its result.txt). Raises `JobFailedError` / `JobCanceledError` (each carrying `.job`) if it
+        did not complete, and `JobStillRunning` if `timeout` seconds pass first. The coordinator holds each
+        answer up to `wait` seconds (at most 60) and answers as soon as the job ends: no polling."""
+        return await self._steps(run_steps(options, wait, timeout))
+
+    async def cancel_matching(
+        self,
+        *,
+        status: builtins.list[str] | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        all: bool = False,
+        limit: int | None = None,
+    ) -> CancelJobsResult:
+        """Cancel your unfinished jobs that the filter matches (newest first, at most `limit`, 1000 a call;
+        `more` in the answer: call again). With no filter, `all=True` must say you mean every one."""
+        return await self._run(calls.cancel_matching(status, tag, name, from_, to, all, limit))
 
     # -- history ------------------------------------------------------------------------------------
 

@@ -68,10 +68,15 @@ def retry(job_id: str) -> Call[JobView]:
 
 
 def export_params(
-    status: list[str] | None, days: int | None, from_: str | None, to: str | None, format: str
+    status: list[str] | None,
+    days: int | None,
+    from_: str | None,
+    to: str | None,
+    format: str,
+    tag: str | None = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     params: dict[str, Any] = {"format": format}
-    for name, value in (("status", status), ("days", days), ("from", from_), ("to", to)):
-        if value:
-            params[name] = value
+    filters = (("status", status), ("days", days), ("from", from_), ("to", to), ("tag", tag), ("name", name))
+    params.update({parameter: value for parameter, value in filters if value})
     return params

@@ -17,6 +17,7 @@ from aitbc.domain.errors import (
     SpendingLimitReached,
     Unauthorized,
 )
+from aitbc.protocol.jobs import JobView
 
 
 class ApiError(AitbcError):
@@ -35,6 +36,32 @@ class ConfigError(AitbcError):
     """The profile file cannot be read, or names no such profile."""
 
     code = "config_error"
+
+
+class JobNotCompleted(AitbcError):
+    """`run` followed a job that did not complete; `job` is its status object as it stands."""
+
+    code = "job_not_completed"
+
+    def __init__(self, job: JobView, message: str) -> None:
+        super().__init__(message)
+        self.job = job
+
+
+class JobFailedError(JobNotCompleted):
+    """The job failed: `job.failure_reason` and `job.error` say why (its partial results may be downloaded)."""
+
+    code = "job_failed"
+
+
+class JobCanceledError(JobNotCompleted):
+    code = "job_canceled"
+
+
+class JobStillRunning(JobNotCompleted):
+    """`run`'s timeout passed before the job ended; it goes on (follow it, or cancel it, by `job.job_id`)."""
+
+    code = "job_still_running"
 
 
 _BY_STATUS: dict[int, type[AitbcError]] = {

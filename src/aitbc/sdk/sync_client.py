@@ -124,9 +124,11 @@ class Client(ClientMethods, ClientBase):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
-        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
-        return self._run(calls.submit(**options))
+    def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> JobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body. With
+        `wait` (seconds, at most 60) the answer comes once the job ends, with its `result`, or when `wait` is up
+        (then as it stands)."""
+        return self._run(calls.submit(wait=wait, **options))
 
     def submit_many(self, jobs: Iterable[SubmitOptions]) -> BatchResult:
         """Submit many jobs in one request and one transaction: each job as `submit` takes it (with its own
@@ -134,11 +136,13 @@ class Client(ClientMethods, ClientBase):
         `item` is its index."""
         return self._run(calls.submit_many(jobs))
 
-    def get(self, job_id: str) -> JobView:
-        return self._run(calls.get(job_id))
+    def get(self, job_id: str, wait: int | None = None) -> JobView:
+        """The job's status object; with `wait` (seconds, at most 60), once it ends (with its `result`) or when
+        `wait` is up."""
+        return self._run(calls.get(job_id, wait))
 
     def list(self, cursor: str | None = None, **filters: Unpack[JobFilters]) -> JobList:
-        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `limit`)."""
+        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `tag`, `name`, `limit`)."""
         return self._run(calls.list_jobs(cursor, **filters))
 
     def iter_jobs(self, **filters: Unpack[JobFilters]) -> Iterator[JobView]:
@@ -222,9 +226,11 @@ class Client(ClientMethods, ClientBase):
         days: int | None = None,
         from_: str | None = None,
         to: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
     ) -> Iterator[bytes]:
-        """The matching jobs as JSON or CSV, streamed in chunks (constant memory)."""
-        params = billing_calls.export_params(status, days, from_, to, format)
+        """The matching jobs as JSON or CSV (with their names and tags), streamed in chunks (constant memory)."""
+        params = billing_calls.export_params(status, days, from_, to, format, tag, name)
         with self._stream("/v1/jobs/export", params=params) as response:
             yield from response.iter_bytes()
 

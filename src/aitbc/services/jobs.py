@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any
 
 from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
@@ -17,12 +18,13 @@ from aitbc.domain.errors import AitbcError, Conflict, InvalidInput, NotFound, Pa
 from aitbc.domain.events import JobEvent
 from aitbc.domain.identifiers import looks_like_id, new_job_id
 from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements, is_url
+from aitbc.domain.labels import unique_tags
 from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.money import from_units, to_units
-from aitbc.domain.moves import CancelPending, RequestCancel
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.jobs import SubmitJobRequest
 from aitbc.services.billing import BillingService, Quote
+from aitbc.services.cancellation import CANCELABLE, Cancellation, Canceller
 from aitbc.services.claiming import ClaimService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
@@ -48,28 +50,14 @@ class Submitted:
     created: bool
 
 
-@dataclass(frozen=True)
-class Cancellation:
-    """What a cancel did: `canceled`, `canceling` (the miner is stopping it) or `failed` (nothing changed)."""
-
-    outcome: Literal["canceling", "canceled", "failed"]
-    job: Job
-    message: str
-    reason: str | None = None
-
-    @property
-    def status(self) -> JobStatus:
-        return self.job.status
-
-
 # Request fields added after the hash was first defined: left out while unset, so that a request that does not
 # use them hashes as it always did (a key retried across an upgrade, or between replicas of two versions).
-_LATER_FIELDS = ("template", "workflow")
+_LATER_FIELDS = ("template", "workflow", "name", "tags")
 _LATER_REQUIREMENTS = ("miner_id",)
 
 
 def _request_hash(request: SubmitJobRequest) -> str:
-    unset: dict[str, Any] = {name: True for name in _LATER_FIELDS if getattr(request, name) is None}
+    unset: dict[str, Any] = {name: True for name in _LATER_FIELDS if getattr(request, name) in (None, [])}
     requirements = {name: True for name in _LATER_REQUIREMENTS if getattr(request.requirements, name) is None}
     if requirements:
         unset["requirements"] = requirements
@@ -114,6 +102,7 @@ class JobService:
         self._clock = clock
         self._settings = settings
         self.estimates = RunEstimates(reads)
+        self._canceller = Canceller(reads, lifecycle, hub, clock, settings.cancel_grace_seconds)
 
     async def submit(
         self,
@@ -227,6 +216,8 @@ class JobService:
             timeout_seconds=request.timeout_seconds,
             template=template,
             workflow=workflow,
+            name=request.name,
+            tags=unique_tags(request.tags),
         )
         if request.requirements.miner_id is not None:  # `--agent-id`: looked up only when a job names one
             spec = await self.pin(spec, request.requirements.miner_id)
@@ -309,45 +300,55 @@ class JobService:
         created_to: datetime | None,
         limit: int,
         cursor: str | None,
+        tag: str | None = None,
+        name: str | None = None,
     ) -> JobPage:
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000")
+        where = self.filter(principal, statuses, created_from, created_to, tag, name)
+        return await self._reads.list_jobs(where, limit, cursor)
+
+    def filter(
+        self,
+        principal: Principal,
+        statuses: Sequence[JobStatus],
+        created_from: datetime | None,
+        created_to: datetime | None,
+        tag: str | None = None,
+        name: str | None = None,
+    ) -> JobFilter:
+        """The caller's jobs that a list (or an export, or a cancel) asks for."""
         if created_from and created_to and created_from >= created_to:
             raise InvalidInput("'from' must be before 'to'")
-        where = JobFilter(
+        return JobFilter(
             account_id=principal.account.id,
             statuses=statuses,
             created_from=created_from,
             created_to=created_to,
+            tag=tag,
+            name=name,
         )
-        return await self._reads.list_jobs(where, limit, cursor)
 
     async def cancel(self, principal: Principal, job_id: str) -> Cancellation:
-        for _ in range(5):
-            job = await self.get(principal, job_id)
-            now = self._clock.now()
-            if job.status is JobStatus.PENDING:
-                changed = await self._lifecycle.move(job, CancelPending(completed_at=now), now)
-                if changed:
-                    return Cancellation("canceled", changed.job, "canceled before any miner took it")
-            elif job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
-                deadline = now + timedelta(seconds=self._settings.cancel_grace_seconds)
-                asked = RequestCancel(cancel_requested_at=now, lease_expires_at=deadline)
-                changed = await self._lifecycle.move(job, asked, now)
-                if changed:
-                    if job.miner_id:
-                        self._hub.notify_miner(job.miner_id)
-                    return Cancellation("canceling", changed.job, "the miner has been told to stop the job")
-            elif job.status is JobStatus.CANCELING:
-                return Cancellation("canceling", job, "cancellation already requested; the miner is stopping it")
-            else:
-                return Cancellation(
-                    "failed",
-                    job,
-                    f"job already {job.status.value}; nothing was changed",
-                    reason=f"already_{job.status.value}",
-                )
-        raise Conflict(f"job {job_id} kept changing while it was being canceled; try again")
+        (canceled,) = await self._canceller.cancel_many([await self.get(principal, job_id)])
+        if canceled is None:
+            raise Conflict(f"job {job_id} kept changing while it was being canceled; try again")
+        return canceled
+
+    async def cancel_matching(self, where: JobFilter, limit: int) -> tuple[builtins.list[Cancellation], bool]:
+        """Cancel the newest `limit` unfinished jobs that `where` matches (of its statuses, those a cancel
+        moves a job out of; all of them if it names none), in one transaction a round; and whether more match.
+        A job that kept moving through every round is a `failed` cancellation."""
+        statuses = [status for status in where.statuses or CANCELABLE if status in CANCELABLE]
+        if not statuses:
+            return [], False
+        page = await self._reads.list_jobs(replace(where, statuses=statuses), limit, None, with_total=False)
+        answers = await self._canceller.cancel_many(page.jobs)
+        done = [
+            answer or Cancellation("failed", job, "the job kept changing while it was being canceled; try again")
+            for job, answer in zip(page.jobs, answers, strict=True)
+        ]
+        return done, page.next_cursor is not None
 
     async def input_file(self, principal: Principal, file_id: str) -> StoredFile:
         stored = await self._files.get_input_file(file_id) if looks_like_id(file_id, "file") else None

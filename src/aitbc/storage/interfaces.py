@@ -32,6 +32,13 @@ class JobFilter:
     statuses: Sequence[JobStatus] = ()
     created_from: datetime | None = None
     created_to: datetime | None = None
+    tag: str | None = None  # jobs that have this tag
+    name: str | None = None  # jobs of exactly this name
+
+    @property
+    def labeled(self) -> bool:
+        """Whether it filters on a tag or a name (the maintained counts cannot say how many match)."""
+        return self.tag is not None or self.name is not None
 
 
 @dataclass(frozen=True)
@@ -276,7 +283,8 @@ class JobReadModel(Protocol):
         """The job and its account's plan (for `results_expire_at`), in one statement."""
 
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
-        """Newest first, by keyset (created_at, id): stable under inserts, each job once."""
+        """Newest first, by keyset (created_at, id): stable under inserts, each job once. A tag or name filter
+        reads an index of its own (no scan of the account's history)."""
 
     async def job_counts(self, account_id: str) -> dict[JobStatus, int]:
         """The account's jobs by status, as the maintained counts say (statuses with none left out)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request
@@ -10,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import CoordinatorDep, MinerDep
+from aitbc.api.hang_up import hang_up_watch
 from aitbc.protocol.jobs import RAW_BODY
 from aitbc.protocol.miners import (
     COMPLETE_BATCH_MAX,
@@ -48,26 +48,14 @@ async def heartbeat(
     return HeartbeatResponse(leases=leases)
 
 
-async def _watch_disconnect(request: Request, gone: asyncio.Event) -> None:
-    """The body is read; the next message from the server is the client hanging up."""
-    while True:
-        if (await request.receive())["type"] == "http.disconnect":
-            gone.set()
-            return
-
-
 @router.post("/{miner_id}/claim", response_model=ClaimResponse)
 async def claim(
     miner_id: str, body: ClaimRequest, request: Request, principal: MinerDep, coordinator: CoordinatorDep
 ) -> ClaimResponse:
-    gone = asyncio.Event()
-    watcher = asyncio.create_task(_watch_disconnect(request, gone))
-    try:
+    async with hang_up_watch(request) as gone:
         jobs = await coordinator.claiming.claim(
             principal, miner_id, body.max_jobs, body.wait_seconds, gone, start=body.start
         )
-    finally:
-        watcher.cancel()
     return ClaimResponse(jobs=jobs)
 
 

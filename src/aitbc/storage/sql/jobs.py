@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ClauseElement
 
-from aitbc.domain.errors import AitbcError, Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
+from aitbc.domain.errors import AitbcError, Conflict, PaymentRequired, RateLimited, at_item
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import LEASED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from aitbc.domain.money import display, from_units
@@ -46,6 +45,7 @@ from aitbc.storage.interfaces import (
     StoredResult,
 )
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.job_pages import ACCOUNT_PLAN, encode_cursor, page_statement
 from aitbc.storage.sql.ledger import write_ledger
 from aitbc.storage.sql.one_statement import every_row, first, rows_changed, scalar
 from aitbc.storage.sql.prepared import run, run_first, run_many
@@ -56,6 +56,7 @@ from aitbc.storage.sql.tables import (
     job_counts,
     job_events,
     job_results,
+    job_tags,
     jobs,
     miners,
     result_files,
@@ -65,11 +66,10 @@ _LEASED = [s.value for s in LEASED_STATUSES]
 _UNFINISHED = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
 
 
-_ACCOUNT_PLAN = accounts.c.plan.label("account_plan")
 # The point reads of the hot path, built once (building a statement costs more than SQLite takes to run it).
 _JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _JOB_WITH_PLAN = (
-    select(jobs, _ACCOUNT_PLAN)
+    select(jobs, ACCOUNT_PLAN)
     .outerjoin(accounts, accounts.c.id == jobs.c.account_id)
     .where(jobs.c.id == bindparam("job_id"))
 )
@@ -105,6 +105,7 @@ _NEXT_SEQS = (
 _INSERT_JOBS = insert(jobs)
 _NO_COLUMNS = dict.fromkeys(jobs.c.keys())  # a new job's row: what it is inserted with, NULL elsewhere
 _INSERT_EVENTS = insert(job_events)
+_INSERT_TAGS = insert(job_tags)
 _DELETE_RESULT = delete(job_results).where(job_results.c.job_id == bindparam("result_job"))
 _INSERT_RESULT = insert(job_results)
 _BY_IDEMPOTENCY_KEY = select(jobs).where(
@@ -115,31 +116,6 @@ _BY_IDEMPOTENCY_KEY = select(jobs).where(
 def _plan(value: str | None) -> Plan:
     """The plan read with a job (an account that is gone counts as free, as `Retention.plan_of` has it)."""
     return Plan(value) if value is not None else Plan.FREE
-
-
-def _total(where: JobFilter, conditions: Sequence[Any]) -> Any:
-    """How many jobs match: from the maintained counts unless a date bounds the filter (then a count over
-    that range, which the index on (account_id, created_at) bounds)."""
-    if where.created_from is not None or where.created_to is not None:
-        return select(func.count()).select_from(jobs).where(*conditions)
-    counted: list[Any] = []
-    if where.account_id is not None:
-        counted.append(job_counts.c.account_id == where.account_id)
-    if where.statuses:
-        counted.append(job_counts.c.status.in_([s.value for s in where.statuses]))
-    return select(func.coalesce(func.sum(job_counts.c.count), 0)).where(*counted)
-
-
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), job_id
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidInput("invalid cursor: pass back the next_cursor of a previous page") from error
 
 
 def _next_seqs(connection: Connection, account_id: str, count: int) -> range:
@@ -442,6 +418,8 @@ def new_job_values(new: NewJob) -> dict[str, Any]:
         "timeout_seconds": spec.timeout_seconds,
         "template": spec.template,
         "workflow": spec.workflow,
+        "name": spec.name,
+        "tags": list(spec.tags) or None,
         "status": JobStatus.PENDING.value,
         "progress": 0,
         "attempt": 0,
@@ -527,6 +505,13 @@ def _insert_fresh(
         write_ledger(connection, ledger, now)
     rows = [new_job_values(item) for _, item in fresh]
     run_many(connection, _INSERT_JOBS, rows)
+    tags = [
+        {"account_id": item.account_id, "tag": tag, "created_at": item.created_at, "job_id": item.id}
+        for _, item in fresh
+        for tag in item.spec.tags
+    ]
+    if tags:  # a job without tags writes nothing here
+        run_many(connection, _INSERT_TAGS, tags)
     made = [job_from_mapping(_NO_COLUMNS | row) for row in rows]
     events = _write_events(connection, made, "status", now, {})
     return list(zip(made, events, strict=True))
@@ -687,36 +672,19 @@ class SqlJobStore:
         return (job_from_mapping(row), _plan(row["account_plan"])) if row is not None else None
 
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
-        """A page by keyset on (account_id, created_at, id) (index `ix_jobs_account_created`), with the plans of
-        its jobs' accounts joined in. `total` is the sum of the maintained `job_counts` rows of the account (of
-        the statuses asked for), not a count of its history; with a `from`/`to` filter it is an exact count
-        bounded by that range, on the same index. One statement, whatever the history's size (the total a
-        scalar subquery on it); two when the page is empty."""
-        conditions: list[Any] = []
-        if where.account_id is not None:
-            conditions.append(jobs.c.account_id == where.account_id)
-        if where.statuses:
-            conditions.append(jobs.c.status.in_([s.value for s in where.statuses]))
-        if where.created_from is not None:
-            conditions.append(jobs.c.created_at >= where.created_from)
-        if where.created_to is not None:
-            conditions.append(jobs.c.created_at < where.created_to)
-        page = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id).where(*conditions)
-        if cursor:
-            created_at, job_id = decode_cursor(cursor)
-            page = page.where(
-                or_(jobs.c.created_at < created_at, and_(jobs.c.created_at == created_at, jobs.c.id < job_id))
-            )
-        page = page.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
-        if with_total:  # the total rides on every row of the page: one statement, one snapshot
-            page = page.add_columns(_total(where, conditions).scalar_subquery().label("matching_total"))
+        """A page by keyset on the filter's index (see `job_pages`), with the plans of its jobs' accounts joined
+        in. `total` is the sum of the maintained `job_counts` rows of the account (of the statuses asked for), not
+        a count of its history; with a `from`/`to`, tag or name filter it is an exact count bounded by that
+        range of the same index. One statement, whatever the history's size (the total a scalar subquery on
+        it); two when the page is empty."""
+        page, count = page_statement(where, limit, cursor, with_total)
 
         def work(connection: Connection) -> tuple[Sequence[Row[Any]], int]:
             rows = connection.execute(page).all()
             if with_total and rows:
                 return rows, int(rows[0].matching_total)
             if with_total:  # an empty page (past the end, or nothing matches): the total on its own
-                return rows, int(connection.execute(_total(where, conditions)).scalar_one())
+                return rows, int(connection.execute(count).scalar_one())
             return rows, -1
 
         rows, total = await self._db.read(work)

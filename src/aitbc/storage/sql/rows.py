@@ -34,6 +34,8 @@ def job_from_mapping(m: Mapping[str, Any]) -> Job:
         timeout_seconds=m["timeout_seconds"],
         template=m["template"],
         workflow=m["workflow"],
+        name=m["name"],
+        tags=tuple(m["tags"] or ()),
     )
     return Job(
         id=m["id"],

@@ -201,6 +201,10 @@ jobs = Table(
     Column("workflow", String(80)),
     # The one miner that may run the job (`--agent-id`, migration 0013); NULL for every other job.
     Column("pinned_miner_id", String(40)),
+    # The client's name for the job and its tags (a JSON list, NULL when none), shown with it; a tag filter
+    # reads `job_tags` instead.
+    Column("name", String(200)),
+    Column("tags", JSON),
     UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     Index("ix_jobs_account_status_created_id", "account_id", "status", "created_at", "id"),  # ?status= keyset
@@ -391,4 +395,29 @@ workflows = Table(
     Column("allowed_keys", JSON),
     Column("description", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# -- names and tags: finding a client's jobs by what it called them ------------------------------------------
+
+# `?name=` is a keyset range on this index, which holds only the jobs that have a name: a submit without one
+# writes nothing to it.
+Index(
+    "ix_jobs_account_name_created",
+    jobs.c.account_id,
+    jobs.c.name,
+    jobs.c.created_at,
+    jobs.c.id,
+    sqlite_where=jobs.c.name.is_not(None),
+    postgresql_where=jobs.c.name.is_not(None),
+)
+
+# One row per tag of a job, written with the job (none for a job without tags). The key is the order a
+# `?tag=` page reads: the account's jobs with that tag, newest first, a keyset range like the job list's.
+job_tags = Table(
+    "job_tags",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("tag", String(64), primary_key=True),
+    Column("created_at", UtcDateTime(), primary_key=True),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
 )

@@ -10,7 +10,7 @@ locks the account. They are backfilled here from the ledger: the holds no releas
 the table; job_events has no triggers to lose).
 
 Revision ID: 0016
-Revises: 0014
+Revises: 0015
 """
 
 from datetime import UTC, datetime
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
