@@ -82,7 +82,12 @@ async def test_seed_submit_body_is_accepted(api: Api) -> None:
     response = await http.post("/v1/jobs", json=seed, headers=h(k["alice"]))
     assert response.status_code == 201, response.text
     assert response.json()["type"] == "text-generation"
-    assert response.json()["requirements"] == {"gpu_type": "v100", "gpu_count": 1, "min_vram_gb": 16.0}
+    assert response.json()["requirements"] == {
+        "gpu_type": "v100",
+        "gpu_count": 1,
+        "min_vram_gb": 16.0,
+        "miner_id": None,
+    }
 
 
 async def test_idempotency_key_header(api: Api) -> None:

@@ -25,7 +25,7 @@ from aitbc.wiring import Coordinator, open_coordinator
 from tests.helpers import job_request, principal, register_miner
 
 T = TypeVar("T")
-GPU = [None, "a100", "v100", "rtx3090"]
+GPU = [None, "a100", "v100", "rtx3090", "rtx4090"]
 
 
 class Marketplace(RuleBasedStateMachine):
@@ -43,6 +43,7 @@ class Marketplace(RuleBasedStateMachine):
             {"model": "A100", "vram_gb": 80},
             {"model": "V100", "vram_gb": 32},
             {"model": "RTX 3090", "vram_gb": 24},
+            {"model": "NVIDIA GeForce RTX 4090", "vram_gb": 24},
         ]
         self.miners = [
             self.run(register_miner(self.coordinator, self.owner, f"m{i}", gpus=[g])) for i, g in enumerate(gpus)
@@ -75,7 +76,7 @@ class Marketplace(RuleBasedStateMachine):
     def grant(self, client: int, amount: int) -> None:
         self.run(self.coordinator.billing.grant(self.clients[client].account.name, Decimal(amount) / 10))
 
-    @rule(miner=st.integers(0, 2), start=st.sampled_from(["no", "after", "with the claim"]), run_for=st.floats(0, 100))
+    @rule(miner=st.integers(0, 3), start=st.sampled_from(["no", "after", "with the claim"]), run_for=st.floats(0, 100))
     def claim(self, miner: int, start: str, run_for: float) -> None:
         together = start == "with the claim"
         claimed = self.run(self.coordinator.claiming.claim(self.owner, self.miners[miner], 2, 0, start=together))

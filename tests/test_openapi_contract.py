@@ -169,3 +169,22 @@ def test_the_declared_result_path_pattern_accepts_exactly_what_check_package_pat
     except ValidationError:
         declared = False
     assert declared == accepted, path
+
+
+async def test_the_schema_declares_prefer_wait_and_the_name_and_tag_rules(api: Api) -> None:
+    """`Prefer` on submit and status GET; the tag and name patterns on every filter and on the submit body; the
+    statuses a cancel by filter takes."""
+    http, _coordinator = api
+    schema = (await http.get("/openapi.json")).json()
+    paths, components = schema["paths"], schema["components"]["schemas"]
+    for method, path in (("post", "/v1/jobs"), ("get", "/v1/jobs/{job_id}")):
+        assert "Prefer" in [p["name"] for p in paths[path][method]["parameters"]], path
+    for path in ("/v1/jobs", "/v1/jobs/export"):
+        parameters = {p["name"]: p["schema"] for p in paths[path]["get"]["parameters"]}
+        assert all("pattern" in parameters[name]["anyOf"][0] for name in ("tag", "name")), path
+    submit = components["SubmitJobRequest"]["properties"]
+    assert submit["tags"]["maxItems"] == 16 and "pattern" in submit["tags"]["items"]
+    cancel = components["CancelJobsRequest"]["properties"]
+    assert cancel["status"]["items"]["enum"] == ["pending", "assigned", "running"]
+    assert {"from", "to", "tag", "name", "all", "limit"} <= set(cancel)
+    assert paths["/v1/jobs/cancel"]["post"]["responses"]["200"]

@@ -50,7 +50,7 @@ def test_keys_and_share_tokens_never_reach_the_server_log(tmp_path: Path) -> Non
         assert "shown only this once" in banner and "profile" in banner
         profile = tmp_path / "profile.json"
         assert mode(profile) == 0o600 and str(profile) in banner.replace("\n", "")
-        keys = json.loads(profile.read_text())
+        keys = stack.profile()
         client_key, admin_key = keys["api_key"], keys["admin_api_key"]
 
         # A browser's way in: the key in the query string. uvicorn logs the handshake through uvicorn.error.

@@ -89,7 +89,7 @@ async def test_what_the_submit_sends_wins_and_params_merge_by_key(api: Api) -> N
     job = (await http.post("/v1/jobs", json=body, headers=alice)).json()
     assert job["type"] == "command" and job["model"] == "m2"
     assert job["params"] == {"temperature": 0.8, "top_p": 0.9, "max_tokens": 10}
-    assert job["requirements"] == {"gpu_type": "a100", "gpu_count": 4, "min_vram_gb": 40}
+    assert job["requirements"] == {"gpu_type": "a100", "gpu_count": 4, "min_vram_gb": 40, "miner_id": None}
     assert job["priority"] == "high" and job["timeout_seconds"] == 60
     # A default the submit states outright is a choice too: it wins over the template's value.
     job = (await http.post("/v1/jobs", json={"template": "big", "priority": "normal"}, headers=alice)).json()

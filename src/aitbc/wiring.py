@@ -30,7 +30,9 @@ from aitbc.services.jobs import JobService
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.logs import LogService
+from aitbc.services.marketplace import MarketplaceService
 from aitbc.services.miner_registry import LiveMiners, MinerRegistry
+from aitbc.services.monitoring import MonitorService
 from aitbc.services.packages import PackageService
 from aitbc.services.presets import PresetResolver
 from aitbc.services.rate_limits import RateLimiter
@@ -39,8 +41,10 @@ from aitbc.services.receipts import ReceiptService
 from aitbc.services.retention import Retention, RetentionSweeper
 from aitbc.services.running import RunService
 from aitbc.services.sharing import ShareService
+from aitbc.services.spending import SpendingAlerts, SpendingService
 from aitbc.services.templates import TemplateService
 from aitbc.services.uploads import UploadService
+from aitbc.services.waiting import JobWaiter
 from aitbc.services.workflows import WorkflowService
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobStore, LedgerStore
@@ -48,9 +52,12 @@ from aitbc.storage.sql.accounts import SqlAccountStore
 from aitbc.storage.sql.database import Database, migrate, open_database
 from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
+from aitbc.storage.sql.market import SqlMarketStore
 from aitbc.storage.sql.miners import SqlMinerStore
+from aitbc.storage.sql.monitor import SqlMonitorStore
 from aitbc.storage.sql.presets import SqlTemplateStore, SqlWorkflowStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.spending import SqlSpendingStore
 from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.uploads import SqlUploadStore
 from aitbc.streaming.hub import EventHub
@@ -90,6 +97,10 @@ class Coordinator:
     uploads: UploadService
     templates: TemplateService
     workflows: WorkflowService
+    marketplace: MarketplaceService
+    monitor: MonitorService
+    spending: SpendingService
+    spending_alerts: SpendingAlerts
 
     relay: PostgresRelay | None = None
 
@@ -128,7 +139,8 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     account_store = SqlAccountStore(database)
     ledger = SqlLedgerStore(database)
     billing = BillingService(ledger, account_store, miner_store, clock, settings.prices)
-    lifecycle = Lifecycle(job_store, billing, hub)
+    spending_alerts = SpendingAlerts(hub)  # where a webhook sender would subscribe to spending alerts
+    lifecycle = Lifecycle(job_store, billing, hub, spending_alerts)
     workflows = WorkflowService(SqlWorkflowStore(database), clock)
     templates = TemplateService(SqlTemplateStore(database), workflows, clock)
     presets = PresetResolver(templates, workflows)
@@ -144,9 +156,9 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
     await miner_store.start(jobs.miners_since)  # those heard from before a restart, or by another replica
     accounts = AccountService(account_store, billing, clock, hub, settings.welcome_credit)
     retention = Retention(account_store, settings)
-    job_views = JobPresenter(jobs, retention)
     packages = PackageService(job_store, jobs, retention, clock)
     downloads = DownloadService(packages, result_store, blobs)
+    job_views = JobPresenter(jobs, retention, JobWaiter(job_store, hub), downloads)
     receipts = ReceiptService(job_store, job_store, result_store, miner_store, jobs, key, hub, clock)
     deletion = ResultDeletion(job_store, result_store, jobs, blobs, hub, clock)
     purger = BlobPurger(upload_store, blobs, clock, settings)
@@ -164,7 +176,7 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         rate_limiter=RateLimiter(settings.plan_limits, clock),
         jobs=jobs,
         job_views=job_views,
-        miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings),
+        miners=MinerRegistry(job_store, miner_store, guard, hub, clock, settings, lifecycle),
         live_miners=miner_store,
         claiming=claiming,
         running=RunService(job_store, job_store, job_store, guard, lifecycle, uploads, hub, clock, settings),
@@ -182,6 +194,10 @@ async def open_coordinator(settings: Settings, clock: Clock | None = None) -> Co
         uploads=uploads,
         templates=templates,
         workflows=workflows,
+        marketplace=MarketplaceService(SqlMarketStore(database), miner_store, jobs, settings.prices),
+        monitor=MonitorService(job_store, SqlMonitorStore(database), miner_store, jobs, clock),
+        spending=SpendingService(SqlSpendingStore(database), clock),
+        spending_alerts=spending_alerts,
     )
 
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 def test_first_start_makes_keys_and_a_profile_that_the_client_uses(stack: Stack) -> None:
     assert "admin  key: aitbc_" in stack.banner and "client key: aitbc_" in stack.banner
-    profile = json.loads(Path(stack.environment["AITBC_CONFIG"]).read_text())
+    profile = stack.profile("default")
     assert profile["url"] == stack.url and profile["api_key"] in stack.banner
     assert oct(Path(stack.environment["AITBC_CONFIG"]).stat().st_mode & 0o777) == "0o600"
 

@@ -70,7 +70,7 @@ def test_a_completed_jobs_result_and_a_canceled_jobs_output_json(stack: Stack) -
     done = stack.submit("--type", "command", "--input", 'echo "the answer is 42"')
     finished = stack.wait_status(done, {"completed", "failed"}, timeout=60)
     assert finished["status"] == "completed"
-    links = finished["result"]
+    links = finished["result_links"]
     assert links == {
         "result_file": f"/v1/jobs/{done}/files/result.txt",
         "package": f"/v1/jobs/{done}/results",
@@ -82,12 +82,12 @@ def test_a_completed_jobs_result_and_a_canceled_jobs_output_json(stack: Stack) -
     assert "Result" in status and "the answer is 42" in status and "ETA" not in status
 
     running = stack.submit("--type", "command", "--input", "echo started; sleep 600")
-    assert stack.wait_status(running, {"running"}, timeout=60)["result"] is None
+    assert stack.wait_status(running, {"running"}, timeout=60)["result_links"] is None
     stack.cli("client", "cancel", "--job-id", running, "--force")
     canceled = stack.wait_status(running, {"canceled"}, timeout=60)
     output = json.loads(stack.package(running).files["output.json"])
     assert (output["status"], output["failure_reason"]) == ("canceled", None)
-    assert (canceled["failure_reason"], canceled["result"]) == (None, None)
+    assert (canceled["failure_reason"], canceled["result_links"]) == (None, None)
 
 
 def test_ids_and_statuses_stay_whole_at_80_columns(stack: Stack) -> None:

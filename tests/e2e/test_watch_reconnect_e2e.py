@@ -86,7 +86,7 @@ async def test_the_async_sdk_follows_events_across_a_restart(stack: Stack) -> No
         miner, job_id, lease = await running_job(stack, http)
         async with AsyncClient(stack.url, stack.client_key, notices=told.append) as client:
             seen: list[EventMessage] = []
-            async for event in client.events(job_id=job_id, since=0):
+            async for event in client.resumable_events(0, job_id, reconnect_seconds=60):
                 seen.append(event)
                 if event.progress == 30 and not told:
                     stack.stop_server()

@@ -38,6 +38,9 @@ def test_serve_with_local_miners_runs_command_and_ai_jobs(tmp_path: Path) -> Non
         embedding_job = stack.post_job(type="embedding", input=["a cat", "a dog"])
         assert stack.wait_status(command_job, {"completed", "failed"}, timeout=60)["status"] == "completed"
         assert stack.package(command_job).files["result.txt"] == b"hello from a local miner\n"
+        with stack.admin() as http:  # the marketplace shows the local miner in the region "local"
+            offers = http.get("/v1/marketplace/gpus").json()["offers"]
+        assert [(offer["name"], offer["region"]) for offer in offers] == [("local-1", "local")]
         done = stack.wait_status(embedding_job, {"completed", "failed"}, timeout=90)
         assert done["status"] == "completed", done
         assert json.loads(stack.package(embedding_job).files["result.txt"])["dimensions"] == 384

@@ -39,9 +39,11 @@ from aitbc.storage.interfaces import (
     AccountStore,
     JobStore,
     LedgerStore,
+    MarketStore,
     MinerStore,
     NewJob,
     ResultFile,
+    SpendingStore,
     StatsStore,
     StoredResult,
 )
@@ -50,8 +52,10 @@ from aitbc.storage.sql.accounts import SqlAccountStore
 from aitbc.storage.sql.database import migrate, open_database, sync_engine
 from aitbc.storage.sql.jobs import SqlJobStore
 from aitbc.storage.sql.ledger import SqlLedgerStore
+from aitbc.storage.sql.market import SqlMarketStore
 from aitbc.storage.sql.miners import SqlMinerStore
 from aitbc.storage.sql.results import SqlResultStore, SqlShareStore
+from aitbc.storage.sql.spending import SqlSpendingStore
 from aitbc.storage.sql.stats import SqlStatsStore
 from aitbc.storage.sql.tables import metadata
 from aitbc.storage.sql.uploads import SqlUploadStore
@@ -114,6 +118,8 @@ class Stores:
     results: ResultStore
     shares: ShareStore
     uploads: UploadStore
+    market: MarketStore
+    spending: SpendingStore
 
     async def account(self, name: str, plan: Plan | None = None) -> Account:
         return (await self.accounts.ensure_account(name, plan, T0))[0]
@@ -235,6 +241,8 @@ async def stores(backend: Backend) -> AsyncIterator[Stores]:
         results=SqlResultStore(database),
         shares=SqlShareStore(database),
         uploads=SqlUploadStore(database),
+        market=SqlMarketStore(database),
+        spending=SqlSpendingStore(database),
     )
     await database.dispose()
 

@@ -22,6 +22,8 @@ class HttpMiner:
     name: str = "http-miner"
     runtimes: list[str] = field(default_factory=lambda: ["command"])
     gpus: list[dict[str, Any]] = field(default_factory=list)
+    models: list[str] = field(default_factory=list)
+    region: str | None = None
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     miner_id: str = ""
 
@@ -35,6 +37,8 @@ class HttpMiner:
             "runtimes": self.runtimes,
             "gpus": self.gpus,
             "public_key": public_key_text(self.key),
+            "models": self.models,
+            **({"region": self.region} if self.region is not None else {}),
         }
         response = await self.http.post("/v1/miners/register", json=body, headers=self.headers)
         assert response.status_code == 200, response.text

@@ -17,6 +17,7 @@ import httpx
 
 from aitbc.domain.job import Job
 from aitbc.domain.plans import Role
+from aitbc.sdk.config import load_profiles
 from aitbc.settings import Settings
 from aitbc.wiring import Coordinator, open_coordinator
 from tests.support.packages import Package, read_package
@@ -86,14 +87,32 @@ class Stack:
                 stderr=subprocess.STDOUT,
             )
         wait_until(self._healthy, START_TIMEOUT, interval=0.1, what="the coordinator to answer")
-        profile = self.root / "profile.json"
-        if not profile.exists():  # the data folder had keys before serve's first start: make our own
+        if not self.profile_path.exists():  # the data folder had keys before serve's first start: make our own
             keys = {
                 name: self.new_key(name, role) for name, role in (("api_key", "client"), ("admin_api_key", "admin"))
             }
-            profile.write_text(json.dumps({"url": self.url, **keys}))
-        keys = json.loads(profile.read_text())
+            self.profile_path.write_text(json.dumps({"url": self.url, **keys}))  # the one-profile form, still read
+        keys = self.own_profile() or self.profile()
         self.client_key, self.admin_key = keys["api_key"], keys["admin_api_key"]
+
+    @property
+    def profile_path(self) -> Path:
+        """The CLI profile file the stack's commands use (`AITBC_CONFIG`): the stack's own, unless a test
+        points several stacks at one."""
+        return Path(self.environment["AITBC_CONFIG"])
+
+    def own_profile(self) -> dict[str, Any] | None:
+        """The profile `aitbc serve` wrote for this stack's data folder, if it wrote one."""
+        file = load_profiles(self.profile_path)
+        data_dir = str(self.data_dir.resolve())
+        return next((values for values in file.profiles.values() if values.get("data_dir") == data_dir), None)
+
+    def profile(self, name: str | None = None) -> dict[str, Any]:
+        """A profile of the stack's profile file (its default without a name), as the CLI reads it."""
+        file = load_profiles(self.profile_path)
+        chosen = name or file.default_name()
+        assert chosen is not None and chosen in file.profiles, (chosen, sorted(file.profiles))
+        return file.profiles[chosen]
 
     def _healthy(self) -> bool:
         assert self.server is not None

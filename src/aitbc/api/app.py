@@ -14,10 +14,24 @@ from aitbc.api.errors import install_error_handlers
 from aitbc.api.limits import BodyLimit
 from aitbc.api.links import install_links
 from aitbc.api.redaction import redacted_logs
-from aitbc.api.routes import admin, billing, history, jobs, miners, presets, results, runtime, shared
+from aitbc.api.routes import (
+    admin,
+    billing,
+    history,
+    jobs,
+    marketplace,
+    miners,
+    monitor,
+    presets,
+    results,
+    runtime,
+    shared,
+    spending,
+)
 from aitbc.api.websocket import router as websocket_router
 from aitbc.domain.clock import Clock
 from aitbc.protocol.batches import MAX_BATCH_BYTES
+from aitbc.protocol.monitor import HealthView
 from aitbc.settings import Settings
 from aitbc.version import VERSION as __version__
 from aitbc.wiring import open_coordinator
@@ -76,11 +90,14 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
     for router in (
         history.router,
         billing.router,
+        spending.router,
         jobs.router,
         miners.router,
+        marketplace.router,
         admin.router,
         presets.router,
         runtime.router,
+        monitor.router,
         results.router,
         shared.router,
         websocket_router,
@@ -88,8 +105,8 @@ def create_app(settings: Settings, clock: Clock | None = None) -> FastAPI:
         add_routes(app, router)
     install_links(app)
 
-    @app.get("/v1/health", tags=["meta"])
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    @app.get("/v1/health", tags=["meta"], response_model=HealthView)
+    async def health() -> HealthView:
+        return HealthView(status="ok", version=__version__)
 
     return app

@@ -180,6 +180,15 @@ LINKS: list[Link] = [
         ("POST", "/v1/admin/accounts/{name}/plan"),
         {"path.name": "$response.body#/account"},
     ),
+    *(
+        Link(
+            ("POST", "/v1/admin/keys"),
+            "201",
+            (method, "/v1/admin/accounts/{name}/limit"),
+            {"path.name": "$response.body#/account"},
+        )
+        for method in ("PUT", "DELETE")
+    ),
     Link(
         ("POST", "/v1/admin/keys"),
         "201",

@@ -7,25 +7,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from collections.abc import Iterator
 
-REDACTED = "<redacted>"
-# API keys are `aitbc_` and share tokens `aitbcs_`, each followed by 43 URL-safe characters.
-SECRET_PATTERNS = (
-    (re.compile(r"(/v1/shared/)[^/?#\s\"']+"), r"\1<token>"),
-    (re.compile(r"(\bapi_key=)[^&#\s\"']*", re.IGNORECASE), r"\1" + REDACTED),
-    (re.compile(r"\baitbcs?_[A-Za-z0-9_-]{40,}"), REDACTED),
-)
+from aitbc.domain.redaction import redact
+
 # The loggers whose own records are redacted whichever handler prints them, and whose handlers (and the root
 # logger's) redact records that reach them from anywhere below.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
-
-
-def redact(text: str) -> str:
-    for pattern, replacement in SECRET_PATTERNS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def _redacted(value: object) -> object:

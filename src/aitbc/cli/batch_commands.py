@@ -34,6 +34,7 @@ from aitbc.protocol.batches import MAX_BATCH_JOBS, BatchResult
 from aitbc.protocol.jobs import JobView
 from aitbc.sdk.calls import SubmitOptions
 from aitbc.sdk.client import Client
+from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
 
 _FILE_HELP = (
     f"A JSON or YAML file: a list of jobs (or `jobs:` and a list), at most {MAX_BATCH_JOBS}. A job's fields: "
@@ -158,7 +159,7 @@ def _wait(api: Client, job_ids: list[str], as_json: bool) -> dict[str, JobView]:
         for job_id in job_ids:
             job = api.get(job_id)
             if not job.status.is_terminal:
-                for event in api.events(job_id=job_id, since=0):
+                for event in api.resumable_events(0, job_id, reconnect_seconds=DEFAULT_RECONNECT_SECONDS):
                     bar.update(task, now=f"{job_id}: {event.status.value} {event.progress}%")
                     if event.status.is_terminal:
                         break

@@ -26,7 +26,7 @@ from aitbc.cli.common import (
 )
 from aitbc.domain.money import display as money
 
-billing_app = typer.Typer(help="Your ledger: credits, holds, charges.", no_args_is_help=True)
+billing_app = typer.Typer(help="Your ledger (credits, holds, charges), spending limit and alert.", no_args_is_help=True)
 
 
 @client_app.command()
@@ -80,10 +80,12 @@ def export(
     days: Annotated[int | None, typer.Option("--days", min=1, help="Only jobs of the last N days.")] = None,
     from_: Annotated[str | None, typer.Option("--from", help="From this date (2026-01-01).")] = None,
     to: Annotated[str | None, typer.Option("--to", help="Up to this date, inclusive.")] = None,
+    tag: Annotated[str | None, typer.Option("--tag", help="Only jobs with this tag.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only jobs of exactly this name.")] = None,
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
-    """Export your job history to a JSON or CSV file, streamed."""
+    """Export your job history (names and tags included) to a JSON or CSV file, streamed."""
     if format not in ("json", "csv"):
         fail("--format must be json or csv")
     partial = output.with_name(output.name + ".partial")
@@ -93,7 +95,7 @@ def export(
     )
     with client(url, api_key) as api, progress, partial.open("wb") as handle:
         task = progress.add_task("export", total=None)
-        for chunk in api.export(format, [status] if status else None, days, from_, to):
+        for chunk in api.export(format, [status] if status else None, days, from_, to, tag, name):
             handle.write(chunk)
             written += len(chunk)
             progress.update(task, completed=written)

@@ -108,14 +108,17 @@ def print_json_line(value: BaseModel) -> None:
     typer.echo(value.model_dump_json())
 
 
+NO_KEY = (
+    "no API key: pass --api-key, set AITBC_API_KEY, or run `aitbc serve` once on this machine "
+    "(it writes a profile), or create one with `aitbc admin keys create`"
+)
+
+
 def client(url: str | None, api_key: str | None) -> Client:
     made = Client(url, api_key, notices=notice)
     if not made.api_key:
         made.close()
-        fail(
-            "no API key: pass --api-key, set AITBC_API_KEY, or run `aitbc serve` once on this machine "
-            "(it writes a profile), or create one with `aitbc admin keys create`"
-        )
+        fail(NO_KEY)
     return made
 
 

@@ -4,12 +4,14 @@ the jobs files of `batch-submit` (JSON) and `submit-batch` (YAML) read into the 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from aitbc.domain.job import is_url
 from aitbc.protocol.batches import MAX_BATCH_JOBS
 from aitbc.sdk.calls import SubmitOptions
 
@@ -17,7 +19,7 @@ from aitbc.sdk.calls import SubmitOptions
 # `output`: a folder to download the job's results into once it ends (as `submit --output`).
 _BODY_FIELDS = frozenset(SubmitOptions.__optional_keys__)
 _ALIASES = {"timeout": "timeout_seconds"}
-FIELDS = sorted(_BODY_FIELDS | set(_ALIASES) | {"output"})
+FIELDS = sorted(_BODY_FIELDS | set(_ALIASES) | {"output", "input_text"})
 
 
 def json_object(value: str, option: str) -> dict[str, Any]:
@@ -32,9 +34,18 @@ def json_object(value: str, option: str) -> dict[str, Any]:
     return parsed
 
 
-def parse_input(value: str) -> tuple[Any, Path | None]:
+# Text that names a file rather than saying something: one word with a folder in it, a leading ./ ../ ~/ or /,
+# or a file extension. Sent as text it would reach the job as the name of a file it does not have.
+_PATH_LIKE = re.compile(r"^(?:\.{0,2}/|~/)\S*$|^[^\s/]*/\S+$|^[^\s/]+\.[A-Za-z][A-Za-z0-9]{0,7}$")
+
+
+def parse_input(value: str, as_text: bool = False, option: str = "--input") -> tuple[Any, Path | None]:
     """A path that exists is uploaded as a file; text that parses as a JSON object or list is JSON; anything
-    else is plain text."""
+    else is plain text — except what only looks like a path (no such file: a typo, say) or is a URL, which is
+    refused with what to do instead, rather than sent as text that a job then runs on and is billed for.
+    `as_text`: the value is text, whatever it looks like."""
+    if as_text:
+        return value, None
     candidate = Path(value).expanduser()
     if len(value) < 4096 and "\n" not in value and candidate.is_file():
         return None, candidate
@@ -44,6 +55,18 @@ def parse_input(value: str) -> tuple[Any, Path | None]:
             return json.loads(stripped), None
         except ValueError:
             pass
+    if is_url(stripped):
+        raise ValueError(
+            f"{option} {stripped} is a URL: miners do not fetch inputs from the network. Download it and pass the "
+            f"file ({option} ./file), or send the URL itself as text with {option}-text"
+        )
+    if _PATH_LIKE.match(stripped) and not candidate.exists():
+        raise ValueError(
+            f"{option} {stripped}: no such file (looked for {candidate.absolute()}). Give a file that exists, or "
+            f"send the words themselves as text with {option}-text"
+        )
+    if candidate.is_dir() and _PATH_LIKE.match(stripped):
+        raise ValueError(f"{option} {stripped} is a folder: give one file (zip or tar a folder first)")
     return value, None
 
 
@@ -90,14 +113,25 @@ def _job(path: Path, index: int, item: Any) -> BatchJob:
     unknown = sorted(str(name) for name in item if name not in FIELDS)
     if unknown:
         raise JobsFileError(f"{where} has an unknown field {unknown[0]!r}; the fields are {', '.join(FIELDS)}")
-    options = {_ALIASES.get(str(name), str(name)): value for name, value in item.items() if name != "output"}
+    if "input" in item and "input_text" in item:
+        raise JobsFileError(f"{where} has both input and input_text: give one")
+    options = {
+        _ALIASES.get(str(name), str(name)): value
+        for name, value in item.items()
+        if name not in ("output", "input_text")
+    }
     upload = None
-    if isinstance(options.get("input"), str):
+    if "input_text" in item:
+        options["input"] = item["input_text"]  # text as it is, whatever it looks like
+    elif isinstance(options.get("input"), str):
         beside = path.parent / str(options["input"])
         if "\n" not in options["input"] and len(options["input"]) < 4096 and beside.is_file():
             options["input"], upload = None, beside
         else:
-            options["input"], upload = parse_input(options["input"])
+            try:
+                options["input"], upload = parse_input(options["input"], option="input")
+            except ValueError as error:
+                raise JobsFileError(f"{where}: {error}") from None
     output = item.get("output")
     if output is not None and not isinstance(output, str):
         raise JobsFileError(f"{where}: output must be a folder path, not {output!r}")

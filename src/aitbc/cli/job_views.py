@@ -5,19 +5,31 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from aitbc.cli.common import add_text_row, as_text, console, print_json, print_json_line, short_time, styled_status
+from aitbc.cli.common import (
+    add_text_row,
+    as_text,
+    console,
+    errors,
+    print_json,
+    print_json_line,
+    short_time,
+    styled_status,
+)
+from aitbc.cli.receipt_command import time_spent
 from aitbc.domain.job import split_stderr_tail
 from aitbc.domain.money import display as money
 from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.sdk.calls import SubmitOptions
 from aitbc.sdk.client import Client
 from aitbc.sdk.downloads import ResultHead
+from aitbc.sdk.errors import JobNotCompleted
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
 
 PREVIEW_LINES = 10
@@ -78,11 +90,13 @@ def status_table(job: JobView, head: ResultHead | None = None) -> Table:
     table.add_column()
     rows: list[tuple[str, str | Text]] = [
         ("Job", job.job_id),
+        *([("Name", job.name)] if job.name else []),
+        *([("Tags", " ".join(job.tags))] if job.tags else []),
         ("Status", styled_status(job.status.value)),
         ("Progress", f"{job.progress}%" + (f" — {job.progress_message}" if job.progress_message else "")),
         ("Type / model", f"{job.type} / {job.model or '-'}"),
         ("Priority", job.priority.value),
-        ("Miner", job.miner_id or "-"),
+        ("Miner", (job.miner_id or "-") + (f" (pinned to {pin})" if (pin := job.requirements.miner_id) else "")),
         ("Created", when(job.created_at)),
         ("Started", when(job.started_at)),
     ]
@@ -113,10 +127,18 @@ def status_table(job: JobView, head: ResultHead | None = None) -> Table:
     return table
 
 
-def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None:
-    """A job's full record: spec, every transition, miner, attempts, cost, results."""
+def show_record(job: JobView, events: list[EventMessage], as_json: bool, receipt: dict[str, Any] | None = None) -> None:
+    """A job's full record: spec, every transition, miner, attempts, cost, results; with its `receipt` (a
+    finished job's), how its time was spent."""
     if as_json:
-        print_json({**job.model_dump(mode="json"), "timeline": [e.model_dump(mode="json") for e in events]})
+        resources = (receipt or {}).get("resources") or {}
+        print_json(
+            {
+                **job.model_dump(mode="json"),
+                "timeline": [e.model_dump(mode="json") for e in events],
+                "timings": resources.get("timings"),
+            }
+        )
         return
     console.print(status_table(job))
     details = Table(show_header=False, box=None, pad_edge=False)
@@ -136,6 +158,9 @@ def show_record(job: JobView, events: list[EventMessage], as_json: bool) -> None
     )
     if job.cost is not None:
         add_text_row(details, "Charged", f"{money(job.cost)} AITBC for {job.billed_seconds} s")
+    spent = time_spent(receipt) if receipt is not None else None
+    if spent is not None:
+        add_text_row(details, "Time spent", spent)
     if job.retry_of:
         add_text_row(details, "Retry of", job.retry_of)
     if job.template or job.workflow:
@@ -171,7 +196,7 @@ def follow(api: Client, job_id: str, as_json: bool, reconnect_seconds: float = D
         )
         with progress:
             task = progress.add_task(job_id, total=100, completed=job.progress, status=job.status.value, message="")
-            for event in api.events(job_id=job_id, since=0, reconnect_seconds=reconnect_seconds):
+            for event in api.resumable_events(0, job_id, reconnect_seconds=reconnect_seconds):
                 if as_json:
                     print_json_line(event)
                 message = str(event.data.get("message") or "") if event.kind == "progress" else ""
@@ -201,3 +226,25 @@ def finish(job: JobView, as_json: bool) -> None:
             )
         )
     raise typer.Exit({"completed": 0, "failed": EXIT_FAILED, "canceled": EXIT_CANCELED}.get(job.status.value, 0))
+
+
+def run_to_end(api: Client, fields: SubmitOptions, as_json: bool) -> JobView:
+    """Submit and wait until the job ends (`Client.run`); a job that did not complete exits as `finish` says."""
+    try:
+        return api.run(**fields)
+    except JobNotCompleted as error:
+        finish(error.job, as_json)
+        raise  # not reached: `finish` exits
+
+
+def show_result(job: JobView, as_json: bool) -> None:
+    """A completed job's result: its result.txt as it is (the whole status object with --json)."""
+    if as_json:
+        print_json(job)
+    elif isinstance(job.result, str):
+        typer.echo(job.result, nl=not job.result.endswith("\n"))
+    else:
+        errors.print(
+            as_text(f"{job.job_id} completed; its result is not shown here (not text, or over 1 MiB): "),
+            as_text(f"aitbc client download --job-id {job.job_id} --output DIR", "bold"),
+        )

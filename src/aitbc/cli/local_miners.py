@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the server stack loads when `serve` runs
 LOCAL_MINER_ACCOUNT = "local-miners"
 LOCAL_MINER_KEY_NAME = "local-miners-serve"
 OLD_KEY_FILE = "local-miner.key"  # where an earlier version kept the key, in the data folder
+LOCAL_MINER_REGION = "local"  # the marketplace's region of the miners beside the coordinator
 LOCAL_MINER_STOP_SECONDS = 15.0
 LOCAL_MINER_SHUTDOWN_GRACE_SECONDS = 3.0
 
@@ -87,6 +88,8 @@ def start_local_miners(options: LocalMinerOptions, settings: Settings, api_key: 
             *(["--allow-command"] if options.allow_command else []),
             "--gpus",
             "auto",
+            "--region",
+            LOCAL_MINER_REGION,
             "--work-dir",
             str(work_dir),
             "--shutdown-grace",

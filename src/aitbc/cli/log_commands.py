@@ -21,6 +21,7 @@ from aitbc.domain.clock import isoformat_z
 from aitbc.protocol.jobs import EventMessage
 from aitbc.sdk.client import Client
 from aitbc.sdk.downloads import file_path
+from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
 
 STREAM_STYLE = {"stdout": "", "stderr": "red"}
 
@@ -96,7 +97,7 @@ def logs(
                 printer.line(item.stream, item.line, item.seq, item.at)
         if not follow or sent.status.is_terminal:
             return
-        for event in api.events(job_id=job_id, since=sent.last_seq):
+        for event in api.resumable_events(sent.last_seq, job_id, reconnect_seconds=DEFAULT_RECONNECT_SECONDS):
             if event.kind == "log":
                 printer.event_lines(event)
             elif event.kind == "status" and event.status.is_terminal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -15,6 +16,8 @@ import typer
 from rich.markup import escape
 
 from aitbc.cli.common import UrlOption, console, errors, fail, handles_errors
+from aitbc.cli.serve_command import parse_size
+from aitbc.protocol.regions import REGION_MAX_LENGTH, REGION_PATTERN
 from aitbc.sdk.config import read_profile, resolve_connection
 
 if TYPE_CHECKING:  # imported where used: `aitbc client …` should not pay for the miner's or the server's modules
@@ -39,6 +42,19 @@ def parse_models(values: list[str]) -> dict[str, Path]:
             raise ValueError(f"--model {name}: {folder} is not a folder")
         models[name.strip()] = folder
     return models
+
+
+def checked_region(region: str | None) -> str | None:
+    """The region as the coordinator stores it (lower case), refused here, before the miner starts, if the
+    coordinator would refuse it."""
+    if region is None:
+        return None
+    if not re.fullmatch(REGION_PATTERN, region) or len(region) > REGION_MAX_LENGTH:
+        raise ValueError(
+            f"--region {region!r}: use letters, digits, '-', '_' and '.', starting with a letter or digit, "
+            f"at most {REGION_MAX_LENGTH} characters (like us-west)"
+        )
+    return region.lower()
 
 
 def read_key_file(path: Path) -> str:
@@ -96,6 +112,10 @@ def run(
     gpus: Annotated[
         str, typer.Option("--gpus", help="auto (nvidia-smi), none, or a spec like a100:80x2,rtx3090:24.")
     ] = "auto",
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="Where this miner is (us-west), shown and filtered on in the marketplace."),
+    ] = None,
     work_dir: Annotated[
         Path | None,
         typer.Option("--work-dir", help="State and job folders (default ~/.local/state/aitbc/miners/NAME)."),
@@ -145,6 +165,23 @@ def run(
         str | None,
         typer.Option("--run-as", help="Host user jobs run as (the miner must be root; default for root: nobody)."),
     ] = None,
+    model_cache: Annotated[
+        str | None,
+        typer.Option(
+            "--model-cache",
+            help="Memory the AI workers' loaded models may take in all, e.g. 4GiB; the least recently used are "
+            "unloaded to stay within it (default: half the RAM, or half the GPUs' memory).",
+        ),
+    ] = None,
+    max_models: Annotated[
+        int | None,
+        typer.Option(
+            "--max-models",
+            min=1,
+            help="Loaded models kept at most, all workers together (default: no cap, or 4 where the RAM "
+            "cannot be read).",
+        ),
+    ] = None,
     parent_pid: Annotated[int | None, typer.Option("--parent-pid", hidden=True)] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning, error.")] = "info",
 ) -> None:
@@ -177,6 +214,7 @@ def run(
         allow_command=allow_command,
         max_jobs=max_jobs,
         gpus=tuple(resolve_gpus(gpus)),
+        region=checked_region(region),
         models=parse_models(model or []),
         ollama_url=ollama_url,
         drain=drain,
@@ -194,6 +232,8 @@ def run(
         job_network=job_network,
         sandbox_dir=sandbox_dir.expanduser().resolve() if sandbox_dir else None,
         parent_pid=parent_pid,
+        model_cache_bytes=parse_size(model_cache, "--model-cache") if model_cache is not None else None,
+        max_models=max_models,
     )
     built, missing = build_runtimes(config)
     for runtime_name, why in missing.items():
@@ -204,7 +244,7 @@ def run(
         fail("no runtime can run here: add --allow-command, or install the AI extra (pip install 'aitbc[ai]')")
     console.print(
         f"Miner [bold]{miner_name}[/] → {config.url}  runtimes: {', '.join(sorted(built))}  "
-        f"GPUs: {len(config.gpus) or 'none'}  work dir: {config.work_dir}",
+        f"GPUs: {len(config.gpus) or 'none'}  region: {config.region or '-'}  work dir: {config.work_dir}",
         highlight=False,
     )
     asyncio.run(_run_agent(Agent(config, built)))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from aitbc.cli.common import console, handles_errors
-from aitbc.sdk.config import profile_path, write_profile
+from aitbc.cli.serve_profile import announce_existing, announce_saved, coordinator_origin
 from aitbc.settings import Settings, default_data_dir
 
 if TYPE_CHECKING:  # the server stack loads when `serve` runs, not for every `aitbc client …` command
@@ -82,6 +82,14 @@ def serve(
             help="Most bytes a miner may upload for one job, every attempt's files counted (e.g. 10GiB, 500MB).",
         ),
     ] = "10GiB",
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            "--profile",
+            help="CLI profile for a first start's keys (else `aitbc --profile`, AITBC_PROFILE, the profile already "
+            "pointing at this data, `default` for the first, or one named after the data folder).",
+        ),
+    ] = None,
 ) -> None:
     """Run the coordinator (HTTP + WebSocket API, queue, leases, reaper)."""
     import uvicorn
@@ -103,18 +111,16 @@ def serve(
         max_job_upload_bytes=parse_size(max_job_upload, "--max-job-upload"),
     )
     created = asyncio.run(_bootstrap(settings))
+    origin, label = coordinator_origin(settings)
     if created:
         admin, user = created
-        path = write_profile({"url": settings.base_url, "api_key": user.secret, "admin_api_key": admin.secret})
         console.print("[bold green]First start:[/] created two API keys, shown only this once:")
         console.print(f"  admin  key: [bold]{admin.secret}[/]")
         console.print(f"  client key: [bold]{user.secret}[/]")
-        console.print(
-            f"Saved to the CLI profile {path} (readable by you only); `aitbc client …` works here with no set-up. "
-            "They are not written to the server log."
-        )
+        keys = {"url": settings.base_url, "api_key": user.secret, "admin_api_key": admin.secret}
+        announce_saved(keys, origin, label, profile)
     else:
-        console.print(f"Using the data in {settings.data_dir} (CLI profile: {profile_path()}).")
+        announce_existing(settings.data_dir, origin)
     console.print(f"Coordinator on [bold]{settings.base_url}[/] — API docs at {settings.base_url}/docs")
     server = uvicorn.Config(
         create_app(settings),

@@ -48,3 +48,4 @@ class Miner:
     public_key: str
     registered_at: datetime
     last_seen_at: datetime
+    region: str | None = None  # where the miner says it is (`us-west`, `local`); None: it did not say

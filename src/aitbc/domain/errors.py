@@ -9,6 +9,7 @@ AitbcError
 ├── Gone                  410      it existed but is no longer available
 ├── PayloadTooLarge       413      an input or upload over its limit
 ├── PaymentRequired       402      the balance cannot cover the hold
+│   └── SpendingLimitReached 402   the hold would take the month past the account's spending limit
 └── RateLimited           429      too many requests; carries retry_after seconds
 """
 
@@ -74,6 +75,10 @@ class PayloadTooLarge(AitbcError):
 class PaymentRequired(AitbcError):
     status_code = 402
     code = "payment_required"
+
+
+class SpendingLimitReached(PaymentRequired):
+    code = "spending_limit"
 
 
 class RateLimited(AitbcError):

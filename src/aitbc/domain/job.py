@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -66,15 +67,24 @@ SYSTEM_FAULT_REASONS = frozenset(
 
 DEFAULT_TIMEOUT_SECONDS = 3600
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def is_url(text: str) -> bool:
+    """A job input that is a URL and nothing else: no miner fetches inputs from the network, so such an input
+    is refused rather than handed to a job as text it would run on and be billed for."""
+    return _URL.fullmatch(text.strip()) is not None
 
 
 @dataclass(frozen=True)
 class Requirements:
-    """What hardware a job needs; `None` means any."""
+    """What hardware a job needs; `None` means any. `miner_id` pins the job to one miner (the id it was
+    resolved to at submit): no other miner is handed it."""
 
     gpu_type: str | None = None
     gpu_count: int = 1
     min_vram_gb: float | None = None
+    miner_id: str | None = None
 
     @property
     def needs_gpu(self) -> bool:
@@ -96,6 +106,9 @@ class JobSpec:
     # Where the settings came from, when a preset supplied them: the client's template, the workflow@version.
     template: str | None = None
     workflow: str | None = None
+    # The client's own words for the job (`domain.labels`): a name, and tags to find it by.
+    name: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,22 @@ def gpu_matches(wanted: str, offered: str) -> bool:
     return have == want or have.startswith(want)
 
 
+def pinned_elsewhere(spec: JobSpec, miner_id: str) -> bool:
+    """Whether the job is pinned to another miner (`--agent-id`): then this one may not take it."""
+    pinned = spec.requirements.miner_id
+    return pinned is not None and pinned != miner_id
+
+
+def can_take(spec: JobSpec, miner_id: str, capabilities: Capabilities) -> bool:
+    """Whether this miner may be handed this job: not pinned to another, and nothing it needs is missing."""
+    return not pinned_elsewhere(spec, miner_id) and not unmet_requirements(spec, capabilities)
+
+
+def gpu_models(capabilities: Capabilities) -> list[str]:
+    """The miner's GPU models, normalized, each once, in the order it declared them."""
+    return list(dict.fromkeys(normalize_gpu_model(gpu.model) for gpu in capabilities.gpus))
+
+
 def unmet_requirements(spec: JobSpec, capabilities: Capabilities) -> list[str]:
     """Why this miner cannot run this job; an empty list means it can."""
     reasons: list[str] = []

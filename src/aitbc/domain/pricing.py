@@ -20,6 +20,7 @@ DEFAULT_GPU_HOURLY: dict[str, Decimal] = {
     "v100": Decimal("0.05"),
     "a100": Decimal("0.10"),
     "rtx3090": Decimal("0.03"),
+    "rtx4090": Decimal("0.04"),
 }
 DEFAULT_CPU_HOURLY = Decimal("0.01")
 PRIORITY_MULTIPLIER: dict[Priority, Decimal] = {
@@ -48,8 +49,8 @@ class PriceTable:
                 return price
         return max(self.gpu_hourly.values())
 
-    def rate_per_second(self, requirements: Requirements, priority: Priority, miner_gpu: str | None = None) -> Decimal:
-        """What a second of this job costs: the requested GPU model's rate (or, for a job that only asks for
+    def rate_per_hour(self, requirements: Requirements, priority: Priority, miner_gpu: str | None = None) -> Decimal:
+        """What an hour of this job costs: the requested GPU model's rate (or, for a job that only asks for
         VRAM, the rate of the GPU it ran on, or the dearest one before it runs) × GPU count × priority; a job
         that asks for no GPU pays the CPU rate."""
         if requirements.gpu_type is not None:
@@ -59,7 +60,10 @@ class PriceTable:
             hourly = model_hourly * requirements.gpu_count
         else:
             hourly = self.cpu_hourly
-        return hourly * self.multipliers[priority] / Decimal(3600)
+        return hourly * self.multipliers[priority]
+
+    def rate_per_second(self, requirements: Requirements, priority: Priority, miner_gpu: str | None = None) -> Decimal:
+        return self.rate_per_hour(requirements, priority, miner_gpu) / Decimal(3600)
 
     def hold(self, requirements: Requirements, priority: Priority, timeout_seconds: int) -> Decimal:
         return from_units(to_units(self.rate_per_second(requirements, priority) * timeout_seconds))

@@ -60,6 +60,7 @@ class ReceiptFacts:
     attempts: int
     charge: Mapping[str, Any] | None
     usage: Mapping[str, Any] | None = None
+    timings: Mapping[str, Any] | None = None
 
 
 def receipt_document(facts: ReceiptFacts, issued_at: datetime, coordinator_key_id: str) -> dict[str, Any]:
@@ -91,6 +92,9 @@ def receipt_document(facts: ReceiptFacts, issued_at: datetime, coordinator_key_i
             "gpu_count": facts.gpu_count,
             "attempts": facts.attempts,
             "reported_by_miner": dict(facts.usage) if facts.usage else None,
+            # How the job's time on the miner went (setup, model load, run, upload), as the miner reported it;
+            # receipts signed before it was recorded have no such key, and verify as they always did.
+            "timings": dict(facts.timings) if facts.timings else None,
         },
         # Settled by billing; None until the job's charge is known.
         "charge": dict(facts.charge) if facts.charge is not None else None,

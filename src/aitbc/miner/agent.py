@@ -132,6 +132,7 @@ class Agent:
             models=models,
             max_concurrency=self.config.max_jobs,
             public_key=public_key_text(self._key),
+            region=self.config.region,
         )
 
     async def _register(self) -> RegisterResponse:

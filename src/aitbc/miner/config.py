@@ -33,6 +33,7 @@ class MinerConfig:
     allow_command: bool = False
     max_jobs: int = 1
     gpus: tuple[Gpu, ...] = ()
+    region: str | None = None  # where this miner is, as the marketplace shows it (`us-west`)
     models: dict[str, Path] = field(default_factory=dict)
     ollama_url: str | None = None
     drain: bool = False
@@ -46,6 +47,8 @@ class MinerConfig:
     job_network: bool = False  # jobs get the host's network (else a network namespace with only loopback)
     sandbox_dir: Path | None = None  # where job folders live while they run (default: see ScratchFolders)
     parent_pid: int | None = None  # stop when this process is gone (miners started by `aitbc serve`)
+    model_cache_bytes: int | None = None  # loaded AI models kept within this (None: half the RAM or GPU memory)
+    max_models: int | None = None  # and at most this many (None: no count cap, unless the RAM cannot be read)
 
     @property
     def state_dir(self) -> Path:

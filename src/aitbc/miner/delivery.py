@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import shutil
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +23,7 @@ from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.identity import write_private
 from aitbc.miner.package import PackageLayout, build_manifest, sign_manifest
 from aitbc.miner.reporter import sendable
-from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective, ManifestFile
+from aitbc.protocol.miners import FailRequest, FinishRequest, JobDirective, ManifestFile, RunTimings
 from aitbc.sdk.errors import ConnectionFailed
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class Finish:
     # coordinator hears of it, which after an outage can be much later.
     started_at: str | None = None
     ended_at: str | None = None
+    # How the job's time went (`JobTimings.report`); the upload's seconds are added as it is delivered.
+    timings: dict[str, Any] | None = None
 
     def save(self, job_dir: Path) -> None:
         write_private(job_dir / FINISH_FILE, json.dumps(asdict(self), indent=2))
@@ -104,6 +107,7 @@ async def _report_refused(
         usage=finish.usage,
         started_at=finish.started_at,
         ended_at=finish.ended_at,
+        timings=finish.timings,
     )
     try:
         return await _send(client, key, job_dir, bare)
@@ -134,14 +138,28 @@ async def _upload_files(
         await asyncio.gather(*uploads, return_exceptions=True)
 
 
+def _timings(finish: Finish, upload_seconds: float | None) -> RunTimings | None:
+    """What `complete`/`fail` say of the job's time: the run's parts, and this delivery's upload."""
+    if finish.timings is None:
+        return None
+    try:
+        return RunTimings.model_validate({**finish.timings, "upload_seconds": upload_seconds})
+    except ValueError:  # a finish.json from an older or damaged miner: no breakdown rather than no result
+        return None
+
+
 async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path, finish: Finish) -> JobDirective:
     manifest = None
     signature = None
+    upload_seconds = None
     if finish.with_package:
+        began = time.monotonic()
         layout = PackageLayout(job_dir / PACKAGE_FOLDER)
         manifest = build_manifest(layout, finish.job_id, client.miner_id)
         await _upload_files(client, finish, layout, manifest.files)
         signature = sign_manifest(key, manifest)
+        upload_seconds = round(time.monotonic() - began, 3)
+    timings = _timings(finish, upload_seconds)
     if finish.verb == "complete":
         request = FinishRequest(
             lease_id=finish.lease_id,
@@ -151,6 +169,7 @@ async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path
             usage=finish.usage,
             started_at=finish.started_at,
             ended_at=finish.ended_at,
+            timings=timings,
         )
         return await client.complete(finish.job_id, request)
     failure = FailRequest(
@@ -161,6 +180,7 @@ async def _send(client: CoordinatorClient, key: Ed25519PrivateKey, job_dir: Path
         usage=finish.usage,
         started_at=finish.started_at,
         ended_at=finish.ended_at,
+        timings=timings,
         reason=FailureReason(finish.reason or FailureReason.RUNTIME_ERROR.value),
         message=sendable(finish.message[:10000]),
         retryable=finish.retryable,

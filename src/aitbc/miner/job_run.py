@@ -33,6 +33,7 @@ from aitbc.miner.package import PackageLayout
 from aitbc.miner.reporter import JobReporter
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, Runtime, RuntimeResult
 from aitbc.miner.stop import StopReason, StopSignal
+from aitbc.miner.timings import JobTimings
 from aitbc.protocol.miners import Assignment, JobDirective
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,7 @@ class JobRun:
         self._interval = report_interval_seconds
         self._device = device
         self._on_phase = on_phase
-        self._started_at: datetime | None = None
-        self._ended_at: datetime | None = None  # when the work stopped: billed to here, not to delivery
+        self._timings: JobTimings | None = None  # from its start: when its work ran (billed), when it stopped
 
     @property
     def job_id(self) -> str:
@@ -143,7 +143,7 @@ class JobRun:
             except (Conflict, NotFound) as error:
                 log.warning("job %s: lease lost before it started (%s)", self.job_id, error.message)
                 return None
-        self._started_at = datetime.now(UTC)
+        self._timings = timings = JobTimings()
         log.info("job %s (%s) started, attempt %d", self.job_id, self.assignment.type, self.assignment.attempt)
         reporter = JobReporter(
             self._client,
@@ -160,15 +160,15 @@ class JobRun:
         )
         reporter.start()
         try:
-            result = await self._run_runtime(work_dir, layout, reporter, deadline)
+            result = await self._run_runtime(work_dir, layout, reporter, deadline, timings)
         finally:
-            self._ended_at = datetime.now(UTC)
+            timings.end()  # billed to here, not to delivery
             timer.cancel()
             await reporter.close()
         return self._finish(layout, result)
 
     async def _run_runtime(
-        self, work_dir: Path, layout: PackageLayout, reporter: JobReporter, deadline: float
+        self, work_dir: Path, layout: PackageLayout, reporter: JobReporter, deadline: float, timings: JobTimings
     ) -> RuntimeResult:
         if self._runtime is None:
             return RuntimeResult(
@@ -188,6 +188,7 @@ class JobRun:
                 input_path=input_path,
                 device=self._device,
                 gpus=self.gpus,
+                timings=timings,
             )
             return await self._runtime.run(context)
         except JobFailed as error:
@@ -249,7 +250,8 @@ class JobRun:
         # output.json says what the status object will: a canceled job has no failure reason (the `fail` that
         # confirms a cancel names one only because the verb needs it).
         shown_failure = None if status is JobStatus.CANCELED else failure
-        layout.write_output(self._output_document(status, shown_failure, message, result))
+        timings = self._timings or JobTimings()
+        layout.write_output(self._output_document(status, shown_failure, message, result, timings))
         return Finish(
             job_id=self.job_id,
             lease_id=self.lease_id,
@@ -259,15 +261,16 @@ class JobRun:
             message=message,
             retryable=failure == FailureReason.MINER_ERROR.value,
             usage=result.usage,
-            started_at=self._started_at.isoformat() if self._started_at else None,
-            ended_at=(self._ended_at or datetime.now(UTC)).isoformat(),
+            started_at=timings.billed_from.isoformat(),
+            ended_at=timings.end().isoformat(),
+            timings=timings.report(),
         )
 
     def _output_document(
-        self, status: JobStatus, failure: str | None, message: str, result: RuntimeResult
+        self, status: JobStatus, failure: str | None, message: str, result: RuntimeResult, timings: JobTimings
     ) -> dict[str, Any]:
         finished = datetime.now(UTC)
-        started = self._started_at or finished
+        started = timings.began
         assignment = self.assignment
         return {
             "job_id": assignment.job_id,
@@ -285,5 +288,6 @@ class JobRun:
             "failure_reason": failure,
             "message": message or None,
             "usage": result.usage,
+            "timings": timings.report(),
             **result.output,
         }

@@ -50,3 +50,39 @@ class StatsView(BaseModel):
     average_completion_seconds: float | None = Field(description="mean run time of completed jobs")
     total_spent: Money
     days: int | None
+
+
+class MonthlyLimitRequest(Strict):
+    monthly: str = Field(
+        pattern=AMOUNT_PATTERN,
+        description='the most the account may spend in a UTC calendar month (charged plus held), e.g. "5"',
+    )
+
+
+class AlertRequest(Strict):
+    at: str = Field(
+        pattern=AMOUNT_PATTERN,
+        description='tell the account (a billing.alert event) when the month\'s charges reach this, e.g. "4"',
+    )
+
+
+class SpendingAlertView(BaseModel):
+    at: Money | None = Field(description="the threshold (AITBC charged this month); null: no alert")
+    fired_this_month: bool = Field(description="whether the threshold has fired this month")
+    last_fired_at: Time | None = Field(description="when an alert of this account last fired")
+    last_fired_month: str | None = Field(description="the month (YYYY-MM, UTC) it fired for")
+    last_fired_threshold: Money | None
+    last_fired_charged: Money | None = Field(description="what the month's charges were when it fired")
+    last_fired_job_id: str | None = Field(description="the job whose charge reached the threshold")
+
+
+class SpendingView(BaseModel):
+    account: str
+    month: str = Field(description="the UTC calendar month the figures are for (YYYY-MM)")
+    monthly_limit: Money | None = Field(description="the cap on what the month may cost; null: none")
+    charged_this_month: Money
+    held: Money = Field(description="held now by unfinished jobs: the most they can still cost")
+    committed: Money = Field(description="charged this month plus held: what counts toward the cap")
+    remaining: Money | None = Field(description="what new jobs may still hold this month under the cap")
+    resets_at: Time = Field(description="when the month ends and its charges stop counting")
+    alert: SpendingAlertView

@@ -6,10 +6,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from aitbc.domain.clock import MOMENT_RANGE, in_moment_range, isoformat_z
 from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
+from aitbc.domain.labels import JOB_NAME_MAX_LENGTH, JOB_NAME_PATTERN, MAX_TAGS, TAG_MAX_LENGTH, TAG_PATTERN
 from aitbc.domain.presets import NAME_MAX_LENGTH, NAME_PATTERN, WORKFLOW_REF_MAX_LENGTH, WORKFLOW_REF_PATTERN
 
 JsonInput = str | dict[str, Any] | list[Any] | None
@@ -30,9 +40,21 @@ def _in_range(moment: datetime) -> datetime:
     return moment
 
 
+# `from` and `to` of a filter: a day or a time, as `parse_moment` (in the API) reads them (a calendar-valid day
+# is still checked there).
+_DATE = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+_TIME = r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
+_ZONE = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+MOMENT_PATTERN = rf"^(?:{_DATE}(?:{_TIME}{_ZONE})?)?$"
+
 # A time a caller sends: with its zone (a naive time means nothing across machines), and in the range every
 # conversion and both databases can hold.
 Moment = Annotated[AwareDatetime, AfterValidator(_in_range)]
+
+
+# A job's tag, as a request sends it (`domain.labels`).
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=TAG_MAX_LENGTH, pattern=TAG_PATTERN)]
+JobName = Annotated[str, StringConstraints(min_length=1, max_length=JOB_NAME_MAX_LENGTH, pattern=JOB_NAME_PATTERN)]
 
 
 class Strict(BaseModel):
@@ -47,10 +69,27 @@ def _given(name: str) -> dict[str, Any]:
     return {"required": [name], "properties": {name: {"type": "string"}}}
 
 
-class JobRequirements(Strict):
+class HardwareRequirements(Strict):
+    """What hardware a job needs: what a miner is sent with each job it claims."""
+
     gpu_type: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9 _\-]+$")
     gpu_count: int = Field(default=1, ge=1, le=64)
     min_vram_gb: float | None = Field(default=None, ge=0, le=4096)
+
+
+# A miner's id or name as a client names it: any text of a name but control characters.
+MINER_REFERENCE_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+
+
+class JobRequirements(HardwareRequirements):
+    miner_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=MINER_REFERENCE_PATTERN,
+        description="run the job on this miner only (`--agent-id`): its id (`miner_…`) or its name; the status "
+        "object shows the id it was resolved to. The miner must be connected and able to run the job",
+    )
 
 
 class OutputConfig(Strict):
@@ -84,6 +123,12 @@ class SubmitJobRequest(Strict):
         max_length=WORKFLOW_REF_MAX_LENGTH,
         pattern=WORKFLOW_REF_PATTERN,
         description="a workflow: NAME (its newest version) or NAME@VERSION; `params` may set only its allowed keys",
+    )
+    name: JobName | None = Field(default=None, description="your name for the job: one line, up to 200 characters")
+    tags: list[Tag] = Field(
+        default_factory=list,
+        max_length=MAX_TAGS,
+        description=f"up to {MAX_TAGS} labels to find the job by (letters, digits, `_ . : -`; up to 64 each)",
     )
 
 
@@ -129,11 +174,20 @@ class JobView(BaseModel):
     exit_code: int | None = None
     results: str
     results_expire_at: Time | None = None
-    result: ResultLinks | None = Field(default=None, description="a completed job's result, while it is kept")
+    result: Any = Field(
+        default=None,
+        description="the text of the job's result.txt (up to 1 MiB of UTF-8), in the answer to a request that "
+        "waited for the job (`Prefer: wait`) once it has ended; else null: download the results",
+    )
+    result_links: ResultLinks | None = Field(
+        default=None, description="where a completed job's result is, while it is kept (result.txt, listing, zip)"
+    )
     waiting_for: str | None = None
     retry_of: str | None = None
     template: str | None = Field(default=None, description="the template the job's settings came from")
     workflow: str | None = Field(default=None, description="the workflow they came from, as NAME@VERSION")
+    name: str | None = Field(default=None, description="the name the client gave the job")
+    tags: list[str] = Field(default_factory=list, description="the job's tags")
     estimated_cost: Money = Field(description="AITBC: the estimated run time at the job's rate")
     estimated_time_seconds: int
     max_cost: Money = Field(description="AITBC held at submit: the timeout at the job's rate")

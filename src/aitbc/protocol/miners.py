@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from aitbc.domain.job import FailureReason, JobStatus, Priority
-from aitbc.protocol.jobs import JobRequirements, JsonInput, Moment, Strict, Time
+from aitbc.protocol.jobs import HardwareRequirements, JsonInput, Moment, Strict, Time
+from aitbc.protocol.regions import Region
 
 # The base64 text of 32 bytes: 43 characters, the last carrying 2 bits of padding, then one `=`.
 ED25519_PUBLIC_KEY_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
@@ -50,6 +51,7 @@ class RegisterRequest(Strict):
     models: list[str] = Field(default_factory=list, max_length=1000)
     max_concurrency: int = Field(default=1, ge=1, le=256)
     public_key: str = Field(pattern=ED25519_PUBLIC_KEY_PATTERN, description="Ed25519 public key, base64 (raw 32 bytes)")
+    region: Region | None = Field(default=None, description="where the miner is (`us-west`), shown in the marketplace")
 
 
 class RegisterResponse(BaseModel):
@@ -102,7 +104,7 @@ class Assignment(BaseModel):
     input: JsonInput
     input_file: InputFileRef | None
     params: dict[str, Any]
-    requirements: JobRequirements
+    requirements: HardwareRequirements
     priority: Priority
     timeout_seconds: int
     attempt: int
@@ -162,9 +164,44 @@ class UploadedFile(BaseModel):
     sha256: str
 
 
+MAX_REPORTED_SECONDS = 10**7  # about 116 days: more than any job's timeout
+
+
+class RunTimings(Strict):
+    """How a job's time on the miner was spent, as the miner reports it: recorded in the receipt, never billed
+    (billing uses `started_at`/`ended_at`, which a miner with a model starts once the model is ready)."""
+
+    setup_seconds: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_REPORTED_SECONDS,
+        description="from the job's start to asking for its model",
+    )
+    model_load_seconds: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_REPORTED_SECONDS,
+        description="loading its model (0: warm; null: no model)",
+    )
+    model_warm: bool | None = Field(default=None, strict=True, description="whether its model was already loaded")
+    run_seconds: float | None = Field(
+        default=None,
+        strict=True,
+        ge=0,
+        le=MAX_REPORTED_SECONDS,
+        description="the work itself, from the model being ready",
+    )
+    upload_seconds: float | None = Field(
+        default=None, strict=True, ge=0, le=MAX_REPORTED_SECONDS, description="uploading its result package"
+    )
+
+
 class FinishRequest(LeaseRequest):
-    """Sent by `complete` and `fail`: the signed manifest of what was uploaded (possibly partial), and when the
-    work ran by the miner's clock (billing charges that, within the interval the coordinator observed)."""
+    """Sent by `complete` and `fail`: the signed manifest of what was uploaded (possibly partial), when the
+    work ran by the miner's clock (billing charges that, within the interval the coordinator observed), and
+    how the job's time went (`timings`, for the receipt)."""
 
     manifest: Manifest | None = None
     signature: str | None = Field(default=None, max_length=200)
@@ -172,6 +209,7 @@ class FinishRequest(LeaseRequest):
     usage: dict[str, Any] = Field(default_factory=dict)
     started_at: Moment | None = Field(default=None, description="when the job's work began on the miner")
     ended_at: Moment | None = Field(default=None, description="when it ended (finished, failed or stopped)")
+    timings: RunTimings | None = None
 
     @model_validator(mode="after")
     def _in_order(self) -> FinishRequest:

@@ -4,8 +4,8 @@ decisions and the multi-request work are the same code (`calls`, `downloads.Tran
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
@@ -13,7 +13,7 @@ import anyio
 import anyio.to_thread
 import httpx
 import websockets
-from websockets.exceptions import WebSocketException
+import websockets.exceptions
 
 from aitbc.domain.digests import Sha256
 from aitbc.domain.errors import RateLimited
@@ -25,9 +25,16 @@ from aitbc.protocol.jobs import (
     JobList,
     JobView,
 )
-from aitbc.sdk import billing_calls, calls
+from aitbc.sdk import billing_calls, calls, http_log
 from aitbc.sdk.async_methods import AsyncClientMethods
-from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
+from aitbc.sdk.base import (
+    DEFAULT_TIMEOUT,
+    UPLOAD_CHUNK,
+    ClientBase,
+    event,
+    upload_headers,
+    ws_url,
+)
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import (
     DOWNLOAD_ATTEMPTS,
@@ -43,7 +50,7 @@ from aitbc.sdk.downloads import (
 )
 from aitbc.sdk.errors import ConnectionFailed, raise_for_status
 from aitbc.sdk.rate_limits import RateLimitRetries, rate_limit_notice
-from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS, Notices, Resumption
+from aitbc.sdk.resuming import Notices, Resumption, as_connection_failed
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 
 T = TypeVar("T")
@@ -55,14 +62,21 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         url: str | None = None,
         api_key: str | None = None,
         *,
+        profile: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         notices: Notices | None = None,
         rate_limits: RateLimitRetries | None = None,
     ) -> None:
         """As `Client`: `notices` told why a call waits, `rate_limits` how long it waits out a 429."""
-        super().__init__(url, api_key, notices, rate_limits)
-        self.http = httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
+        super().__init__(url, api_key, profile, notices, rate_limits)
+        self.http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=self.headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks=http_log.async_event_hooks(),
+        )
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -142,9 +156,11 @@ class AsyncClient(AsyncClientMethods, ClientBase):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    async def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
-        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
-        return await self._run(calls.submit(**options))
+    async def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> JobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body. With
+        `wait` (seconds, at most 60) the answer comes once the job ends, with its `result`, or when `wait` is up
+        (then as it stands)."""
+        return await self._run(calls.submit(wait=wait, **options))
 
     async def submit_many(self, jobs: Iterable[SubmitOptions]) -> BatchResult:
         """Submit many jobs in one request and one transaction: each job as `submit` takes it (with its own
@@ -152,11 +168,13 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         `item` is its index."""
         return await self._run(calls.submit_many(jobs))
 
-    async def get(self, job_id: str) -> JobView:
-        return await self._run(calls.get(job_id))
+    async def get(self, job_id: str, wait: int | None = None) -> JobView:
+        """The job's status object; with `wait` (seconds, at most 60), once it ends (with its `result`) or when
+        `wait` is up."""
+        return await self._run(calls.get(job_id, wait))
 
     async def list(self, cursor: str | None = None, **filters: Unpack[JobFilters]) -> JobList:
-        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `limit`)."""
+        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `tag`, `name`, `limit`)."""
         return await self._run(calls.list_jobs(cursor, **filters))
 
     async def iter_jobs(self, **filters: Unpack[JobFilters]) -> AsyncIterator[JobView]:
@@ -192,36 +210,47 @@ class AsyncClient(AsyncClientMethods, ClientBase):
             raise self._unreachable(error) from error
         return model(FileView)(response)
 
-    async def events(
+    async def events(self, job_id: str | None = None, since: int | None = None) -> AsyncGenerator[EventMessage, None]:
+        """As `Client.events`."""
+        url = ws_url(self.url, job_id, since)
+        http_log.websocket_opening(url, self.headers)
+        how = "closed"
+        try:
+            async with websockets.connect(url, additional_headers=self.headers, open_timeout=10) as socket:
+                async for message in socket:
+                    yield event(message)
+        except (OSError, websockets.exceptions.WebSocketException) as error:  # refused, or dropped midway
+            how = "lost"
+            raise self._unreachable(error) from error
+        finally:
+            http_log.websocket_ended(url, how)
+
+    async def resumable_events(
         self,
+        since: int | None,
         job_id: str | None = None,
-        since: int | None = None,
+        on_drop: Callable[[ConnectionFailed | None, float], Awaitable[None]] | None = None,
         *,
-        reconnect_seconds: float | None = DEFAULT_RECONNECT_SECONDS,
+        reconnect_seconds: float | None = None,
     ) -> AsyncIterator[EventMessage]:
-        """As `Client.events`: resumed after a dropped connection for up to `reconnect_seconds`."""
+        """As `Client.resumable_events`: resumed after a drop, given up after `reconnect_seconds` if set."""
         resumption = Resumption(self.url, since, reconnect_seconds)
         while True:
-            lost: ConnectionFailed | RateLimited | None = None
+            error: ConnectionFailed | RateLimited | None = None
+            resumption.starting()
             try:
-                async with websockets.connect(
-                    ws_url(self.url, job_id, resumption.since), additional_headers=self.headers, open_timeout=10
-                ) as socket:
-                    resumption.connected()
-                    async for message in socket:
-                        item = event(message)
-                        resumption.delivered(item)
-                        yield item
-            except RateLimited as error:
-                lost = error
-            except (OSError, WebSocketException) as error:
-                lost = self._unreachable(error)
-            delay = resumption.dropped(lost)
-            if delay is None:
-                return
+                async with aclosing(self.events(job_id, since=resumption.since)) as stream:
+                    async for message in stream:
+                        resumption.delivered(message)
+                        yield message
+            except (ConnectionFailed, RateLimited) as failure:
+                error = failure
+            pause = resumption.dropped(error)
+            if on_drop is not None:
+                await on_drop(as_connection_failed(error), pause)
             if (notice := resumption.notice()) is not None:
                 self._notify(notice)
-            await anyio.sleep(delay)
+            await anyio.sleep(pause)
 
     async def export(
         self,
@@ -230,9 +259,11 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         days: int | None = None,
         from_: str | None = None,
         to: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
     ) -> AsyncIterator[bytes]:
-        """The matching jobs as JSON or CSV, streamed in chunks (constant memory)."""
-        params = billing_calls.export_params(status, days, from_, to, format)
+        """The matching jobs as JSON or CSV (with their names and tags), streamed in chunks (constant memory)."""
+        params = billing_calls.export_params(status, days, from_, to, format, tag, name)
         async with self._stream("/v1/jobs/export", params=params) as response:
             async for chunk in response.aiter_bytes():
                 yield chunk

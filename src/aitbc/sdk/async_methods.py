@@ -4,13 +4,18 @@ and verification of whole packages, history, billing and admin."""
 from __future__ import annotations
 
 import builtins
+import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar, Unpack
 
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
-from aitbc.protocol.billing import BalanceView, LedgerEntryView, StatsView
+from aitbc.protocol.billing import BalanceView, LedgerEntryView, SpendingView, StatsView
+from aitbc.protocol.cancels import CancelJobsResult
 from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.protocol.marketplace import GpuList, MarketQuote
+from aitbc.protocol.monitor import JobMetricsView, MinerMetricsView, WhoAmIView
 from aitbc.protocol.presets import TemplateView, WorkflowView
 from aitbc.protocol.results import (
     CoordinatorKeyView,
@@ -23,11 +28,13 @@ from aitbc.protocol.results import (
     ShareList,
     ShareView,
 )
-from aitbc.sdk import billing_calls, calls, preset_calls
-from aitbc.sdk.calls import Call
+from aitbc.sdk import billing_calls, calls, marketplace_calls, monitor_calls, preset_calls
+from aitbc.sdk.calls import Call, SubmitOptions
 from aitbc.sdk.downloads import Downloaded, Progress, file_path, zip_path
+from aitbc.sdk.monitor_calls import Ping
 from aitbc.sdk.packages import DownloadedPackage, PackageProgress, download_steps
 from aitbc.sdk.preset_calls import PresetOptions, TemplateOptions
+from aitbc.sdk.running import MAX_WAIT_SECONDS, run_steps
 from aitbc.sdk.steps import Steps
 from aitbc.sdk.verification import Verification, verify_steps
 
@@ -48,6 +55,32 @@ class AsyncClientMethods:
     ) -> Downloaded:
         raise NotImplementedError
 
+    # -- running and cancelling ---------------------------------------------------------------------
+
+    async def run(
+        self, *, wait: int = MAX_WAIT_SECONDS, timeout: float | None = None, **options: Unpack[SubmitOptions]
+    ) -> JobView:
+        """Submit a job (the fields of `submit`) and wait until it ends: its final status object, with `result`
+        (the text of its result.txt). Raises `JobFailedError` / `JobCanceledError` (each carrying `.job`) if it
+        did not complete, and `JobStillRunning` if `timeout` seconds pass first. The coordinator holds each
+        answer up to `wait` seconds (at most 60) and answers as soon as the job ends: no polling."""
+        return await self._steps(run_steps(options, wait, timeout))
+
+    async def cancel_matching(
+        self,
+        *,
+        status: builtins.list[str] | None = None,
+        tag: str | None = None,
+        name: str | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        all: bool = False,
+        limit: int | None = None,
+    ) -> CancelJobsResult:
+        """Cancel your unfinished jobs that the filter matches (newest first, at most `limit`, 1000 a call;
+        `more` in the answer: call again). With no filter, `all=True` must say you mean every one."""
+        return await self._run(calls.cancel_matching(status, tag, name, from_, to, all, limit))
+
     # -- history ------------------------------------------------------------------------------------
 
     async def retry(self, job_id: str) -> JobView:
@@ -58,6 +91,27 @@ class AsyncClientMethods:
 
     async def stats(self, days: int | None = None) -> StatsView:
         return await self._run(billing_calls.stats(days))
+
+    # -- monitoring ---------------------------------------------------------------------------------
+
+    async def ping(self) -> Ping:
+        """The coordinator's health and version, and the round trip's time (no key needed)."""
+        started = time.perf_counter()
+        health = await self._run(monitor_calls.health())
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
+        return Ping(self.url, health.status, health.version, elapsed)
+
+    async def whoami(self) -> WhoAmIView:
+        """The key's account, role and plan: whether the coordinator accepts it."""
+        return await self._run(monitor_calls.whoami())
+
+    async def job_metrics(self) -> JobMetricsView:
+        """Your jobs at a glance: counts, queue places, the last hour's throughput, waits to start."""
+        return await self._run(monitor_calls.job_metrics())
+
+    async def miner_metrics(self) -> MinerMetricsView:
+        """The live miners, their slots (free and busy) and GPUs."""
+        return await self._run(monitor_calls.miner_metrics())
 
     # -- results ------------------------------------------------------------------------------------
 
@@ -125,6 +179,19 @@ class AsyncClientMethods:
         the receipt, both signatures, and every file of the copy at `path` (else of the coordinator)."""
         return await self._steps(verify_steps(self.url, job_id, path, receipt, trust_new_key))
 
+    # -- marketplace --------------------------------------------------------------------------------
+
+    async def marketplace_gpus(
+        self, *, model: str | None = None, region: str | None = None, gpu_type: str | None = None
+    ) -> GpuList:
+        """The GPUs live miners offer now (only those serving `model`, in `region`, with a `gpu_type` GPU)."""
+        return await self._run(marketplace_calls.gpus(model, region, gpu_type))
+
+    async def quote(self, **options: Unpack[SubmitOptions]) -> MarketQuote:
+        """What a job (`submit`'s options) would cost on each GPU model on offer for it, cheapest first;
+        nothing is submitted. `best` is None, with `reason`, when no GPU on offer can run it."""
+        return await self._run(marketplace_calls.quote(**options))
+
     # -- billing and admin --------------------------------------------------------------------------
 
     async def balance(self) -> BalanceView:
@@ -143,6 +210,22 @@ class AsyncClientMethods:
 
     async def grant_credits(self, account: str, amount: str, memo: str = "") -> BalanceView:
         return await self._run(billing_calls.grant(account, amount, memo))
+
+    async def spending(self) -> SpendingView:
+        """The caller's monthly spending limit, what counts toward it this month, and its alert."""
+        return await self._run(billing_calls.spending())
+
+    async def set_monthly_limit(self, amount: str | Decimal | int | None) -> SpendingView:
+        """Cap what the caller's jobs may cost in a UTC month (charged plus held); None removes the cap."""
+        return await self._run(billing_calls.set_monthly_limit(amount))
+
+    async def set_spending_alert(self, at: str | Decimal | int | None) -> SpendingView:
+        """A `billing.alert` event on the caller's stream when the month's charges reach `at`; None removes it."""
+        return await self._run(billing_calls.set_spending_alert(at))
+
+    async def set_account_limit(self, account: str, amount: str | Decimal | int | None) -> SpendingView:
+        """Admin: set (or, with None, remove) the named account's monthly spending limit."""
+        return await self._run(billing_calls.set_account_limit(account, amount))
 
     async def create_key(self, name: str, role: str, plan: str | None = None) -> CreatedKeyView:
         return await self._run(calls.create_key(name, role, plan))

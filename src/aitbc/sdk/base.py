@@ -11,6 +11,7 @@ import httpx
 
 from aitbc.domain.errors import RateLimited
 from aitbc.protocol.jobs import EventMessage
+from aitbc.sdk import http_log
 from aitbc.sdk.config import resolve_connection
 from aitbc.sdk.errors import ConnectionFailed, error_for_status
 from aitbc.sdk.rate_limits import RateLimitRetries, RateLimitWaits, retry_safe
@@ -18,6 +19,7 @@ from aitbc.sdk.resuming import Notices
 
 UPLOAD_CHUNK = 1024 * 1024
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, read=120.0)
+QUICK_TIMEOUT = httpx.Timeout(10.0)  # a check that should answer at once (`aitbc blockchain status`)
 
 
 def ws_url(base: str, job_id: str | None, since: int | None) -> str:
@@ -46,10 +48,11 @@ class ClientBase:
         self,
         url: str | None,
         api_key: str | None,
+        profile: str | None = None,
         notices: Notices | None = None,
         rate_limits: RateLimitRetries | None = None,
     ) -> None:
-        connection = resolve_connection(url, api_key)
+        connection = resolve_connection(url, api_key, profile)
         self.url = connection.url
         self.api_key = connection.api_key
         self.headers = {"X-Api-Key": self.api_key} if self.api_key else {}
@@ -65,6 +68,7 @@ class ClientBase:
             self.notices(message)
 
     def _unreachable(self, error: Exception) -> ConnectionFailed:
+        http_log.unreachable(self.url, error)
         return ConnectionFailed(
             f"cannot reach the coordinator at {self.url} ({error.__class__.__name__}): is `aitbc serve` running? "
             "Set --url or AITBC_URL to point elsewhere."

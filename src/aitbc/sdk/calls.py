@@ -12,6 +12,7 @@ from pydantic import BaseModel, TypeAdapter
 from aitbc.domain.job import Priority
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.batches import BatchResult
+from aitbc.protocol.cancels import CancelJobsResult
 from aitbc.protocol.jobs import CancelResult, JobList, JobRequirements, JobView, JsonInput, OutputConfig
 from aitbc.protocol.results import (
     CoordinatorKeyView,
@@ -89,6 +90,8 @@ class SubmitOptions(TypedDict, total=False):
     output_config: OutputConfig | Mapping[str, Any] | None
     template: str | None
     workflow: str | None
+    name: str | None
+    tags: list[str] | None
     idempotency_key: str | None
 
 
@@ -99,7 +102,14 @@ class JobFilters(TypedDict, total=False):
     days: int | None
     from_: str | None
     to: str | None
+    tag: str | None
+    name: str | None
     limit: int
+
+
+def prefer_wait(wait: int | None) -> dict[str, str]:
+    """The header that asks the coordinator to hold its answer until the job ends, up to `wait` seconds."""
+    return {"Prefer": f"wait={wait}"} if wait else {}
 
 
 def _known(function: str, given: Mapping[str, Any], options: Any) -> None:
@@ -115,13 +125,15 @@ def _wire(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
 
 
-def submit(**options: Unpack[SubmitOptions]) -> Call[JobView]:
-    """POST /v1/jobs with the body's own field names; what is not given is left to the coordinator's defaults."""
+def submit(*, wait: int | None = None, **options: Unpack[SubmitOptions]) -> Call[JobView]:
+    """POST /v1/jobs with the body's own field names; what is not given is left to the coordinator's defaults.
+    With `wait`, the answer comes once the job ends (with its `result`), or after `wait` seconds (at most 60)."""
     _known("submit", options, SubmitOptions)
     fields = {name: value for name, value in options.items() if name != "idempotency_key"}
     body = {name: _wire(value) for name, value in fields.items() if value is not None}
     key = options.get("idempotency_key")
-    return Call("POST", "/v1/jobs", _job, json=body, headers={"Idempotency-Key": key} if key else {})
+    headers = {"Idempotency-Key": key} if key else {}
+    return Call("POST", "/v1/jobs", _job, json=body, headers=headers | prefer_wait(wait))
 
 
 def submit_many(jobs: Iterable[SubmitOptions]) -> Call[BatchResult]:
@@ -136,14 +148,25 @@ def submit_many(jobs: Iterable[SubmitOptions]) -> Call[BatchResult]:
     return Call("POST", "/v1/jobs/batch", model(BatchResult), json={"jobs": items})
 
 
-def get(job_id: str) -> Call[JobView]:
-    return Call("GET", f"/v1/jobs/{job_id}", model(JobView))
+def get(job_id: str, wait: int | None = None) -> Call[JobView]:
+    """GET the status object; with `wait`, once the job ends (with its `result`) or after `wait` seconds."""
+    return Call("GET", f"/v1/jobs/{job_id}", model(JobView), headers=prefer_wait(wait))
+
+
+_FILTER_PARAMETERS = (
+    ("status", "status"),
+    ("days", "days"),
+    ("from", "from_"),
+    ("to", "to"),
+    ("tag", "tag"),
+    ("name", "name"),
+)
 
 
 def list_jobs(cursor: str | None = None, **filters: Unpack[JobFilters]) -> Call[JobList]:
     _known("list", filters, JobFilters)
     params: dict[str, Any] = {"limit": filters.get("limit", 50)}
-    for name, key in (("status", "status"), ("days", "days"), ("from", "from_"), ("to", "to")):
+    for name, key in _FILTER_PARAMETERS:
         if value := filters.get(key):
             params[name] = value
     if cursor:
@@ -153,6 +176,23 @@ def list_jobs(cursor: str | None = None, **filters: Unpack[JobFilters]) -> Call[
 
 def cancel(job_id: str) -> Call[CancelResult]:
     return Call("POST", f"/v1/jobs/{job_id}/cancel", cancel_result)
+
+
+def cancel_matching(
+    status: list[str] | None = None,
+    tag: str | None = None,
+    name: str | None = None,
+    from_: str | None = None,
+    to: str | None = None,
+    all: bool = False,
+    limit: int | None = None,
+) -> Call[CancelJobsResult]:
+    """POST /v1/jobs/cancel: the caller's unfinished jobs the filter matches (`all`: every one, no filter)."""
+    fields = {"status": status, "tag": tag, "name": name, "from": from_, "to": to, "limit": limit}
+    body: dict[str, Any] = {name: value for name, value in fields.items() if value}
+    if all:
+        body["all"] = True
+    return Call("POST", "/v1/jobs/cancel", model(CancelJobsResult), json=body)
 
 
 def create_key(name: str, role: str, plan: str | None = None) -> Call[CreatedKeyView]:

@@ -1,6 +1,6 @@
-"""Following job events across dropped connections, decided once for `Client` and `AsyncClient`: where a
-stream stands (the last `seq` delivered, which the WebSocket resumes after) and how long it may keep trying to
-reconnect after a network blip or a coordinator restart before it gives up with `ConnectionLost`."""
+"""Following job events across dropped connections (`resumable_events`), decided once for `Client` and
+`AsyncClient`: where a stream stands (the last `seq` delivered, which the WebSocket resumes after), how long to
+pause before each reconnect, and, when the caller set a bound, when to give up with `ConnectionLost`."""
 
 from __future__ import annotations
 
@@ -11,20 +11,20 @@ from aitbc.domain.errors import RateLimited
 from aitbc.protocol.jobs import EventMessage
 from aitbc.sdk.errors import ConnectionFailed, ConnectionLost
 
-# How long a followed stream keeps trying to reconnect, by default; `None` given instead: never reconnect.
+# Seconds before each reconnect, the last repeated.
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 4.0, 5.0)
+# How long `aitbc client watch` and `logs --follow` keep trying, by default.
 DEFAULT_RECONNECT_SECONDS = 60.0
-FIRST_DELAY = 0.25
-LONGEST_DELAY = 2.0
-# A connection that stayed up this long (or delivered an event) was a good one: a later drop gets the whole
-# reconnect time again.
-STABLE_SECONDS = 5.0
-# Told of each wait, in words ("connection lost; reconnecting in 1 s"); the CLI prints them on stderr.
+# A connection that stayed up this long (longer than a connect attempt can take: 10 s) or delivered an event was
+# a good one: a later drop starts a new outage, with the whole time to reconnect again.
+STABLE_SECONDS = 15.0
+# Told of each wait, in words ("connection lost; reconnecting…"); the CLI prints them on stderr.
 Notices = Callable[[str], None]
 
 
 class Resumption:
-    """One followed stream: `connected` when a socket opens, `delivered` for each event, `dropped` when the
-    socket ends, which answers how long to wait before reconnecting, or raises."""
+    """One followed stream: `starting` before each connection, `delivered` for each event, `dropped` when the
+    stream ends, which answers the pause before the next connection, or raises `ConnectionLost`."""
 
     def __init__(
         self,
@@ -33,56 +33,56 @@ class Resumption:
         reconnect_seconds: float | None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`reconnect_seconds`: how long one outage may last before it is given up; None: never give up."""
         self.url = url
         self.since = since
         self.reconnect_seconds = reconnect_seconds
         self._clock = clock
-        self._opened_at: float | None = None
-        self._delivered_since_open = False
-        self._ever_connected = False
+        self._started_at = clock()
+        self._delivered = False
         self._lost_at: float | None = None
         self._attempt = 0
 
-    def connected(self) -> None:
-        self._opened_at = self._clock()
-        self._delivered_since_open = False
-        self._ever_connected = True
+    def starting(self) -> None:
+        self._started_at = self._clock()
+        self._delivered = False
 
     def delivered(self, event: EventMessage) -> None:
         self.since = event.seq
-        self._delivered_since_open = True
+        self._delivered = True
 
-    def dropped(self, error: ConnectionFailed | RateLimited | None) -> float | None:
-        """Seconds to wait before reconnecting (after `since`); None: the coordinator closed the stream and
-        reconnecting is off, so it ends. Raises the error when there is nothing to resume (the first connection
-        failed, or reconnecting is off), `ConnectionLost` once the time to reconnect is up."""
+    def dropped(self, error: ConnectionFailed | RateLimited | None) -> float:
+        """The pause before reconnecting, after `since` (a rate limit's `retry_after` at least)."""
         now = self._clock()
-        opened_at, self._opened_at = self._opened_at, None
-        if opened_at is not None and (self._delivered_since_open or now - opened_at >= STABLE_SECONDS):
+        if self._delivered or now - self._started_at >= STABLE_SECONDS:
             self._lost_at, self._attempt = None, 0
         if self._lost_at is None:
             self._lost_at = now
-        if self.reconnect_seconds is None or not self._ever_connected:
-            if error is None:
-                return None
-            raise error
-        remaining = self._lost_at + self.reconnect_seconds - now
-        delay = min(FIRST_DELAY * 2.0**self._attempt, LONGEST_DELAY, remaining)
+        pause = RECONNECT_DELAYS[min(self._attempt, len(RECONNECT_DELAYS) - 1)]
         if isinstance(error, RateLimited):
-            delay = max(delay, float(error.retry_after))
-        if remaining <= 0 or delay > remaining:
+            pause = max(pause, float(error.retry_after))
+        self._attempt += 1
+        if self.reconnect_seconds is None:
+            return pause
+        remaining = self._lost_at + self.reconnect_seconds - now
+        if remaining <= 0 or (isinstance(error, RateLimited) and pause > remaining):
             raise ConnectionLost(
                 f"lost the connection to the coordinator at {self.url} and could not reconnect within "
                 f"{self.reconnect_seconds:g} s; the job goes on there: follow it again to resume"
             )
-        self._attempt += 1
-        return delay
+        return min(pause, remaining)
 
     def notice(self) -> str | None:
         """What to tell the caller as an outage begins (nothing on its later attempts)."""
         if self._attempt != 1:
             return None
         after = f" after event {self.since}" if self.since else ""
-        return (
-            f"connection to the coordinator lost; reconnecting for up to {self.reconnect_seconds:g} s (resuming{after})"
-        )
+        bound = f" for up to {self.reconnect_seconds:g} s" if self.reconnect_seconds is not None else ""
+        return f"connection to the coordinator lost; reconnecting{bound} (resuming{after})"
+
+
+def as_connection_failed(error: ConnectionFailed | RateLimited | None) -> ConnectionFailed | None:
+    """What `on_drop` hears: a refused connection (a rate limit) as a failed one."""
+    if isinstance(error, RateLimited):
+        return ConnectionFailed(f"the coordinator refused the connection: {error.message}")
+    return error

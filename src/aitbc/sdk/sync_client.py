@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, Unpack, cast
 
 import httpx
+import websockets.exceptions
 import websockets.sync.client
-from websockets.exceptions import WebSocketException
 
 from aitbc.domain.digests import sha256_chunks
 from aitbc.domain.errors import RateLimited
@@ -30,8 +30,15 @@ from aitbc.protocol.jobs import (
     JobList,
     JobView,
 )
-from aitbc.sdk import billing_calls, calls
-from aitbc.sdk.base import DEFAULT_TIMEOUT, UPLOAD_CHUNK, ClientBase, event, upload_headers, ws_url
+from aitbc.sdk import billing_calls, calls, http_log
+from aitbc.sdk.base import (
+    DEFAULT_TIMEOUT,
+    UPLOAD_CHUNK,
+    ClientBase,
+    event,
+    upload_headers,
+    ws_url,
+)
 from aitbc.sdk.calls import Call, JobFilters, SubmitOptions, model
 from aitbc.sdk.downloads import (
     DOWNLOAD_ATTEMPTS,
@@ -47,7 +54,7 @@ from aitbc.sdk.downloads import (
 )
 from aitbc.sdk.errors import ConnectionFailed, raise_for_status
 from aitbc.sdk.rate_limits import RateLimitRetries, rate_limit_notice
-from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS, Notices, Resumption
+from aitbc.sdk.resuming import Notices, Resumption, as_connection_failed
 from aitbc.sdk.steps import Digest, Fetch, Step, Steps
 from aitbc.sdk.sync_methods import ClientMethods
 
@@ -60,6 +67,7 @@ class Client(ClientMethods, ClientBase):
         url: str | None = None,
         api_key: str | None = None,
         *,
+        profile: str | None = None,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         notices: Notices | None = None,
@@ -67,8 +75,14 @@ class Client(ClientMethods, ClientBase):
     ) -> None:
         """`notices`: told in words why a call waits (a reconnect, a rate limit), e.g. to print it.
         `rate_limits`: how long a call that is safe to repeat waits out a 429 (default: 5 retries, 60 s)."""
-        super().__init__(url, api_key, notices, rate_limits)
-        self.http = httpx.Client(base_url=self.url, headers=self.headers, timeout=timeout, transport=transport)
+        super().__init__(url, api_key, profile, notices, rate_limits)
+        self.http = httpx.Client(
+            base_url=self.url,
+            headers=self.headers,
+            timeout=timeout,
+            transport=transport,
+            event_hooks=http_log.event_hooks(),
+        )
 
     def __enter__(self) -> Client:
         return self
@@ -147,9 +161,11 @@ class Client(ClientMethods, ClientBase):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    def submit(self, **options: Unpack[SubmitOptions]) -> JobView:
-        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body."""
-        return self._run(calls.submit(**options))
+    def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> JobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body. With
+        `wait` (seconds, at most 60) the answer comes once the job ends, with its `result`, or when `wait` is up
+        (then as it stands)."""
+        return self._run(calls.submit(wait=wait, **options))
 
     def submit_many(self, jobs: Iterable[SubmitOptions]) -> BatchResult:
         """Submit many jobs in one request and one transaction: each job as `submit` takes it (with its own
@@ -157,11 +173,13 @@ class Client(ClientMethods, ClientBase):
         `item` is its index."""
         return self._run(calls.submit_many(jobs))
 
-    def get(self, job_id: str) -> JobView:
-        return self._run(calls.get(job_id))
+    def get(self, job_id: str, wait: int | None = None) -> JobView:
+        """The job's status object; with `wait` (seconds, at most 60), once it ends (with its `result`) or when
+        `wait` is up."""
+        return self._run(calls.get(job_id, wait))
 
     def list(self, cursor: str | None = None, **filters: Unpack[JobFilters]) -> JobList:
-        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `limit`)."""
+        """One page of the caller's jobs, newest first (`status`, `days`, `from_`, `to`, `tag`, `name`, `limit`)."""
         return self._run(calls.list_jobs(cursor, **filters))
 
     def iter_jobs(self, **filters: Unpack[JobFilters]) -> Iterator[JobView]:
@@ -196,38 +214,52 @@ class Client(ClientMethods, ClientBase):
             raise self._unreachable(error) from error
         return model(FileView)(response)
 
-    def events(
+    def events(self, job_id: str | None = None, since: int | None = None) -> Generator[EventMessage, None, None]:
+        """Job events as they happen (resuming after `since`), until the caller stops iterating or the
+        coordinator closes the stream; a connection refused or lost raises `ConnectionFailed`."""
+        url = ws_url(self.url, job_id, since)
+        http_log.websocket_opening(url, self.headers)
+        how = "closed"
+        try:
+            with websockets.sync.client.connect(url, additional_headers=self.headers, open_timeout=10) as socket:
+                for message in socket:
+                    yield event(message)
+        except (OSError, websockets.exceptions.WebSocketException) as error:  # refused, or dropped midway
+            how = "lost"
+            raise self._unreachable(error) from error
+        finally:
+            http_log.websocket_ended(url, how)
+
+    def resumable_events(
         self,
+        since: int | None,
         job_id: str | None = None,
-        since: int | None = None,
+        on_drop: Callable[[ConnectionFailed | None, float], None] | None = None,
         *,
-        reconnect_seconds: float | None = DEFAULT_RECONNECT_SECONDS,
+        reconnect_seconds: float | None = None,
     ) -> Iterator[EventMessage]:
-        """Job events as they happen (resuming after `since`), until the caller stops iterating. A dropped
-        connection (a network blip, a coordinator restart) is opened again, resuming after the last event
-        delivered, for up to `reconnect_seconds` of trying, then `ConnectionLost` (None: end, or raise, at once)."""
+        """`events` that outlive a dropped connection or a coordinator restart: after a pause (growing up to
+        `RECONNECT_DELAYS[-1]`) it reconnects and resumes after the last event seen, so none is missed or
+        repeated. `on_drop(error, pause)` hears of each drop (error None: the coordinator ended the stream), as
+        do the client's `notices` when an outage begins. With `reconnect_seconds`, an outage that lasts longer
+        raises `ConnectionLost` (None: it keeps trying). Errors that are answers (a revoked key) still raise."""
         resumption = Resumption(self.url, since, reconnect_seconds)
         while True:
-            lost: ConnectionFailed | RateLimited | None = None
+            error: ConnectionFailed | RateLimited | None = None
+            resumption.starting()
             try:
-                with websockets.sync.client.connect(
-                    ws_url(self.url, job_id, resumption.since), additional_headers=self.headers, open_timeout=10
-                ) as socket:
-                    resumption.connected()
-                    for message in socket:
-                        item = event(message)
-                        resumption.delivered(item)
-                        yield item
-            except RateLimited as error:
-                lost = error
-            except (OSError, WebSocketException) as error:
-                lost = self._unreachable(error)
-            delay = resumption.dropped(lost)
-            if delay is None:
-                return
+                with closing(self.events(job_id, since=resumption.since)) as stream:
+                    for message in stream:
+                        resumption.delivered(message)
+                        yield message
+            except (ConnectionFailed, RateLimited) as failure:
+                error = failure
+            pause = resumption.dropped(error)
+            if on_drop is not None:
+                on_drop(as_connection_failed(error), pause)
             if (notice := resumption.notice()) is not None:
                 self._notify(notice)
-            time.sleep(delay)
+            time.sleep(pause)
 
     def export(
         self,
@@ -236,9 +268,11 @@ class Client(ClientMethods, ClientBase):
         days: int | None = None,
         from_: str | None = None,
         to: str | None = None,
+        tag: str | None = None,
+        name: str | None = None,
     ) -> Iterator[bytes]:
-        """The matching jobs as JSON or CSV, streamed in chunks (constant memory)."""
-        params = billing_calls.export_params(status, days, from_, to, format)
+        """The matching jobs as JSON or CSV (with their names and tags), streamed in chunks (constant memory)."""
+        params = billing_calls.export_params(status, days, from_, to, format, tag, name)
         with self._stream("/v1/jobs/export", params=params) as response:
             yield from response.iter_bytes()
 

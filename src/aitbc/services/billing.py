@@ -98,6 +98,7 @@ class BillingService:
                 to_units(settlement.release),
                 job.id,
                 f"charged {settlement.charge} for {seconds} s; the rest of the hold returns",
+                charged_units=to_units(settlement.charge),
             ),
         ]
         if miner is not None and settlement.miner_credit > 0:

@@ -17,13 +17,13 @@ from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.clock import Clock
 from aitbc.domain.identifiers import new_lease_id
 from aitbc.domain.job import FailureReason, Job, JobSpec
-from aitbc.domain.matching import unmet_requirements
+from aitbc.domain.matching import pinned_elsewhere, unmet_requirements
 from aitbc.domain.moves import Claim, Expire, Start
 from aitbc.protocol.miners import Assignment, InputFileRef
 from aitbc.services.handoff import IdleClaimer, IdleClaimers
 from aitbc.services.leases import LeaseGuard
 from aitbc.services.lifecycle import Lifecycle, Planned
-from aitbc.services.views import requirements_view
+from aitbc.services.views import hardware_view
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import Changed, GuardedMove, JobLifecycleStore, MinerStore, ResultRecords
 from aitbc.streaming.hub import EventHub
@@ -144,7 +144,7 @@ class ClaimService:
         types = sorted(miner.capabilities.runtimes)
         limit = max(FIRST_CANDIDATES_PER_JOB * max_jobs, FIRST_CANDIDATES)
         while True:
-            candidates = await self._jobs.queued(types, limit)
+            candidates = await self._jobs.queued(types, limit, miner.id)
             taken = await self._claim_from(iter(candidates), miner, max_jobs, start)
             if taken or len(candidates) < limit or limit >= CANDIDATE_BATCH:
                 return taken
@@ -158,8 +158,8 @@ class ClaimService:
             batch: list[tuple[Job, Assignment]] = []
             now = self._clock.now()
             for job in candidates:
-                if unmet_requirements(job.spec, miner.capabilities):
-                    continue
+                if pinned_elsewhere(job.spec, miner.id) or unmet_requirements(job.spec, miner.capabilities):
+                    continue  # an announced job pinned to another miner (the store's queue skips those itself)
                 planned = await self._assignment(
                     job, new_lease_id(), now + timedelta(seconds=self._settings.lease_seconds), job.attempt + 1
                 )
@@ -271,7 +271,7 @@ def _assignment(
             "input": spec.input,
             "input_file": input_file,
             "params": spec.params,
-            "requirements": requirements_view(spec),
+            "requirements": hardware_view(spec),
             "priority": spec.priority,
             "timeout_seconds": spec.timeout_seconds,
             "attempt": attempt,

@@ -20,14 +20,18 @@ import anyio
 from aitbc.blobs.interface import BlobStore
 from aitbc.blobs.zip_stream import stream_range
 from aitbc.domain.accounts import Principal
-from aitbc.domain.errors import NotFound
+from aitbc.domain.errors import Conflict, Gone, NotFound
+from aitbc.domain.job import Job
 from aitbc.domain.manifest import check_package_path
-from aitbc.domain.package import CHECKSUM_FILE
+from aitbc.domain.package import CHECKSUM_FILE, ResultsState
 from aitbc.services.packages import Package, PackageService
 from aitbc.storage.results import ResultStore
 
 ZIP_FORMAT = "aitbc-zip-1"
 CRC_THREAD_THRESHOLD = 64 * 1024
+# The main output a waited-for job's answer carries inline (`JobView.result`); a larger one is downloaded.
+MAIN_OUTPUT = "result.txt"
+MAX_INLINE_RESULT_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,24 @@ class DownloadService:
         if path == CHECKSUM_FILE:
             return self.checksum_of(package)
         return self.file_of(package, path)
+
+    async def main_output(self, job: Job) -> str | None:
+        """The text of the job's result.txt, for an answer that carries it; None when the job has no results
+        (yet, or any more), or its result.txt is missing, over `MAX_INLINE_RESULT_BYTES` or not UTF-8."""
+        if job.results_state != ResultsState.AVAILABLE.value:
+            return None
+        try:
+            package = await self._packages.package_of(job)
+        except (Conflict, Gone, NotFound):
+            return None
+        found = next((f for f in package.files if f.path == MAIN_OUTPUT), None)
+        if found is None or found.size > MAX_INLINE_RESULT_BYTES:
+            return None
+        data = b"".join([chunk async for chunk in self._blobs.read(found.blob_key)])
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
 
     def zip_of(self, package: Package) -> Download:
         """The whole package as a zip (see `Package.zip_layout`); its size is known before any CRC is."""

@@ -198,6 +198,7 @@ class FinishService:
             partial=partial,
             miner_public_key=miner.public_key,
             usage=dict(request.usage),
+            timings=request.timings.model_dump() if request.timings is not None else None,
             created_at=self._clock.now(),
         )
 

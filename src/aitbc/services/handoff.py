@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from aitbc.domain.accounts import Miner
 from aitbc.domain.job import JobSpec
-from aitbc.domain.matching import unmet_requirements
+from aitbc.domain.matching import can_take
 from aitbc.protocol.miners import Assignment
 
 
@@ -53,9 +53,10 @@ class IdleClaimers:
         return True
 
     def take(self, spec: JobSpec) -> IdleClaimer | None:
-        """The longest-asleep claim whose miner can run `spec`, no longer offered to anyone else."""
+        """The longest-asleep claim whose miner may take `spec` (it can run it, and the job is not pinned to
+        another miner), no longer offered to anyone else."""
         for claimer in self._asleep:
-            if not unmet_requirements(spec, claimer.miner.capabilities):
+            if can_take(spec, claimer.miner.id, claimer.miner.capabilities):
                 del self._asleep[claimer]
                 return claimer
         return None

@@ -43,6 +43,8 @@ CSV_COLUMNS = (
     "billed_seconds",
     "results",
     "retry_of",
+    "name",
+    "tags",
 )
 
 
@@ -85,11 +87,8 @@ class HistoryService:
             days=days,
         )
 
-    async def views(
-        self, principal: Principal, statuses: list[JobStatus], since: datetime | None, until: datetime | None
-    ) -> AsyncIterator[JobView]:
+    async def views(self, where: JobFilter) -> AsyncIterator[JobView]:
         """Every matching job, page by page: constant memory however many there are."""
-        where = JobFilter(account_id=principal.account.id, statuses=statuses, created_from=since, created_to=until)
         cursor = None
         while True:
             page = await self._jobs.list_jobs(where, EXPORT_PAGE, cursor, with_total=False)
@@ -106,9 +105,12 @@ class HistoryService:
         statuses: list[JobStatus],
         since: datetime | None,
         until: datetime | None,
+        tag: str | None = None,
+        name: str | None = None,
     ) -> AsyncIterator[bytes]:
-        """Every matching job as a JSON array or as CSV (a header row, one row per job), streamed."""
-        views = self.views(principal, statuses, since, until)
+        """Every matching job as a JSON array or as CSV (a header row, one row per job; its tags in one cell,
+        separated by spaces), streamed."""
+        views = self.views(self._job_service.filter(principal, statuses, since, until, tag, name))
         return self.export_csv(views) if format == "csv" else self.export_json(views)
 
     async def export_json(self, views: AsyncIterator[JobView]) -> AsyncIterator[bytes]:
@@ -125,6 +127,7 @@ class HistoryService:
         writer.writerow(CSV_COLUMNS)
         async for view in views:
             data = view.model_dump(mode="json")
+            data["tags"] = " ".join(view.tags)
             writer.writerow(["" if data.get(c) is None else data[c] for c in CSV_COLUMNS])
             if buffer.tell() > 64 * 1024:
                 yield buffer.getvalue().encode()
@@ -149,9 +152,12 @@ class HistoryService:
                     "gpu_type": spec.requirements.gpu_type,
                     "gpu_count": spec.requirements.gpu_count,
                     "min_vram_gb": spec.requirements.min_vram_gb,
+                    "miner_id": spec.requirements.miner_id,  # a pinned job's retry is pinned (its miner checked again)
                 },
                 "priority": spec.priority,
                 "timeout_seconds": spec.timeout_seconds,
+                "name": spec.name,
+                "tags": list(spec.tags),
             }
         )
         return await self._presenter.view((await self._job_service.submit(principal, request, retry_of=old.id)).job)

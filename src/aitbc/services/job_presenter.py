@@ -7,6 +7,7 @@ here, so every route makes one call for its response and no two of them show the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,10 +16,14 @@ from aitbc.domain.accounts import Principal
 from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.plans import Plan
 from aitbc.protocol.batches import BatchItemResult, BatchJobRequest, BatchResult
+from aitbc.protocol.cancels import CanceledJob, CancelJobsResult
 from aitbc.protocol.jobs import CancelResult, JobList, JobView, SubmitJobRequest
+from aitbc.services.downloads import DownloadService
 from aitbc.services.jobs import JobService, Submitted
 from aitbc.services.retention import Retention
 from aitbc.services.views import job_view
+from aitbc.services.waiting import JobWaiter
+from aitbc.storage.interfaces import JobFilter
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,11 @@ class SubmittedView:
 
 
 class JobPresenter:
-    def __init__(self, jobs: JobService, retention: Retention) -> None:
+    def __init__(self, jobs: JobService, retention: Retention, waiter: JobWaiter, downloads: DownloadService) -> None:
         self._jobs = jobs
         self._retention = retention
+        self._waiter = waiter
+        self._downloads = downloads
 
     async def view(self, job: Job) -> JobView:
         """The job's full view: its results' expiry and, while pending, what it waits for."""
@@ -44,6 +51,32 @@ class JobPresenter:
         page; `waiting_for` only on a single job)."""
         moments = await self._retention.expire_at_each(jobs, plans)
         return [job_view(job, None, expire_at) for job, expire_at in zip(jobs, moments, strict=True)]
+
+    async def waited(self, job: Job, seconds: float, gone: asyncio.Event | None = None) -> JobView:
+        """The job's view once it has ended (with its main output, `result`), or as it stands when `seconds`
+        are up or the client hangs up (`gone`)."""
+        job = await self._waiter.until_ended(job, seconds, gone)
+        view = await self.view(job)
+        if job.is_terminal:
+            view.result = await self._downloads.main_output(job)
+        return view
+
+    async def submit_and_wait(
+        self,
+        principal: Principal,
+        request: SubmitJobRequest,
+        idempotency_key: str | None,
+        seconds: float,
+        gone: asyncio.Event | None = None,
+    ) -> SubmittedView:
+        """`submit`, then `waited` (a replay of an Idempotency-Key waits for the job it made)."""
+        submitted = await self._jobs.submit(principal, request, idempotency_key)
+        return SubmittedView(view=await self.waited(submitted.job, seconds, gone), created=submitted.created)
+
+    async def get_and_wait(
+        self, principal: Principal, job_id: str, seconds: float, gone: asyncio.Event | None = None
+    ) -> JobView:
+        return await self.waited(await self._jobs.get(principal, job_id), seconds, gone)
 
     async def submitted(self, submitted: Submitted) -> SubmittedView:
         return SubmittedView(view=await self.view(submitted.job), created=submitted.created)
@@ -80,8 +113,10 @@ class JobPresenter:
         created_to: datetime | None,
         limit: int,
         cursor: str | None,
+        tag: str | None = None,
+        name: str | None = None,
     ) -> JobList:
-        page = await self._jobs.list(principal, statuses, created_from, created_to, limit, cursor)
+        page = await self._jobs.list(principal, statuses, created_from, created_to, limit, cursor, tag, name)
         return JobList(
             jobs=await self.views(page.jobs, page.plans),
             total=page.total,
@@ -98,4 +133,18 @@ class JobPresenter:
             reason=canceled.reason,
             message=canceled.message,
             job=await self.view(canceled.job),
+        )
+
+    async def cancel_matching(self, where: JobFilter, limit: int) -> CancelJobsResult:
+        canceled, more = await self._jobs.cancel_matching(where, limit)
+        outcomes = [each.outcome for each in canceled]
+        return CancelJobsResult(
+            canceled=outcomes.count("canceled"),
+            canceling=outcomes.count("canceling"),
+            failed=outcomes.count("failed"),
+            more=more,
+            jobs=[
+                CanceledJob(job_id=each.job.id, outcome=each.outcome, status=each.job.status, message=each.message)
+                for each in canceled
+            ],
         )

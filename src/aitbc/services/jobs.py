@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from decimal import Decimal
+from typing import Any
 
 from aitbc.blobs.interface import BlobStore
 from aitbc.domain.accounts import Principal
@@ -15,16 +17,18 @@ from aitbc.domain.clock import Clock
 from aitbc.domain.errors import AitbcError, Conflict, InvalidInput, NotFound, PayloadTooLarge, at_item
 from aitbc.domain.events import JobEvent
 from aitbc.domain.identifiers import looks_like_id, new_job_id
-from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements
+from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements, is_url
+from aitbc.domain.labels import unique_tags
 from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.money import from_units, to_units
-from aitbc.domain.moves import CancelPending, RequestCancel
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.jobs import SubmitJobRequest
-from aitbc.services.billing import BillingService
+from aitbc.services.billing import BillingService, Quote
+from aitbc.services.cancellation import CANCELABLE, Cancellation, Canceller
 from aitbc.services.claiming import ClaimService
 from aitbc.services.lifecycle import Lifecycle
 from aitbc.services.miner_registry import LiveMiners
+from aitbc.services.pinning import pinned_waiting_for, resolve_pin
 from aitbc.services.presets import PresetResolver
 from aitbc.services.run_estimates import RunEstimates
 from aitbc.settings import Settings
@@ -46,29 +50,27 @@ class Submitted:
     created: bool
 
 
-@dataclass(frozen=True)
-class Cancellation:
-    """What a cancel did: `canceled`, `canceling` (the miner is stopping it) or `failed` (nothing changed)."""
-
-    outcome: Literal["canceling", "canceled", "failed"]
-    job: Job
-    message: str
-    reason: str | None = None
-
-    @property
-    def status(self) -> JobStatus:
-        return self.job.status
-
-
 # Request fields added after the hash was first defined: left out while unset, so that a request that does not
 # use them hashes as it always did (a key retried across an upgrade, or between replicas of two versions).
-_LATER_FIELDS = ("template", "workflow")
+_LATER_FIELDS = ("template", "workflow", "name", "tags")
+_LATER_REQUIREMENTS = ("miner_id",)
 
 
 def _request_hash(request: SubmitJobRequest) -> str:
-    unset = {name for name in _LATER_FIELDS if getattr(request, name) is None}
+    unset: dict[str, Any] = {name: True for name in _LATER_FIELDS if getattr(request, name) in (None, [])}
+    requirements = {name: True for name in _LATER_REQUIREMENTS if getattr(request.requirements, name) is None}
+    if requirements:
+        unset["requirements"] = requirements
     document = request.model_dump(mode="json", exclude=unset)
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def requested_type(request: SubmitJobRequest) -> str:
+    """The job's type (runtime): as given, or text generation for a job that names only a model."""
+    job_type = request.type or ("text-generation" if request.model else None)
+    if job_type is None:
+        raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
+    return job_type
 
 
 class JobService:
@@ -100,6 +102,7 @@ class JobService:
         self._clock = clock
         self._settings = settings
         self.estimates = RunEstimates(reads)
+        self._canceller = Canceller(reads, lifecycle, hub, clock, settings.cancel_grace_seconds)
 
     async def submit(
         self,
@@ -177,9 +180,7 @@ class JobService:
         if request.template is not None or request.workflow is not None:
             resolved = await self._presets.resolve(principal, request, presets)
             request, template, workflow = resolved.request, resolved.template, resolved.workflow
-        job_type = request.type or ("text-generation" if request.model else None)
-        if job_type is None:
-            raise InvalidInput("give the job's type (runtime), e.g. 'command' or 'embedding', or a model")
+        job_type = requested_type(request)
         inline_size = len(json.dumps(request.input).encode()) if request.input is not None else 0
         if inline_size > self._settings.max_inline_input_bytes:
             raise PayloadTooLarge(
@@ -187,6 +188,11 @@ class JobService:
                 "upload it as a file (POST /v1/files) and pass input_file_id"
             )
         input_value = request.input
+        if isinstance(input_value, str) and is_url(input_value):
+            raise InvalidInput(
+                "input is a URL: miners do not fetch inputs from the network. Upload the file (POST /v1/files) and "
+                "pass its input_file_id, or send the text you mean"
+            )
         file_id = request.input_file_id
         if file_id is None and isinstance(input_value, str) and looks_like_id(input_value, "file"):
             file_id, input_value = input_value, None
@@ -210,11 +216,12 @@ class JobService:
             timeout_seconds=request.timeout_seconds,
             template=template,
             workflow=workflow,
+            name=request.name,
+            tags=unique_tags(request.tags),
         )
-        quote = self._billing.quote(spec)
-        typical = await self.estimates.typical_seconds(job_type, request.model)
-        estimated_seconds = min(request.timeout_seconds, max(1, round(typical))) if typical else request.timeout_seconds
-        estimated_cost = min(quote.max_cost, from_units(to_units(quote.rate_per_second * estimated_seconds)))
+        if request.requirements.miner_id is not None:  # `--agent-id`: looked up only when a job names one
+            spec = await self.pin(spec, request.requirements.miner_id)
+        quote, estimated_seconds, estimated_cost = await self.estimate(spec)
         return NewJob(
             id=new_job_id(),
             account_id=principal.account.id,
@@ -231,6 +238,25 @@ class JobService:
             hold_units=to_units(quote.max_cost),
         )
 
+    async def with_presets(self, principal: Principal, request: SubmitJobRequest) -> SubmitJobRequest:
+        """`request` with what its template and workflow give (as a submit resolves them), or as it is."""
+        if request.template is None and request.workflow is None:
+            return request
+        return (await self._presets.resolve(principal, request)).request
+
+    async def estimate(self, spec: JobSpec) -> tuple[Quote, int, Decimal]:
+        """What the job holds and its rate (`quote`), how long it should run (the typical run of its type and
+        model, within its timeout) and what that would cost."""
+        quote = self._billing.quote(spec)
+        typical = await self.estimates.typical_seconds(spec.type, spec.model)
+        seconds = min(spec.timeout_seconds, max(1, round(typical))) if typical else spec.timeout_seconds
+        return quote, seconds, min(quote.max_cost, from_units(to_units(quote.rate_per_second * seconds)))
+
+    async def pin(self, spec: JobSpec, reference: str) -> JobSpec:
+        """`spec` pinned to the miner `reference` names (see `services/pinning.py` for what is refused)."""
+        miner = await resolve_pin(self._miners, reference, spec, self.miners_since(), self._clock.now())
+        return replace(spec, requirements=replace(spec.requirements, miner_id=miner.id))
+
     async def get(self, principal: Principal, job_id: str) -> Job:
         job = await self._reads.get_job(job_id) if looks_like_id(job_id, "job") else None
         if job is None or (principal.role is not Role.ADMIN and job.account_id != principal.account.id):
@@ -243,6 +269,8 @@ class JobService:
         if job.status is not JobStatus.PENDING:
             return None
         miners = self._miners.live(self.miners_since())
+        if job.spec.requirements.miner_id is not None:
+            return pinned_waiting_for(job, miners)
         if not miners:
             return "no miner is connected"
         reasons: list[str] = []
@@ -272,45 +300,55 @@ class JobService:
         created_to: datetime | None,
         limit: int,
         cursor: str | None,
+        tag: str | None = None,
+        name: str | None = None,
     ) -> JobPage:
         if not 1 <= limit <= 1000:
             raise InvalidInput("limit must be between 1 and 1000")
+        where = self.filter(principal, statuses, created_from, created_to, tag, name)
+        return await self._reads.list_jobs(where, limit, cursor)
+
+    def filter(
+        self,
+        principal: Principal,
+        statuses: Sequence[JobStatus],
+        created_from: datetime | None,
+        created_to: datetime | None,
+        tag: str | None = None,
+        name: str | None = None,
+    ) -> JobFilter:
+        """The caller's jobs that a list (or an export, or a cancel) asks for."""
         if created_from and created_to and created_from >= created_to:
             raise InvalidInput("'from' must be before 'to'")
-        where = JobFilter(
+        return JobFilter(
             account_id=principal.account.id,
             statuses=statuses,
             created_from=created_from,
             created_to=created_to,
+            tag=tag,
+            name=name,
         )
-        return await self._reads.list_jobs(where, limit, cursor)
 
     async def cancel(self, principal: Principal, job_id: str) -> Cancellation:
-        for _ in range(5):
-            job = await self.get(principal, job_id)
-            now = self._clock.now()
-            if job.status is JobStatus.PENDING:
-                changed = await self._lifecycle.move(job, CancelPending(completed_at=now), now)
-                if changed:
-                    return Cancellation("canceled", changed.job, "canceled before any miner took it")
-            elif job.status in (JobStatus.ASSIGNED, JobStatus.RUNNING):
-                deadline = now + timedelta(seconds=self._settings.cancel_grace_seconds)
-                asked = RequestCancel(cancel_requested_at=now, lease_expires_at=deadline)
-                changed = await self._lifecycle.move(job, asked, now)
-                if changed:
-                    if job.miner_id:
-                        self._hub.notify_miner(job.miner_id)
-                    return Cancellation("canceling", changed.job, "the miner has been told to stop the job")
-            elif job.status is JobStatus.CANCELING:
-                return Cancellation("canceling", job, "cancellation already requested; the miner is stopping it")
-            else:
-                return Cancellation(
-                    "failed",
-                    job,
-                    f"job already {job.status.value}; nothing was changed",
-                    reason=f"already_{job.status.value}",
-                )
-        raise Conflict(f"job {job_id} kept changing while it was being canceled; try again")
+        (canceled,) = await self._canceller.cancel_many([await self.get(principal, job_id)])
+        if canceled is None:
+            raise Conflict(f"job {job_id} kept changing while it was being canceled; try again")
+        return canceled
+
+    async def cancel_matching(self, where: JobFilter, limit: int) -> tuple[builtins.list[Cancellation], bool]:
+        """Cancel the newest `limit` unfinished jobs that `where` matches (of its statuses, those a cancel
+        moves a job out of; all of them if it names none), in one transaction a round; and whether more match.
+        A job that kept moving through every round is a `failed` cancellation."""
+        statuses = [status for status in where.statuses or CANCELABLE if status in CANCELABLE]
+        if not statuses:
+            return [], False
+        page = await self._reads.list_jobs(replace(where, statuses=statuses), limit, None, with_total=False)
+        answers = await self._canceller.cancel_many(page.jobs)
+        done = [
+            answer or Cancellation("failed", job, "the job kept changing while it was being canceled; try again")
+            for job, answer in zip(page.jobs, answers, strict=True)
+        ]
+        return done, page.next_cursor is not None
 
     async def input_file(self, principal: Principal, file_id: str) -> StoredFile:
         stored = await self._files.get_input_file(file_id) if looks_like_id(file_id, "file") else None

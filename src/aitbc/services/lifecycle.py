@@ -27,6 +27,7 @@ from aitbc.domain.moves import (
 )
 from aitbc.domain.transitions import transition
 from aitbc.services.billing import BillingService
+from aitbc.services.spending import SpendingAlerts
 from aitbc.storage.interfaces import Changed, GuardedMove, JobLifecycleStore, LedgerEntry, NewJob, StoredResult
 from aitbc.streaming.hub import EventHub
 
@@ -61,10 +62,13 @@ def _ending(write: Ending) -> tuple[FailureReason | None, MinerReport | None]:
 
 
 class Lifecycle:
-    def __init__(self, jobs: JobLifecycleStore, billing: BillingService, hub: EventHub) -> None:
+    def __init__(
+        self, jobs: JobLifecycleStore, billing: BillingService, hub: EventHub, alerts: SpendingAlerts | None = None
+    ) -> None:
         self._jobs = jobs
         self._billing = billing
         self._hub = hub
+        self._alerts = alerts or SpendingAlerts(hub)
 
     async def move(
         self,
@@ -103,6 +107,8 @@ class Lifecycle:
             if changed is None:
                 continue
             self._hub.publish(changed.event)
+            if changed.alerts:  # a spending alert its settlement reached, after the job's own event
+                self._alerts.emit(changed.alerts)
             if changed.job.status is JobStatus.PENDING:
                 requeued.append(changed.job)
         if requeued:

@@ -24,6 +24,8 @@ from aitbc.domain.manifest import load_public_key
 from aitbc.domain.matching import Capabilities, Gpu
 from aitbc.protocol.miners import LeaseState, RegisterRequest, RegisterResponse
 from aitbc.services.leases import HELD_STATUSES, LeaseGuard
+from aitbc.services.lifecycle import Lifecycle
+from aitbc.services.pinning import fail_pinned_it_cannot_run
 from aitbc.settings import Settings
 from aitbc.storage.interfaces import JobLifecycleStore, MinerStore
 from aitbc.streaming.hub import EventHub
@@ -123,8 +125,11 @@ class LiveMiners:
         max_concurrency: int,
         public_key: str,
         now: datetime,
+        region: str | None = None,
     ) -> Miner:
-        miner = await self._store.register(miner_id, account_id, name, capabilities, max_concurrency, public_key, now)
+        miner = await self._store.register(
+            miner_id, account_id, name, capabilities, max_concurrency, public_key, now, region
+        )
         self._seen[miner.id] = miner  # capabilities may have changed: the new row wins whole
         self._relay(miner, force=True)
         return miner
@@ -137,6 +142,9 @@ class LiveMiners:
 
     async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None:
         return await self._store.get_miner_by_name(account_id, name)
+
+    async def miners_named(self, name: str) -> list[Miner]:
+        return await self._store.miners_named(name)
 
     async def touch(self, miner_id: str, now: datetime) -> None:
         """The miner was heard from: at once in the view, in the database at most every
@@ -171,6 +179,7 @@ def _record(miner: Miner) -> dict[str, Any]:
         "public_key": miner.public_key,
         "registered_at": miner.registered_at.isoformat(),
         "last_seen_at": miner.last_seen_at.isoformat(),
+        "region": miner.region,
     }
 
 
@@ -188,6 +197,7 @@ def _miner(record: Mapping[str, Any]) -> Miner:
         public_key=str(record["public_key"]),
         registered_at=datetime.fromisoformat(str(record["registered_at"])),
         last_seen_at=datetime.fromisoformat(str(record["last_seen_at"])),
+        region=str(record["region"]) if record.get("region") is not None else None,
     )
 
 
@@ -200,8 +210,10 @@ class MinerRegistry:
         hub: EventHub,
         clock: Clock,
         settings: Settings,
+        lifecycle: Lifecycle,
     ) -> None:
         self._jobs = jobs
+        self._lifecycle = lifecycle
         self._miners = miners
         self._guard = guard
         self._hub = hub
@@ -235,7 +247,9 @@ class MinerRegistry:
             request.max_concurrency,
             request.public_key,
             now,
+            request.region,
         )
+        await fail_pinned_it_cannot_run(self._jobs, self._lifecycle, miner, now)
         await self._hub.work_available()
         return RegisterResponse(
             miner_id=miner.id,

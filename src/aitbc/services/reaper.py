@@ -1,5 +1,6 @@
 """The reaper: lost leases go back to the queue (or fail as `miner_lost`), unanswered cancels are forced,
-and jobs nobody takes before their queue TTL fail as `expired`. Time comes from the injected clock."""
+jobs nobody takes before their queue TTL fail as `expired`, and jobs pinned to a miner that is lost fail as
+`no_miner` (no other miner may take them). Time comes from the injected clock."""
 
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ class ReaperReport:
     lost: int = 0
     force_canceled: int = 0
     expired: int = 0
+    unpinnable: int = 0
 
     @property
     def total(self) -> int:
-        return self.requeued + self.lost + self.force_canceled + self.expired
+        return self.requeued + self.lost + self.force_canceled + self.expired + self.unpinnable
 
 
 class Reaper:
@@ -67,6 +69,15 @@ class Reaper:
             expired = Expire(completed_at=now, failure_reason=FailureReason.EXPIRED, error=error)
             if await self._lifecycle.move(job, expired, now):
                 report.expired += 1
+        since = now - timedelta(seconds=self._settings.miner_active_seconds)
+        for job in await self._jobs.pinned_to_lost_miners(since, BATCH):
+            error = (
+                f"its miner {job.spec.requirements.miner_id} was not heard from in "
+                f"{self._settings.miner_active_seconds} s (stopped or lost), and no other miner may run a pinned job"
+            )
+            orphaned = Expire(completed_at=now, failure_reason=FailureReason.NO_MINER, error=error)
+            if await self._lifecycle.move(job, orphaned, now):
+                report.unpinnable += 1
         return report
 
     async def _lost(self, job: Job, report: ReaperReport) -> None:

@@ -90,6 +90,7 @@ def _facts(job: Job, result: StoredResult, miner_public_key: str) -> ReceiptFact
         attempts=job.attempt,
         charge=_charge(job),
         usage=result.usage,
+        timings=result.timings,
     )
 
 

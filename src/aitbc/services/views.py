@@ -8,14 +8,26 @@ from datetime import datetime
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import Job, JobSpec, JobStatus
 from aitbc.domain.package import ResultsState
-from aitbc.protocol.jobs import EventMessage, JobRequirements, JobView, result_links
+from aitbc.protocol.jobs import EventMessage, HardwareRequirements, JobRequirements, JobView, result_links
 
 AVAILABLE = ResultsState.AVAILABLE.value
+COMPLETED = JobStatus.COMPLETED
 
 
 def requirements_view(spec: JobSpec) -> JobRequirements:
     requirements = spec.requirements
     return JobRequirements(
+        gpu_type=requirements.gpu_type,
+        gpu_count=requirements.gpu_count,
+        min_vram_gb=requirements.min_vram_gb,
+        miner_id=requirements.miner_id,
+    )
+
+
+def hardware_view(spec: JobSpec) -> HardwareRequirements:
+    """What a miner is sent: the hardware, not the pin (a miner claims only what it may take)."""
+    requirements = spec.requirements
+    return HardwareRequirements(
         gpu_type=requirements.gpu_type, gpu_count=requirements.gpu_count, min_vram_gb=requirements.min_vram_gb
     )
 
@@ -48,11 +60,15 @@ def job_view(job: Job, waiting_for: str | None = None, results_expire_at: dateti
         exit_code=job.exit_code,
         results=job.results_state,
         results_expire_at=results_expire_at,
-        result=result_links(job.id) if job.status is JobStatus.COMPLETED and job.results_state == AVAILABLE else None,
+        result_links=result_links(job.id)
+        if job.status is JobStatus.COMPLETED and job.results_state == AVAILABLE
+        else None,
         waiting_for=waiting_for,
         retry_of=job.retry_of,
         template=spec.template,
         workflow=spec.workflow,
+        name=spec.name,
+        tags=list(spec.tags),
         estimated_cost=job.estimated_cost,
         estimated_time_seconds=job.estimated_time_seconds,
         max_cost=job.max_cost,

@@ -14,6 +14,7 @@ from aitbc.domain.matching import Capabilities
 from aitbc.domain.moves import Billed, WriteSet
 from aitbc.domain.plans import Plan, Role
 from aitbc.domain.presets import JobTemplate, Workflow
+from aitbc.domain.spending import Spending, SpendingAlert
 from aitbc.domain.transitions import Move
 
 
@@ -31,6 +32,13 @@ class JobFilter:
     statuses: Sequence[JobStatus] = ()
     created_from: datetime | None = None
     created_to: datetime | None = None
+    tag: str | None = None  # jobs that have this tag
+    name: str | None = None  # jobs of exactly this name
+
+    @property
+    def labeled(self) -> bool:
+        """Whether it filters on a tag or a name (the maintained counts cannot say how many match)."""
+        return self.tag is not None or self.name is not None
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class StoredResult:
     created_at: datetime
     miner_public_key: str = ""
     usage: dict[str, Any] | None = None
+    timings: dict[str, Any] | None = None  # how the job's time went, as the miner reported it
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,9 @@ class LedgerEntry:
     amount_units: int
     job_id: str | None = None
     memo: str = ""
+    # A release's charge: the part of the job's hold that does not come back. Not a row of its own (the hold and
+    # the release already move the balance); it ends the hold with the release and counts toward the month.
+    charged_units: int = 0
 
 
 @dataclass(frozen=True)
@@ -100,10 +112,12 @@ class StoredLedgerEntry:
 
 @dataclass(frozen=True)
 class Changed:
-    """A job after a successful guarded update, with the event that records it."""
+    """A job after a successful guarded update, with the event that records it, and the account events its
+    settlement set off (a spending alert it crossed), stored in the same transaction."""
 
     job: Job
     event: JobEvent
+    alerts: tuple[JobEvent, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,8 +212,15 @@ class JobLifecycleStore(Protocol):
         `transition` applies it (a move whose guard does not hold is None and changes nothing; the others still
         apply). Two moves of one job (claim, then start) see each other. An answer per move, in order."""
 
-    async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
-        """Pending jobs of these types, highest priority first, then oldest."""
+    async def queued(self, types: Sequence[str], limit: int, miner_id: str = "") -> list[Job]:
+        """Pending jobs of these types that `miner_id` may take (not pinned to another miner), highest priority
+        first, then oldest."""
+
+    async def pinned_to_lost_miners(self, since: datetime, limit: int) -> list[Job]:
+        """Pending jobs pinned to a miner not heard from since `since` (or not registered at all)."""
+
+    async def pinned_pending(self, miner_id: str, limit: int) -> list[Job]:
+        """Pending jobs pinned to this miner."""
 
     async def record_progress(
         self,
@@ -262,7 +283,8 @@ class JobReadModel(Protocol):
         """The job and its account's plan (for `results_expire_at`), in one statement."""
 
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
-        """Newest first, by keyset (created_at, id): stable under inserts, each job once."""
+        """Newest first, by keyset (created_at, id): stable under inserts, each job once. A tag or name filter
+        reads an index of its own (no scan of the account's history)."""
 
     async def job_counts(self, account_id: str) -> dict[JobStatus, int]:
         """The account's jobs by status, as the maintained counts say (statuses with none left out)."""
@@ -285,6 +307,44 @@ class StatsStore(Protocol):
         millisecond) and the sum of their costs."""
 
 
+@dataclass(frozen=True)
+class QueuePlace:
+    """A pending job and how many pending jobs the claim order takes before it."""
+
+    job_id: str
+    type: str
+    priority: str
+    created_at: datetime
+    ahead: int
+    capped: bool  # `ahead` reached the cap it was counted to
+
+
+@dataclass(frozen=True)
+class JobActivity:
+    """An account's recent activity, read in one snapshot (see `MonitorStore.job_activity`)."""
+
+    event_seq: int  # the account's last event sequence number (0 before its first event)
+    queue: list[QueuePlace]
+    created_since: dict[str, int]  # the jobs created in the window, by their status now
+    waits: list[float]  # seconds from submission to start
+
+
+class MonitorStore(Protocol):
+    """What `GET /v1/monitor/…` reads: each query bounded (a window, a sample, a cap) and on an index, never a
+    count over an account's whole history."""
+
+    async def job_activity(
+        self, account_id: str, since: datetime, queue_limit: int, ahead_cap: int, sample: int
+    ) -> JobActivity:
+        """The account's last event number; its `queue_limit` oldest pending jobs, each with the pending jobs of
+        its type (every account's) the claim takes first — higher priority, then older — counted up to
+        `ahead_cap`; its jobs created at or after `since` by status; and the wait from submission to start of
+        those of its `sample` most recent jobs that started."""
+
+    async def held_by(self, miner_ids: Sequence[str]) -> int:
+        """How many jobs the given miners hold (assigned, running or canceling)."""
+
+
 class LedgerStore(Protocol):
     """The append-only ledger: grants, holds, releases, payouts, fees."""
 
@@ -301,6 +361,22 @@ class LedgerStore(Protocol):
 
     async def totals_by_kind(self) -> dict[str, int]:
         """Sum of every entry by kind, over all accounts (for audits and tests)."""
+
+
+class SpendingStore(Protocol):
+    """Accounts' spending limits and alerts; the totals they are checked against are kept by the ledger's
+    writes (`LedgerEntry`'s hold, release and charge) and checked at submit in the insert's transaction."""
+
+    async def spending(self, account_id: str, month: int) -> Spending | None:
+        """The account's settings and, for `month` (YYYYMM, UTC), what it was charged and holds now."""
+
+    async def set_monthly_limit(self, account_id: str, limit_units: int | None, month: int) -> Spending | None: ...
+
+    async def set_alert(self, account_id: str, threshold_units: int | None, month: int) -> Spending | None:
+        """Set or clear the threshold; a new threshold may fire this month even if the old one did."""
+
+    async def last_alert(self, account_id: str) -> SpendingAlert | None:
+        """The alert that fired last for the account, if any has."""
 
 
 class AccountStore(Protocol):
@@ -348,12 +424,16 @@ class MinerStore(Protocol):
         max_concurrency: int,
         public_key: str,
         now: datetime,
+        region: str | None = None,
     ) -> Miner:
         """Register, or re-register (same account and name) keeping the miner's id."""
 
     async def get_miner(self, miner_id: str) -> Miner | None: ...
 
     async def get_miner_by_name(self, account_id: str, name: str) -> Miner | None: ...
+
+    async def miners_named(self, name: str) -> list[Miner]:
+        """Every miner of this name, whichever account registered it (a name is unique per account only)."""
 
     async def touch(self, miner_id: str, now: datetime) -> None: ...
 
@@ -389,3 +469,30 @@ class WorkflowStore(Protocol):
 
     async def list_workflows(self) -> list[Workflow]:
         """Every version of every workflow, by name, newest version first."""
+
+
+@dataclass(frozen=True)
+class Demand:
+    """Pending jobs that ask for the same thing (what matching looks at: type, model, requirements, pin), and
+    how many there are."""
+
+    spec: JobSpec
+    count: int
+
+
+@dataclass(frozen=True)
+class Load:
+    """What one miner is running: its leased jobs and the GPUs they asked for."""
+
+    jobs: int
+    gpus: int
+
+
+class MarketStore(Protocol):
+    """The marketplace's aggregates: demand (pending jobs by what they ask for) and each miner's load."""
+
+    async def pending_demand(self, limit: int) -> tuple[list[Demand], bool]:
+        """The first `limit` pending jobs, grouped by what they ask for; and whether that was all of them."""
+
+    async def miner_loads(self) -> dict[str, Load]:
+        """The load of every miner that holds a lease (assigned, running or canceling jobs)."""

@@ -13,7 +13,9 @@ from aitbc.api.dependencies import ClientDep, CoordinatorDep
 from aitbc.api.routes.jobs import (
     DaysQuery,
     FromQuery,
+    NameQuery,
     StatusQuery,
+    TagQuery,
     ToQuery,
     parse_moment,
     parse_statuses,
@@ -40,10 +42,13 @@ async def export(
     from_: FromQuery = None,
     to: ToQuery = None,
     days: DaysQuery = None,
+    tag: TagQuery = None,
+    name: NameQuery = None,
 ) -> StreamingResponse:
     """Every matching job, streamed as a JSON array or CSV (header row, one row per job)."""
     since = since_days(coordinator.clock.now(), days, parse_moment(from_, "from"))
-    body = coordinator.history.export(principal, format, parse_statuses(status), since, parse_moment(to, "to", True))
+    until = parse_moment(to, "to", True)
+    body = coordinator.history.export(principal, format, parse_statuses(status), since, until, tag, name)
     return StreamingResponse(
         body,
         media_type=EXPORT_MEDIA_TYPES[format],

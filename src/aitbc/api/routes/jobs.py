@@ -11,13 +11,18 @@ from fastapi.responses import JSONResponse
 
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
+from aitbc.api.hang_up import hang_up_watch
+from aitbc.api.preferences import PREFER_HEADER, preferred_wait
 from aitbc.domain.clock import MOMENT_RANGE, in_moment_range
 from aitbc.domain.errors import InvalidInput
 from aitbc.domain.job import JobStatus
+from aitbc.domain.labels import JOB_NAME_MAX_LENGTH, JOB_NAME_PATTERN, TAG_MAX_LENGTH, TAG_PATTERN
 from aitbc.protocol.batches import MAX_BATCH_BYTES, BatchResult, SubmitBatchRequest
+from aitbc.protocol.cancels import CancelJobsRequest, CancelJobsResult
 from aitbc.protocol.jobs import (
     INPUT_FILE_NAME_MAX_LENGTH,
     INPUT_FILE_NAME_PATTERN,
+    MOMENT_PATTERN,
     RAW_BODY,
     CancelResult,
     FileView,
@@ -38,11 +43,6 @@ MAX_ROW_ID = 2**63 - 1
 AfterQuery = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="the id of the last item seen (0: from the start)")]
 
 
-# `from` and `to`: what `parse_moment` reads, as the schema says it (a calendar-valid day is still checked there).
-_DATE = r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-_TIME = r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?"
-_ZONE = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
-MOMENT_PATTERN = rf"^(?:{_DATE}(?:{_TIME}{_ZONE})?)?$"
 _MOMENT_HELP = "a day (2026-01-31) or an ISO 8601 time (2026-01-31T10:00:00Z; UTC when no zone is given)"
 # Declared here, enforced by `parse_moment` and `parse_statuses` (with messages that say what to write instead).
 _MOMENT_SCHEMA = {"pattern": MOMENT_PATTERN}
@@ -52,6 +52,13 @@ FromQuery = Annotated[
 ToQuery = Annotated[
     str | None,
     Query(description=f"up to {_MOMENT_HELP}; a day includes all of it", json_schema_extra=_MOMENT_SCHEMA),
+]
+TagQuery = Annotated[
+    str | None, Query(max_length=TAG_MAX_LENGTH, pattern=TAG_PATTERN, description="only jobs with this tag")
+]
+NameQuery = Annotated[
+    str | None,
+    Query(max_length=JOB_NAME_MAX_LENGTH, pattern=JOB_NAME_PATTERN, description="only jobs of exactly this name"),
 ]
 
 
@@ -128,15 +135,25 @@ def parse_statuses(values: list[str]) -> list[JobStatus]:
     status_code=201,
     response_model=JobView,
     responses={200: {"model": JobView, "description": "A replay: this Idempotency-Key already made the job"}},
+    openapi_extra=PREFER_HEADER,
 )
 async def submit_job(
     body: SubmitJobRequest,
     principal: ClientDep,
     coordinator: CoordinatorDep,
+    request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
 ) -> JobView:
-    submitted = await coordinator.job_views.submit(principal, body, idempotency_key)
+    """Submit a job: 201 with its status object (200 for a replay of an Idempotency-Key). With `Prefer: wait=N`
+    the answer waits up to N seconds (at most 60) for the job to end, and then carries its `result`."""
+    seconds = preferred_wait(request)
+    if seconds is None:
+        submitted = await coordinator.job_views.submit(principal, body, idempotency_key)
+    else:
+        async with hang_up_watch(request) as gone:
+            submitted = await coordinator.job_views.submit_and_wait(principal, body, idempotency_key, seconds, gone)
+        response.headers["Preference-Applied"] = f"wait={seconds}"
     if not submitted.created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"
@@ -177,6 +194,8 @@ async def _list(
     days: int | None,
     limit: int,
     cursor: str | None,
+    tag: str | None = None,
+    name: str | None = None,
 ) -> JobList:
     created_from = since_days(coordinator.clock.now(), days, parse_moment(from_, "from"))
     return await coordinator.job_views.list(
@@ -186,6 +205,8 @@ async def _list(
         parse_moment(to, "to", end_of_day=True),
         limit,
         cursor,
+        tag,
+        name,
     )
 
 
@@ -199,8 +220,10 @@ async def list_jobs(
     days: DaysQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     cursor: str | None = None,
+    tag: TagQuery = None,
+    name: NameQuery = None,
 ) -> JobList:
-    return await _list(principal, coordinator, status, from_, to, days, limit, cursor)
+    return await _list(principal, coordinator, status, from_, to, days, limit, cursor, tag, name)
 
 
 @router.get("/jobs/history", response_model=JobList)
@@ -216,9 +239,36 @@ async def job_history(
     return await _list(principal, coordinator, status, from_, to, None, limit, cursor)
 
 
-@router.get("/jobs/{job_id}", response_model=JobView)
-async def get_job(job_id: str, principal: ClientDep, coordinator: CoordinatorDep) -> JobView:
-    return await coordinator.job_views.get(principal, job_id)
+@router.post("/jobs/cancel", response_model=CancelJobsResult)
+async def cancel_jobs(body: CancelJobsRequest, principal: ClientDep, coordinator: CoordinatorDep) -> CancelJobsResult:
+    """Cancel your unfinished jobs that the filter matches (as `GET /v1/jobs` filters: statuses, tag, name,
+    from/to), at most `limit` (1000) a call, newest first: pending ones at once, assigned or running ones by
+    their miners. `more` says more matched: call again. A body with no filter must say `"all": true`."""
+    if not body.filtered and not body.all:
+        raise InvalidInput('give a filter (status, tag, name, from, to), or "all": true to cancel every unfinished job')
+    where = coordinator.jobs.filter(
+        principal,
+        [JobStatus(status) for status in body.status],
+        parse_moment(body.from_, "from"),
+        parse_moment(body.to, "to", end_of_day=True),
+        body.tag,
+        body.name,
+    )
+    return await coordinator.job_views.cancel_matching(where, body.limit)
+
+
+@router.get("/jobs/{job_id}", response_model=JobView, openapi_extra=PREFER_HEADER)
+async def get_job(
+    job_id: str, principal: ClientDep, coordinator: CoordinatorDep, request: Request
+) -> JobView | JSONResponse:
+    """The job's status object. With `Prefer: wait=N` the answer waits up to N seconds (at most 60) for the job
+    to end, and then carries its `result`."""
+    seconds = preferred_wait(request)
+    if seconds is None:
+        return await coordinator.job_views.get(principal, job_id)
+    async with hang_up_watch(request) as gone:
+        view = await coordinator.job_views.get_and_wait(principal, job_id, seconds, gone)
+    return JSONResponse(view.model_dump(mode="json"), headers={"Preference-Applied": f"wait={seconds}"})
 
 
 _CANCEL_STATUS = {"canceled": 200, "canceling": 202, "failed": 409}

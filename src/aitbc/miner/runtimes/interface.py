@@ -17,6 +17,7 @@ from aitbc.domain.job import FailureReason
 from aitbc.miner.package import PackageLayout
 from aitbc.miner.reporter import JobReporter
 from aitbc.miner.stop import StopSignal
+from aitbc.miner.timings import JobTimings
 from aitbc.protocol.miners import Assignment
 
 
@@ -44,6 +45,7 @@ class JobContext:
     input_path: Path | None = None
     device: str = "cpu"
     gpus: tuple[int, ...] = ()  # the host indices of the GPUs the agent gave this job (its sandbox sees only those)
+    timings: JobTimings = field(default_factory=JobTimings)  # a runtime with a model says when it is ready
 
     @property
     def remaining_seconds(self) -> float:

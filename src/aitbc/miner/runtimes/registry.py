@@ -3,7 +3,7 @@ point group `aitbc.miner.runtimes` (a callable taking the `MinerConfig` and retu
 
 The AI runtimes import their heavy libraries only when built; one that cannot run here (the `ai` extra is
 not installed, ffmpeg is missing, no model was given) raises `RuntimeUnavailable`, and is left out unless
-it was asked for by name."""
+it was asked for by name. They share the miner's one model cache: one memory budget for every loaded model."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from aitbc.miner.config import DEFAULT_RUNTIMES, MinerConfig
 from aitbc.miner.runtimes.interface import Runtime, RuntimeUnavailable
+from aitbc.miner.worker.model_cache import ModelCache
 
 if TYPE_CHECKING:
     from aitbc.miner.sandboxed_run import Isolation
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "aitbc.miner.runtimes"
 Factory = Callable[[MinerConfig], Runtime]
 SandboxedFactory = Callable[[MinerConfig, Callable[[], "Isolation"]], Runtime]
+ModelFactory = Callable[[MinerConfig, ModelCache], Runtime]
 
 
 class SharedIsolation:
@@ -48,16 +50,16 @@ def _command(config: MinerConfig, isolation: Callable[[], Isolation]) -> Runtime
     return CommandRuntime(isolation(), config.kill_grace_seconds)
 
 
-def _embedding(config: MinerConfig) -> Runtime:
+def _embedding(config: MinerConfig, cache: ModelCache) -> Runtime:
     from aitbc.miner.runtimes.embedding import EmbeddingRuntime
 
-    return EmbeddingRuntime.create(config)
+    return EmbeddingRuntime.create(config, cache)
 
 
-def _text_generation(config: MinerConfig) -> Runtime:
+def _text_generation(config: MinerConfig, cache: ModelCache) -> Runtime:
     from aitbc.miner.runtimes.text_generation import TextGenerationRuntime
 
-    return TextGenerationRuntime.create(config)
+    return TextGenerationRuntime.create(config, cache)
 
 
 def _reencode(config: MinerConfig, isolation: Callable[[], Isolation]) -> Runtime:
@@ -68,18 +70,23 @@ def _reencode(config: MinerConfig, isolation: Callable[[], Isolation]) -> Runtim
 
 
 SANDBOXED: dict[str, SandboxedFactory] = {"command": _command, "reencode": _reencode}
-BUILT_IN: dict[str, Factory] = {"embedding": _embedding, "text-generation": _text_generation}
+WITH_MODELS: dict[str, ModelFactory] = {"embedding": _embedding, "text-generation": _text_generation}
 
 
 def _given(make: SandboxedFactory, isolation: Callable[[], Isolation]) -> Factory:
     return lambda config: make(config, isolation)
 
 
-def factories(isolation: Callable[[], Isolation]) -> dict[str, Factory]:
-    """Every runtime by name; the sandboxed built-ins get the miner's one `isolation`."""
+def _sharing(make: ModelFactory, cache: ModelCache) -> Factory:
+    return lambda config: make(config, cache)
+
+
+def factories(isolation: Callable[[], Isolation], cache: ModelCache) -> dict[str, Factory]:
+    """Every runtime by name; the sandboxed built-ins get the miner's one `isolation`, those with models its
+    one model `cache`."""
     found: dict[str, Factory] = {
         **{name: _given(make, isolation) for name, make in SANDBOXED.items()},
-        **BUILT_IN,
+        **{name: _sharing(make, cache) for name, make in WITH_MODELS.items()},
     }
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -91,8 +98,9 @@ def factories(isolation: Callable[[], Isolation]) -> dict[str, Factory]:
 
 def build_runtimes(config: MinerConfig) -> tuple[dict[str, Runtime], dict[str, str]]:
     """The runtimes this miner offers, and why each one left out was left out."""
-    available = factories(SharedIsolation(config))
-    built_in = {*SANDBOXED, *BUILT_IN}
+    cache = ModelCache.for_miner(config.model_cache_bytes, config.max_models, config.gpus)
+    available = factories(SharedIsolation(config), cache)
+    built_in = {*SANDBOXED, *WITH_MODELS}
     wanted = config.runtimes if config.runtimes is not None else (*DEFAULT_RUNTIMES, *sorted(set(available) - built_in))
     built: dict[str, Runtime] = {}
     missing: dict[str, str] = {}

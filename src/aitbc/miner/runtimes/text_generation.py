@@ -19,6 +19,7 @@ from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult,
 from aitbc.miner.runtimes.models import is_sentence_transformer
 from aitbc.miner.runtimes.ollama_backend import OllamaBackend, ollama_models
 from aitbc.miner.worker import messages
+from aitbc.miner.worker.model_cache import ModelCache
 from aitbc.miner.worker.pool import WorkerPool, WorkerSettings
 
 PROMPT_FILE = "prompt.txt"
@@ -35,13 +36,14 @@ class TextGenerationRuntime:
         self.pool = pool
 
     @classmethod
-    def create(cls, config: MinerConfig) -> TextGenerationRuntime:
+    def create(cls, config: MinerConfig, cache: ModelCache | None = None) -> TextGenerationRuntime:
+        """`cache`: the miner's model cache, shared with its other runtimes (else one of its own)."""
         local = {name: folder for name, folder in config.models.items() if not is_sentence_transformer(folder)}
         pool = None
         if local:
             if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
                 raise ImportError("transformers and torch are not installed")
-            pool = WorkerPool(WorkerSettings.for_miner(config, cls.name, list(local.values())))
+            pool = WorkerPool(WorkerSettings.for_miner(config, cls.name, list(local.values()), cache))
         remote: dict[str, OllamaBackend] = {}
         if config.ollama_url:
             remote = {name: OllamaBackend(config.ollama_url, name) for name in ollama_models(config.ollama_url)}

@@ -5,7 +5,6 @@ progress token by token and ends the generation at the next token once the job m
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,25 +35,20 @@ class _Watch(StoppingCriteria):
 
 
 class TransformersBackend:
-    def __init__(self, folder: Path) -> None:
+    """A causal language model and its tokenizer, loaded from a local folder onto one device."""
+
+    def __init__(self, folder: Path, device: str) -> None:
         self.folder = folder
-        self._loaded: dict[str, tuple[Any, Any]] = {}
-        self._lock = threading.Lock()
+        self.device = device
+        tokenizer: Any = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
+        model.to(device)
+        model.eval()
+        self.tokenizer = tokenizer
+        self.model = model
 
-    def _load(self, device: str) -> tuple[Any, Any]:
-        with self._lock:
-            if device not in self._loaded:
-                tokenizer: Any = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-                model: Any = AutoModelForCausalLM.from_pretrained(str(self.folder), local_files_only=True)
-                model.to(device)
-                model.eval()
-                self._loaded[device] = (tokenizer, model)
-            return self._loaded[device]
-
-    def generate(
-        self, prompt: str, params: GenerationParams, device: str, progress: Progress, stopped: Stopped
-    ) -> Generated:
-        tokenizer, model = self._load(device)
+    def generate(self, prompt: str, params: GenerationParams, progress: Progress, stopped: Stopped) -> Generated:
+        tokenizer, model, device = self.tokenizer, self.model, self.device
         encoded = tokenizer(prompt, return_tensors="pt").to(device)
         prompt_length = int(encoded["input_ids"].shape[-1])
         if params.seed is not None:

@@ -2,9 +2,12 @@
 miner's requests) and on its stdout (the worker's answers). Each object names its `kind`.
 
 Miner → worker: `embed` or `generate` (one job: model folder, device, input and output file names in the
-exchange folder, params), then at most one `cancel` (stop at the next batch or token).
-Worker → miner: `ready` once at start, then per job any number of `progress` and `log`, and exactly one
-`done` (with the result) or `failed` (with a reason and a message)."""
+exchange folder, params), then at most one `cancel` (stop at the next batch or token); and at any time
+`unload` (the model folders to drop: the miner's model cache makes room), applied at once and not answered.
+Worker → miner: `ready` once at start, then per job at most one `model` (its model is ready: `warm`,
+`load_seconds`, `size` in bytes), any number of `progress` and `log`, and exactly one `done` (with the
+result) or `failed` (with a reason and a message), each with `models`: what the worker holds then
+(folder → bytes)."""
 
 from __future__ import annotations
 
@@ -15,8 +18,10 @@ from typing import Any
 EMBED = "embed"
 GENERATE = "generate"
 CANCEL = "cancel"
+UNLOAD = "unload"
 # Answers
 READY = "ready"
+MODEL = "model"
 PROGRESS = "progress"
 LOG = "log"
 DONE = "done"
@@ -52,3 +57,14 @@ def file_name(value: Any) -> str:
     if not isinstance(value, str) or not value or "/" in value or value in (".", "..") or "\0" in value:
         raise ProtocolError(f"not a plain file name: {value!r}")
     return value
+
+
+def held_models(value: Any) -> dict[str, int]:
+    """A worker's `models`: model folder → bytes (anything else left out)."""
+    if not isinstance(value, dict):
+        return {}
+    return {
+        folder: size
+        for folder, size in value.items()
+        if isinstance(folder, str) and isinstance(size, int) and not isinstance(size, bool) and size >= 0
+    }

@@ -9,7 +9,11 @@ worker of exactly the GPUs the agent gave it, a job given none in a worker with 
 time per worker; a runtime keeps warm workers per GPU set and starts another when none of the job's set is
 idle, at most one per job the miner runs at once in all (an idle worker of another set is stopped to make
 room). A `cancel` asks the worker to stop at its next batch or token; a worker that has not answered within
-the grace is killed, and the next job gets a fresh one."""
+the grace is killed, and the next job gets a fresh one.
+
+Every worker of the miner answers to one `ModelCache` (`settings.cache`, shared by the runtimes): before a
+job, its model is admitted there (other models are unloaded to make room); the worker's `model` answer marks
+the moment the job's work (and its bill) starts (`context.timings`)."""
 
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeUnavail
 from aitbc.miner.sandbox import HostUser
 from aitbc.miner.worker import messages
 from aitbc.miner.worker.exchange import ExchangeFolder, ExchangeFolders
+from aitbc.miner.worker.model_cache import ModelCache
 from aitbc.miner.worker.sandboxing import worker_argv, worker_spec
 
 log = logging.getLogger(__name__)
@@ -50,12 +55,15 @@ class WorkerSettings:
     exchanges: ExchangeFolders
     stop_grace_seconds: float
     max_workers: int  # alive at once, all GPU sets together: the jobs the miner runs at once
+    cache: ModelCache  # the models of every worker of the miner, within its budget
     dev: Path = Path("/dev")  # where the GPUs' device nodes are
 
     @classmethod
-    def for_miner(cls, config: MinerConfig, name: str, models: Sequence[Path]) -> WorkerSettings:
+    def for_miner(
+        cls, config: MinerConfig, name: str, models: Sequence[Path], cache: ModelCache | None = None
+    ) -> WorkerSettings:
         """A root miner's worker runs as its job user (`--run-as`, else nobody), who must be able to read the
-        model folders."""
+        model folders. `cache`: the miner's model cache, shared by its runtimes (else one of its own)."""
         user = HostUser.for_jobs(config.command_user)
         if user is not None:
             for folder in models:
@@ -72,6 +80,7 @@ class WorkerSettings:
             exchanges=ExchangeFolders.at(config.work_dir / WORKERS_FOLDER / name, user),
             stop_grace_seconds=max(config.kill_grace_seconds, MIN_STOP_GRACE_SECONDS),
             max_workers=max(1, config.max_jobs),
+            cache=cache or ModelCache.for_miner(config.model_cache_bytes, config.max_models, config.gpus),
         )
 
 
@@ -105,6 +114,7 @@ class Worker:
         self._stderr: collections.deque[str] = collections.deque(maxlen=STDERR_LINES_KEPT)
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
         self._broken = False
+        self._model: str | None = None  # the model folder of the job it runs
 
     @classmethod
     async def start(cls, settings: WorkerSettings, gpus: tuple[int, ...] = ()) -> Worker:
@@ -161,6 +171,11 @@ class Worker:
         if not self.reusable:
             raise JobFailed(f"the {self.settings.name} worker is gone", FailureReason.RUNTIME_ERROR)
         self._broken = True  # until the worker answers this job: a job left half-way leaves it unusable
+        model = request.get("model")
+        self._model = model if isinstance(model, str) else None
+        if self._model is not None:
+            context.timings.waits_for_model()
+            self.settings.cache.admit(self, self._model)
         body = dict(request)
         self._write(messages.encode(body.pop("kind"), **body))
         try:
@@ -205,12 +220,22 @@ class Worker:
             context.reporter.line(
                 "stderr" if message.get("stream") == "stderr" else "stdout", str(message.get("line", ""))
             )
+        elif kind == messages.MODEL:
+            load_seconds = message.get("load_seconds")
+            context.timings.model_ready(
+                message.get("warm") is True, float(load_seconds) if isinstance(load_seconds, int | float) else 0.0
+            )
+            size = message.get("size")
+            if self._model is not None and isinstance(size, int):
+                self.settings.cache.loaded(self, self._model, size)
         elif kind == messages.DONE:
             result = message.get("result")
             if not isinstance(result, dict):
                 raise messages.ProtocolError("a result that is not an object")
+            self.settings.cache.settle(self, messages.held_models(message.get("models")))
             return result
         elif kind == messages.FAILED:
+            self.settings.cache.settle(self, messages.held_models(message.get("models")))
             reason = message.get("reason")
             return JobFailed(
                 str(message.get("message", "the worker failed")),
@@ -253,9 +278,18 @@ class Worker:
         lines = [line for line in self._stderr if line.strip()]
         return f": {lines[-1][:500]}" if lines else ""
 
+    def unload(self, models: Sequence[str]) -> None:
+        """Tell the worker to drop these models (it does at once, never the running job's); no answer."""
+        if self.process.returncode is None:
+            self._write(messages.encode(messages.UNLOAD, models=list(models)))
+
+    def describe(self) -> str:
+        return f"the {self.settings.name} worker (pid {self.pid})"
+
     async def kill(self) -> None:
         """The whole sandbox at once: bwrap's process group; its PID namespace takes the rest."""
         self._broken = True
+        self.settings.cache.forget(self)
         if self.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
@@ -263,6 +297,7 @@ class Worker:
 
     async def close(self) -> None:
         """Ask it to end (stdin closed), kill it if it does not within the grace, and remove its folder."""
+        self.settings.cache.forget(self)
         if self.process.returncode is None and self.process.stdin is not None:
             self.process.stdin.close()
             try:

@@ -1,5 +1,6 @@
-"""What the worker does for one job, inside its sandbox: load the model (once; it stays loaded for the
-next job), read the job's input from the exchange folder, write its output there, and report progress.
+"""What the worker does for one job, inside its sandbox: get its model (loaded once and kept for the next job,
+until the miner unloads it; `loaded_models`), say when it is ready, read the job's input from the exchange
+folder, write its output there, and report progress.
 
 The miner checked the input's shape and the params before handing the job over; this side reads only
 files the miner put in the exchange folder and writes only the output file it was told to."""
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from aitbc.miner.runtimes.generation_params import GenerationParams
 from aitbc.miner.runtimes.interface import JobFailed
 from aitbc.miner.runtimes.models import pick_device
-from aitbc.miner.worker.messages import EXCHANGE, INPUT_FOLDER, OUTPUT_FOLDER, file_name
+from aitbc.miner.worker.loaded_models import Loaded, Models
+from aitbc.miner.worker.messages import EXCHANGE, INPUT_FOLDER, MODEL, OUTPUT_FOLDER, file_name
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -41,6 +43,11 @@ class Job:
     def stopped(self) -> bool:
         return self.stop.is_set()
 
+    def ready(self, loaded: Loaded) -> Loaded:
+        """Tell the miner the job's model is ready: its work, and its bill, start now."""
+        self._send(MODEL, warm=loaded.warm, load_seconds=round(loaded.load_seconds, 3), size=loaded.size)
+        return loaded
+
 
 def input_path(request: dict[str, Any], key: str) -> Path:
     return Path(EXCHANGE) / INPUT_FOLDER / file_name(request.get(key))
@@ -50,27 +57,22 @@ def output_path(request: dict[str, Any], key: str) -> Path:
     return Path(EXCHANGE) / OUTPUT_FOLDER / file_name(request.get(key))
 
 
-class Models:
-    """The models this worker has loaded, by folder and device: loaded at first use, kept for the next job."""
+def encoder(models: Models, job: Job, folder: str, device: str) -> SentenceTransformer:
+    def load() -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer
 
-    def __init__(self) -> None:
-        self._encoders: dict[tuple[str, str], SentenceTransformer] = {}
-        self._generators: dict[str, TransformersBackend] = {}
+        return SentenceTransformer(folder, device=device, local_files_only=True)
 
-    def encoder(self, folder: str, device: str) -> SentenceTransformer:
-        key = (folder, device)
-        if key not in self._encoders:
-            from sentence_transformers import SentenceTransformer
+    return job.ready(models.get(folder, device, load)).model  # type: ignore[no-any-return]
 
-            self._encoders[key] = SentenceTransformer(folder, device=device, local_files_only=True)
-        return self._encoders[key]
 
-    def generator(self, folder: str) -> TransformersBackend:
-        if folder not in self._generators:
-            from aitbc.miner.runtimes.transformers_backend import TransformersBackend
+def generator(models: Models, job: Job, folder: str, device: str) -> TransformersBackend:
+    def load() -> TransformersBackend:
+        from aitbc.miner.runtimes.transformers_backend import TransformersBackend
 
-            self._generators[folder] = TransformersBackend(Path(folder))
-        return self._generators[folder]
+        return TransformersBackend(Path(folder), device)
+
+    return job.ready(models.get(folder, device, load)).model  # type: ignore[no-any-return]
 
 
 def embed(job: Job, request: dict[str, Any], models: Models) -> dict[str, Any]:
@@ -82,7 +84,7 @@ def embed(job: Job, request: dict[str, Any], models: Models) -> dict[str, Any]:
         raise JobFailed("the texts to embed must be a list of strings")
     device = pick_device(str(request.get("device", "cpu")))
     job.log(f"embedding {len(texts)} text(s) with {request.get('name')} on {device}")
-    model = models.encoder(str(request["model"]), device)
+    model = encoder(models, job, str(request["model"]), device)
     normalize = bool(request.get("normalize", True))
     parts: list[Any] = []
     for start in range(0, len(texts), BATCH_SIZE):
@@ -104,7 +106,8 @@ def generate(job: Job, request: dict[str, Any], models: Models) -> dict[str, Any
     params = GenerationParams.from_params(dict(request.get("params") or {}))
     device = pick_device(str(request.get("device", "cpu")))
     job.log(f"generating up to {params.max_tokens} tokens with {request.get('name')} on {device}")
-    generated = models.generator(str(request["model"])).generate(prompt, params, device, job.progress, job.stopped)
+    backend = generator(models, job, str(request["model"]), device)
+    generated = backend.generate(prompt, params, job.progress, job.stopped)
     output_path(request, "output").write_text(generated.text, encoding="utf-8")
     return {
         "prompt_tokens": generated.prompt_tokens,

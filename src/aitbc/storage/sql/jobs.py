@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, assert_never
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Row, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.expression import ClauseElement
 
-from aitbc.domain.errors import Conflict, InvalidInput, PaymentRequired, RateLimited, at_item
+from aitbc.domain.errors import AitbcError, Conflict, PaymentRequired, RateLimited, at_item
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import LEASED_STATUSES, TERMINAL_STATUSES, Job, JobStatus
 from aitbc.domain.money import display, from_units
@@ -32,6 +31,7 @@ from aitbc.domain.moves import (
 )
 from aitbc.domain.package import ResultsState
 from aitbc.domain.plans import Plan
+from aitbc.domain.spending import ALERT_EVENT, SpendingAlert, alert_data, month_of, over_limit
 from aitbc.domain.transitions import transition
 from aitbc.storage.interfaces import (
     Changed,
@@ -45,6 +45,7 @@ from aitbc.storage.interfaces import (
     StoredResult,
 )
 from aitbc.storage.sql.database import Database
+from aitbc.storage.sql.job_pages import ACCOUNT_PLAN, encode_cursor, page_statement
 from aitbc.storage.sql.ledger import write_ledger
 from aitbc.storage.sql.one_statement import every_row, first, rows_changed, scalar
 from aitbc.storage.sql.prepared import run, run_first, run_many
@@ -55,7 +56,9 @@ from aitbc.storage.sql.tables import (
     job_counts,
     job_events,
     job_results,
+    job_tags,
     jobs,
+    miners,
     result_files,
 )
 
@@ -63,11 +66,10 @@ _LEASED = [s.value for s in LEASED_STATUSES]
 _UNFINISHED = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
 
 
-_ACCOUNT_PLAN = accounts.c.plan.label("account_plan")
 # The point reads of the hot path, built once (building a statement costs more than SQLite takes to run it).
 _JOB = select(jobs).where(jobs.c.id == bindparam("job_id"))
 _JOB_WITH_PLAN = (
-    select(jobs, _ACCOUNT_PLAN)
+    select(jobs, ACCOUNT_PLAN)
     .outerjoin(accounts, accounts.c.id == jobs.c.account_id)
     .where(jobs.c.id == bindparam("job_id"))
 )
@@ -80,8 +82,17 @@ _UNFINISHED_OF_ACCOUNT = (
     .where(job_counts.c.account_id == accounts.c.id, or_(*(job_counts.c.status == status for status in _UNFINISHED)))
     .scalar_subquery()
 )
+# The account's standing, locked: its balance, unfinished jobs, and its spending cap with the totals it is checked
+# against, all columns of the account's row (an account without a cap costs nothing more to read).
 _STANDING = (
-    select(accounts.c.balance_units, _UNFINISHED_OF_ACCOUNT)
+    select(
+        accounts.c.balance_units,
+        _UNFINISHED_OF_ACCOUNT,
+        accounts.c.monthly_limit_units,
+        accounts.c.held_units,
+        accounts.c.charged_month,
+        accounts.c.month_charged_units,
+    )
     .where(accounts.c.id == bindparam("standing_account"))
     .with_for_update(of=accounts)
 )
@@ -94,6 +105,7 @@ _NEXT_SEQS = (
 _INSERT_JOBS = insert(jobs)
 _NO_COLUMNS = dict.fromkeys(jobs.c.keys())  # a new job's row: what it is inserted with, NULL elsewhere
 _INSERT_EVENTS = insert(job_events)
+_INSERT_TAGS = insert(job_tags)
 _DELETE_RESULT = delete(job_results).where(job_results.c.job_id == bindparam("result_job"))
 _INSERT_RESULT = insert(job_results)
 _BY_IDEMPOTENCY_KEY = select(jobs).where(
@@ -104,31 +116,6 @@ _BY_IDEMPOTENCY_KEY = select(jobs).where(
 def _plan(value: str | None) -> Plan:
     """The plan read with a job (an account that is gone counts as free, as `Retention.plan_of` has it)."""
     return Plan(value) if value is not None else Plan.FREE
-
-
-def _total(where: JobFilter, conditions: Sequence[Any]) -> Any:
-    """How many jobs match: from the maintained counts unless a date bounds the filter (then a count over
-    that range, which the index on (account_id, created_at) bounds)."""
-    if where.created_from is not None or where.created_to is not None:
-        return select(func.count()).select_from(jobs).where(*conditions)
-    counted: list[Any] = []
-    if where.account_id is not None:
-        counted.append(job_counts.c.account_id == where.account_id)
-    if where.statuses:
-        counted.append(job_counts.c.status.in_([s.value for s in where.statuses]))
-    return select(func.coalesce(func.sum(job_counts.c.count), 0)).where(*counted)
-
-
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{created_at.isoformat()}|{job_id}".encode()).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(created), job_id
-    except (ValueError, UnicodeDecodeError) as error:
-        raise InvalidInput("invalid cursor: pass back the next_cursor of a previous page") from error
 
 
 def _next_seqs(connection: Connection, account_id: str, count: int) -> range:
@@ -251,6 +238,22 @@ def _move_columns(write: WriteSet) -> dict[str, Any]:
 
 # The queue's head for each set of runtimes a miner offers (see `SqlJobStore.queued`).
 _QUEUE_HEADS: dict[tuple[str, ...], Any] = {}
+# Pinned jobs (`--agent-id`), on the partial index `ix_jobs_pinned` (pinned jobs only): those whose miner is
+# lost (the reaper fails them `no_miner`), and one miner's (checked when it registers again).
+_PINNED = (jobs.c.status == JobStatus.PENDING.value, jobs.c.pinned_miner_id.is_not(None))
+_PINNED_TO_LOST = (
+    select(jobs)
+    .select_from(jobs.outerjoin(miners, miners.c.id == jobs.c.pinned_miner_id))
+    .where(*_PINNED, or_(miners.c.id.is_(None), miners.c.last_seen_at < bindparam("since")))
+    .order_by(jobs.c.created_at, jobs.c.id)
+    .limit(bindparam("batch"))
+)
+_PINNED_PENDING = (
+    select(jobs)
+    .where(*_PINNED, jobs.c.pinned_miner_id == bindparam("pinned_to"))
+    .order_by(jobs.c.created_at, jobs.c.id)
+    .limit(bindparam("batch"))
+)
 # Each shape of guarded UPDATE (a move, whether it checks a lease or an expiry, the columns it writes), built
 # once and then run with the move's values as parameters. The shapes are few: moves × what they write.
 _GUARDED_UPDATES: dict[tuple[Any, ...], Any] = {}
@@ -326,11 +329,13 @@ def _check_account_can_submit(
     holds: Sequence[tuple[int, int]],
     max_active: int | None,
     batch: bool,
+    month: int,
 ) -> None:
     """Whether the account may add these jobs (`holds`: each one's index in its request and what it holds),
     under the account's row lock (PostgreSQL; SQLite writes are serial anyway), so two submits racing for the
-    last credit cannot both pass. The balance and the unfinished jobs (from the maintained counts) are read
-    with the lock, in one statement. In a batch, the error names the first item that does not fit."""
+    last credit, or the last of the month's spending limit, cannot both pass. The balance, the unfinished jobs
+    (from the maintained counts) and the spending cap with what counts toward it are read with the lock, in one
+    statement. In a batch, the error names the first item that does not fit."""
     standing = run(connection, _STANDING, {"standing_account": account_id})
     found = standing[0] if standing else None
     balance, count = (int(found[0]), int(found[1])) if found is not None else (0, 0)
@@ -348,10 +353,22 @@ def _check_account_can_submit(
         )
         raise at_item(capped, holds[max(0, max_active - count)][0])
     total = sum(hold for _, hold in holds)
-    if not total or balance >= total:
+    if not total:
         return
+    if balance < total:
+        raise _short_balance(holds, balance, batch)
+    if found is not None and found[2] is not None:
+        limit, held = int(found[2]), int(found[3])
+        charged = int(found[5]) if found[4] == month else 0
+        if charged + held + total > limit:
+            raise _over_limit(holds, limit, charged, held, batch)
+
+
+def _short_balance(holds: Sequence[tuple[int, int]], balance: int, batch: bool) -> AitbcError:
+    """The refusal of holds the balance cannot cover; in a batch, naming the first item that does not fit."""
+    total = sum(hold for _, hold in holds)
     if not batch:
-        raise PaymentRequired(
+        return PaymentRequired(
             f"this job can cost up to {display(from_units(total))} AITBC (its timeout at its rate) but the "
             f"available balance is {display(from_units(balance))} AITBC: lower --timeout, or ask an admin for "
             "credits (aitbc admin credits grant)"
@@ -366,7 +383,19 @@ def _check_account_can_submit(
                 f"is {display(from_units(balance))} AITBC: lower the timeouts, submit fewer jobs, or ask an admin "
                 "for credits (aitbc admin credits grant)"
             )
-            raise at_item(short, index)
+            return at_item(short, index)
+    raise AssertionError("the holds fit the balance")
+
+
+def _over_limit(holds: Sequence[tuple[int, int]], limit: int, charged: int, held: int, batch: bool) -> AitbcError:
+    """The refusal naming the cap, what is charged and held, and (in a batch) the first item that passes it."""
+    running = 0
+    for index, hold in holds:
+        if charged + held + running + hold > limit:
+            refused = over_limit(limit, charged, held, hold, running)
+            return at_item(refused, index) if batch else refused
+        running += hold
+    raise AssertionError("the holds fit the limit")
 
 
 def new_job_values(new: NewJob) -> dict[str, Any]:
@@ -383,11 +412,14 @@ def new_job_values(new: NewJob) -> dict[str, Any]:
         "gpu_type": spec.requirements.gpu_type,
         "gpu_count": spec.requirements.gpu_count,
         "min_vram_gb": spec.requirements.min_vram_gb,
+        "pinned_miner_id": spec.requirements.miner_id,
         "priority": spec.priority.value,
         "priority_rank": spec.priority.rank,
         "timeout_seconds": spec.timeout_seconds,
         "template": spec.template,
         "workflow": spec.workflow,
+        "name": spec.name,
+        "tags": list(spec.tags) or None,
         "status": JobStatus.PENDING.value,
         "progress": 0,
         "attempt": 0,
@@ -468,11 +500,18 @@ def _insert_fresh(
         for _, item in fresh
         if item.hold_units
     ]
-    _check_account_can_submit(connection, account_id, holds, max_active, batch)
+    _check_account_can_submit(connection, account_id, holds, max_active, batch, month_of(now))
     if ledger:
         write_ledger(connection, ledger, now)
     rows = [new_job_values(item) for _, item in fresh]
     run_many(connection, _INSERT_JOBS, rows)
+    tags = [
+        {"account_id": item.account_id, "tag": tag, "created_at": item.created_at, "job_id": item.id}
+        for _, item in fresh
+        for tag in item.spec.tags
+    ]
+    if tags:  # a job without tags writes nothing here
+        run_many(connection, _INSERT_TAGS, tags)
     made = [job_from_mapping(_NO_COLUMNS | row) for row in rows]
     events = _write_events(connection, made, "status", now, {})
     return list(zip(made, events, strict=True))
@@ -515,13 +554,28 @@ def _apply_moves(
             _forget_unlisted_files(connection, guarded.result)
         applied.append((index, job, {"move": guarded.move.value, **(guarded.event_data or {})}))
     applied.sort(key=lambda item: item[0])  # events in the caller's order
-    if ledger:
-        write_ledger(connection, ledger, now)
+    alerts = write_ledger(connection, ledger, now) if ledger else []
     events = _write_status_events(connection, [(job, data) for _, job, data in applied], now)
+    alerted = _write_alert_events(connection, alerts, [job for _, job, _ in applied], now)
     answers: list[Changed | None] = [None] * len(moves)
     for (index, job, _), event in zip(applied, events, strict=True):
-        answers[index] = Changed(job=job, event=event)
+        answers[index] = Changed(job=job, event=event, alerts=tuple(alerted.get(job.id, ())))
     return answers
+
+
+def _write_alert_events(
+    connection: Connection, alerts: Sequence[SpendingAlert], moved: Sequence[Job], now: datetime
+) -> dict[str, list[JobEvent]]:
+    """The `billing.alert` event of each alert recorded, after the status events: numbered in its account's
+    sequence (so a stream resumes across it), carrying the job whose settlement crossed the threshold, as it is
+    now. By job id."""
+    by_id = {job.id: job for job in moved}
+    written: dict[str, list[JobEvent]] = {}
+    for alert in alerts:
+        job = by_id.get(alert.job_id)
+        if job is not None:
+            written.setdefault(job.id, []).append(_write_event(connection, job, ALERT_EVENT, now, alert_data(alert)))
+    return written
 
 
 class SqlJobStore:
@@ -618,36 +672,19 @@ class SqlJobStore:
         return (job_from_mapping(row), _plan(row["account_plan"])) if row is not None else None
 
     async def list_jobs(self, where: JobFilter, limit: int, cursor: str | None, with_total: bool = True) -> JobPage:
-        """A page by keyset on (account_id, created_at, id) (index `ix_jobs_account_created`), with the plans of
-        its jobs' accounts joined in. `total` is the sum of the maintained `job_counts` rows of the account (of
-        the statuses asked for), not a count of its history; with a `from`/`to` filter it is an exact count
-        bounded by that range, on the same index. One statement, whatever the history's size (the total a
-        scalar subquery on it); two when the page is empty."""
-        conditions: list[Any] = []
-        if where.account_id is not None:
-            conditions.append(jobs.c.account_id == where.account_id)
-        if where.statuses:
-            conditions.append(jobs.c.status.in_([s.value for s in where.statuses]))
-        if where.created_from is not None:
-            conditions.append(jobs.c.created_at >= where.created_from)
-        if where.created_to is not None:
-            conditions.append(jobs.c.created_at < where.created_to)
-        page = select(jobs, _ACCOUNT_PLAN).outerjoin(accounts, accounts.c.id == jobs.c.account_id).where(*conditions)
-        if cursor:
-            created_at, job_id = decode_cursor(cursor)
-            page = page.where(
-                or_(jobs.c.created_at < created_at, and_(jobs.c.created_at == created_at, jobs.c.id < job_id))
-            )
-        page = page.order_by(jobs.c.created_at.desc(), jobs.c.id.desc()).limit(limit + 1)
-        if with_total:  # the total rides on every row of the page: one statement, one snapshot
-            page = page.add_columns(_total(where, conditions).scalar_subquery().label("matching_total"))
+        """A page by keyset on the filter's index (see `job_pages`), with the plans of its jobs' accounts joined
+        in. `total` is the sum of the maintained `job_counts` rows of the account (of the statuses asked for), not
+        a count of its history; with a `from`/`to`, tag or name filter it is an exact count bounded by that
+        range of the same index. One statement, whatever the history's size (the total a scalar subquery on
+        it); two when the page is empty."""
+        page, count = page_statement(where, limit, cursor, with_total)
 
         def work(connection: Connection) -> tuple[Sequence[Row[Any]], int]:
             rows = connection.execute(page).all()
             if with_total and rows:
                 return rows, int(rows[0].matching_total)
             if with_total:  # an empty page (past the end, or nothing matches): the total on its own
-                return rows, int(connection.execute(_total(where, conditions)).scalar_one())
+                return rows, int(connection.execute(count).scalar_one())
             return rows, -1
 
         rows, total = await self._db.read(work)
@@ -703,21 +740,37 @@ class SqlJobStore:
 
         return await self._db.write(work)
 
-    async def queued(self, types: Sequence[str], limit: int) -> list[Job]:
+    async def queued(self, types: Sequence[str], limit: int, miner_id: str = "") -> list[Job]:
+        """The queue's head on `ix_jobs_queue`, as before pinning: a job pinned to another miner is skipped by
+        the same scan (a filter on the rows it reads anyway), never handed out, and costs an unpinned queue
+        nothing."""
         kinds = tuple(sorted(set(types)))
         query = _QUEUE_HEADS.get(kinds)
         if query is None:  # a miner's runtimes: few sets, each built once
             query = (
                 select(jobs)
-                .where(jobs.c.status == JobStatus.PENDING.value, or_(*(jobs.c.type == kind for kind in kinds)))
+                .where(
+                    jobs.c.status == JobStatus.PENDING.value,
+                    or_(*(jobs.c.type == kind for kind in kinds)),
+                    or_(jobs.c.pinned_miner_id.is_(None), jobs.c.pinned_miner_id == bindparam("claimer")),
+                )
                 .order_by(jobs.c.priority_rank.desc(), jobs.c.created_at, jobs.c.id)
                 .limit(bindparam("head_size"))
             )
             if len(_QUEUE_HEADS) < 256:
                 _QUEUE_HEADS[kinds] = query
+        parameters = {"head_size": limit, "claimer": miner_id}
         return await self._db.read(
-            lambda connection: [job_from_row(row) for row in connection.execute(query, {"head_size": limit})]
+            lambda connection: [job_from_row(row) for row in connection.execute(query, parameters)]
         )
+
+    async def pinned_to_lost_miners(self, since: datetime, limit: int) -> list[Job]:
+        rows = await self._db.read(every_row(_PINNED_TO_LOST, {"since": since, "batch": limit}))
+        return [job_from_row(row) for row in rows]
+
+    async def pinned_pending(self, miner_id: str, limit: int) -> list[Job]:
+        rows = await self._db.read(every_row(_PINNED_PENDING, {"pinned_to": miner_id, "batch": limit}))
+        return [job_from_row(row) for row in rows]
 
     async def record_progress(
         self,

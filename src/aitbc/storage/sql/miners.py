@@ -28,6 +28,7 @@ class SqlMinerStore:
         max_concurrency: int,
         public_key: str,
         now: datetime,
+        region: str | None = None,
     ) -> Miner:
         values = {
             "runtimes": sorted(capabilities.runtimes),
@@ -36,6 +37,7 @@ class SqlMinerStore:
             "max_concurrency": max_concurrency,
             "public_key": public_key,
             "last_seen_at": now,
+            "region": region,
         }
         same = (miners.c.account_id == account_id, miners.c.name == name)
 
@@ -56,6 +58,10 @@ class SqlMinerStore:
         query = select(miners).where(miners.c.account_id == account_id, miners.c.name == name)
         row = await self._db.read(first(query))
         return miner_from_row(row) if row else None
+
+    async def miners_named(self, name: str) -> list[Miner]:
+        rows = await self._db.read(every_row(select(miners).where(miners.c.name == name).limit(100)))
+        return [miner_from_row(row) for row in rows]
 
     async def touch(self, miner_id: str, now: datetime) -> None:
         await self._db.write(rows_changed(update(miners).where(miners.c.id == miner_id).values(last_seen_at=now)))

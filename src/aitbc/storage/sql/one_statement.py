@@ -14,8 +14,9 @@ def first(statement: Any) -> Callable[[Connection], Row[Any] | None]:
     return lambda connection: connection.execute(statement).first()
 
 
-def every_row(statement: Any) -> Callable[[Connection], Sequence[Row[Any]]]:
-    return lambda connection: connection.execute(statement).all()
+def every_row(statement: Any, parameters: dict[str, Any] | None = None) -> Callable[[Connection], Sequence[Row[Any]]]:
+    """Every row of the statement (run with `parameters`, for a statement built once with bound ones)."""
+    return lambda connection: connection.execute(statement, parameters).all()
 
 
 def scalar(statement: Any) -> Callable[[Connection], Any]:

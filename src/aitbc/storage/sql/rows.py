@@ -24,11 +24,18 @@ def job_from_mapping(m: Mapping[str, Any]) -> Job:
         input=m["input"],
         input_file_id=m["input_file_id"],
         params=dict(m["params"] or {}),
-        requirements=Requirements(gpu_type=m["gpu_type"], gpu_count=m["gpu_count"], min_vram_gb=m["min_vram_gb"]),
+        requirements=Requirements(
+            gpu_type=m["gpu_type"],
+            gpu_count=m["gpu_count"],
+            min_vram_gb=m["min_vram_gb"],
+            miner_id=m["pinned_miner_id"],
+        ),
         priority=Priority(m["priority"]),
         timeout_seconds=m["timeout_seconds"],
         template=m["template"],
         workflow=m["workflow"],
+        name=m["name"],
+        tags=tuple(m["tags"] or ()),
     )
     return Job(
         id=m["id"],
@@ -117,4 +124,5 @@ def miner_from_row(row: Any) -> Miner:
         public_key=m["public_key"],
         registered_at=m["registered_at"],
         last_seen_at=m["last_seen_at"],
+        region=m["region"],
     )

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -65,6 +66,16 @@ accounts = Table(
     Column("event_seq", BigInteger, nullable=False, default=0),
     # The sum of the account's ledger entries, moved in the same transaction as each entry (nano-AITBC).
     Column("balance_units", BigInteger, nullable=False, server_default="0"),
+    # Spending limits (migration 0016), kept with the balance by the same update so a submit reads them in the
+    # statement that reads the balance: what unfinished jobs hold now, what was charged in the UTC month
+    # `charged_month` (YYYYMM), the account's monthly cap and alert threshold (NULL: none), and the month the
+    # threshold last fired in (cleared when the threshold changes).
+    Column("held_units", BigInteger, nullable=False, server_default="0"),
+    Column("charged_month", Integer),
+    Column("month_charged_units", BigInteger, nullable=False, server_default="0"),
+    Column("monthly_limit_units", BigInteger),
+    Column("alert_at_units", BigInteger),
+    Column("alert_fired_month", Integer),
 )
 
 api_keys = Table(
@@ -129,7 +140,9 @@ miners = Table(
     Column("public_key", Text, nullable=False),
     Column("registered_at", UtcDateTime(), nullable=False),
     Column("last_seen_at", UtcDateTime(), nullable=False, index=True),
+    Column("region", String(64)),  # where the miner says it is, lower case (migration 0013)
     UniqueConstraint("account_id", "name", name="uq_miners_account_name"),
+    Index("ix_miners_name", "name"),  # `--agent-id NAME`: a name is unique per account only
 )
 
 jobs = Table(
@@ -186,6 +199,12 @@ jobs = Table(
     # The preset the job's settings came from, if any: the template's name, the workflow as NAME@VERSION.
     Column("template", String(64)),
     Column("workflow", String(80)),
+    # The one miner that may run the job (`--agent-id`, migration 0013); NULL for every other job.
+    Column("pinned_miner_id", String(40)),
+    # The client's name for the job and its tags (a JSON list, NULL when none), shown with it; a tag filter
+    # reads `job_tags` instead.
+    Column("name", String(200)),
+    Column("tags", JSON),
     UniqueConstraint("account_id", "idempotency_key", name="uq_jobs_account_idempotency"),
     Index("ix_jobs_account_created", "account_id", "created_at", "id"),
     Index("ix_jobs_account_status_created_id", "account_id", "status", "created_at", "id"),  # ?status= keyset
@@ -193,6 +212,15 @@ jobs = Table(
     Index("ix_jobs_status_lease", "status", "lease_expires_at"),
     Index("ix_jobs_status_queue_ttl", "status", "queue_expires_at"),
     Index("ix_jobs_miner_status", "miner_id", "status"),
+    # Pinned jobs only (partial: an unpinned job's insert does not touch it): the reaper's pinned jobs of lost
+    # miners and a miner's pinned queue at re-registration.
+    Index(
+        "ix_jobs_pinned",
+        "status",
+        "pinned_miner_id",
+        sqlite_where=text("pinned_miner_id IS NOT NULL"),
+        postgresql_where=text("pinned_miner_id IS NOT NULL"),
+    ),
 )
 
 job_events = Table(
@@ -201,7 +229,7 @@ job_events = Table(
     Column("account_id", String(40), primary_key=True),
     Column("seq", BigInteger, primary_key=True),
     Column("job_id", String(40), nullable=False),
-    Column("kind", String(12), nullable=False),
+    Column("kind", String(32), nullable=False),  # status, progress, log; billing.alert (an account's event)
     Column("status", String(12), nullable=False),
     Column("progress", Integer, nullable=False),
     Column("at", UtcDateTime(), nullable=False),
@@ -250,6 +278,8 @@ job_results = Table(
     # The key that signed the manifest and what the miner reports it used (CPU time, memory, tokens, …).
     Column("miner_public_key", Text, nullable=False, server_default=""),
     Column("usage", JSON),
+    # How the job's time on the miner went (setup, model load, run, upload), as it reported it.
+    Column("timings", JSON),
 )
 
 # -- results: downloads, receipts, share links, retention ------------------------------------------------
@@ -313,6 +343,20 @@ ledger_entries = Table(
     Index("ix_ledger_entries_account_created", "account_id", "created_at", "id"),
 )
 
+# Every spending alert that fired: once per account, UTC month (YYYYMM) and threshold, with the charges that
+# reached it and the job whose settlement did. The record `aitbc billing alert` shows, and what a webhook sender
+# can deliver from.
+spending_alerts = Table(
+    "spending_alerts",
+    metadata,
+    Column("account_id", String(40), ForeignKey("accounts.id"), primary_key=True),
+    Column("month", Integer, primary_key=True, autoincrement=False),
+    Column("threshold_units", BigInteger, primary_key=True, autoincrement=False),
+    Column("charged_units", BigInteger, nullable=False),
+    Column("job_id", String(40), nullable=False),
+    Column("fired_at", UtcDateTime(), nullable=False),
+)
+
 # -- presets: clients' job templates and the admins' versioned workflows ------------------------------------
 
 # A client's named job settings, private to its account; a NULL setting is one the template leaves unset.
@@ -351,4 +395,29 @@ workflows = Table(
     Column("allowed_keys", JSON),
     Column("description", Text, nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+)
+
+# -- names and tags: finding a client's jobs by what it called them ------------------------------------------
+
+# `?name=` is a keyset range on this index, which holds only the jobs that have a name: a submit without one
+# writes nothing to it.
+Index(
+    "ix_jobs_account_name_created",
+    jobs.c.account_id,
+    jobs.c.name,
+    jobs.c.created_at,
+    jobs.c.id,
+    sqlite_where=jobs.c.name.is_not(None),
+    postgresql_where=jobs.c.name.is_not(None),
+)
+
+# One row per tag of a job, written with the job (none for a job without tags). The key is the order a
+# `?tag=` page reads: the account's jobs with that tag, newest first, a keyset range like the job list's.
+job_tags = Table(
+    "job_tags",
+    metadata,
+    Column("account_id", String(40), primary_key=True),
+    Column("tag", String(64), primary_key=True),
+    Column("created_at", UtcDateTime(), primary_key=True),
+    Column("job_id", String(40), ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
 )
