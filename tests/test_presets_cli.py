@@ -143,7 +143,7 @@ def test_the_flags_given_win_over_the_template_and_only_they_are_sent(served: Se
         )
     )
     assert (job["priority"], job["timeout_seconds"]) == ("low", 120)
-    assert job["requirements"] == {"gpu_type": "a100", "gpu_count": 2, "min_vram_gb": None}
+    assert job["requirements"] == {"gpu_type": "a100", "gpu_count": 2, "min_vram_gb": None, "miner_id": None}
     assert job["params"] == {"temperature": 0.7, "top_p": 0.9}
     # With neither a template nor a workflow the coordinator's defaults still apply.
     plain = served.job(submitted("--type", "command", "--input", "echo hi"))
