@@ -30,12 +30,14 @@ def subscriptions(stack: Stack) -> int:
 
 def test_live_lines_carry_their_time_and_stream_in_the_order_printed(stack: Stack) -> None:
     job_id = stack.submit("--type", "command", "--input", SCRIPT)
+    before = subscriptions(stack)  # the coordinator's own (its receipt signer follows the hub)
     human = stack.cli_running("client", "logs", "--job-id", job_id, "--follow")
     as_json = stack.cli_running("client", "logs", "--job-id", job_id, "--follow", "--json")
     with Client(stack.url, stack.client_key) as client:
         events = client.events(job_id=job_id, since=0)
         assert next(events).status.value == "pending"  # the job's backlog: it is being followed
-        wait_until(lambda: subscriptions(stack) == 3, 30, what="both `logs --follow` to follow the job")
+        following = before + 3  # this client's stream and both `logs --follow`
+        wait_until(lambda: subscriptions(stack) == following, 60, what="both `logs --follow` to follow the job")
         stack.start_miner("logs", "--allow-command", "--runtimes", "command", "--drain")
         streamed = []
         for event in events:
