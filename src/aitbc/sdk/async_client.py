@@ -24,6 +24,7 @@ from aitbc.protocol.jobs import (
     FileView,
     JobList,
     JobView,
+    SubmittedJobView,
 )
 from aitbc.sdk import billing_calls, calls, http_log
 from aitbc.sdk.async_methods import AsyncClientMethods
@@ -156,8 +157,9 @@ class AsyncClient(AsyncClientMethods, ClientBase):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    async def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> JobView:
-        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body. With
+    async def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> SubmittedJobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body; the answer
+        carries `warnings` (e.g. no connected miner can run it now: see `queue_timeout_seconds`). With
         `wait` (seconds, at most 60) the answer comes once the job ends, with its `result`, or when `wait` is up
         (then as it stands)."""
         return await self._run(calls.submit(wait=wait, **options))
