@@ -40,7 +40,9 @@ def test_refused_then_accepted_with_a_queue_timeout_and_watched_until_a_miner_ru
     stack.start_miner("plain", "--allow-command", "--runtimes", "command", "--claim-wait", "2")
     wait_until(lambda: "command" in offered_runtimes(stack), timeout=30, what="the first miner")
 
-    refused = stack.cli("client", "submit", "--type", "command", "--input", "echo hi", "--gpu-type", "a100", check=False)
+    refused = stack.cli(
+        "client", "submit", "--type", "command", "--input", "echo hi", "--gpu-type", "a100", check=False
+    )
     assert refused.returncode == 1, refused
     assert "needs 1x a100" in refused.stderr and "no GPU" in refused.stderr and "--queue-timeout" in refused.stderr
     assert "Traceback" not in refused.stderr
@@ -73,12 +75,16 @@ def test_with_no_miner_connected_submit_warns_and_the_job_waits(stack: Stack) ->
     job = stack.job(accepted.stdout.strip())
     assert job["status"] == "pending" and job["waiting_for"] == "no miner is connected"
     as_json = stack.json("client", "submit", "--type", "command", "--input", "echo hi", "--queue-timeout", "90")
-    assert as_json["warnings"] == ["no miner is connected now: it waits at most 90 s for one, then expires at no charge"]
+    assert as_json["warnings"] == [
+        "no miner is connected now: it waits at most 90 s for one, then expires at no charge"
+    ]
 
 
 def test_a_malformed_queue_timeout_is_refused_by_the_cli(stack: Stack) -> None:
     for bad in ("soon", "0", "-5m", "10w"):
-        answer = stack.cli("client", "submit", "--type", "command", "--input", "hi", "--queue-timeout", bad, check=False)
+        answer = stack.cli(
+            "client", "submit", "--type", "command", "--input", "hi", "--queue-timeout", bad, check=False
+        )
         assert answer.returncode != 0 and "invalid duration" in answer.stderr and "Traceback" not in answer.stderr
     assert stack.json("client", "list")["jobs"] == []
 
