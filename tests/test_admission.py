@@ -159,3 +159,22 @@ async def test_an_idempotent_replay_with_a_queue_timeout_answers_the_same_job(ap
     assert first.json()["job_id"] == again.json()["job_id"]
     other = await http.post("/v1/jobs", json=body | {"queue_timeout_seconds": 60}, headers=headers)
     assert other.status_code == 409  # the same key for another request
+
+
+async def test_a_job_a_registered_miner_not_connected_now_can_run_is_accepted_with_a_warning(
+    api: Api, clock: ManualClock
+) -> None:
+    http, coordinator = api
+    client = await key(coordinator, "alice", Role.CLIENT)
+    await miner(http, coordinator, "embedder", runtimes=["embedding"], models=["all-MiniLM-L6-v2"])
+    clock.advance(coordinator.settings.miner_active_seconds + 30)  # the embedder went quiet (a restart, say)
+    await miner(http, coordinator, "cpu")  # the one connected now runs commands only
+    body = {"type": "embedding", "model": "all-MiniLM-L6-v2", "input": "hello"}
+    answer = await submit(http, client, **body)
+    assert answer.status_code == 201, answer.text
+    (warning,) = answer.json()["warnings"]
+    assert "miner 'embedder', which can, was last heard from" in warning
+    assert (await submit(http, client, **body | {"model": "bge-large"})).status_code == 422  # none ever could
+    clock.advance(coordinator.settings.queue_ttl_seconds)  # heard from too long ago to count
+    await miner(http, coordinator, "cpu")
+    assert (await submit(http, client, **body)).status_code == 422

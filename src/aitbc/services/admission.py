@@ -1,7 +1,9 @@
 """Saying no at submit: a job that no connected miner could run is refused there and then (422, saying what it
 needs and what the connected miners offer), not queued for a day with the client's credit held.
 
-A client who expects such a miner to connect soon asks for it: with a queue timeout (`queue_timeout_seconds`,
+A job that a registered miner could run, one not connected now (it was heard from within the queue TTL: a
+restart, a network blip), is accepted with a warning naming it. A client who expects another miner to connect
+asks for it: with a queue timeout (`queue_timeout_seconds`,
 `--queue-timeout`) the job is accepted with a warning, waits at most that long, and then expires at no charge.
 With no miner connected at all (a coordinator starting, its miners on their way) the job is accepted with a
 warning: there is nothing to compare it with. All of it is decided from the in-memory view of live miners:
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from aitbc.domain.accounts import Miner
 from aitbc.domain.errors import InvalidInput
@@ -68,10 +71,14 @@ def on_offer(miners: Sequence[Miner]) -> str:
     return "; ".join(parts)
 
 
+class NoMinerCanRun(InvalidInput):
+    """No connected miner can run the job, and it sets no queue timeout."""
+
+
 def admit(spec: JobSpec, miners: Sequence[Miner], queue_timeout_seconds: int | None) -> tuple[str, ...]:
-    """The warnings a job is accepted with (none when a connected miner can run it); raises `InvalidInput`
-    when none can and the client set no queue timeout. A pinned job is checked against its miner instead
-    (`services/pinning.py`)."""
+    """The warnings a job is accepted with (none when a connected miner can run it); raises `NoMinerCanRun`
+    when none can and the client set no queue timeout (the caller may still find a registered miner that
+    can: `offline_fit`). A pinned job is checked against its miner instead (`services/pinning.py`)."""
     if spec.requirements.miner_id is not None:
         return ()
     waits = (
@@ -85,8 +92,22 @@ def admit(spec: JobSpec, miners: Sequence[Miner], queue_timeout_seconds: int | N
     if unfit is None:
         return ()
     if queue_timeout_seconds is None:
-        raise InvalidInput(
+        raise NoMinerCanRun(
             f"{unfit}; connected miners offer {on_offer(miners)}. Change the job, or set a queue timeout "
             "(queue_timeout_seconds; the CLI's --queue-timeout) to wait for a miner that can run it"
         )
     return (f"{unfit}: {waits}",)
+
+
+def offline_fit(spec: JobSpec, registered: Sequence[Miner], now: datetime) -> tuple[str, ...] | None:
+    """The warning a job is accepted with when no connected miner can run it but a registered one, not
+    connected now, can (the one heard from last); None when none can."""
+    able = [miner for miner in registered if not unmet_requirements(spec, miner.capabilities)]
+    if not able:
+        return None
+    latest = max(able, key=lambda miner: miner.last_seen_at)
+    ago = max(0, round((now - latest.last_seen_at).total_seconds()))
+    return (
+        f"no connected miner can run it now; miner {latest.name!r}, which can, was last heard from {ago} s ago: "
+        "the job waits for it or another",
+    )

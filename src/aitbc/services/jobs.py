@@ -22,7 +22,7 @@ from aitbc.domain.labels import unique_tags
 from aitbc.domain.money import from_units, to_units
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.jobs import SubmitJobRequest
-from aitbc.services.admission import admit, waiting_reason
+from aitbc.services.admission import NoMinerCanRun, admit, offline_fit, waiting_reason
 from aitbc.services.billing import BillingService, Quote
 from aitbc.services.cancellation import CANCELABLE, Cancellation, Canceller
 from aitbc.services.claiming import ClaimService
@@ -234,7 +234,7 @@ class JobService:
         if request.requirements.miner_id is not None:  # `--agent-id`: looked up only when a job names one
             spec = await self.pin(spec, request.requirements.miner_id)
         queue_seconds = self._queue_seconds(request.queue_timeout_seconds)
-        warnings = admit(spec, self._miners.live(self.miners_since()), request.queue_timeout_seconds)
+        warnings = await self._admit(spec, request.queue_timeout_seconds, now)
         quote, estimated_seconds, estimated_cost = await self.estimate(spec)
         new = NewJob(
             id=new_job_id(),
@@ -252,6 +252,18 @@ class JobService:
             hold_units=to_units(quote.max_cost),
         )
         return new, warnings
+
+    async def _admit(self, spec: JobSpec, queue_timeout_seconds: int | None, now: datetime) -> tuple[str, ...]:
+        """`admission.admit` against the live miners (from memory); only when none can run the job, a look at
+        the miners registered within the queue TTL, for one that can but is not connected now."""
+        try:
+            return admit(spec, self._miners.live(self.miners_since()), queue_timeout_seconds)
+        except NoMinerCanRun:
+            since = now - timedelta(seconds=self._settings.queue_ttl_seconds)
+            warnings = offline_fit(spec, await self._miners.seen_since(since), now)
+            if warnings is None:
+                raise
+            return warnings
 
     def _queue_seconds(self, asked: int | None) -> int:
         """How long a new job may wait for a miner: the client's queue timeout, within the coordinator's TTL."""
