@@ -8,8 +8,6 @@ import os
 import pty
 import subprocess
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,16 +16,6 @@ from tests.support.stack import AITBC, Stack
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    made = Stack(tmp_path)
-    made.start_server()
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def offered_runtimes(stack: Stack) -> set[str]:
