@@ -65,7 +65,9 @@ class Marketplace(RuleBasedStateMachine):
         timeout=st.integers(1, 7200),
     )
     def submit(self, client: int, gpu: str | None, priority: str, timeout: int) -> None:
-        request = job_request(requirements={"gpu_type": gpu}, priority=priority, timeout_seconds=timeout)
+        request = job_request(
+            requirements={"gpu_type": gpu}, priority=priority, timeout_seconds=timeout, queue_timeout_seconds=86400
+        )
         self.clock.advance(0.001)  # no two jobs share a timestamp, so the claim order does not hang on random ids
         try:
             self.run(self.coordinator.jobs.submit(self.clients[client], request))

@@ -50,7 +50,7 @@ class World:
             ("a2", self.alice, {"priority": "low"}),
             ("a3", self.alice, {"priority": "urgent"}),
             ("b2", self.bob, {"priority": "normal"}),
-            ("a4", self.alice, {"type": "nobody-runs-this"}),
+            ("a4", self.alice, {"type": "nobody-runs-this", "queue_timeout_seconds": 3600}),
             ("a5", self.alice, {}),
         ):
             self.ids[name] = (await c.jobs.submit(who, job_request(**spec))).job.id

@@ -196,7 +196,8 @@ def build_world(served: Served, number: int) -> World:
         json={"lease_id": finished.lease_id, "manifest": manifest, "signature": sign(signing_key, manifest)},
     )
     served.call("POST", f"{miner}/jobs/{failed.job_id}/fail", keys.miner, json={"lease_id": failed.lease_id})
-    pending = served.call("POST", "/v1/jobs", keys.client, 201, json={"type": "fuzz-nobody-runs-this"})["job_id"]
+    nobody = {"type": "fuzz-nobody-runs-this", "queue_timeout_seconds": 3600}  # a miner is connected: it waits
+    pending = served.call("POST", "/v1/jobs", keys.client, 201, json=nobody)["job_id"]
     share = served.call("POST", f"/v1/jobs/{finished.job_id}/shares", keys.client, 201, json={})
     expendable = served.call(
         "POST", "/v1/admin/keys", keys.admin, 201, json={"name": f"fuzz-expendable-{number}", "role": "client"}
