@@ -296,6 +296,18 @@ def aim_at_live_objects(case: Any, world: World, data: st.DataObject) -> None:
             case.body["lease_ids"] = [world.claimed.lease_id, world.running.lease_id]
 
 
+def let_submits_wait(case: Any) -> None:
+    """A generated job is of a type no connected miner runs (the world's miner runs `command`), which a submit
+    refuses unless the job may wait: give each job a queue timeout where the example did not set one."""
+    if case.operation.method.upper() != "POST" or case.operation.path not in ("/v1/jobs", "/v1/jobs/batch"):
+        return
+    body = case.body if isinstance(case.body, dict) else {}
+    items = body.get("jobs") if case.operation.path.endswith("/batch") else [body]
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict):
+            item.setdefault("queue_timeout_seconds", 3600)
+
+
 @dataclass
 class Findings:
     statuses: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
@@ -351,6 +363,7 @@ def fuzz_mode(served: Served, operation: APIOperation, world: World, findings: F
         case = data.draw(strategy)
         if data.draw(st.booleans()):
             aim_at_live_objects(case, world, data)
+        let_submits_wait(case)
         # Each role's own key, in every mode: the point is to reach the handlers, not to fuzz the key.
         case.headers = {**(case.headers or {}), "X-Api-Key": key}
         response = case.call(base_url=served.url, timeout=60)
