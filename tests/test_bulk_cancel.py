@@ -192,10 +192,15 @@ async def test_running_jobs_on_a_real_miner_are_stopped(tmp_path: Path, database
         working = asyncio.create_task(agent.run())
         try:
 
-            async def both_running() -> bool:
-                return set((await statuses(stack.http, headers)).values()) == {"running"}
+            async def both_up() -> bool:
+                """Both running, and each has printed its line: a job counts as running from its claim,
+                before its script has run a line, and its partial result is checked below."""
+                if set((await statuses(stack.http, headers)).values()) != {"running"}:
+                    return False
+                logs = [(await stack.http.get(f"/v1/jobs/{job_id}/logs", headers=headers)).json() for job_id in running]
+                return all(any(line["line"] == "up" for line in log["lines"]) for log in logs)
 
-            await eventually(both_running, "both jobs running on the miner")
+            await eventually(both_up, "both jobs running on the miner, each past its first line")
             queued = await submit(stack.http, headers, input="echo never", tags=["stop-me"])
             result = await cancel(stack.http, headers, {"tag": "stop-me"})
             assert (result["canceled"], result["canceling"]) == (1, 2)
