@@ -10,7 +10,10 @@ from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
+from aitbc.cli.main import app as cli_app
+from aitbc.cli.serve_command import resolve_miner_lost_after
 from aitbc.domain.clock import ManualClock
 from aitbc.domain.errors import Conflict, NotFound
 from aitbc.domain.job import FailureReason, JobStatus
@@ -212,3 +215,18 @@ async def test_the_held_heartbeat_never_outlasts_the_heartbeat_period(settings: 
         assert state.active and not state.cancel
     finally:
         await coordinator.close()
+
+
+def test_serve_takes_a_lost_window_shorter_than_the_lease() -> None:
+    assert resolve_miner_lost_after(None, 60) == 15
+    assert resolve_miner_lost_after(None, 3) == 3  # a lease that short: a miner is lost when its lease ends
+    assert resolve_miner_lost_after(5, 60) == 5
+    runner = CliRunner()
+    zero = runner.invoke(cli_app, ["serve", "--miner-lost-after", "0"], env={"COLUMNS": "200"})
+    assert zero.exit_code == 2 and "above zero" in zero.output, zero.output
+    outlasts = runner.invoke(
+        cli_app, ["serve", "--lease-seconds", "10", "--miner-lost-after", "10"], env={"COLUMNS": "200"}
+    )
+    assert outlasts.exit_code == 2 and "--lease-seconds longer than 10" in outlasts.output, outlasts.output
+    helped = runner.invoke(cli_app, ["serve", "--help"], env={"COLUMNS": "200"})
+    assert helped.exit_code == 0 and "--miner-lost-after" in helped.output and "heartbeats" in helped.output
