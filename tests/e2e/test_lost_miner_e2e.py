@@ -20,7 +20,7 @@ from tests.support.processes import job_folder, processes_named, unique_marker
 from tests.support.stack import Stack
 from tests.support.waiting import wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 LOST_AFTER = 3
 LONG_LEASE = 24  # twice what the test waits for a job to come back: only the lost window can do it that soon
 
