@@ -156,7 +156,7 @@ async def test_the_last_attempt_of_a_silent_miner_fails_as_miner_lost(
     failed = await coordinator.jobs.get(client, job.id)
     assert failed.status is JobStatus.FAILED and failed.failure_reason is FailureReason.MINER_LOST
     assert failed.error == (
-        f"the miner was lost on each of {job.max_attempts} attempts (the last missed its heartbeats for {lost_after} s)"
+        f"the miner was lost on each of {job.max_attempts} attempts (last: missed its heartbeats for {lost_after} s)"
     )
 
 

@@ -144,7 +144,7 @@ class Reaper:
             write = Fail(
                 completed_at=now,
                 failure_reason=FailureReason.MINER_LOST,
-                error=f"the miner was lost on each of {job.attempt} attempts (the last {why})",
+                error=f"the miner was lost on each of {job.attempt} attempts (last: {why})",
             )
         expired_by = lease_expired_by or now
         changed = await self._lifecycle.move(job, write, now, lease_id=job.lease_id, lease_expired_by=expired_by)
