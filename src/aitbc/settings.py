@@ -45,6 +45,8 @@ class Settings:
     max_job_upload_bytes: int = 10 * 1024**3
     purge_grace_seconds: int = 3600
     blob_scan_interval_seconds: float = 3600.0
+    # A miner's name stays taken this long after it was last heard from (a register with another key is refused),
+    # and a pinned job waits this long for its miner before it fails `no_miner`.
     miner_active_seconds: int = 120
     max_claim_wait_seconds: int = 60
     reaper_interval_seconds: float = 1.0
