@@ -122,7 +122,7 @@ async def test_a_miner_that_is_not_connected_is_refused(api: Api, clock: ManualC
     http, coordinator = api
     client = await key(coordinator, "alice", Role.CLIENT)
     await miner(http, coordinator, "sleepy")
-    clock.advance(coordinator.settings.miner_active_seconds + 1)
+    clock.advance(coordinator.settings.miner_lost_after_seconds + 1)
     refused = await submit(http, client, requirements={"miner_id": "sleepy"})
     assert refused.status_code == 409, refused.text
     assert "'sleepy'" in refused.json()["message"] and "not connected" in refused.json()["message"]

@@ -110,7 +110,7 @@ async def test_filters_by_model_region_and_gpu_and_only_live_miners(api: Api, cl
     assert await names(gpu_type="rtx4090") == ["west-4090"]
     assert await names(gpu_type="A100") == ["west-a100"]
     assert await names(region="mars") == [] and await names(model="no-such-model") == []
-    clock.advance(coordinator.settings.miner_active_seconds + 1)
+    clock.advance(coordinator.settings.miner_lost_after_seconds + 1)
     assert await names() == []  # gone quiet: no longer on offer
 
 

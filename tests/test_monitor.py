@@ -151,7 +151,7 @@ async def test_miner_metrics_count_live_miners_and_free_slots(api: Api, world: W
     busy = (await http.get("/v1/monitor/miners", headers=world.alice_headers)).json()
     assert (busy["busy_slots"], busy["free_slots"]) == (1, 0)
     assert assignment.job_id == world.ids["b1"]
-    world.clock.advance(coordinator.settings.miner_active_seconds + 1)
+    world.clock.advance(coordinator.settings.miner_lost_after_seconds + 1)
     gone = (await http.get("/v1/monitor/miners", headers=world.alice_headers)).json()
     assert (gone["live_miners"], gone["slots"], gone["free_slots"]) == (0, 0, 0)
 

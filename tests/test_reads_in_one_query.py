@@ -189,7 +189,7 @@ async def test_waiting_for_follows_miners_registering_going_away_and_coming_back
     assert (await _status(http, job_id, alice))["waiting_for"] == ("no connected miner can run it (needs 1x a100)")
     gpu = await register_miner(coordinator, farm, "gpu", gpus=A100)
     assert (await _status(http, job_id, alice))["waiting_for"] == "waiting for a free miner"
-    active = coordinator.settings.miner_active_seconds
+    active = coordinator.settings.miner_lost_after_seconds  # the live window: a lost miner is gone
     coordinator.clock.advance(active - 1)  # type: ignore[attr-defined]
     await coordinator.miners.heartbeat(farm, gpu, [])  # the GPU miner polls; the CPU one has gone quiet
     coordinator.clock.advance(2)  # type: ignore[attr-defined]

@@ -31,6 +31,9 @@ class Settings:
     port: int = 8000
     public_url: str | None = None
     lease_seconds: int = 60
+    # A miner not heard from this long (no heartbeat, no claim) is lost: the reaper hands its jobs back to the
+    # queue then, not at the end of their leases. Miners are told to heartbeat three times as often.
+    miner_lost_after_seconds: int = 15
     cancel_grace_seconds: int = 10
     queue_ttl_seconds: int = 24 * 3600
     max_attempts: int = 3
@@ -42,6 +45,8 @@ class Settings:
     max_job_upload_bytes: int = 10 * 1024**3
     purge_grace_seconds: int = 3600
     blob_scan_interval_seconds: float = 3600.0
+    # A miner's name stays taken this long after it was last heard from (a register with another key is refused),
+    # and a pinned job waits this long for its miner before it fails `no_miner`.
     miner_active_seconds: int = 120
     max_claim_wait_seconds: int = 60
     reaper_interval_seconds: float = 1.0
@@ -56,6 +61,12 @@ class Settings:
     results_sweep_interval_seconds: float = 60.0
     purge_retry_seconds: int = 300
     share_default_seconds: int = 7 * 86400
+
+    @property
+    def heartbeat_seconds(self) -> int:
+        """How often miners heartbeat (and the longest a held heartbeat waits): a quarter of the lease, and at
+        least three beats within the lost window, so that one late beat does not make a live miner lost."""
+        return max(1, min(self.lease_seconds // 4, self.miner_lost_after_seconds // 3))
 
     @property
     def resolved_database_url(self) -> str:

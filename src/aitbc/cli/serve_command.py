@@ -50,6 +50,25 @@ def parse_size(text: str, option: str) -> int:
     return size
 
 
+MINER_LOST_AFTER_SECONDS = Settings.miner_lost_after_seconds
+
+
+def resolve_miner_lost_after(given: int | None, lease_seconds: int) -> int:
+    """`--miner-lost-after`, checked against the lease; when not given, 15 s, or the lease when that is shorter
+    (a miner is then lost when its lease ends, as before there was a lost window)."""
+    if given is None:
+        return min(MINER_LOST_AFTER_SECONDS, lease_seconds)
+    if given <= 0:
+        raise typer.BadParameter("give a number of seconds above zero", param_hint="--miner-lost-after")
+    if lease_seconds <= given:
+        raise typer.BadParameter(
+            f"a miner lost after {given} s must be lost before its lease ends: give a --lease-seconds longer than "
+            f"{given} (it is {lease_seconds}) or a shorter --miner-lost-after",
+            param_hint="--miner-lost-after",
+        )
+    return given
+
+
 @handles_errors
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
@@ -75,6 +94,16 @@ def serve(
         typer.Option("--allow-command", help="Let the local miners run `command` jobs (other people's scripts)."),
     ] = False,
     lease_seconds: Annotated[int, typer.Option("--lease-seconds", min=2, help="Miner lease length.")] = 60,
+    miner_lost_after: Annotated[
+        int | None,
+        typer.Option(
+            "--miner-lost-after",
+            metavar="SECONDS",
+            help="A miner that misses its heartbeats this long is lost and its jobs go back to the queue (default "
+            "15, or the lease when shorter; must be shorter than --lease-seconds).",
+            show_default=False,
+        ),
+    ] = None,
     max_job_upload: Annotated[
         str,
         typer.Option(
@@ -108,6 +137,7 @@ def serve(
         port=port,
         public_url=public_url,
         lease_seconds=lease_seconds,
+        miner_lost_after_seconds=resolve_miner_lost_after(miner_lost_after, lease_seconds),
         max_job_upload_bytes=parse_size(max_job_upload, "--max-job-upload"),
     )
     created = asyncio.run(_bootstrap(settings))

@@ -6,8 +6,10 @@ Three loops run side by side:
 - claims: a long poll for as many jobs as there are free slots (no busy polling); the claim also starts the
   jobs it takes (one call, not one more per job), and results ready together are completed in one call (see
   `CoordinatorClient.complete`);
-- control: a held heartbeat naming every lease this miner holds; the coordinator answers it at once when
-  one of those jobs is being cancelled (or its lease is gone), and otherwise after a quarter of the lease;
+- control: a held heartbeat naming every lease this miner holds, idle or busy; the coordinator answers it at
+  once when one of those jobs is being cancelled (or its lease is gone), and otherwise after the heartbeat
+  period it gave at register (5 s: a miner not heard from for the coordinator's lost window, 15 s, is lost and
+  its jobs go back to the queue);
 - each job's own run (`JobRun`), which reports progress and logs in batches and delivers its result.
 
 SIGTERM (`request_stop`): stop claiming, let running jobs finish for `shutdown_grace_seconds`, hand the

@@ -57,7 +57,10 @@ class RegisterRequest(Strict):
 class RegisterResponse(BaseModel):
     miner_id: str
     lease_seconds: int
-    heartbeat_seconds: int
+    heartbeat_seconds: int = Field(
+        description="heartbeat this often, idle or busy (the held heartbeat answers within it): a miner not heard "
+        "from for the coordinator's lost window (three periods at least) is lost and its jobs go back to the queue"
+    )
 
 
 class HeartbeatRequest(Strict):

@@ -311,7 +311,7 @@ class JobService:
 
     def miners_since(self) -> datetime:
         """Miners heard from before this moment count as gone."""
-        return self._clock.now() - timedelta(seconds=self._settings.miner_active_seconds)
+        return self._clock.now() - timedelta(seconds=self._settings.miner_lost_after_seconds)
 
     async def get_with_plan(self, principal: Principal, job_id: str) -> tuple[Job, Plan]:
         """`get`, and the plan of the job's account, read in the same statement."""

@@ -31,11 +31,14 @@ from aitbc.storage.interfaces import JobLifecycleStore, MinerStore
 from aitbc.streaming.hub import EventHub
 
 log = logging.getLogger(__name__)
-RELAY_EVERY_SECONDS = 10.0  # how often a miner's liveness is told to the other replicas while it keeps polling
-# How often a polling miner's `last_seen_at` is written to the database. Every claim and heartbeat updates the
-# in-memory view; the row only has to be right to within this for a restart's reload, the register check of a
-# name in use and the admin listing, all of which look at windows of minutes. A write per poll cost a
-# transaction (and, on SQLite, a place in the one writer's queue) on every claim.
+# How often a miner's liveness is told to the other replicas while it keeps polling (at most; a third of the
+# lost window when that is shorter): a replica's reaper must not take a miner that polls another replica for lost.
+RELAY_EVERY_SECONDS = 5.0
+# How often a polling miner's `last_seen_at` is written to the database (at most; a third of the lost window when
+# that is shorter). Every claim and heartbeat updates the in-memory view; the row only has to be right to within
+# this for a restart's reload, the reaper's query of lost miners (which each replica checks against its view), the
+# register check of a name in use and the admin listing. A write per poll cost a transaction (and, on SQLite, a
+# place in the one writer's queue) on every claim.
 STORE_EVERY_SECONDS = 5.0
 
 
@@ -45,22 +48,26 @@ class LiveMiners:
 
     Every register and every touch (heartbeat, claim) goes through this wrapper, which records the miner and
     the moment; `live(since)` answers from memory and forgets miners not heard from since (the expiry is the
-    same `miner_active_seconds` the table's `last_seen_at` is compared with). It is loaded once at start
+    lost window, `miner_lost_after_seconds`, as for the reaper's query of lost miners). It is loaded once at start
     (`open_coordinator`: miners heard from before a restart or by other replicas); a miner this replica did
     not know is read once, on its first touch.
 
     Other replicas (PostgreSQL): relayed, not polled. A register, and a touch at most every
     `RELAY_EVERY_SECONDS` per miner, send the miner's record over the relay (LISTEN/NOTIFY), and each replica
     merges what it hears into its view with no query. A registration reaches the others at once; a miner that
-    keeps polling one replica stays live on all of them (their `last_seen_at` lags by at most
-    `RELAY_EVERY_SECONDS`, far inside the 120 s window); after a relay reconnect the view is read again.
+    keeps polling one replica stays live on all of them (their `last_seen_at` lags by at most a third of the lost
+    window, as the database's does); after a relay reconnect the view is read again.
     `waiting_for` is a hint about the fleet, not part of a job's state: the job fields of a status are always
     read fresh.
     """
 
-    def __init__(self, store: MinerStore, hub: EventHub) -> None:
+    def __init__(self, store: MinerStore, hub: EventHub, lost_after_seconds: float = 15) -> None:
         self._store = store
         self._hub = hub
+        # A live miner heartbeats at least three times per lost window; what others hear of it lags by at most a
+        # third more, so a live miner always looks heard from within two thirds of the window, plus a round trip.
+        self._relay_every = min(RELAY_EVERY_SECONDS, lost_after_seconds / 3)
+        self._store_every = min(STORE_EVERY_SECONDS, lost_after_seconds / 3)
         self._seen: dict[str, Miner] = {}
         self._relayed: dict[str, datetime] = {}
         self._stored: dict[str, datetime] = {}
@@ -77,7 +84,7 @@ class LiveMiners:
 
     def _relay(self, miner: Miner, force: bool) -> None:
         last = self._relayed.get(miner.id)
-        if not force and last is not None and (miner.last_seen_at - last).total_seconds() < RELAY_EVERY_SECONDS:
+        if not force and last is not None and (miner.last_seen_at - last).total_seconds() < self._relay_every:
             return
         self._relayed[miner.id] = miner.last_seen_at
         self._hub.miner_seen(_record(miner))
@@ -104,6 +111,12 @@ class LiveMiners:
             self._relayed.pop(gone, None)
             self._stored.pop(gone, None)
         return list(self._seen.values())
+
+    def heard_since(self, miner_id: str, since: datetime) -> bool:
+        """Whether this replica heard of the miner at or after `since` (itself or by a relay), which the
+        database's `last_seen_at`, written less often, may not show yet."""
+        known = self._seen.get(miner_id)
+        return known is not None and known.last_seen_at >= since
 
     async def load(self, since: datetime) -> None:
         """Merge in the miners the database heard from since `since` (those of other replicas included)."""
@@ -147,10 +160,10 @@ class LiveMiners:
         return await self._store.miners_named(name)
 
     async def touch(self, miner_id: str, now: datetime) -> None:
-        """The miner was heard from: at once in the view, in the database at most every
-        `STORE_EVERY_SECONDS`."""
+        """The miner was heard from: at once in the view, in the database at most every `STORE_EVERY_SECONDS`
+        (or a third of the lost window)."""
         stored = self._stored.get(miner_id)
-        if stored is None or not 0 <= (now - stored).total_seconds() < STORE_EVERY_SECONDS:
+        if stored is None or not 0 <= (now - stored).total_seconds() < self._store_every:
             await self._store.touch(miner_id, now)
             self._stored[miner_id] = now
         known = self._seen.get(miner_id)
@@ -254,17 +267,19 @@ class MinerRegistry:
         return RegisterResponse(
             miner_id=miner.id,
             lease_seconds=self._settings.lease_seconds,
-            heartbeat_seconds=max(1, self._settings.lease_seconds // 4),
+            heartbeat_seconds=self._settings.heartbeat_seconds,
         )
 
     async def heartbeat(
         self, principal: Principal, miner_id: str, lease_ids: list[str], wait_seconds: float = 0
     ) -> list[LeaseState]:
         """Keep the miner's leases alive; with `wait_seconds`, hold the answer until one of its jobs is
-        being cancelled (that is how a cancel reaches a miner at once)."""
+        being cancelled (that is how a cancel reaches a miner at once). The hold never outlasts the heartbeat
+        period, whatever the miner asks: the next heartbeat is how the coordinator knows it is still there (one
+        not heard from for `miner_lost_after_seconds` is lost)."""
         miner = await self._guard.miner(principal, miner_id)
         wakeup = self._hub.miner_wakeup(miner.id)
-        deadline = time.monotonic() + min(wait_seconds, self._settings.max_claim_wait_seconds)
+        deadline = time.monotonic() + min(wait_seconds, self._settings.heartbeat_seconds)
         while True:
             wakeup.clear()
             now = self._clock.now()

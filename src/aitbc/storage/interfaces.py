@@ -222,6 +222,10 @@ class JobLifecycleStore(Protocol):
     async def pinned_pending(self, miner_id: str, limit: int) -> list[Job]:
         """Pending jobs pinned to this miner."""
 
+    async def held_by_lost_miners(self, since: datetime, limit: int) -> list[Job]:
+        """Assigned, running and canceling jobs whose miner's `last_seen_at` is before `since`, the miners
+        silent longest first."""
+
     async def record_progress(
         self,
         job_id: str,

@@ -63,6 +63,7 @@ from aitbc.storage.sql.tables import (
 )
 
 _LEASED = [s.value for s in LEASED_STATUSES]
+_HELD = [*_LEASED, JobStatus.CANCELING.value]
 _UNFINISHED = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
 
 
@@ -246,6 +247,16 @@ _PINNED_TO_LOST = (
     .select_from(jobs.outerjoin(miners, miners.c.id == jobs.c.pinned_miner_id))
     .where(*_PINNED, or_(miners.c.id.is_(None), miners.c.last_seen_at < bindparam("since")))
     .order_by(jobs.c.created_at, jobs.c.id)
+    .limit(bindparam("batch"))
+)
+# The jobs held (assigned, running, canceling) by miners not heard from since `since`: a range of
+# `ix_miners_last_seen_at`, each miner's held jobs on `ix_jobs_miner_status`. The reaper hands them back (see
+# `Reaper.run_once`) once its own view agrees that the miner is lost.
+_HELD_BY_LOST = (
+    select(jobs)
+    .select_from(jobs.join(miners, miners.c.id == jobs.c.miner_id))
+    .where(jobs.c.status.in_(_HELD), miners.c.last_seen_at < bindparam("since"))
+    .order_by(miners.c.last_seen_at, jobs.c.id)
     .limit(bindparam("batch"))
 )
 _PINNED_PENDING = (
@@ -766,6 +777,10 @@ class SqlJobStore:
 
     async def pinned_to_lost_miners(self, since: datetime, limit: int) -> list[Job]:
         rows = await self._db.read(every_row(_PINNED_TO_LOST, {"since": since, "batch": limit}))
+        return [job_from_row(row) for row in rows]
+
+    async def held_by_lost_miners(self, since: datetime, limit: int) -> list[Job]:
+        rows = await self._db.read(every_row(_HELD_BY_LOST, {"since": since, "batch": limit}))
         return [job_from_row(row) for row in rows]
 
     async def pinned_pending(self, miner_id: str, limit: int) -> list[Job]:
