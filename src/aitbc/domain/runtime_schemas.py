@@ -176,7 +176,10 @@ def describe(error: ValidationError) -> str:
     if keyword in _BOUNDS:
         return f"must be {_BOUNDS[keyword]} {_number(expected)} (got {_short(instance)})"
     if keyword in _LENGTHS:
-        return f"must have {_LENGTHS[keyword]} {expected} {'characters' if isinstance(instance, str) else 'items'}"
+        unit = "character" if isinstance(instance, str) else "item"
+        return f"must have {_LENGTHS[keyword]} {expected} {unit}{'' if expected == 1 else 's'}"
+    if keyword == "not":
+        return f"{_short(instance)} is not allowed"
     if keyword == "pattern":
         return f"{_short(instance)} does not match {_short(expected)}"
     if error.schema is False:
