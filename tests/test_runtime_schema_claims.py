@@ -4,6 +4,7 @@ speaking the real HTTP protocol, and a real miner agent registering its runtimes
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,10 +16,13 @@ from aitbc.domain.clock import ManualClock
 from aitbc.domain.manifest import public_key_text
 from aitbc.domain.plans import Role
 from aitbc.domain.runtime_schemas import MAX_SCHEMA_BYTES, RuntimeSchemas
+from aitbc.miner.agent import Agent
+from aitbc.miner.config import MinerConfig
+from aitbc.miner.coordinator_client import CoordinatorClient
 from aitbc.miner.runtimes.interface import JobContext, RuntimeResult
 from aitbc.miner.runtimes.text_generation import TextGenerationRuntime
 from aitbc.wiring import Coordinator
-from tests.miner.inprocess import InProcess, in_process
+from tests.miner.inprocess import BASE_URL, InProcess, in_process
 from tests.support.protocol_miner import HttpMiner
 
 Api = tuple[httpx.AsyncClient, Coordinator]
@@ -196,3 +200,37 @@ async def test_a_real_agent_registers_its_runtimes_schemas_and_runs_only_the_job
     left = await stack.job(invalid)
     assert left["status"] == "pending"
     assert "params for 'echo': unknown key 'shuot'" in left["waiting_for"]
+
+
+class BeforeSchemas(httpx.AsyncBaseTransport):
+    """A coordinator from before runtime schemas: its register refuses the field it does not know."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.refused = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/miners/register" and b'"schemas"' in request.content:
+            self.refused += 1
+            message = "invalid request: schemas: Extra inputs are not permitted"
+            return httpx.Response(422, json={"error": "invalid_input", "message": message, "detail": message})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_an_agent_registers_without_schemas_with_a_coordinator_that_refuses_them(stack: InProcess) -> None:
+    typo = await stack.submit(type="echo", input="hello", params={"shuot": True})
+    old = BeforeSchemas(stack.transport)
+    config = MinerConfig(
+        url=BASE_URL,
+        api_key=stack.miner_key,
+        name="older",
+        drain=True,
+        claim_wait_seconds=2,
+        work_dir=stack.root / "older",
+    )
+    agent = Agent(config, {"echo": EchoRuntime()}, CoordinatorClient(BASE_URL, stack.miner_key, transport=old))
+    await asyncio.wait_for(agent.run(), timeout=120)
+    assert old.refused == 1
+    stored = await stack.coordinator.live_miners.get_miner(agent.miner_id)
+    assert stored is not None and stored.capabilities.schemas == ()
+    assert (await stack.job(typo))["status"] == "completed"  # registered without schemas: it takes anything
