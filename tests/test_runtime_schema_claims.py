@@ -55,6 +55,12 @@ async def register_body(coordinator: Coordinator, **fields: Any) -> tuple[dict[s
     return await key(coordinator, "farm", Role.MINER), body
 
 
+def deep(schema: dict[str, Any], levels: int) -> dict[str, Any]:
+    for _ in range(levels):
+        schema = {"items": schema}
+    return schema
+
+
 @pytest.mark.parametrize(
     ("schemas", "words"),
     [
@@ -67,6 +73,7 @@ async def register_body(coordinator: Coordinator, **fields: Any) -> tuple[dict[s
             f"over the limit of {MAX_SCHEMA_BYTES}",
         ),
         ({"command": {"input": "string"}}, "schemas.command.input"),
+        ({"command": {"parameters": deep({"type": "object"}, 400)}}, "nested deeper than"),
     ],
 )
 async def test_registering_an_unusable_schema_is_refused_and_stores_nothing(

@@ -15,6 +15,7 @@ from aitbc.domain.job import JobSpec
 from aitbc.domain.matching import Capabilities, unmet_requirements
 from aitbc.domain.runtime_schemas import (
     MAX_SCHEMA_BYTES,
+    MAX_SCHEMA_DEPTH,
     RuntimeSchemas,
     input_problem,
     params_problem,
@@ -309,6 +310,27 @@ def test_equal_schemas_compare_equal_whatever_their_key_order() -> None:
     assert schemas_from_json(None) == {} and schemas_to_json({}) is None
 
 
+def nested(depth: int) -> dict[str, Any]:
+    """`{"items": {"items": … {}}}`: `depth` objects within each other."""
+    schema: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        schema = {"items": schema}
+    return schema
+
+
+def test_a_schema_nested_up_to_the_limit_is_taken() -> None:
+    assert schema_problem(nested(MAX_SCHEMA_DEPTH)) is None
+
+
+def test_a_self_referring_schema_on_a_value_nested_too_deep_gives_a_reason_not_an_error() -> None:
+    schemas = RuntimeSchemas.of({"type": ["array", "string"], "items": {"$ref": "#"}})
+    deep: Any = "x"
+    for _ in range(5000):
+        deep = [deep]
+    assert input_problem("x", schemas, [[["a"]]], None) is None
+    assert input_problem("x", schemas, deep, None) == "input for 'x': nested too deeply to check"
+
+
 @pytest.mark.parametrize(
     ("schema", "words"),
     [
@@ -318,6 +340,8 @@ def test_equal_schemas_compare_equal_whatever_their_key_order() -> None:
         ({"items": {"$ref": "other.json#/x"}}, "points outside the schema"),
         ({"$schema": "http://json-schema.org/draft-07/schema#"}, "draft 2020-12"),
         ({"enum": ["x" * 100] * (MAX_SCHEMA_BYTES // 100)}, f"over the limit of {MAX_SCHEMA_BYTES}"),
+        (nested(MAX_SCHEMA_DEPTH + 1), f"nested over {MAX_SCHEMA_DEPTH} levels deep"),
+        (nested(5000), f"nested over {MAX_SCHEMA_DEPTH} levels deep"),  # never a RecursionError (a 500)
     ],
 )
 def test_a_schema_that_is_not_usable_says_why(schema: Any, words: str) -> None:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DRAFT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
 MAX_SCHEMA_BYTES = 64 * 1024  # of one schema's canonical JSON
+MAX_SCHEMA_DEPTH = 64  # objects and arrays within each other: checking a deeper one would exhaust the stack
 COORDINATOR_PARAMS = frozenset({"output_config"})
 MESSAGE_CHARACTERS = 200  # a reason quotes the validator's message cut to this
 VALUE_CHARACTERS = 40  # and a value it quotes to this
@@ -81,6 +82,8 @@ def schemas_to_json(schemas: dict[str, RuntimeSchemas]) -> dict[str, Any] | None
 def schema_problem(schema: Any) -> str | None:
     """Why `schema` is not a JSON Schema the coordinator takes (too large, not a valid draft 2020-12 schema, a
     reference outside itself); None when it is."""
+    if _depth(schema) > MAX_SCHEMA_DEPTH:
+        return f"nested over {MAX_SCHEMA_DEPTH} levels deep"
     try:
         text = canonical_json(schema)
     except (TypeError, ValueError) as error:
@@ -100,6 +103,18 @@ def schema_problem(schema: Any) -> str | None:
     except SchemaError as error:
         return _cut(f"{error.message}{_at(error.absolute_path, ' at ')}")
     return None
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in `value`, counted without recursion (stops past the limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_SCHEMA_DEPTH:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def _references(schema: Any) -> Iterator[str]:
@@ -151,8 +166,8 @@ def _first_error(schema: str, value: Any) -> str | None:
         error = best_match(_validator(schema).iter_errors(value))
     except Unresolvable as unresolvable:  # a `#…` that names nothing: the miner's schema is at fault
         return f": its schema has a reference that names nothing ({_short(str(unresolvable))})"
-    except RecursionError:
-        return ": its schema recurses without end"
+    except RecursionError:  # a schema that refers to itself, on a value nested deeper than the stack allows
+        return ": nested too deeply to check"
     if error is None:
         return None
     return f"{_at(error.absolute_path, ' at ')}: {_cut(describe(error))}"
