@@ -101,11 +101,12 @@ async def test_requirements_are_matched(coordinator: Coordinator) -> None:
     job = (await coordinator.jobs.submit(client, job_request(requirements={"gpu_type": "a100"}))).job
     assert await coordinator.jobs.waiting_for(job) == "no miner is connected"
     cpu = await register_miner(coordinator, owner, "cpu")
-    assert await coordinator.jobs.waiting_for(job) == "no connected miner meets the requirements: needs 1x a100"
+    assert await coordinator.jobs.waiting_for(job) == "no connected miner can run it (needs 1x a100)"
     assert await coordinator.claiming.claim(owner, cpu, 1, 0) == []
     a100 = await register_miner(coordinator, owner, "gpu", gpus=[{"model": "NVIDIA A100-SXM4-80GB", "vram_gb": 80}])
     assert await coordinator.jobs.waiting_for(job) == "waiting for a free miner"
-    big = (await coordinator.jobs.submit(client, job_request(requirements={"min_vram_gb": 100}))).job
+    big_request = job_request(requirements={"min_vram_gb": 100}, queue_timeout_seconds=3600)  # no miner has 100 GB
+    big = (await coordinator.jobs.submit(client, big_request)).job
     claimed = await coordinator.claiming.claim(owner, a100, 2, 0)
     assert [a.job_id for a in claimed] == [job.id]
     assert (await coordinator.jobs.get(client, big.id)).status is JobStatus.PENDING

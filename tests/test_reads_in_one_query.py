@@ -74,7 +74,7 @@ async def test_a_status_get_is_one_statement_with_waiting_for(quiet_api: Api) ->
     await _status(http, pending, alice)  # the principal cached
     with statements(coordinator) as seen:
         view = await _status(http, pending, alice)
-    assert view["waiting_for"] == "no connected miner meets the requirements: needs 1x a100"
+    assert view["waiting_for"] == "no connected miner can run it (needs 1x a100)"
     assert len(seen) == 1, seen
     miner = await register_miner(coordinator, farm, "gpu", gpus=A100)
     claimed = await coordinator.claiming.claim(farm, miner, 1, 0)
@@ -186,9 +186,7 @@ async def test_waiting_for_follows_miners_registering_going_away_and_coming_back
     job_id = (await http.post("/v1/jobs", json=body, headers=alice)).json()["job_id"]
     assert (await _status(http, job_id, alice))["waiting_for"] == "no miner is connected"
     await register_miner(coordinator, farm, "cpu")
-    assert (await _status(http, job_id, alice))["waiting_for"] == (
-        "no connected miner meets the requirements: needs 1x a100"
-    )
+    assert (await _status(http, job_id, alice))["waiting_for"] == ("no connected miner can run it (needs 1x a100)")
     gpu = await register_miner(coordinator, farm, "gpu", gpus=A100)
     assert (await _status(http, job_id, alice))["waiting_for"] == "waiting for a free miner"
     active = coordinator.settings.miner_active_seconds

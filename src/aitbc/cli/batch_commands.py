@@ -86,6 +86,9 @@ def submit_file(path: Path, url: str | None, api_key: str | None, as_json: bool)
             print_json(result)
         else:
             console.print(_table(result, jobs))
+        for item in result.jobs:
+            for warning in item.warnings:
+                errors.print(as_text(f"warning: item {item.index} ({item.job.job_id}): {warning}", "yellow"))
         waited = [job for job in jobs if job.output is not None]
         if not waited:
             return

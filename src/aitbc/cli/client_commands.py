@@ -34,12 +34,14 @@ from aitbc.cli.job_views import (
     run_to_end,
     show_record,
     show_result,
+    show_warnings,
     status_table,
     when,
 )
 from aitbc.cli.marketplace_commands import choose_gpu
 from aitbc.cli.receipt_command import finished_receipt
 from aitbc.cli.result_download import fetch_results
+from aitbc.domain.durations import parse_duration
 from aitbc.domain.errors import AitbcError
 from aitbc.sdk.calls import SubmitOptions
 from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
@@ -69,6 +71,14 @@ def submit(
     ] = None,
     priority: Annotated[
         str | None, typer.Option("--priority", help="low, normal (the default), high or urgent.")
+    ] = None,
+    queue_timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--queue-timeout",
+            help="How long the job may wait for a miner (90s, 10m, 2h; a bare number is seconds), then expire at "
+            "no charge. Without it a job no connected miner can run is refused.",
+        ),
     ] = None,
     template: Annotated[
         str | None,
@@ -148,6 +158,7 @@ def submit(
             "requirements": requirements,
             "priority": priority,
             "timeout_seconds": timeout,
+            "queue_timeout_seconds": parse_duration(queue_timeout, "s") if queue_timeout is not None else None,
             "template": template,
             "workflow": workflow,
             "name": name,
@@ -155,20 +166,21 @@ def submit(
             "idempotency_key": idempotency_key or f"cli-{uuid.uuid4().hex}",
         }
         if wait:
-            show_result(run_to_end(api, fields, as_json), as_json)
+            show_result(run_to_end(api, fields, as_json, show_warnings), as_json)
             return
-        job = api.submit(**fields)
+        submitted = api.submit(**fields)
+        show_warnings(submitted)
         if as_json and output is not None:
-            print_json_line(job)  # then the job's events and its final status, one a line, as `watch --json`
+            print_json_line(submitted)  # then the job's events and its final status, one a line, as `watch --json`
         elif as_json:
-            print_json(job)
+            print_json(submitted)
         else:
-            typer.echo(job.job_id)
+            typer.echo(submitted.job_id)
         if output is None:
             return
         # As in the submission guide: follow the job, then fetch its package (partial results of a failed or
         # canceled job too) into DIR/<job_id>/; exit as `watch` does.
-        job = follow(api, job.job_id, as_json)
+        job = follow(api, submitted.job_id, as_json)
         if job.results == "available":
             fetch_results(api, job.job_id, output, "folder", True, as_json)
         else:

@@ -18,7 +18,7 @@ from aitbc.sdk.calls import SubmitOptions
 # A jobs file's fields: the body of POST /v1/jobs by its names, `timeout` as `submit --timeout` says it, and
 # `output`: a folder to download the job's results into once it ends (as `submit --output`).
 _BODY_FIELDS = frozenset(SubmitOptions.__optional_keys__)
-_ALIASES = {"timeout": "timeout_seconds"}
+_ALIASES = {"timeout": "timeout_seconds", "queue_timeout": "queue_timeout_seconds"}
 FIELDS = sorted(_BODY_FIELDS | set(_ALIASES) | {"output", "input_text"})
 
 

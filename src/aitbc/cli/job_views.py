@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -23,9 +24,9 @@ from aitbc.cli.common import (
     styled_status,
 )
 from aitbc.cli.receipt_command import time_spent
-from aitbc.domain.job import split_stderr_tail
+from aitbc.domain.job import JobStatus, split_stderr_tail
 from aitbc.domain.money import display as money
-from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.protocol.jobs import EventMessage, JobView, SubmittedJobView
 from aitbc.sdk.calls import SubmitOptions
 from aitbc.sdk.client import Client
 from aitbc.sdk.downloads import ResultHead
@@ -35,6 +36,7 @@ from aitbc.sdk.resuming import DEFAULT_RECONNECT_SECONDS
 PREVIEW_LINES = 10
 EXIT_FAILED = 1
 EXIT_CANCELED = 2
+WAITING_REFRESH_SECONDS = 2.0  # how often `watch` reads a pending job's `waiting_for` again while no event comes
 ReconnectOption = Annotated[
     float,
     typer.Option(
@@ -182,7 +184,9 @@ def show_record(job: JobView, events: list[EventMessage], as_json: bool, receipt
 
 def follow(api: Client, job_id: str, as_json: bool, reconnect_seconds: float = DEFAULT_RECONNECT_SECONDS) -> JobView:
     """Show the job's progress (a bar, or JSON events) until it ends, reconnecting after a dropped connection
-    (`ConnectionLost` past `reconnect_seconds`); return it as it ended."""
+    (`ConnectionLost` past `reconnect_seconds`); return it as it ended. While it is pending the bar says what it
+    waits for (`waiting_for`), read again whenever the stream has been quiet for `WAITING_REFRESH_SECONDS`:
+    miners coming and going are not job events."""
     job = api.get(job_id)
     if not job.status.is_terminal:
         progress = Progress(
@@ -195,8 +199,15 @@ def follow(api: Client, job_id: str, as_json: bool, reconnect_seconds: float = D
             disable=as_json,
         )
         with progress:
-            task = progress.add_task(job_id, total=100, completed=job.progress, status=job.status.value, message="")
-            for event in api.resumable_events(0, job_id, reconnect_seconds=reconnect_seconds):
+            status, waiting = job.status, job.waiting_for or ""
+            task = progress.add_task(job_id, total=100, completed=job.progress, status=status.value, message=waiting)
+            quiet = None if as_json else WAITING_REFRESH_SECONDS
+            for event in api.events_or_quiet(0, job_id, quiet, reconnect_seconds=reconnect_seconds):
+                if event is None:  # nothing happened for a while: what a pending job waits for may have changed
+                    if status is JobStatus.PENDING:
+                        progress.update(task, message=api.get(job_id).waiting_for or "")
+                    continue
+                status = event.status
                 if as_json:
                     print_json_line(event)
                 message = str(event.data.get("message") or "") if event.kind == "progress" else ""
@@ -228,10 +239,18 @@ def finish(job: JobView, as_json: bool) -> None:
     raise typer.Exit({"completed": 0, "failed": EXIT_FAILED, "canceled": EXIT_CANCELED}.get(job.status.value, 0))
 
 
-def run_to_end(api: Client, fields: SubmitOptions, as_json: bool) -> JobView:
+def show_warnings(job: SubmittedJobView) -> None:
+    """What the coordinator warned of at submit (e.g. no connected miner can run the job now), on stderr."""
+    for warning in job.warnings:
+        errors.print(as_text(f"warning: {warning}", "yellow"))
+
+
+def run_to_end(
+    api: Client, fields: SubmitOptions, as_json: bool, on_submitted: Callable[[SubmittedJobView], None] | None = None
+) -> JobView:
     """Submit and wait until the job ends (`Client.run`); a job that did not complete exits as `finish` says."""
     try:
-        return api.run(**fields)
+        return api.run(on_submitted=on_submitted, **fields)
     except JobNotCompleted as error:
         finish(error.job, as_json)
         raise  # not reached: `finish` exits

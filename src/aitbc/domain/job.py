@@ -67,6 +67,7 @@ SYSTEM_FAULT_REASONS = frozenset(
 
 DEFAULT_TIMEOUT_SECONDS = 3600
 MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
+MAX_QUEUE_TIMEOUT_SECONDS = 7 * 24 * 3600  # what a submit may ask; the coordinator's queue TTL caps it further
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 

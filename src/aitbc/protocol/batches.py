@@ -37,6 +37,7 @@ class BatchItemResult(BaseModel):
     index: int
     created: bool
     job: JobView
+    warnings: list[str] = Field(default_factory=list, description="as a single submit's answer says them")
 
 
 class BatchResult(BaseModel):

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from aitbc.domain.clock import MOMENT_RANGE, in_moment_range, isoformat_z
-from aitbc.domain.job import MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
+from aitbc.domain.job import MAX_QUEUE_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS, FailureReason, JobStatus, Priority
 from aitbc.domain.labels import JOB_NAME_MAX_LENGTH, JOB_NAME_PATTERN, MAX_TAGS, TAG_MAX_LENGTH, TAG_PATTERN
 from aitbc.domain.presets import NAME_MAX_LENGTH, NAME_PATTERN, WORKFLOW_REF_MAX_LENGTH, WORKFLOW_REF_PATTERN
 
@@ -113,6 +113,14 @@ class SubmitJobRequest(Strict):
     requirements: JobRequirements = Field(default_factory=JobRequirements)
     priority: Priority = Priority.NORMAL
     timeout_seconds: int = Field(default=3600, ge=1, le=MAX_TIMEOUT_SECONDS)
+    queue_timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_QUEUE_TIMEOUT_SECONDS,
+        description="how long the job may wait for a miner before it expires at no charge (default: the "
+        "coordinator's queue TTL, 24 h). A job no connected miner can run is refused unless this is set; with "
+        "it, the job is accepted with a warning and waits that long for one",
+    )
     output_config: OutputConfig | None = None
     template: str | None = Field(
         default=None, min_length=1, max_length=NAME_MAX_LENGTH, pattern=NAME_PATTERN, description="your template"
@@ -193,6 +201,15 @@ class JobView(BaseModel):
     max_cost: Money = Field(description="AITBC held at submit: the timeout at the job's rate")
     cost: Money | None = Field(default=None, description="AITBC charged, once the job has ended")
     billed_seconds: int | None = None
+
+
+class SubmittedJobView(JobView):
+    """The answer to a submit: the status object, and what the client should know about the job's prospects."""
+
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="e.g. that no connected miner can run the job now, so it waits (at most its queue timeout)",
+    )
 
 
 class JobList(BaseModel):

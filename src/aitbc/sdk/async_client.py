@@ -3,6 +3,7 @@ decisions and the multi-request work are the same code (`calls`, `downloads.Tran
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import aclosing, asynccontextmanager
@@ -24,6 +25,7 @@ from aitbc.protocol.jobs import (
     FileView,
     JobList,
     JobView,
+    SubmittedJobView,
 )
 from aitbc.sdk import billing_calls, calls, http_log
 from aitbc.sdk.async_methods import AsyncClientMethods
@@ -156,8 +158,9 @@ class AsyncClient(AsyncClientMethods, ClientBase):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    async def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> JobView:
-        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body. With
+    async def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> SubmittedJobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body; the answer
+        carries `warnings` (e.g. no connected miner can run it now: see `queue_timeout_seconds`). With
         `wait` (seconds, at most 60) the answer comes once the job ends, with its `result`, or when `wait` is up
         (then as it stands)."""
         return await self._run(calls.submit(wait=wait, **options))
@@ -212,12 +215,28 @@ class AsyncClient(AsyncClientMethods, ClientBase):
 
     async def events(self, job_id: str | None = None, since: int | None = None) -> AsyncGenerator[EventMessage, None]:
         """As `Client.events`."""
+        async with aclosing(self._event_stream(job_id, since, None)) as stream:
+            async for message in stream:
+                if message is not None:
+                    yield message
+
+    async def _event_stream(
+        self, job_id: str | None, since: int | None, quiet_seconds: float | None
+    ) -> AsyncGenerator[EventMessage | None, None]:
+        """As `Client._event_stream`: `events`, with a None each time `quiet_seconds` pass without one."""
         url = ws_url(self.url, job_id, since)
         http_log.websocket_opening(url, self.headers)
         how = "closed"
         try:
             async with websockets.connect(url, additional_headers=self.headers, open_timeout=10) as socket:
-                async for message in socket:
+                while True:
+                    try:
+                        message = await asyncio.wait_for(socket.recv(), quiet_seconds)
+                    except TimeoutError:
+                        yield None
+                        continue
+                    except websockets.exceptions.ConnectionClosedOK:
+                        return
                     yield event(message)
         except (OSError, websockets.exceptions.WebSocketException) as error:  # refused, or dropped midway
             how = "lost"
@@ -234,14 +253,32 @@ class AsyncClient(AsyncClientMethods, ClientBase):
         reconnect_seconds: float | None = None,
     ) -> AsyncIterator[EventMessage]:
         """As `Client.resumable_events`: resumed after a drop, given up after `reconnect_seconds` if set."""
+        quiet = self.events_or_quiet(since, job_id, None, on_drop, reconnect_seconds=reconnect_seconds)
+        async with aclosing(quiet) as stream:
+            async for message in stream:
+                if message is not None:
+                    yield message
+
+    async def events_or_quiet(
+        self,
+        since: int | None,
+        job_id: str | None = None,
+        quiet_seconds: float | None = None,
+        on_drop: Callable[[ConnectionFailed | None, float], Awaitable[None]] | None = None,
+        *,
+        reconnect_seconds: float | None = None,
+    ) -> AsyncGenerator[EventMessage | None, None]:
+        """As `Client.events_or_quiet`: `resumable_events`, with a None each time `quiet_seconds` pass without
+        an event."""
         resumption = Resumption(self.url, since, reconnect_seconds)
         while True:
             error: ConnectionFailed | RateLimited | None = None
             resumption.starting()
             try:
-                async with aclosing(self.events(job_id, since=resumption.since)) as stream:
+                async with aclosing(self._event_stream(job_id, resumption.since, quiet_seconds)) as stream:
                     async for message in stream:
-                        resumption.delivered(message)
+                        if message is not None:
+                            resumption.delivered(message)
                         yield message
             except (ConnectionFailed, RateLimited) as failure:
                 error = failure

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar, Unpack
@@ -13,7 +13,7 @@ from typing import TypeVar, Unpack
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView, LedgerEntryView, SpendingView, StatsView
 from aitbc.protocol.cancels import CancelJobsResult
-from aitbc.protocol.jobs import EventMessage, JobView
+from aitbc.protocol.jobs import EventMessage, JobView, SubmittedJobView
 from aitbc.protocol.marketplace import GpuList, MarketQuote, RuntimeList
 from aitbc.protocol.monitor import JobMetricsView, MinerMetricsView, WhoAmIView
 from aitbc.protocol.presets import TemplateView, WorkflowView
@@ -58,13 +58,19 @@ class AsyncClientMethods:
     # -- running and cancelling ---------------------------------------------------------------------
 
     async def run(
-        self, *, wait: int = MAX_WAIT_SECONDS, timeout: float | None = None, **options: Unpack[SubmitOptions]
+        self,
+        *,
+        wait: int = MAX_WAIT_SECONDS,
+        timeout: float | None = None,
+        on_submitted: Callable[[SubmittedJobView], None] | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> JobView:
         """Submit a job (the fields of `submit`) and wait until it ends: its final status object, with `result`
         (the text of its result.txt). Raises `JobFailedError` / `JobCanceledError` (each carrying `.job`) if it
         did not complete, and `JobStillRunning` if `timeout` seconds pass first. The coordinator holds each
-        answer up to `wait` seconds (at most 60) and answers as soon as the job ends: no polling."""
-        return await self._steps(run_steps(options, wait, timeout))
+        answer up to `wait` seconds (at most 60) and answers as soon as the job ends: no polling. `on_submitted`
+        hears the submit's answer, with its `warnings`."""
+        return await self._steps(run_steps(options, wait, timeout, on_submitted))
 
     async def cancel_matching(
         self,

@@ -13,7 +13,15 @@ from aitbc.domain.job import Priority
 from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.batches import BatchResult
 from aitbc.protocol.cancels import CancelJobsResult
-from aitbc.protocol.jobs import CancelResult, JobList, JobRequirements, JobView, JsonInput, OutputConfig
+from aitbc.protocol.jobs import (
+    CancelResult,
+    JobList,
+    JobRequirements,
+    JobView,
+    JsonInput,
+    OutputConfig,
+    SubmittedJobView,
+)
 from aitbc.protocol.results import (
     CoordinatorKeyView,
     CreatedShareView,
@@ -61,6 +69,7 @@ def models(item: type[M]) -> Callable[[httpx.Response], list[M]]:
 
 
 _job = model(JobView)
+_submitted = model(SubmittedJobView)
 
 
 def cancel_result(response: httpx.Response) -> CancelResult:
@@ -87,6 +96,7 @@ class SubmitOptions(TypedDict, total=False):
     requirements: JobRequirements | Mapping[str, Any] | None
     priority: Priority | str | None
     timeout_seconds: int | None
+    queue_timeout_seconds: int | None
     output_config: OutputConfig | Mapping[str, Any] | None
     template: str | None
     workflow: str | None
@@ -125,7 +135,7 @@ def _wire(value: Any) -> Any:
     return dict(value) if isinstance(value, Mapping) else value
 
 
-def submit(*, wait: int | None = None, **options: Unpack[SubmitOptions]) -> Call[JobView]:
+def submit(*, wait: int | None = None, **options: Unpack[SubmitOptions]) -> Call[SubmittedJobView]:
     """POST /v1/jobs with the body's own field names; what is not given is left to the coordinator's defaults.
     With `wait`, the answer comes once the job ends (with its `result`), or after `wait` seconds (at most 60)."""
     _known("submit", options, SubmitOptions)
@@ -133,7 +143,7 @@ def submit(*, wait: int | None = None, **options: Unpack[SubmitOptions]) -> Call
     body = {name: _wire(value) for name, value in fields.items() if value is not None}
     key = options.get("idempotency_key")
     headers = {"Idempotency-Key": key} if key else {}
-    return Call("POST", "/v1/jobs", _job, json=body, headers=headers | prefer_wait(wait))
+    return Call("POST", "/v1/jobs", _submitted, json=body, headers=headers | prefer_wait(wait))
 
 
 def submit_many(jobs: Iterable[SubmitOptions]) -> Call[BatchResult]:

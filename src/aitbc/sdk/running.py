@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 
 from aitbc.domain.job import JobStatus
-from aitbc.protocol.jobs import JobView
+from aitbc.protocol.jobs import JobView, SubmittedJobView
 from aitbc.sdk import calls
 from aitbc.sdk.calls import SubmitOptions
 from aitbc.sdk.errors import ConnectionFailed, JobCanceledError, JobFailedError, JobStillRunning
@@ -22,8 +23,14 @@ from aitbc.sdk.steps import Steps
 MAX_WAIT_SECONDS = 60  # what the coordinator holds an answer for, at most
 
 
-def run_steps(options: SubmitOptions, wait: int, timeout: float | None) -> Steps[JobView]:
-    """Submit, then wait on the job until it ends (or `timeout` seconds pass: `JobStillRunning`)."""
+def run_steps(
+    options: SubmitOptions,
+    wait: int,
+    timeout: float | None,
+    on_submitted: Callable[[SubmittedJobView], None] | None = None,
+) -> Steps[JobView]:
+    """Submit, then wait on the job until it ends (or `timeout` seconds pass: `JobStillRunning`);
+    `on_submitted` hears the submit's answer (its `warnings`) before the waits on the job's status."""
     if not 1 <= wait <= MAX_WAIT_SECONDS:
         raise ValueError(f"wait must be 1 to {MAX_WAIT_SECONDS} seconds")
     if timeout is not None and timeout <= 0:
@@ -31,9 +38,12 @@ def run_steps(options: SubmitOptions, wait: int, timeout: float | None) -> Steps
     started = time.monotonic()
     keyed: SubmitOptions = {**options, "idempotency_key": options.get("idempotency_key") or _run_key()}
     try:
-        job: JobView = yield calls.submit(wait=wait, **keyed)
+        submitted: SubmittedJobView = yield calls.submit(wait=wait, **keyed)
     except ConnectionFailed:
-        job = yield calls.submit(wait=wait, **keyed)  # the same key: the job the first attempt made, if it did
+        submitted = yield calls.submit(wait=wait, **keyed)  # the same key: the job the first attempt made, if it did
+    if on_submitted is not None:
+        on_submitted(submitted)
+    job: JobView = submitted
     while not job.status.is_terminal:
         left = None if timeout is None else timeout - (time.monotonic() - started)
         if left is not None and left < 1:

@@ -29,6 +29,7 @@ from aitbc.protocol.jobs import (
     FileView,
     JobList,
     JobView,
+    SubmittedJobView,
 )
 from aitbc.sdk import billing_calls, calls, http_log
 from aitbc.sdk.base import (
@@ -161,8 +162,9 @@ class Client(ClientMethods, ClientBase):
 
     # -- jobs ---------------------------------------------------------------------------------------
 
-    def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> JobView:
-        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body. With
+    def submit(self, *, wait: int | None = None, **options: Unpack[SubmitOptions]) -> SubmittedJobView:
+        """Submit a job: `submit(type=…, model=…, input=…, …)`, the fields of the POST /v1/jobs body; the answer
+        carries `warnings` (e.g. no connected miner can run it now: see `queue_timeout_seconds`). With
         `wait` (seconds, at most 60) the answer comes once the job ends, with its `result`, or when `wait` is up
         (then as it stands)."""
         return self._run(calls.submit(wait=wait, **options))
@@ -217,13 +219,26 @@ class Client(ClientMethods, ClientBase):
     def events(self, job_id: str | None = None, since: int | None = None) -> Generator[EventMessage, None, None]:
         """Job events as they happen (resuming after `since`), until the caller stops iterating or the
         coordinator closes the stream; a connection refused or lost raises `ConnectionFailed`."""
+        for message in self._event_stream(job_id, since, None):
+            if message is not None:
+                yield message
+
+    def _event_stream(
+        self, job_id: str | None, since: int | None, quiet_seconds: float | None
+    ) -> Generator[EventMessage | None, None, None]:
+        """`events`, with a None each time `quiet_seconds` pass without one (never, without `quiet_seconds`)."""
         url = ws_url(self.url, job_id, since)
         http_log.websocket_opening(url, self.headers)
         how = "closed"
         try:
             with websockets.sync.client.connect(url, additional_headers=self.headers, open_timeout=10) as socket:
-                for message in socket:
-                    yield event(message)
+                while True:
+                    try:
+                        yield event(socket.recv(timeout=quiet_seconds))
+                    except TimeoutError:
+                        yield None
+                    except websockets.exceptions.ConnectionClosedOK:
+                        return
         except (OSError, websockets.exceptions.WebSocketException) as error:  # refused, or dropped midway
             how = "lost"
             raise self._unreachable(error) from error
@@ -243,14 +258,30 @@ class Client(ClientMethods, ClientBase):
         repeated. `on_drop(error, pause)` hears of each drop (error None: the coordinator ended the stream), as
         do the client's `notices` when an outage begins. With `reconnect_seconds`, an outage that lasts longer
         raises `ConnectionLost` (None: it keeps trying). Errors that are answers (a revoked key) still raise."""
+        for message in self.events_or_quiet(since, job_id, None, on_drop, reconnect_seconds=reconnect_seconds):
+            if message is not None:
+                yield message
+
+    def events_or_quiet(
+        self,
+        since: int | None,
+        job_id: str | None = None,
+        quiet_seconds: float | None = None,
+        on_drop: Callable[[ConnectionFailed | None, float], None] | None = None,
+        *,
+        reconnect_seconds: float | None = None,
+    ) -> Iterator[EventMessage | None]:
+        """`resumable_events`, with a None each time `quiet_seconds` pass without an event: the moment for a
+        caller to refresh what events do not carry (what a pending job waits for, `waiting_for`)."""
         resumption = Resumption(self.url, since, reconnect_seconds)
         while True:
             error: ConnectionFailed | RateLimited | None = None
             resumption.starting()
             try:
-                with closing(self.events(job_id, since=resumption.since)) as stream:
+                with closing(self._event_stream(job_id, resumption.since, quiet_seconds)) as stream:
                     for message in stream:
-                        resumption.delivered(message)
+                        if message is not None:
+                            resumption.delivered(message)
                         yield message
             except (ConnectionFailed, RateLimited) as failure:
                 error = failure

@@ -95,7 +95,7 @@ class ClaimService:
             await unless(woken, gone.wait())
         finally:
             if self._idle.leave(claimer):
-                claimer.hand(())  # nobody took it: nothing will be handed
+                claimer.hand_nothing()  # nobody took it: nothing will be handed
         return await claimer.handed  # a submit that took this claim is storing its job: its word is the answer
 
     async def offer(self, job_id: str, spec: JobSpec, now: datetime) -> Offer | None:
@@ -112,10 +112,10 @@ class ClaimService:
             assignment = _assignment(job_id, spec, input_file, new_lease_id(), lease_expires_at, 1)
             assignment.model_dump_json()
         except ValueError:  # text no miner can be sent: the job stays queued, and a claim fails it (`_sendable`)
-            claimer.hand(())
+            claimer.hand_nothing()
             return None
         except BaseException:
-            claimer.hand(())
+            claimer.hand_nothing()
             raise
         claim = Claim(
             miner_id=claimer.miner.id, lease_id=assignment.lease_id, lease_expires_at=lease_expires_at, assigned_at=now
@@ -240,7 +240,7 @@ class Offer:
     def settle(self, moved: Sequence[Changed | None]) -> bool:
         """Tell the claim what the submit's transaction did: leased it the job (True), or nothing."""
         if not moved or not all(moved):
-            self.claimer.hand(())
+            self.claimer.hand_nothing()
             return False
         latest = moved[-1]
         assert latest is not None
@@ -250,7 +250,8 @@ class Offer:
         return True
 
     def decline(self) -> None:
-        self.claimer.hand(())
+        """The submit failed before its transaction: the claim goes on sleeping."""
+        self.claimer.hand_nothing()
 
 
 def _assignment(

@@ -32,13 +32,14 @@ class IdleClaimer:
         if not self.handed.done():
             self.handed.set_result(list(assignments))
 
+    def hand_nothing(self) -> None:
+        """Nothing is leased to this claim (the submit failed, was a replay, or nobody took it): it goes on."""
+        self.hand(())
+
 
 class IdleClaimers:
     def __init__(self) -> None:
         self._asleep: dict[IdleClaimer, None] = {}  # insertion-ordered: the longest asleep first
-
-    def __len__(self) -> int:
-        return len(self._asleep)
 
     def join(self, miner: Miner, start: bool) -> IdleClaimer:
         claimer = IdleClaimer(miner, start)

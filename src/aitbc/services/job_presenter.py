@@ -17,20 +17,21 @@ from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.plans import Plan
 from aitbc.protocol.batches import BatchItemResult, BatchJobRequest, BatchResult
 from aitbc.protocol.cancels import CanceledJob, CancelJobsResult
-from aitbc.protocol.jobs import CancelResult, JobList, JobView, SubmitJobRequest
+from aitbc.protocol.jobs import CancelResult, JobList, JobView, SubmitJobRequest, SubmittedJobView
 from aitbc.services.downloads import DownloadService
 from aitbc.services.jobs import JobService, Submitted
 from aitbc.services.retention import Retention
-from aitbc.services.views import job_view
+from aitbc.services.views import job_view, submitted_view
 from aitbc.services.waiting import JobWaiter
 from aitbc.storage.interfaces import JobFilter
 
 
 @dataclass(frozen=True)
 class SubmittedView:
-    """The new job's view, and whether this call made it (False: an Idempotency-Key replay)."""
+    """The new job's view (with the warnings it was accepted with), and whether this call made it (False: an
+    Idempotency-Key replay)."""
 
-    view: JobView
+    view: SubmittedJobView
     created: bool
 
 
@@ -71,7 +72,9 @@ class JobPresenter:
     ) -> SubmittedView:
         """`submit`, then `waited` (a replay of an Idempotency-Key waits for the job it made)."""
         submitted = await self._jobs.submit(principal, request, idempotency_key)
-        return SubmittedView(view=await self.waited(submitted.job, seconds, gone), created=submitted.created)
+        view = await self.waited(submitted.job, seconds, gone)
+        answer = SubmittedJobView(**view.__dict__, warnings=list(submitted.warnings))  # once per held request
+        return SubmittedView(view=answer, created=submitted.created)
 
     async def get_and_wait(
         self, principal: Principal, job_id: str, seconds: float, gone: asyncio.Event | None = None
@@ -79,7 +82,10 @@ class JobPresenter:
         return await self.waited(await self._jobs.get(principal, job_id), seconds, gone)
 
     async def submitted(self, submitted: Submitted) -> SubmittedView:
-        return SubmittedView(view=await self.view(submitted.job), created=submitted.created)
+        job = submitted.job
+        waiting_for = await self._jobs.waiting_for(job)
+        view = submitted_view(job, submitted.warnings, waiting_for, await self._retention.expire_at(job))
+        return SubmittedView(view=view, created=submitted.created)
 
     async def submit(
         self, principal: Principal, request: SubmitJobRequest, idempotency_key: str | None = None
@@ -93,7 +99,7 @@ class JobPresenter:
         views = await self.views([each.job for each in submitted])
         return BatchResult(
             jobs=[
-                BatchItemResult(index=index, created=each.created, job=view)
+                BatchItemResult(index=index, created=each.created, job=view, warnings=list(each.warnings))
                 for index, (each, view) in enumerate(zip(submitted, views, strict=True))
             ],
             created=sum(each.created for each in submitted),

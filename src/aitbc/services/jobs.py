@@ -19,10 +19,10 @@ from aitbc.domain.events import JobEvent
 from aitbc.domain.identifiers import looks_like_id, new_job_id
 from aitbc.domain.job import Job, JobSpec, JobStatus, Requirements, is_url
 from aitbc.domain.labels import unique_tags
-from aitbc.domain.matching import unmet_requirements
 from aitbc.domain.money import from_units, to_units
 from aitbc.domain.plans import Plan, Role
 from aitbc.protocol.jobs import SubmitJobRequest
+from aitbc.services.admission import NoMinerCanRun, admit, offline_fit, waiting_reason
 from aitbc.services.billing import BillingService, Quote
 from aitbc.services.cancellation import CANCELABLE, Cancellation, Canceller
 from aitbc.services.claiming import ClaimService
@@ -48,11 +48,12 @@ from aitbc.streaming.hub import EventHub
 class Submitted:
     job: Job
     created: bool
+    warnings: tuple[str, ...] = ()  # what the client should know: e.g. no connected miner can run it now
 
 
 # Request fields added after the hash was first defined: left out while unset, so that a request that does not
 # use them hashes as it always did (a key retried across an upgrade, or between replicas of two versions).
-_LATER_FIELDS = ("template", "workflow", "name", "tags")
+_LATER_FIELDS = ("template", "workflow", "name", "tags", "queue_timeout_seconds")
 _LATER_REQUIREMENTS = ("miner_id",)
 
 
@@ -112,7 +113,7 @@ class JobService:
         retry_of: str | None = None,
     ) -> Submitted:
         now = self._clock.now()
-        new = await self._new_job(principal, request, idempotency_key, retry_of, now)
+        new, warnings = await self._new_job(principal, request, idempotency_key, retry_of, now)
         limits = self._settings.plan_limits[principal.account.plan]
         # A miner asleep in a claim here that can run the job is leased it by the insert's own commit.
         offer = await self._claims.offer(new.id, new.spec, now) if self._claims is not None else None
@@ -131,7 +132,8 @@ class JobService:
             )
         if event is not None and not handed:
             await self._hub.work_available([job])
-        return Submitted(job=job, created=event is not None)  # as stored: a handed job's moves are its next events
+        # as stored: a handed job's moves are its next events
+        return Submitted(job=job, created=event is not None, warnings=warnings)
 
     async def submit_many(
         self, principal: Principal, requests: Sequence[tuple[SubmitJobRequest, str | None]]
@@ -142,26 +144,35 @@ class JobService:
         seen: dict[str, int] = {}
         presets: dict[str, Any] = {}  # the templates and workflows the batch's items named, each looked up once
         new: list[NewJob] = []
+        warnings: list[tuple[str, ...]] = []
         for index, (request, key) in enumerate(requests):
             if key is not None and key in seen:
                 raise at_item(InvalidInput(f"idempotency_key {key!r} is also item {seen[key]}'s"), index)
             if key is not None:
                 seen[key] = index
             try:
-                new.append(await self._new_job(principal, request, key, None, now, presets))
+                item, item_warnings = await self._new_job(principal, request, key, None, now, presets)
             except AitbcError as error:
                 raise at_item(error, index) from None
+            new.append(item)
+            warnings.append(item_warnings)
         limits = self._settings.plan_limits[principal.account.plan]
-        return await self._announce(await self._jobs.insert_jobs(new, now, limits.max_concurrent_jobs))
+        inserted = await self._jobs.insert_jobs(new, now, limits.max_concurrent_jobs)
+        return await self._announce(inserted, warnings)
 
-    async def _announce(self, inserted: Sequence[tuple[Job, JobEvent | None]]) -> list[Submitted]:
+    async def _announce(
+        self, inserted: Sequence[tuple[Job, JobEvent | None]], warnings: Sequence[tuple[str, ...]]
+    ) -> list[Submitted]:
         """Publish the new jobs' events and wake waiting miners once (replays announce nothing)."""
         for _, event in inserted:
             if event is not None:
                 self._hub.publish(event)
         if any(event is not None for _, event in inserted):
             await self._hub.work_available([job for job, event in inserted if event is not None])
-        return [Submitted(job=job, created=event is not None) for job, event in inserted]
+        return [
+            Submitted(job=job, created=event is not None, warnings=item_warnings)
+            for (job, event), item_warnings in zip(inserted, warnings, strict=True)
+        ]
 
     async def _new_job(
         self,
@@ -171,8 +182,9 @@ class JobService:
         retry_of: str | None,
         now: datetime,
         presets: dict[str, Any] | None = None,
-    ) -> NewJob:
-        """The row a submit inserts and what it holds, after the checks that need no write."""
+    ) -> tuple[NewJob, tuple[str, ...]]:
+        """The row a submit inserts and what it holds, after the checks that need no write; and the warnings
+        it is accepted with (`services/admission.py`)."""
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 200:
             raise InvalidInput("Idempotency-Key must be 1 to 200 characters")
         request_hash = _request_hash(request) if idempotency_key is not None else None  # of what the client sent
@@ -221,14 +233,16 @@ class JobService:
         )
         if request.requirements.miner_id is not None:  # `--agent-id`: looked up only when a job names one
             spec = await self.pin(spec, request.requirements.miner_id)
+        queue_seconds = self._queue_seconds(request.queue_timeout_seconds)
+        warnings = await self._admit(spec, request.queue_timeout_seconds, now)
         quote, estimated_seconds, estimated_cost = await self.estimate(spec)
-        return NewJob(
+        new = NewJob(
             id=new_job_id(),
             account_id=principal.account.id,
             spec=spec,
             max_attempts=self._settings.max_attempts,
             created_at=now,
-            queue_expires_at=now + timedelta(seconds=self._settings.queue_ttl_seconds),
+            queue_expires_at=now + timedelta(seconds=queue_seconds),
             request_hash=request_hash,
             idempotency_key=idempotency_key,
             retry_of=retry_of,
@@ -237,6 +251,28 @@ class JobService:
             estimated_time_seconds=estimated_seconds,
             hold_units=to_units(quote.max_cost),
         )
+        return new, warnings
+
+    async def _admit(self, spec: JobSpec, queue_timeout_seconds: int | None, now: datetime) -> tuple[str, ...]:
+        """`admission.admit` against the live miners (from memory); only when none can run the job, a look at
+        the miners registered within the queue TTL, for one that can but is not connected now."""
+        try:
+            return admit(spec, self._miners.live(self.miners_since()), queue_timeout_seconds)
+        except NoMinerCanRun:
+            since = now - timedelta(seconds=self._settings.queue_ttl_seconds)
+            warnings = offline_fit(spec, await self._miners.seen_since(since), now)
+            if warnings is None:
+                raise
+            return warnings
+
+    def _queue_seconds(self, asked: int | None) -> int:
+        """How long a new job may wait for a miner: the client's queue timeout, within the coordinator's TTL."""
+        limit = self._settings.queue_ttl_seconds
+        if asked is not None and asked > limit:
+            raise InvalidInput(
+                f"queue_timeout_seconds is {asked}; this coordinator keeps a job queued at most {limit} s"
+            )
+        return limit if asked is None else asked
 
     async def with_presets(self, principal: Principal, request: SubmitJobRequest) -> SubmitJobRequest:
         """`request` with what its template and workflow give (as a submit resolves them), or as it is."""
@@ -264,22 +300,14 @@ class JobService:
         return job
 
     async def waiting_for(self, job: Job) -> str | None:
-        """Why a pending job has not been taken: no miner at all, or none that meets its requirements (from
-        the in-memory view of live miners: no query)."""
+        """Why a pending job has not been taken, in one reason: no miner at all, none free, or what the closest
+        miner lacks (from the in-memory view of live miners: no query)."""
         if job.status is not JobStatus.PENDING:
             return None
         miners = self._miners.live(self.miners_since())
         if job.spec.requirements.miner_id is not None:
             return pinned_waiting_for(job, miners)
-        if not miners:
-            return "no miner is connected"
-        reasons: list[str] = []
-        for miner in miners:
-            unmet = unmet_requirements(job.spec, miner.capabilities)
-            if not unmet:
-                return "waiting for a free miner"
-            reasons.extend(r for r in unmet if r not in reasons)
-        return "no connected miner meets the requirements: " + "; ".join(reasons)
+        return waiting_reason(job.spec, miners)
 
     def miners_since(self) -> datetime:
         """Miners heard from before this moment count as gone."""

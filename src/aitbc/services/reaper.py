@@ -65,7 +65,8 @@ class Reaper:
                 report.force_canceled += 1
         for job in await self._jobs.expired(JobStatus.PENDING, now, BATCH):
             why = await self._job_service.waiting_for(job)
-            error = f"no miner took the job within {self._settings.queue_ttl_seconds} s" + (f" ({why})" if why else "")
+            waited = round((job.queue_expires_at - job.created_at).total_seconds())
+            error = f"no miner took the job within {waited} s" + (f" ({why})" if why else "")
             expired = Expire(completed_at=now, failure_reason=FailureReason.EXPIRED, error=error)
             if await self._lifecycle.move(job, expired, now):
                 report.expired += 1

@@ -3,12 +3,21 @@ needs beyond the job itself is the job presenter's (`job_presenter.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from aitbc.domain.events import JobEvent
 from aitbc.domain.job import Job, JobSpec, JobStatus
 from aitbc.domain.package import ResultsState
-from aitbc.protocol.jobs import EventMessage, HardwareRequirements, JobRequirements, JobView, result_links
+from aitbc.protocol.jobs import (
+    EventMessage,
+    HardwareRequirements,
+    JobRequirements,
+    JobView,
+    SubmittedJobView,
+    result_links,
+)
 
 AVAILABLE = ResultsState.AVAILABLE.value
 COMPLETED = JobStatus.COMPLETED
@@ -35,8 +44,19 @@ def hardware_view(spec: JobSpec) -> HardwareRequirements:
 def job_view(job: Job, waiting_for: str | None = None, results_expire_at: datetime | None = None) -> JobView:
     """`results_expire_at` depends on the account's plan and `waiting_for` on the miners connected, neither of
     which the job carries: `JobPresenter.view` fills them in."""
+    return JobView(**_view_fields(job, waiting_for, results_expire_at))
+
+
+def submitted_view(
+    job: Job, warnings: Sequence[str], waiting_for: str | None, results_expire_at: datetime | None
+) -> SubmittedJobView:
+    """A submit's answer: the job's view and the warnings it was accepted with."""
+    return SubmittedJobView(**_view_fields(job, waiting_for, results_expire_at), warnings=list(warnings))
+
+
+def _view_fields(job: Job, waiting_for: str | None, results_expire_at: datetime | None) -> dict[str, Any]:
     spec = job.spec
-    return JobView(
+    return dict(
         job_id=job.id,
         status=job.status,
         progress=job.progress,

@@ -29,6 +29,7 @@ from aitbc.protocol.jobs import (
     JobList,
     JobView,
     SubmitJobRequest,
+    SubmittedJobView,
 )
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1", tags=["jobs"])
@@ -133,8 +134,11 @@ def parse_statuses(values: list[str]) -> list[JobStatus]:
 @router.post(
     "/jobs",
     status_code=201,
-    response_model=JobView,
-    responses={200: {"model": JobView, "description": "A replay: this Idempotency-Key already made the job"}},
+    response_model=SubmittedJobView,
+    responses={
+        200: {"model": SubmittedJobView, "description": "A replay: this Idempotency-Key already made the job"},
+        422: {"description": "Invalid, or no connected miner can run the job and it sets no queue_timeout_seconds"},
+    },
     openapi_extra=PREFER_HEADER,
 )
 async def submit_job(
@@ -144,9 +148,11 @@ async def submit_job(
     request: Request,
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)] = None,
-) -> JobView:
-    """Submit a job: 201 with its status object (200 for a replay of an Idempotency-Key). With `Prefer: wait=N`
-    the answer waits up to N seconds (at most 60) for the job to end, and then carries its `result`."""
+) -> SubmittedJobView:
+    """Submit a job: 201 with its status object and `warnings` (200 for a replay of an Idempotency-Key). A job no
+    connected miner can run is refused (422, saying what it needs and what is on offer) unless it sets
+    `queue_timeout_seconds`. With `Prefer: wait=N` the answer waits up to N seconds (at most 60) for the job to
+    end, and then carries its `result`."""
     seconds = preferred_wait(request)
     if seconds is None:
         submitted = await coordinator.job_views.submit(principal, body, idempotency_key)
