@@ -96,11 +96,15 @@ async def test_a_miner_with_schemas_passes_over_a_job_they_refuse_and_one_withou
     http, coordinator = api
     client = await key(coordinator, "alice", Role.CLIENT)
     strict = await miner(http, coordinator, "strict", schemas=GENERATION)
-    bad = await generate(http, client, input={"prompt": "hi"}, params={"temprature": 0.3})
-    assert bad["waiting_for"] == (
-        "no connected miner meets the requirements: input for 'text-generation': must be a string (got an object); "
-        "params for 'text-generation': unknown key 'temprature'"
+    reasons = (
+        "no connected miner can run it (input for 'text-generation': must be a string (got an object); "
+        "params for 'text-generation': unknown key 'temprature')"
     )
+    body = {"type": "text-generation", "input": {"prompt": "hi"}, "params": {"temprature": 0.3}}
+    refused = await http.post("/v1/jobs", json=body, headers=client)  # no live miner can take it: said at submit
+    assert refused.status_code == 422 and refused.json()["message"].startswith(reasons)
+    bad = await generate(http, client, **body, queue_timeout_seconds=600)  # asked to wait for a miner that can
+    assert bad["waiting_for"] == reasons
     assert await strict.claim(max_jobs=4) == []
     # Valid for the schemas, with the key the coordinator adds itself (`output_config`): the strict miner takes it.
     good = await generate(

@@ -38,11 +38,13 @@ async def _register(settings: Settings, clock: ManualClock, name: str, schemas: 
 
 
 async def _waiting_for(settings: Settings, clock: ManualClock) -> str | None:
-    """What a command job whose input is not a script waits for."""
+    """What a command job whose input is not a script waits for (a queue timeout: accepted, whoever can run it)."""
     coordinator = await open_coordinator(settings, clock)
     try:
         alice = await principal(coordinator, "alice", Role.CLIENT)
-        job = (await coordinator.jobs.submit(alice, job_request(input={"not": "a script"}))).job
+        job = (
+            await coordinator.jobs.submit(alice, job_request(input={"not": "a script"}, queue_timeout_seconds=600))
+        ).job
         return await coordinator.jobs.waiting_for(job)
     finally:
         await coordinator.close()

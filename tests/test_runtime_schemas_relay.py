@@ -88,7 +88,7 @@ async def test_a_record_too_large_for_a_notice_goes_by_reference_and_is_read_onc
     (heard,) = b.live_miners.live(b.jobs.miners_since())
     assert heard.capabilities == miner.capabilities
     alice = await principal(b, "alice", Role.CLIENT)
-    job = (await b.jobs.submit(alice, job_request(input="echo hi"))).job
+    job = (await b.jobs.submit(alice, job_request(input="echo hi", queue_timeout_seconds=600))).job
     assert "input for 'command': must be one of 'preset-00000'" in str(await b.jobs.waiting_for(job))
 
     # Heard from again, nothing it declared changed: the moment moves, from the notice alone.
