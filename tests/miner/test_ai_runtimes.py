@@ -8,7 +8,7 @@ import json
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -158,15 +158,25 @@ async def test_text_generation_produces_the_requested_number_of_tokens(
         assert f"{wanted} tokens generated" in files["logs/stdout.log"].decode()
 
 
+async def assert_never_handed_out(
+    stack: InProcess, body: dict[str, Any], runtimes: dict[str, Any], reason: str
+) -> None:
+    """A job the miner's registered schemas refuse: a miner that takes every job it can leaves it pending, and
+    the job says why."""
+    job_id = await stack.submit(**body)
+    await stack.drain(runtimes)
+    job = await stack.job(job_id)
+    assert job["status"] == "pending" and reason in job["waiting_for"], job
+
+
 @needs_ai
 async def test_text_generation_refuses_bad_params(stack: InProcess, tmp_path: Path, tiny_gpt2: Path) -> None:
+    """Refused by the params schema the miner registered: never handed to it (the runtime's own check, which
+    would fail the job `invalid_input`, is held to the schema in tests/test_runtime_schemas.py)."""
     runtime = TextGenerationRuntime.create(config(tmp_path, models={"tiny-gpt2": tiny_gpt2}))
-    job_id = await stack.submit(type="text-generation", model="tiny-gpt2", input="hi", params={"max_tokens": -3})
-    await stack.drain({"text-generation": runtime})
-    job = await stack.job(job_id)
-    assert job["status"] == "failed"
-    assert job["failure_reason"] == "invalid_input"
-    assert "max_tokens" in job["error"]
+    body = {"type": "text-generation", "model": "tiny-gpt2", "input": "hi", "params": {"max_tokens": -3}}
+    reason = "params for 'text-generation' at max_tokens: must be at least 1 (got -3)"
+    await assert_never_handed_out(stack, body, {"text-generation": runtime}, reason)
 
 
 def make_clip(path: Path) -> Path:
@@ -220,11 +230,9 @@ async def test_reencode_turns_a_clip_into_the_requested_format(stack: InProcess,
 async def test_reencode_refuses_option_injection(stack: InProcess, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4")
     file_id = await stack.upload(clip)
-    job_id = await stack.submit(type="reencode", input_file_id=file_id, params={"format": "-i /etc/passwd"})
-    await stack.drain({"reencode": ReencodeRuntime.create(config(tmp_path))})
-    job = await stack.job(job_id)
-    assert job["status"] == "failed"
-    assert job["failure_reason"] == "invalid_input"
+    body = {"type": "reencode", "input_file_id": file_id, "params": {"format": "-i /etc/passwd"}}
+    reason = "params for 'reencode' at format: must be one of"
+    await assert_never_handed_out(stack, body, {"reencode": ReencodeRuntime.create(config(tmp_path))}, reason)
 
 
 @needs_ai

@@ -8,6 +8,7 @@ import pytest
 from aitbc.domain.accounts import Account
 from aitbc.domain.matching import Capabilities, Gpu
 from aitbc.domain.plans import Plan, Role
+from aitbc.domain.runtime_schemas import RuntimeSchemas
 from aitbc.storage.interfaces import LedgerEntry
 from tests.store_contract.conftest import T0, Stores, at
 
@@ -114,3 +115,27 @@ async def test_a_miner_registers_and_registers_again_under_its_id(stores: Stores
     await stores.miners.touch("miner_2", at(100))
     assert [m.id for m in await stores.miners.seen_since(at(50))] == ["miner_2"]
     assert sorted(m.id for m in await stores.miners.seen_since(at(10))) == ["miner_1", "miner_2"]
+
+
+async def test_a_miners_runtime_schemas_are_stored_and_replaced_whole_on_registering_again(
+    stores: Stores, alice: Account
+) -> None:
+    text = RuntimeSchemas.of({"type": "string", "minLength": 1}, {"type": "object", "additionalProperties": False})
+    upload_only = RuntimeSchemas.of(False, None)  # a boolean schema, and a part left undeclared
+    declared = Capabilities.with_schemas(
+        frozenset({"text-generation", "reencode", "command"}),
+        schemas={"text-generation": text, "reencode": upload_only},
+    )
+    miner = await stores.miners.register("miner_1", alice.id, "rig", declared, 1, "key-1", T0)
+    assert miner.capabilities == declared
+    read = await stores.miners.get_miner("miner_1")
+    assert read is not None and read.capabilities.schemas_by_runtime() == {
+        "text-generation": text,
+        "reencode": upload_only,
+    }
+    assert read.capabilities.schemas_for("command") is None  # declared none: takes anything
+
+    plain = Capabilities(frozenset({"text-generation"}))  # registered again without schemas: none are kept
+    again = await stores.miners.register("miner_new", alice.id, "rig", plain, 1, "key-1", at(1))
+    assert again.capabilities == plain and again.capabilities.schemas == ()
+    assert [m.capabilities for m in await stores.miners.seen_since(T0)] == [plain]

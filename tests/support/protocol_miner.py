@@ -24,6 +24,7 @@ class HttpMiner:
     gpus: list[dict[str, Any]] = field(default_factory=list)
     models: list[str] = field(default_factory=list)
     region: str | None = None
+    schemas: dict[str, Any] | None = None  # by runtime: {"input": schema, "parameters": schema}
     key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
     miner_id: str = ""
 
@@ -39,6 +40,7 @@ class HttpMiner:
             "public_key": public_key_text(self.key),
             "models": self.models,
             **({"region": self.region} if self.region is not None else {}),
+            **({"schemas": self.schemas} if self.schemas is not None else {}),
         }
         response = await self.http.post("/v1/miners/register", json=body, headers=self.headers)
         assert response.status_code == 200, response.text

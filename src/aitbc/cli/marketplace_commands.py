@@ -1,4 +1,5 @@
-"""`aitbc marketplace gpu list`, and the quote `aitbc client submit --use-marketplace` shows before it submits."""
+"""`aitbc marketplace gpu list`, `aitbc marketplace runtimes`, and the quote `aitbc client submit
+--use-marketplace` shows before it submits."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from aitbc.cli.common import (
     handles_errors,
     print_json,
 )
-from aitbc.protocol.marketplace import GpuOffer, MarketQuote
+from aitbc.protocol.marketplace import GpuOffer, MarketQuote, RuntimeSchemaOffer
 from aitbc.sdk.client import Client
 
 marketplace_app = typer.Typer(
@@ -91,6 +92,63 @@ def list_gpus(
             _models(offer),
             str(offer.price_per_hour),
             f"{offer.queue}" + ("" if found.queue_complete else "+"),
+        )
+    console.print(table)
+
+
+def _takes(schema: dict[str, Any] | bool | None) -> str:
+    """A schema in a few words: its description, else its type; for an object, the keys it names."""
+    if schema is None or schema is True:
+        return "anything"
+    if schema is False:
+        return "nothing inline (an uploaded file)"
+    keys = list(schema.get("properties") or {})
+    if keys:
+        closed = schema.get("additionalProperties") is False
+        return ", ".join(keys) + ("" if closed else ", …")
+    kinds = schema.get("type")
+    return str(schema.get("description") or (" or ".join(kinds) if isinstance(kinds, list) else kinds) or "see --json")
+
+
+def _declarations(schemas: list[RuntimeSchemaOffer], undeclared: int) -> tuple[str, str]:
+    inputs = [_takes(declared.input) for declared in schemas] + (["anything"] if undeclared else [])
+    params = [_takes(declared.parameters) for declared in schemas] + (["anything"] if undeclared else [])
+    return " | ".join(dict.fromkeys(inputs)) or "anything", " | ".join(dict.fromkeys(params)) or "anything"
+
+
+@marketplace_app.command("runtimes")
+@handles_errors
+def list_runtimes(
+    name: Annotated[str | None, typer.Argument(help="One runtime: print its schemas in full, as JSON.")] = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """The runtimes live miners offer, and what their jobs may hold (the JSON Schemas miners declared)."""
+    with client(url, api_key) as api:
+        found = api.marketplace_runtimes()
+    if name is not None:
+        chosen = next((runtime for runtime in found.runtimes if runtime.name == name), None)
+        if chosen is None:
+            offered = ", ".join(runtime.name for runtime in found.runtimes) or "none"
+            fail(f"no live miner offers the runtime {name!r} (on offer: {offered})")
+        print_json(chosen)
+        return
+    if as_json:
+        print_json(found)
+        return
+    if not found.runtimes:
+        errors.print(as_text("No miner is on offer now.", "yellow"))
+        return
+    table = Table(title=f"{len(found.runtimes)} runtimes on offer")
+    for column in ("Runtime", "Miners", "Models", "Input", "Params"):
+        table.add_column(column)
+    for runtime in found.runtimes:
+        models = ", ".join(runtime.models[:SHOWN_MODELS]) or "-"
+        more = len(runtime.models) - SHOWN_MODELS
+        takes, params = _declarations(runtime.schemas, runtime.undeclared)
+        add_text_row(
+            table, runtime.name, str(runtime.miners), models + (f" +{more}" if more > 0 else ""), takes, params
         )
     console.print(table)
 

@@ -1,10 +1,12 @@
-"""Which miner can run which job: job type (runtime), model, GPU model, GPU count and VRAM."""
+"""Which miner can run which job: job type (runtime), model, GPU model, GPU count and VRAM, and whether the
+job's input and params are valid for the schemas the miner declared for its runtime."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from aitbc.domain.job import JobSpec
+from aitbc.domain.runtime_schemas import RuntimeSchemas, input_problem, params_problem
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,26 @@ class Capabilities:
     runtimes: frozenset[str]
     models: frozenset[str] = frozenset()
     gpus: tuple[Gpu, ...] = field(default_factory=tuple)
+    # (runtime, its schemas), sorted by runtime; a runtime not named (every one, for a miner registered before
+    # schemas existed) takes any input and params.
+    schemas: tuple[tuple[str, RuntimeSchemas], ...] = ()
+
+    @classmethod
+    def with_schemas(
+        cls,
+        runtimes: frozenset[str],
+        models: frozenset[str] = frozenset(),
+        gpus: tuple[Gpu, ...] = (),
+        schemas: dict[str, RuntimeSchemas] | None = None,
+    ) -> Capabilities:
+        """Capabilities with `schemas` by runtime, kept in one order (so equal declarations compare equal)."""
+        return cls(runtimes, models, gpus, tuple(sorted((schemas or {}).items())))
+
+    def schemas_for(self, runtime: str) -> RuntimeSchemas | None:
+        return next((declared for name, declared in self.schemas if name == runtime), None)
+
+    def schemas_by_runtime(self) -> dict[str, RuntimeSchemas]:
+        return dict(self.schemas)
 
 
 def normalize_gpu_model(name: str) -> str:
@@ -40,9 +62,10 @@ def pinned_elsewhere(spec: JobSpec, miner_id: str) -> bool:
     return pinned is not None and pinned != miner_id
 
 
-def can_take(spec: JobSpec, miner_id: str, capabilities: Capabilities) -> bool:
-    """Whether this miner may be handed this job: not pinned to another, and nothing it needs is missing."""
-    return not pinned_elsewhere(spec, miner_id) and not unmet_requirements(spec, capabilities)
+def can_take(spec: JobSpec, miner_id: str, capabilities: Capabilities, inputs: bool = True) -> bool:
+    """Whether this miner may be handed this job: not pinned to another, and nothing it needs is missing
+    (`inputs=False`: its hardware and runtime only, for a spec that carries no input, e.g. a queue count)."""
+    return not pinned_elsewhere(spec, miner_id) and not unmet_requirements(spec, capabilities, inputs)
 
 
 def gpu_models(capabilities: Capabilities) -> list[str]:
@@ -50,13 +73,23 @@ def gpu_models(capabilities: Capabilities) -> list[str]:
     return list(dict.fromkeys(normalize_gpu_model(gpu.model) for gpu in capabilities.gpus))
 
 
-def unmet_requirements(spec: JobSpec, capabilities: Capabilities) -> list[str]:
-    """Why this miner cannot run this job; an empty list means it can."""
+def unmet_requirements(spec: JobSpec, capabilities: Capabilities, inputs: bool = True) -> list[str]:
+    """Why this miner cannot run this job; an empty list means it can. With `inputs` (the default), the job's
+    input and params are checked against the schemas the miner declared for the job's runtime; `inputs=False`
+    is for a spec that carries none (the marketplace's queue counts and quotes)."""
     reasons: list[str] = []
     if spec.type not in capabilities.runtimes:
         reasons.append(f"runtime '{spec.type}' not offered")
-    elif spec.model and capabilities.models and spec.model not in capabilities.models and spec.type != "command":
-        reasons.append(f"model '{spec.model}' not served")
+    else:
+        if spec.model and capabilities.models and spec.model not in capabilities.models and spec.type != "command":
+            reasons.append(f"model '{spec.model}' not served")
+        declared = capabilities.schemas_for(spec.type) if inputs else None
+        if declared is not None:
+            problems = (
+                input_problem(spec.type, declared, spec.input, spec.input_file_id),
+                params_problem(spec.type, declared, spec.params),
+            )
+            reasons.extend(problem for problem in problems if problem is not None)
     wanted = spec.requirements
     if wanted.needs_gpu or wanted.gpu_count > 1:
         fitting = [

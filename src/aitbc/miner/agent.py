@@ -32,7 +32,7 @@ from typing import TypeVar
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from aitbc.concurrency import INTERRUPTED, unless
-from aitbc.domain.errors import AitbcError, Forbidden, NotFound, Unauthorized
+from aitbc.domain.errors import AitbcError, Forbidden, InvalidInput, NotFound, Unauthorized
 from aitbc.domain.job import FailureReason, JobStatus
 from aitbc.domain.manifest import public_key_text
 from aitbc.miner.backoff import Backoff
@@ -42,7 +42,7 @@ from aitbc.miner.delivery import Finish, deliver
 from aitbc.miner.gpus import GpuSlots
 from aitbc.miner.identity import load_or_create_key, private_folder, write_private
 from aitbc.miner.job_run import ASSIGNMENT_FILE, JobRun, Phase
-from aitbc.miner.runtimes.interface import Runtime
+from aitbc.miner.runtimes.interface import Runtime, declared_schemas
 from aitbc.miner.sandboxed_run import clear_leftovers
 from aitbc.miner.stop import StopReason
 from aitbc.protocol.miners import Assignment, GpuSpec, LeaseState, RegisterRequest, RegisterResponse
@@ -135,11 +135,21 @@ class Agent:
             max_concurrency=self.config.max_jobs,
             public_key=public_key_text(self._key),
             region=self.config.region,
+            schemas={name: spec for name, runtime in self.runtimes.items() if (spec := declared_schemas(runtime))}
+            or None,
         )
 
     async def _register(self) -> RegisterResponse:
         request = self._register_request()
-        self.registration = await self.client.register(request)
+        try:
+            self.registration = await self.client.register(request)
+        except InvalidInput as error:
+            if request.schemas is None:
+                raise
+            # A coordinator from before runtime schemas refuses the field: this miner then takes any input.
+            log.warning("the coordinator refused the runtimes' schemas (%s): registering without them", error)
+            request = request.model_copy(update={"schemas": None})
+            self.registration = await self.client.register(request)
         state = {"miner_id": self.registration.miner_id, "name": self.config.name, "url": self.config.url}
         write_private(self.config.state_dir / MINER_STATE_FILE, json.dumps(state, indent=2) + "\n")
         log.info(

@@ -138,9 +138,9 @@ class CoordinatorClient:
     # -- the miner ----------------------------------------------------------------------------------
 
     async def register(self, request: RegisterRequest) -> RegisterResponse:
-        answer = await self._model(
-            RegisterResponse, "POST", "/v1/miners/register", retry=True, json=request.model_dump(mode="json")
-        )
+        """`schemas` is sent only when there are some: a coordinator older than them refuses the field."""
+        body = request.model_dump(mode="json", exclude={"schemas"} if request.schemas is None else None)
+        answer = await self._model(RegisterResponse, "POST", "/v1/miners/register", retry=True, json=body)
         self.miner_id = answer.miner_id
         return answer
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from aitbc.protocol.jobs import Money, Time
@@ -62,3 +64,32 @@ class MarketQuote(BaseModel):
     best: MarketOption | None
     options: list[MarketOption]
     reason: str | None = None
+
+
+class RuntimeSchemaOffer(BaseModel):
+    """One declaration of what a runtime takes, and how many live miners declared exactly it."""
+
+    input: dict[str, Any] | bool | None = Field(
+        description="JSON Schema (draft 2020-12) of the job's inline `input`; null: any (an uploaded file skips it)"
+    )
+    parameters: dict[str, Any] | bool | None = Field(
+        description="JSON Schema of the job's `params` (`output_config` is not checked); null: any"
+    )
+    miners: int
+
+
+class RuntimeOffer(BaseModel):
+    """A runtime live miners offer: how many, the models they serve for it, and what its jobs may hold."""
+
+    name: str
+    miners: int
+    models: list[str] = Field(description="the models the miners that offer it serve (they may serve others too)")
+    schemas: list[RuntimeSchemaOffer] = Field(
+        description="each distinct declaration, the most common first; a job must be valid for one of them, or run "
+        "on a miner that declared none (`undeclared`)"
+    )
+    undeclared: int = Field(description="live miners offering it that declared no schemas: they take any input")
+
+
+class RuntimeList(BaseModel):
+    runtimes: list[RuntimeOffer]

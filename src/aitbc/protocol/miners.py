@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from aitbc.domain.job import FailureReason, JobStatus, Priority
+from aitbc.domain.runtime_schemas import MAX_SCHEMA_BYTES, RuntimeSchemas, schema_problem
 from aitbc.protocol.jobs import HardwareRequirements, JsonInput, Moment, Strict, Time
 from aitbc.protocol.regions import Region
 
@@ -44,6 +45,23 @@ class GpuSpec(Strict):
     vram_gb: float = Field(ge=0, le=4096)
 
 
+JsonSchema = dict[str, Any] | StrictBool
+
+
+class RuntimeSchemaSpec(Strict):
+    """What one runtime takes, as JSON Schemas (draft 2020-12); null: not declared (anything is taken)."""
+
+    input: JsonSchema | None = Field(
+        default=None, description="the job's inline `input` (a job whose input is an uploaded file skips it)"
+    )
+    parameters: JsonSchema | None = Field(
+        default=None, description="the job's `params`, less the keys the coordinator adds itself (`output_config`)"
+    )
+
+    def declared(self) -> RuntimeSchemas:
+        return RuntimeSchemas.of(self.input, self.parameters)
+
+
 class RegisterRequest(Strict):
     name: str = Field(min_length=1, max_length=200)
     gpus: list[GpuSpec] = Field(default_factory=list, max_length=64)
@@ -52,6 +70,26 @@ class RegisterRequest(Strict):
     max_concurrency: int = Field(default=1, ge=1, le=256)
     public_key: str = Field(pattern=ED25519_PUBLIC_KEY_PATTERN, description="Ed25519 public key, base64 (raw 32 bytes)")
     region: Region | None = Field(default=None, description="where the miner is (`us-west`), shown in the marketplace")
+    schemas: dict[str, RuntimeSchemaSpec] | None = Field(
+        default=None,
+        max_length=32,
+        description="by runtime (each one of `runtimes`): the JSON Schemas of the input and params it takes, each "
+        f"at most {MAX_SCHEMA_BYTES} bytes of JSON; a job invalid for them is not given to this miner",
+    )
+
+    @model_validator(mode="after")
+    def _valid_schemas(self) -> RegisterRequest:
+        for runtime, spec in (self.schemas or {}).items():
+            if runtime not in self.runtimes:
+                raise ValueError(f"schemas names {runtime!r}, which is not one of this miner's runtimes")
+            for part, schema in (("input", spec.input), ("parameters", spec.parameters)):
+                problem = None if schema is None else schema_problem(schema)
+                if problem is not None:
+                    raise ValueError(f"schemas[{runtime!r}].{part} is not a usable JSON Schema: {problem}")
+        return self
+
+    def declared_schemas(self) -> dict[str, RuntimeSchemas]:
+        return {runtime: spec.declared() for runtime, spec in (self.schemas or {}).items()}
 
 
 class RegisterResponse(BaseModel):

@@ -14,7 +14,7 @@ from aitbc.protocol.admin import AccountView, CreatedKeyView, KeyView
 from aitbc.protocol.billing import BalanceView, LedgerEntryView, SpendingView, StatsView
 from aitbc.protocol.cancels import CancelJobsResult
 from aitbc.protocol.jobs import EventMessage, JobView, SubmittedJobView
-from aitbc.protocol.marketplace import GpuList, MarketQuote
+from aitbc.protocol.marketplace import GpuList, MarketQuote, RuntimeList
 from aitbc.protocol.monitor import JobMetricsView, MinerMetricsView, WhoAmIView
 from aitbc.protocol.presets import TemplateView, WorkflowView
 from aitbc.protocol.results import (
@@ -190,6 +190,10 @@ class ClientMethods:
     ) -> GpuList:
         """The GPUs live miners offer now (only those serving `model`, in `region`, with a `gpu_type` GPU)."""
         return self._run(marketplace_calls.gpus(model, region, gpu_type))
+
+    def marketplace_runtimes(self) -> RuntimeList:
+        """The runtimes live miners offer, with the JSON Schemas of the input and params their jobs may hold."""
+        return self._run(marketplace_calls.runtimes())
 
     def quote(self, **options: Unpack[SubmitOptions]) -> MarketQuote:
         """What a job (`submit`'s options) would cost on each GPU model on offer for it, cheapest first;

@@ -1,9 +1,11 @@
-"""The marketplace: the GPUs live miners offer now (`aitbc marketplace gpu list`), and a job's quote on each GPU
-model on offer (`aitbc client submit --use-marketplace`).
+"""The marketplace: the GPUs live miners offer now (`aitbc marketplace gpu list`), a job's quote on each GPU
+model on offer (`aitbc client submit --use-marketplace`), and the runtimes on offer with the schemas of what
+their jobs may hold (`aitbc marketplace runtimes`).
 
 Everything is read from the in-memory view of live miners plus two aggregate queries (pending jobs grouped by
 what they ask for, leased jobs counted per miner): counts only, so a client sees no other tenant's jobs. Prices
-come from the coordinator's price table, as billing charges them.
+come from the coordinator's price table, as billing charges them. Queue counts and quotes match on hardware,
+runtime and model only (`inputs=False`): the grouped pending jobs and a quoted request carry no input.
 """
 
 from __future__ import annotations
@@ -15,8 +17,18 @@ from aitbc.domain.accounts import Miner, Principal
 from aitbc.domain.job import JobSpec, Requirements
 from aitbc.domain.matching import can_take, gpu_matches, gpu_models, normalize_gpu_model, unmet_requirements
 from aitbc.domain.pricing import PriceTable
+from aitbc.domain.runtime_schemas import RuntimeSchemas
 from aitbc.protocol.jobs import SubmitJobRequest
-from aitbc.protocol.marketplace import GpuGroup, GpuList, GpuOffer, MarketOption, MarketQuote
+from aitbc.protocol.marketplace import (
+    GpuGroup,
+    GpuList,
+    GpuOffer,
+    MarketOption,
+    MarketQuote,
+    RuntimeList,
+    RuntimeOffer,
+    RuntimeSchemaOffer,
+)
 from aitbc.services.jobs import JobService, requested_type
 from aitbc.services.miner_registry import LiveMiners
 from aitbc.storage.interfaces import Demand, Load, MarketStore
@@ -34,7 +46,7 @@ def hourly(price: Decimal) -> Decimal:
 
 def queue_depth(miner: Miner, demand: list[Demand]) -> int:
     """Pending jobs this miner could take (those pinned to it, and the unpinned ones it can run)."""
-    return sum(item.count for item in demand if can_take(item.spec, miner.id, miner.capabilities))
+    return sum(item.count for item in demand if can_take(item.spec, miner.id, miner.capabilities, inputs=False))
 
 
 def _gpus_busy(miner: Miner, load: Load) -> int:
@@ -96,6 +108,32 @@ class MarketplaceService:
             last_seen_at=miner.last_seen_at,
         )
 
+    def runtimes(self) -> RuntimeList:
+        """Every runtime live miners offer, by name: how many miners, their models, and each distinct pair of
+        schemas declared for it (the most miners first)."""
+        live = self._live()
+        offers: list[RuntimeOffer] = []
+        for name in sorted({runtime for miner in live for runtime in miner.capabilities.runtimes}):
+            offering = [miner for miner in live if name in miner.capabilities.runtimes]
+            declared: dict[RuntimeSchemas, int] = {}
+            for miner in offering:
+                schemas = miner.capabilities.schemas_for(name)
+                if schemas is not None:
+                    declared[schemas] = declared.get(schemas, 0) + 1
+            ranked = sorted(
+                declared.items(), key=lambda item: (-item[1], item[0].input or "", item[0].parameters or "")
+            )
+            offers.append(
+                RuntimeOffer(
+                    name=name,
+                    miners=len(offering),
+                    models=sorted({model for miner in offering for model in miner.capabilities.models}),
+                    schemas=[RuntimeSchemaOffer(**schemas.as_json(), miners=count) for schemas, count in ranked],
+                    undeclared=len(offering) - sum(declared.values()),
+                )
+            )
+        return RuntimeList(runtimes=offers)
+
     async def quote(self, principal: Principal, request: SubmitJobRequest) -> MarketQuote:
         """The job of `request` (after its template and workflow) on each GPU model that live miners offer for it
         (only the one it names, with `requirements.gpu_type`; only its miner's, when pinned): cheapest first,
@@ -155,7 +193,7 @@ def _offered(spec: JobSpec, live: list[Miner]) -> dict[str, list[Miner]]:
         for gpu in gpu_models(miner.capabilities):
             if wanted is not None and not gpu_matches(wanted, gpu):
                 continue
-            if can_take(_on(spec, gpu), miner.id, miner.capabilities):
+            if can_take(_on(spec, gpu), miner.id, miner.capabilities, inputs=False):
                 offered.setdefault(gpu, []).append(miner)
     return offered
 
@@ -175,5 +213,6 @@ def _nothing_on_offer(spec: JobSpec, live: list[Miner]) -> str:
     for miner in with_gpus:
         for gpu in gpu_models(miner.capabilities):
             if wanted is None or gpu_matches(wanted, gpu):
-                reasons.extend(r for r in unmet_requirements(_on(spec, gpu), miner.capabilities) if r not in reasons)
+                unmet = unmet_requirements(_on(spec, gpu), miner.capabilities, inputs=False)
+                reasons.extend(r for r in unmet if r not in reasons)
     return "no connected miner with a GPU can run this job: " + "; ".join(reasons)

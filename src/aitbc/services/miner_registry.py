@@ -8,6 +8,8 @@ miner's jobs is being cancelled.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +24,7 @@ from aitbc.domain.identifiers import new_miner_id
 from aitbc.domain.job import Job, JobStatus
 from aitbc.domain.manifest import load_public_key
 from aitbc.domain.matching import Capabilities, Gpu
+from aitbc.domain.runtime_schemas import schemas_from_json, schemas_to_json
 from aitbc.protocol.miners import LeaseState, RegisterRequest, RegisterResponse
 from aitbc.services.leases import HELD_STATUSES, LeaseGuard
 from aitbc.services.lifecycle import Lifecycle
@@ -40,6 +43,9 @@ RELAY_EVERY_SECONDS = 5.0
 # register check of a name in use and the admin listing. A write per poll cost a transaction (and, on SQLite, a
 # place in the one writer's queue) on every claim.
 STORE_EVERY_SECONDS = 5.0
+# A relayed record larger than this (a miner's schemas, or a long list of models) would not fit in a NOTIFY
+# (8000 bytes with its envelope): it travels by reference instead, and each replica reads the miner once.
+RELAY_RECORD_MAX_BYTES = 7000
 
 
 class LiveMiners:
@@ -87,15 +93,35 @@ class LiveMiners:
         if not force and last is not None and (miner.last_seen_at - last).total_seconds() < self._relay_every:
             return
         self._relayed[miner.id] = miner.last_seen_at
-        self._hub.miner_seen(_record(miner))
+        self._hub.miner_seen(relay_record(miner))
 
     def _heard_elsewhere(self, record: Mapping[str, Any]) -> None:
         try:
+            if record.get("by_reference"):
+                moment = datetime.fromisoformat(str(record["last_seen_at"]))
+                self._read_soon(str(record["id"]), str(record["digest"]), moment)
+                return
             miner = _miner(record)
         except (KeyError, TypeError, ValueError):
             log.warning("ignored a malformed live-miner notice")
             return
         self._remember(miner)  # its capabilities (a re-registration elsewhere), the later last_seen_at
+
+    def _read_soon(self, miner_id: str, digest: str, last_seen_at: datetime) -> None:
+        """A miner relayed by reference: one this view knows as it is (the same digest) only moves its
+        `last_seen_at`; a new one, or one registered again, is read from the database once."""
+        known = self._seen.get(miner_id)
+        if known is not None and _digest(known) == digest:
+            self._remember(replace(known, last_seen_at=max(known.last_seen_at, last_seen_at)))
+            return
+        task = asyncio.get_running_loop().create_task(self._read(miner_id, last_seen_at))
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
+    async def _read(self, miner_id: str, last_seen_at: datetime) -> None:
+        miner = await self._store.get_miner(miner_id)
+        if miner is not None:
+            self._remember(replace(miner, last_seen_at=max(miner.last_seen_at, last_seen_at)))
 
     def _reload_soon(self) -> None:
         if self._since is None:
@@ -178,6 +204,27 @@ class LiveMiners:
         return await self._store.seen_since(moment)
 
 
+def relay_record(miner: Miner) -> dict[str, Any]:
+    """What the relay carries of a miner: its whole record, or, when that is too large for a notice, its id and
+    moment (`by_reference`: the other replicas read it from the database)."""
+    record = _record(miner)
+    if len(json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()) <= RELAY_RECORD_MAX_BYTES:
+        return record
+    return {
+        "by_reference": True,
+        "id": miner.id,
+        "digest": _digest(miner),
+        "last_seen_at": miner.last_seen_at.isoformat(),
+    }
+
+
+def _digest(miner: Miner) -> str:
+    """What a miner registered (all of its record but `last_seen_at`), hashed: equal when nothing changed."""
+    record = _record(miner)
+    del record["last_seen_at"]
+    return hashlib.sha256(json.dumps(record, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def _record(miner: Miner) -> dict[str, Any]:
     """A miner as JSON, for the relay."""
     capabilities = miner.capabilities
@@ -193,6 +240,7 @@ def _record(miner: Miner) -> dict[str, Any]:
         "registered_at": miner.registered_at.isoformat(),
         "last_seen_at": miner.last_seen_at.isoformat(),
         "region": miner.region,
+        "schemas": schemas_to_json(capabilities.schemas_by_runtime()),
     }
 
 
@@ -201,10 +249,11 @@ def _miner(record: Mapping[str, Any]) -> Miner:
         id=str(record["id"]),
         account_id=str(record["account_id"]),
         name=str(record["name"]),
-        capabilities=Capabilities(
+        capabilities=Capabilities.with_schemas(
             runtimes=frozenset(str(r) for r in record["runtimes"]),
             models=frozenset(str(m) for m in record["models"]),
             gpus=tuple(Gpu(model=str(g["model"]), vram_gb=float(g["vram_gb"])) for g in record["gpus"]),
+            schemas=schemas_from_json(record.get("schemas")),
         ),
         max_concurrency=int(record["max_concurrency"]),
         public_key=str(record["public_key"]),
@@ -247,10 +296,11 @@ class MinerRegistry:
                     "ago): give this one another --name, or stop the other and retry in "
                     f"{self._settings.miner_active_seconds - idle:.0f} s"
                 )
-        capabilities = Capabilities(
+        capabilities = Capabilities.with_schemas(
             runtimes=frozenset(request.runtimes),
             models=frozenset(request.models),
             gpus=tuple(Gpu(model=g.model, vram_gb=g.vram_gb) for g in request.gpus),
+            schemas=request.declared_schemas(),
         )
         miner = await self._miners.register(
             new_miner_id(),

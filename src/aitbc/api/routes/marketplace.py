@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from aitbc.api.checked_route import CheckedRoute
 from aitbc.api.dependencies import ClientDep, CoordinatorDep
 from aitbc.protocol.jobs import SubmitJobRequest
-from aitbc.protocol.marketplace import GpuList, MarketQuote
+from aitbc.protocol.marketplace import GpuList, MarketQuote, RuntimeList
 from aitbc.protocol.regions import REGION_MAX_LENGTH, REGION_PATTERN
 
 router = APIRouter(route_class=CheckedRoute, prefix="/v1/marketplace", tags=["marketplace"])
@@ -44,6 +44,14 @@ async def gpus(
     region, price per hour (from the price table) and queue (pending jobs it could take), cheapest first.
     Counts only: no other tenant's job is named."""
     return await coordinator.marketplace.gpus(model, region, gpu_type)
+
+
+@router.get("/runtimes", response_model=RuntimeList)
+async def runtimes(_client: ClientDep, coordinator: CoordinatorDep) -> RuntimeList:
+    """The runtimes live miners offer: for each, how many miners, the models they serve, and the JSON Schemas
+    (draft 2020-12) of the `input` and `params` its jobs may hold, as the miners declared them. A job is given
+    only to a miner whose schemas it is valid for (or one that declared none)."""
+    return coordinator.marketplace.runtimes()
 
 
 @router.post("/quote", response_model=MarketQuote)

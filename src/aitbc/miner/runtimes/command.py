@@ -22,6 +22,7 @@ import re
 import shutil
 import stat
 from pathlib import Path
+from typing import Any, ClassVar
 
 from aitbc.domain.job import FailureReason
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult
@@ -36,10 +37,47 @@ ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 SCRIPT_NAME = ".aitbc-job.sh"
 JOB_ROOT = "/job"
 WORK, OUTPUT, TMP = "work", "output", "tmp"
+# The environment every script gets (`_environment`): params.env may not set these, nor any AITBC_ name.
+OWN_ENVIRONMENT = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER")
+
+# The script (non-blank), or {"script": …, "files": {name: text}}; with an uploaded file, `script` may be left
+# out (the file is the script). What `_script` takes, and nothing else.
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": ["string", "object"],
+    "pattern": r"\S",
+    "properties": {
+        "script": {"type": ["string", "null"], "description": "the bash script to run"},
+        "files": {
+            "type": ["object", "null"],
+            "propertyNames": {"pattern": SAFE_FILE_NAME.pattern, "not": {"enum": [".", ".."]}},
+            "additionalProperties": {"type": "string"},
+            "description": "files written into the working folder before the script runs: name → text",
+        },
+    },
+    "additionalProperties": False,
+    "description": "the bash script, or an object of the script and the files it reads",
+}
+# The script reads every key from $AITBC_PARAMS, so any key is allowed; `env` is what the runtime reads itself.
+PARAMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "env": {
+            "type": ["object", "null"],
+            "propertyNames": {
+                "pattern": ENV_NAME.pattern,
+                "not": {"anyOf": [{"pattern": "^AITBC_"}, {"enum": list(OWN_ENVIRONMENT)}]},
+            },
+            "additionalProperties": {"type": ["string", "number"]},
+            "description": "environment variables for the script: NAME → value",
+        }
+    },
+}
 
 
 class CommandRuntime:
     name = "command"
+    input_schema: ClassVar[dict[str, Any]] = INPUT_SCHEMA
+    params_schema: ClassVar[dict[str, Any]] = PARAMS_SCHEMA
 
     def __init__(self, isolation: Isolation, kill_grace_seconds: float = 1.0) -> None:
         self._isolation = isolation

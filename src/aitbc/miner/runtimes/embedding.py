@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aitbc.domain.job import FailureReason
 from aitbc.miner.config import MinerConfig
@@ -26,6 +26,21 @@ from aitbc.miner.worker.pool import WorkerPool, WorkerSettings
 MAX_TEXTS = 100_000
 TEXTS_FILE = "texts.json"
 VECTORS_FILE = "embeddings.npy"
+# What `parse_texts` takes: text with at least one non-blank line (one input per line), or a list of strings.
+INPUT_SCHEMA: dict[str, Any] = {
+    "type": ["string", "array"],
+    "pattern": r"\S",
+    "items": {"type": "string"},
+    "minItems": 1,
+    "maxItems": MAX_TEXTS,
+    "description": "text, one input per non-empty line, or a list of strings",
+}
+# `normalize` is all it reads: a boolean (a string such as "false" would read as true).
+PARAMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"normalize": {"type": "boolean", "description": "unit-length vectors (default true)"}},
+    "additionalProperties": False,
+}
 
 
 def parse_texts(raw: Any) -> list[str]:
@@ -53,6 +68,8 @@ def parse_texts(raw: Any) -> list[str]:
 
 class EmbeddingRuntime:
     name = "embedding"
+    input_schema: ClassVar[dict[str, Any]] = INPUT_SCHEMA
+    params_schema: ClassVar[dict[str, Any]] = PARAMS_SCHEMA
 
     def __init__(self, folders: dict[str, Path], pool: WorkerPool) -> None:
         self._folders = folders

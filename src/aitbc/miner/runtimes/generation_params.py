@@ -9,6 +9,25 @@ from aitbc.miner.runtimes.interface import JobFailed
 
 MAX_TOKENS_LIMIT = 8192
 DEFAULT_MAX_TOKENS = 128
+TEMPERATURE_RANGE = (0, 10)
+TOP_P_RANGE = (0.0001, 1)
+
+
+def _range(low: float, high: float, what: str) -> dict[str, Any]:
+    return {"type": "number", "minimum": low, "maximum": high, "description": what}
+
+
+# What `GenerationParams.from_params` reads, and nothing else: a key it does not know is a typo.
+PARAMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "max_tokens": _range(1, MAX_TOKENS_LIMIT, f"most tokens to generate (default {DEFAULT_MAX_TOKENS})"),
+        "temperature": _range(*TEMPERATURE_RANGE, "sampling temperature; 0: greedy (default 1)"),
+        "top_p": _range(*TOP_P_RANGE, "nucleus sampling's probability mass (default 1)"),
+        "seed": {"type": ["integer", "null"], "description": "the sampler's seed, for a repeatable answer"},
+    },
+    "additionalProperties": False,
+}
 
 
 def _number(params: dict[str, Any], name: str, default: float, low: float, high: float) -> float:
@@ -32,8 +51,8 @@ class GenerationParams:
             raise JobFailed("params.seed must be an integer")
         return cls(
             max_tokens=int(_number(params, "max_tokens", DEFAULT_MAX_TOKENS, 1, MAX_TOKENS_LIMIT)),
-            temperature=_number(params, "temperature", 1.0, 0, 10),
-            top_p=_number(params, "top_p", 1.0, 0.0001, 1),
+            temperature=_number(params, "temperature", 1.0, *TEMPERATURE_RANGE),
+            top_p=_number(params, "top_p", 1.0, *TOP_P_RANGE),
             seed=seed,
         )
 

@@ -25,7 +25,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aitbc.domain.job import FailureReason
 from aitbc.miner.config import JobLimits, MinerConfig
@@ -52,10 +52,43 @@ PROBE_OUTPUT_CHARACTERS = 1_000_000
 JOB_FOLDER = "/job"  # where the job's folder appears inside the sandbox
 STDERR_TAIL_LINES = 20
 PROBE_ENTRIES = "format=format_name,duration:stream=codec_type,codec_name,width,height,sample_rate"
+INTEGER_LIMITS = {"width": 16384, "height": 16384, "fps": 1000, "sample_rate": 384000}
+
+
+def _property(kinds: list[str], what: str, **checks: Any) -> dict[str, Any]:
+    """A key of `params`: null or absent (ffmpeg's default), else one of `kinds` passing `checks`."""
+    return {"type": [*kinds, "null"], **checks, "description": what}
+
+
+# What `command_line` checks, key by key; it reads no other key. A bitrate may be a number (800000) or text.
+PARAMS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "format": {"enum": list(OUTPUT_FORMATS), "description": "the output's muxer (default mp4)"},
+        **{
+            key: _property(["string"], f"ffmpeg's {what} encoder (libx264)", pattern=NAME.pattern)
+            for key, what in (("codec", "video"), ("audio_codec", "audio"))
+        },
+        **{
+            key: _property(
+                ["string", "integer"], f"{what} bitrate: 800k, 2M", pattern=BITRATE.pattern, minimum=0, maximum=999999
+            )
+            for key, what in (("video_bitrate", "video"), ("audio_bitrate", "audio"))
+        },
+        **{
+            key: _property(["integer"], key.replace("_", " "), minimum=1, maximum=high)
+            for key, high in INTEGER_LIMITS.items()
+        },
+    },
+    "additionalProperties": False,
+}
 
 
 class ReencodeRuntime:
     name = "reencode"
+    # The media file is uploaded (input_file_id): an inline input is never read.
+    input_schema: ClassVar[bool] = False
+    params_schema: ClassVar[dict[str, Any]] = PARAMS_SCHEMA
 
     def __init__(
         self,
@@ -245,12 +278,12 @@ class ReencodeRuntime:
             arguments += ["-b:v", rate]
         if rate := bitrate("audio_bitrate"):
             arguments += ["-b:a", rate]
-        width, height = integer("width", 16384), integer("height", 16384)
+        width, height = integer("width", INTEGER_LIMITS["width"]), integer("height", INTEGER_LIMITS["height"])
         if width or height:
             arguments += ["-vf", f"scale={width or -2}:{height or -2}"]
-        if fps := integer("fps", 1000):
+        if fps := integer("fps", INTEGER_LIMITS["fps"]):
             arguments += ["-r", str(fps)]
-        if sample_rate := integer("sample_rate", 384000):
+        if sample_rate := integer("sample_rate", INTEGER_LIMITS["sample_rate"]):
             arguments += ["-ar", str(sample_rate)]
         # -progress opens its pipe directly, outside the protocol whitelist: no `pipe` protocol is allowed.
         return [*arguments, *output_options(output_format), "-progress", "pipe:1", "-nostats", target]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from aitbc.domain.job import FailureReason
 from aitbc.miner.config import MinerConfig
-from aitbc.miner.runtimes.generation_params import Generated, GenerationParams
+from aitbc.miner.runtimes.generation_params import PARAMS_SCHEMA, Generated, GenerationParams
 from aitbc.miner.runtimes.interface import JobContext, JobFailed, RuntimeResult, RuntimeUnavailable
 from aitbc.miner.runtimes.models import is_sentence_transformer
 from aitbc.miner.runtimes.ollama_backend import OllamaBackend, ollama_models
@@ -29,6 +29,9 @@ FINISH_REASONS = ("stop", "length", "canceled")
 
 class TextGenerationRuntime:
     name = "text-generation"
+    # The prompt, as text (an uploaded file is read as text too); `params`: the sampling parameters.
+    input_schema: ClassVar[dict[str, Any]] = {"type": "string", "minLength": 1, "description": "the prompt"}
+    params_schema: ClassVar[dict[str, Any]] = PARAMS_SCHEMA
 
     def __init__(self, local: dict[str, Path], remote: dict[str, OllamaBackend], pool: WorkerPool | None) -> None:
         self._local = local

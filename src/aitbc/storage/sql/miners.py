@@ -9,6 +9,7 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from aitbc.domain.accounts import Miner
 from aitbc.domain.matching import Capabilities
+from aitbc.domain.runtime_schemas import schemas_to_json
 from aitbc.storage.sql.database import Database
 from aitbc.storage.sql.one_statement import every_row, first, rows_changed
 from aitbc.storage.sql.rows import miner_from_row
@@ -38,6 +39,7 @@ class SqlMinerStore:
             "public_key": public_key,
             "last_seen_at": now,
             "region": region,
+            "schemas": schemas_to_json(capabilities.schemas_by_runtime()),
         }
         same = (miners.c.account_id == account_id, miners.c.name == name)
 

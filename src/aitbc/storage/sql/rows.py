@@ -11,6 +11,7 @@ from aitbc.domain.job import FailureReason, Job, JobSpec, JobStatus, Priority, R
 from aitbc.domain.matching import Capabilities, Gpu
 from aitbc.domain.money import from_units
 from aitbc.domain.plans import Plan, Role
+from aitbc.domain.runtime_schemas import schemas_from_json
 
 
 def job_from_row(row: Any) -> Job:
@@ -110,10 +111,11 @@ def key_from_row(row: Any) -> ApiKey:
 
 def miner_from_row(row: Any) -> Miner:
     m = row._mapping
-    capabilities = Capabilities(
+    capabilities = Capabilities.with_schemas(
         runtimes=frozenset(m["runtimes"]),
         models=frozenset(m["models"]),
         gpus=tuple(Gpu(model=g["model"], vram_gb=float(g["vram_gb"])) for g in m["gpus"]),
+        schemas=schemas_from_json(m["schemas"]),
     )
     return Miner(
         id=m["id"],

@@ -141,6 +141,8 @@ miners = Table(
     Column("registered_at", UtcDateTime(), nullable=False),
     Column("last_seen_at", UtcDateTime(), nullable=False, index=True),
     Column("region", String(64)),  # where the miner says it is, lower case (migration 0013)
+    # {runtime: {"input": schema, "parameters": schema}}: the JSON Schemas it declared; NULL: none (0017)
+    Column("schemas", JSON(none_as_null=True)),
     UniqueConstraint("account_id", "name", name="uq_miners_account_name"),
     Index("ix_miners_name", "name"),  # `--agent-id NAME`: a name is unique per account only
 )
