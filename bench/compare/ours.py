@@ -28,8 +28,9 @@ from aitbc.domain.manifest import public_key_text
 HERE = Path(__file__).resolve().parent
 EMBEDDING_TEXT = "a cat sits on the mat"
 NOOP_JOB = {"type": "command", "input": "true"}
-# The submits under wrk: a type no miner offers, so the jobs they queue leave the miners (and their queue) alone.
-SUBMIT_POST_JOB = {"type": "bench-submit", "input": "true"}
+# The submits under wrk: a type no miner offers, so the jobs they queue leave the miners (and their queue) alone;
+# with a queue timeout, as a client queueing such a job must give (without one the submit is refused).
+SUBMIT_POST_JOB = {"type": "bench-submit", "input": "true", "queue_timeout_seconds": 86400}
 
 
 def percentile(values: list[float], fraction: float) -> float:
