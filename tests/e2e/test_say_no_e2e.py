@@ -116,3 +116,17 @@ def _read_all(descriptor: int, into: list[bytes]) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def test_an_input_the_runtime_cannot_take_is_refused_before_it_is_billed(stack: Stack) -> None:
+    stack.start_miner("plain", "--allow-command", "--runtimes", "command", "--claim-wait", "2")
+    wait_until(lambda: "command" in offered_runtimes(stack), timeout=30, what="the miner")
+    balance = stack.cli("client", "balance").stdout
+    # A JSON list to the command runtime, which takes a script (text, or {script, files}): its schema says no.
+    refused = stack.cli("client", "submit", "--type", "command", "--input", "[1, 2]", check=False)
+    assert refused.returncode == 1, refused
+    assert "input for 'command'" in refused.stderr and "Traceback" not in refused.stderr
+    assert stack.json("client", "list")["jobs"] == []
+    assert stack.cli("client", "balance").stdout == balance  # nothing held, nothing charged
+    taken = stack.submit("--type", "command", "--input", "echo fine")
+    assert stack.wait_status(taken, {"completed", "failed"}, timeout=60)["status"] == "completed"
