@@ -22,11 +22,8 @@ from typer.testing import CliRunner
 
 from aitbc import AsyncClient, Client
 from aitbc.cli.main import app
-from aitbc.domain.plans import Role
-from aitbc.settings import Settings
-from aitbc.wiring import coordinator_session
 from tests.support.protocol_miner import HttpMiner
-from tests.support.served import served_in_thread
+from tests.support.served import served_for_cli
 
 # The guide's GPU and model, and a miner named as its `--agent-id agent_456`.
 FLEET: dict[str, dict[str, Any]] = {
@@ -81,25 +78,12 @@ async def _register(url: str, miner_key: str) -> dict[str, str]:
 
 @pytest.fixture
 def market(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Market]:
-    settings = Settings(data_dir=tmp_path / "data", run_reaper=False, run_results_sweeper=False)
-
-    async def bootstrap() -> tuple[str, str]:
-        async with coordinator_session(settings) as coordinator:
-            _admin, user = await coordinator.accounts.bootstrap()
-            miner = await coordinator.accounts.create_key("farm", Role.MINER)
-        return user.secret, miner.secret
-
-    client_key, miner_key = asyncio.run(bootstrap())
-    with served_in_thread(settings) as url:
-        monkeypatch.setenv("AITBC_URL", url)
-        monkeypatch.setenv("AITBC_API_KEY", client_key)
-        monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))
-        monkeypatch.setenv("COLUMNS", "200")
+    with served_for_cli(tmp_path, monkeypatch) as served:
         monkeypatch.chdir(tmp_path)
         Path("data.txt").write_text("What is machine learning?\n")
-        miner_ids = asyncio.run(_register(url, miner_key))
-        with httpx.Client(base_url=url, headers={"X-Api-Key": client_key}, timeout=30) as http:
-            yield Market(url, http, miner_key, miner_ids)
+        miner_ids = asyncio.run(_register(served.url, served.miner_key))
+        with httpx.Client(base_url=served.url, headers={"X-Api-Key": served.client_key}, timeout=30) as http:
+            yield Market(served.url, http, served.miner_key, miner_ids)
 
 
 def aitbc(*args: str) -> tuple[int, str, str]:

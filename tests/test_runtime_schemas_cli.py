@@ -14,12 +14,9 @@ from typer.testing import CliRunner
 
 from aitbc import Client
 from aitbc.cli.main import app
-from aitbc.domain.plans import Role
 from aitbc.miner.runtimes.text_generation import TextGenerationRuntime
-from aitbc.settings import Settings
-from aitbc.wiring import coordinator_session
 from tests.support.protocol_miner import HttpMiner
-from tests.support.served import served_in_thread
+from tests.support.served import served_for_cli
 
 GENERATION = {
     "text-generation": {"input": TextGenerationRuntime.input_schema, "parameters": TextGenerationRuntime.params_schema}
@@ -37,22 +34,9 @@ async def _register(url: str, miner_key: str) -> None:
 
 @pytest.fixture
 def market(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    settings = Settings(data_dir=tmp_path / "data", run_reaper=False, run_results_sweeper=False)
-
-    async def bootstrap() -> tuple[str, str]:
-        async with coordinator_session(settings) as coordinator:
-            _admin, user = await coordinator.accounts.bootstrap()
-            miner = await coordinator.accounts.create_key("farm", Role.MINER)
-        return user.secret, miner.secret
-
-    client_key, miner_key = asyncio.run(bootstrap())
-    with served_in_thread(settings) as url:
-        monkeypatch.setenv("AITBC_URL", url)
-        monkeypatch.setenv("AITBC_API_KEY", client_key)
-        monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))
-        monkeypatch.setenv("COLUMNS", "200")
-        asyncio.run(_register(url, miner_key))
-        yield client_key
+    with served_for_cli(tmp_path, monkeypatch) as served:
+        asyncio.run(_register(served.url, served.miner_key))
+        yield served.client_key
 
 
 def aitbc(*args: str) -> tuple[int, str, str]:

@@ -4,18 +4,24 @@ signal, kill or restart it); both are ready when `GET /v1/health` answers."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from fastapi import FastAPI
 
 from aitbc.api.app import create_app
 from aitbc.api.server import CoordinatorServer
+from aitbc.domain.plans import Role
 from aitbc.settings import Settings
+from aitbc.wiring import coordinator_session
 from tests.support.waiting import wait_until
 
 START_TIMEOUT = 30.0
@@ -63,3 +69,33 @@ def served_app_in_thread(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@dataclass(frozen=True)
+class ServedForCli:
+    """A coordinator served in a thread, the CLI of this process pointed at it (its environment), and keys."""
+
+    url: str
+    client_key: str
+    miner_key: str
+
+
+@contextmanager
+def served_for_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServedForCli]:
+    """What a CLI test in this process needs: a bootstrapped coordinator (a client key, a miner key of account
+    `farm`) served in a thread, and `AITBC_URL`, `AITBC_API_KEY`, a profile file and a wide terminal set."""
+    settings = Settings(data_dir=tmp_path / "data", run_reaper=False, run_results_sweeper=False)
+
+    async def bootstrap() -> tuple[str, str]:
+        async with coordinator_session(settings) as coordinator:
+            _admin, user = await coordinator.accounts.bootstrap()
+            miner = await coordinator.accounts.create_key("farm", Role.MINER)
+        return user.secret, miner.secret
+
+    client_key, miner_key = asyncio.run(bootstrap())
+    with served_in_thread(settings) as url:
+        monkeypatch.setenv("AITBC_URL", url)
+        monkeypatch.setenv("AITBC_API_KEY", client_key)
+        monkeypatch.setenv("AITBC_CONFIG", str(tmp_path / "profile.json"))
+        monkeypatch.setenv("COLUMNS", "200")
+        yield ServedForCli(url, client_key, miner_key)
