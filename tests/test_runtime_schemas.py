@@ -357,3 +357,44 @@ def test_a_local_reference_is_followed_and_one_that_names_nothing_is_the_schemas
     dangling = RuntimeSchemas.of({"$ref": "#/$defs/missing"})
     reason = input_problem("x", dangling, "hi", None)
     assert reason is not None and "its schema has a reference that names nothing" in reason
+
+
+def test_a_pattern_that_backtracks_in_python_is_matched_in_linear_time() -> None:
+    """`^(a+)+$` on a run of a's ending in `!` takes Python's `re` about 2**n steps (n = 26 here: seconds; 40
+    would be days): a miner declaring it would stall the coordinator's loop at every check. RE2 answers at once,
+    and the answers are the ones the pattern means."""
+    schema = {"type": "string", "pattern": "^(a+)+$"}
+    assert schema_problem(schema) is None
+    schemas = RuntimeSchemas.of(schema)
+    assert input_problem("x", schemas, "a" * 26, None) is None
+    refused = input_problem("x", schemas, "a" * 26 + "!", None)
+    assert refused is not None and "does not match" in refused
+    params = RuntimeSchemas.of(None, {"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}})
+    assert params_problem("x", params, {"ok": 1}) is None  # propertyNames' pattern goes through RE2 too
+    assert params_problem("x", params, {"NO": 1}) is not None
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [
+        ({"type": "string", "pattern": "^(?=a)a$"}, "not one RE2 compiles"),
+        ({"type": "string", "pattern": r"^(a)\1$"}, "not one RE2 compiles"),
+        ({"type": "object", "properties": {"k": {"pattern": "(?<!x)y"}}}, "not one RE2 compiles"),
+        ({"type": "object", "patternProperties": {"^a": {}}}, "patternProperties is not supported"),
+    ],
+)
+def test_patterns_re2_cannot_match_and_pattern_properties_are_refused(schema: dict[str, Any], says: str) -> None:
+    problem = schema_problem(schema)
+    assert problem is not None and says in problem
+
+
+def test_a_pattern_key_in_data_is_not_taken_for_a_pattern() -> None:
+    assert schema_problem({"enum": [{"pattern": "(?=not-a-pattern)"}]}) is None
+
+
+def test_dollar_ends_the_text_as_in_json_schema_not_before_a_final_newline_as_in_python() -> None:
+    """ECMA-262 (what JSON Schema's `pattern` means) and RE2 end `$` at the end of the text; Python's `re` also
+    before a final newline, which would let `"run.sh\\n"` pass a file-name pattern."""
+    schemas = RuntimeSchemas.of({"type": "string", "pattern": "^[a-z.]+$"})
+    assert input_problem("x", schemas, "run.sh", None) is None
+    assert input_problem("x", schemas, "run.sh\n", None) is not None

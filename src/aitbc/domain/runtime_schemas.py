@@ -11,13 +11,16 @@ Choices, so that every schema means the same everywhere:
   `output_config`) are not the runtime's: they are left out of the check, so no schema has to allow them;
 - a job whose input is an uploaded file (`input_file_id`, no inline input) skips the input schema;
 - a `$ref` must point inside its schema (`#…`), and `$schema`, if given, must be draft 2020-12: the
-  coordinator never fetches anything a miner names.
+  coordinator never fetches anything a miner names;
+- a `pattern` is matched with RE2 (linear time), not Python's backtracking `re`: a miner's pattern runs on the
+  coordinator's loop at every submit and claim it is checked on, and one that backtracks (`(a+)+b`) would stall
+  it. A pattern RE2 cannot compile (lookaround, backreferences) is refused at registration, and so is
+  `patternProperties` (jsonschema matches those with `re` in several places).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,6 +37,9 @@ COORDINATOR_PARAMS = frozenset({"output_config"})
 MESSAGE_CHARACTERS = 200  # a reason quotes the validator's message cut to this
 VALUE_CHARACTERS = 40  # and a value it quotes to this
 COMPILED_SCHEMAS = 512  # distinct schemas whose validators are kept
+COMPILED_PATTERNS = 1024  # distinct patterns kept compiled
+# What a schema's keyword holds as data, not as schemas: a `pattern` key in there is not a pattern.
+_DATA_KEYWORDS = frozenset({"enum", "const", "default", "examples"})
 
 
 def canonical_json(value: Any) -> str:
@@ -95,6 +101,14 @@ def schema_problem(schema: Any) -> str | None:
     for reference in _references(schema):
         if not reference.startswith("#"):
             return f"$ref {_short(reference)} points outside the schema: only references inside it (#…) are followed"
+    for keyword, value in _keywords(schema):
+        if keyword == "patternProperties":
+            return "patternProperties is not supported: name the keys in properties, or check them with propertyNames"
+        if keyword == "pattern" and isinstance(value, str) and _pattern(value) is None:
+            return (
+                f"pattern {_short(value)} is not one RE2 compiles (no lookaround or backreferences): the coordinator "
+                "matches patterns in linear time"
+            )
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import SchemaError
 
@@ -117,6 +131,42 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _keywords(schema: Any) -> Iterator[tuple[str, Any]]:
+    """Every (keyword, value) of a schema and its subschemas, leaving out what data keywords hold."""
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            yield key, value
+            if key not in _DATA_KEYWORDS:
+                yield from _keywords(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _keywords(item)
+
+
+@lru_cache(maxsize=COMPILED_PATTERNS)
+def _pattern(text: str) -> Any:
+    """`text` compiled by RE2, or None when RE2 cannot compile it."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        return re2.compile(text, options)
+    except re2.error:
+        return None
+
+
+def _matches_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    """The `pattern` keyword, matched by RE2 (a pattern it cannot compile never passed `schema_problem`)."""
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "string"):
+        return
+    compiled = _pattern(pattern)
+    if compiled is None or compiled.search(instance) is None:
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 def _references(schema: Any) -> Iterator[str]:
     if isinstance(schema, dict):
         for key, value in schema.items():
@@ -132,10 +182,20 @@ def _references(schema: Any) -> Iterator[str]:
 @lru_cache(maxsize=COMPILED_SCHEMAS)
 def _validator(text: str) -> Validator:
     """The compiled validator of one schema (its canonical JSON), with an empty registry: nothing is fetched."""
-    from jsonschema import Draft202012Validator
     from referencing import Registry
 
-    return Draft202012Validator(json.loads(text), registry=Registry())
+    return _linear_validator()(json.loads(text), registry=Registry())
+
+
+@lru_cache(maxsize=1)
+def _linear_validator() -> type[Validator]:
+    """Draft 2020-12's validator with `pattern` matched by RE2 (`_matches_pattern`)."""
+    from jsonschema import Draft202012Validator, validators
+
+    extended: type[Validator] = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, {"pattern": _matches_pattern}
+    )
+    return extended
 
 
 def input_problem(runtime: str, schemas: RuntimeSchemas, value: Any, input_file_id: str | None) -> str | None:
@@ -210,8 +270,7 @@ def _extra_keys(schema: Any, instance: dict[str, Any]) -> list[str]:
     if not isinstance(schema, dict):
         return []
     known = schema.get("properties") or {}
-    patterns = list((schema.get("patternProperties") or {}).keys())
-    return [key for key in instance if key not in known and not any(re.search(p, key) for p in patterns)]
+    return [key for key in instance if key not in known]  # no patternProperties: `schema_problem` refuses them
 
 
 def _json_type(value: Any) -> str:
