@@ -131,16 +131,16 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _keywords(schema: Any) -> Iterator[tuple[str, Any]]:
-    """Every (keyword, value) of a schema and its subschemas, leaving out what data keywords hold."""
+def _keywords(schema: Any, data: frozenset[str] = _DATA_KEYWORDS) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) of a schema and its subschemas, not descending into the keywords named in `data`."""
     if isinstance(schema, dict):
         for key, value in schema.items():
             yield key, value
-            if key not in _DATA_KEYWORDS:
-                yield from _keywords(value)
+            if key not in data:
+                yield from _keywords(value, data)
     elif isinstance(schema, list):
         for item in schema:
-            yield from _keywords(item)
+            yield from _keywords(item, data)
 
 
 @lru_cache(maxsize=COMPILED_PATTERNS)
@@ -168,15 +168,10 @@ def _matches_pattern(validator: Any, pattern: str, instance: Any, schema: Any) -
 
 
 def _references(schema: Any) -> Iterator[str]:
-    if isinstance(schema, dict):
-        for key, value in schema.items():
-            if key in ("$ref", "$dynamicRef") and isinstance(value, str):
-                yield value
-            else:
-                yield from _references(value)
-    elif isinstance(schema, list):
-        for item in schema:
-            yield from _references(item)
+    """Every `$ref` and `$dynamicRef`, wherever it stands (data keywords included, as a resolver might look)."""
+    for key, value in _keywords(schema, frozenset()):
+        if key in ("$ref", "$dynamicRef") and isinstance(value, str):
+            yield value
 
 
 @lru_cache(maxsize=COMPILED_SCHEMAS)
